@@ -1,0 +1,5 @@
+"""`python -m evorec` is the `evorec` command."""
+
+from evorec.cli import main
+
+main()

@@ -1,0 +1,181 @@
+"""The `evorec` command: run the services, check their health.
+
+Errors reach the user as one readable line (`error: ...`) and a non-zero exit status, not as a
+traceback.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from types import FrameType
+from typing import Annotated
+
+import grpc
+import typer
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from rich.console import Console
+from rich.table import Table
+
+from evorec import __version__
+from evorec.platform.config import CONFIG_FILE_ENV, ConfigError, Settings, load_settings
+from evorec.platform.logs import configure_logging
+from evorec.platform.registry import SERVICES, create_service
+from evorec.platform.server import serve as serve_service
+
+app = typer.Typer(
+    help="evorec: predicts how users' interests evolve and serves recommendations over gRPC.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+console = Console()
+
+ConfigOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--config",
+        help=f"TOML settings file (else ${CONFIG_FILE_ENV}); EVOREC_* variables override it.",
+        exists=False,
+        dir_okay=False,
+    ),
+]
+ServiceName = Annotated[str, typer.Argument(help="One of: " + ", ".join(SERVICES))]
+
+
+@app.command()
+def version() -> None:
+    """Print evorec's version."""
+    console.print(__version__)
+
+
+@app.command()
+def serve(name: ServiceName, config: ConfigOption = None) -> None:
+    """Run one service until SIGTERM or Ctrl-C, then drain it gracefully."""
+    if name not in SERVICES:
+        raise ConfigError(f"unknown service {name!r}; choose one of {', '.join(SERVICES)}")
+    settings = load_settings(config)
+    configure_logging(SERVICES[name].full_name, settings.log_level, settings.log_format)
+    service = create_service(name, settings)
+    asyncio.run(serve_service(service, settings.endpoint(name), settings.server))
+
+
+@app.command()
+def up(
+    config: ConfigOption = None,
+    start_timeout: Annotated[
+        float, typer.Option(help="Seconds each service may take to become SERVING.")
+    ] = 120.0,
+) -> None:
+    """Run all four services on embedded defaults, one process each; Ctrl-C stops them."""
+    settings = load_settings(config)
+    env = dict(os.environ)
+    env.setdefault("EVOREC_LOG_FORMAT", "text")
+    if config is not None:
+        env[CONFIG_FILE_ENV] = str(config)
+    processes: dict[str, subprocess.Popen[bytes]] = {}
+    _raise_on_sigterm()
+    try:
+        for name in SERVICES:
+            processes[name] = subprocess.Popen(
+                [sys.executable, "-m", "evorec", "serve", name], env=env
+            )
+        for name, process in processes.items():
+            _wait_until_serving(name, process, settings, start_timeout)
+        console.print(_status_table(settings, {name: "SERVING" for name in SERVICES}))
+        console.print("all services up; Ctrl-C stops them")
+        while True:
+            for name, process in processes.items():
+                if process.poll() is not None:
+                    raise RuntimeError(f"service {name} exited with status {process.returncode}")
+            time.sleep(0.5)
+    except KeyboardInterrupt:
+        console.print("stopping...")
+    finally:
+        _stop_all(processes, settings.server.grace_period_s + 5)
+
+
+@app.command()
+def health(
+    config: ConfigOption = None,
+    timeout: Annotated[float, typer.Option(help="Seconds to wait for each service.")] = 2.0,
+) -> None:
+    """Check every configured service's health and print a table; exit 1 unless all serve."""
+    settings = load_settings(config)
+    statuses = {name: _check_health(name, settings, timeout) for name in SERVICES}
+    console.print(_status_table(settings, statuses))
+    if any(status != "SERVING" for status in statuses.values()):
+        raise typer.Exit(1)
+
+
+def _check_health(name: str, settings: Settings, timeout: float) -> str:
+    """SERVING, NOT_SERVING, or the reason the check failed (e.g. UNAVAILABLE)."""
+    with grpc.insecure_channel(settings.endpoint(name).target) as channel:
+        stub = health_pb2_grpc.HealthStub(channel)
+        request = health_pb2.HealthCheckRequest(service=SERVICES[name].full_name)
+        try:
+            response = stub.Check(request, timeout=timeout)
+        except grpc.RpcError as error:
+            return str(error.code().name)
+    return str(health_pb2.HealthCheckResponse.ServingStatus.Name(response.status))
+
+
+def _wait_until_serving(
+    name: str, process: subprocess.Popen[bytes], settings: Settings, timeout: float
+) -> None:
+    deadline = time.monotonic() + timeout
+    while _check_health(name, settings, timeout=1.0) != "SERVING":
+        if process.poll() is not None:
+            raise RuntimeError(f"service {name} exited with status {process.returncode} at start")
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"service {name} did not become SERVING within {timeout:.0f} s")
+        time.sleep(0.1)
+
+
+def _stop_all(processes: dict[str, subprocess.Popen[bytes]], wait_s: float) -> None:
+    """SIGTERM to every service (they drain), then SIGKILL to any still running after `wait_s`."""
+    for process in processes.values():
+        if process.poll() is None:
+            process.send_signal(signal.SIGTERM)
+    deadline = time.monotonic() + wait_s
+    for process in processes.values():
+        try:
+            process.wait(timeout=max(0.0, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+def _raise_on_sigterm() -> None:
+    def handler(signum: int, frame: FrameType | None) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, handler)
+
+
+def _status_table(settings: Settings, statuses: dict[str, str]) -> Table:
+    table = Table("service", "gRPC", "metrics", "health")
+    for name, status in statuses.items():
+        endpoint = settings.endpoint(name)
+        colour = "green" if status == "SERVING" else "red"
+        table.add_row(
+            SERVICES[name].full_name,
+            endpoint.target,
+            f"http://{endpoint.host}:{endpoint.metrics_port}/metrics",
+            f"[{colour}]{status}[/{colour}]",
+        )
+    return table
+
+
+def main() -> None:
+    """Entry point of the `evorec` command."""
+    try:
+        app()
+    except (ConfigError, OSError, RuntimeError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        sys.exit(2 if isinstance(error, ConfigError) else 1)

@@ -1,0 +1,1 @@
+"""The EmbeddingService: word vectors, item text vectors, topics and similar items."""

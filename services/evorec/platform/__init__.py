@@ -1,0 +1,1 @@
+"""What every evorec service stands on: configuration, the server runtime, errors, clients."""

@@ -1,0 +1,172 @@
+"""Configuration: embedded defaults, overridden by an optional TOML file, overridden by
+`EVOREC_...` environment variables (nested fields with `__`, e.g. `EVOREC_RANKING__PORT`).
+
+Everything is validated when a process starts; a bad value stops it with a message that
+names the setting, in both its environment and its file spelling.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+)
+
+ENV_PREFIX = "EVOREC_"
+CONFIG_FILE_ENV = "EVOREC_CONFIG_FILE"
+MIB = 1024 * 1024
+# Each service's ports when nothing else is said.
+DEFAULT_PORTS: dict[str, dict[str, int]] = {
+    "preprocess": {"port": 50051, "metrics_port": 9101},
+    "embedding": {"port": 50052, "metrics_port": 9102},
+    "interest": {"port": 50053, "metrics_port": 9103},
+    "ranking": {"port": 50054, "metrics_port": 9104},
+}
+
+
+class ConfigError(Exception):
+    """A setting is missing, malformed or out of range; the message names it."""
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Endpoint(_Section):
+    """Where one service listens for gRPC and serves its Prometheus metrics."""
+
+    host: str = "127.0.0.1"
+    # 0 asks the operating system for a free port (tests use it).
+    port: int = Field(ge=0, le=65535)
+    metrics_port: int = Field(ge=0, le=65535)
+
+    @property
+    def target(self) -> str:
+        """The address a client dials."""
+        return f"{self.host}:{self.port}"
+
+
+class ServerSettings(_Section):
+    """How every gRPC server behaves; the limits are explicit, never the library's defaults."""
+
+    # In-flight calls get this long to finish after SIGTERM before they are cancelled.
+    grace_period_s: float = Field(default=10.0, gt=0, le=300)
+    max_receive_message_bytes: int = Field(default=16 * MIB, ge=1024, le=1024 * MIB)
+    max_send_message_bytes: int = Field(default=16 * MIB, ge=1024, le=1024 * MIB)
+    # Calls beyond this many at once are refused with RESOURCE_EXHAUSTED.
+    max_concurrent_rpcs: int = Field(default=1000, ge=1, le=100_000)
+    keepalive_time_s: float = Field(default=60.0, gt=0)
+    keepalive_timeout_s: float = Field(default=20.0, gt=0)
+    # Clients may ping at most this often without data before the server drops them.
+    min_client_ping_interval_s: float = Field(default=10.0, gt=0)
+    max_connection_age_s: float = Field(default=1800.0, gt=0)
+
+
+class ClientSettings(_Section):
+    """How evorec calls services: deadlines and retries of idempotent calls."""
+
+    # The deadline of a call whose caller gave none and that no inbound deadline bounds.
+    default_timeout_s: float = Field(default=5.0, gt=0, le=3600)
+    # Attempts of an idempotent call that failed with UNAVAILABLE, first one included (gRPC
+    # caps this at 5).
+    retry_max_attempts: int = Field(default=4, ge=1, le=5)
+    retry_initial_backoff_s: float = Field(default=0.05, gt=0)
+    retry_max_backoff_s: float = Field(default=1.0, gt=0)
+    retry_backoff_multiplier: float = Field(default=2.0, ge=1)
+
+
+class Settings(BaseSettings):
+    """All of evorec's settings. `evorec` reads them once, at start."""
+
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX,
+        env_nested_delimiter="__",
+        extra="forbid",
+        frozen=True,
+    )
+
+    # Where services keep their state (SQLite file, model bundles, item table).
+    data_dir: Path = Path("evorec-data")
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    # json: one JSON object per line, for log collectors; text: for a person at a terminal.
+    log_format: Literal["json", "text"] = "json"
+    server: ServerSettings = ServerSettings()
+    client: ClientSettings = ClientSettings()
+    preprocess: Endpoint = Endpoint.model_validate(DEFAULT_PORTS["preprocess"])
+    embedding: Endpoint = Endpoint.model_validate(DEFAULT_PORTS["embedding"])
+    interest: Endpoint = Endpoint.model_validate(DEFAULT_PORTS["interest"])
+    ranking: Endpoint = Endpoint.model_validate(DEFAULT_PORTS["ranking"])
+
+    @model_validator(mode="before")
+    @classmethod
+    def _fill_endpoint_defaults(cls, data: Any) -> Any:
+        """Lets one setting of an endpoint (`EVOREC_RANKING__PORT`) keep the others' defaults."""
+        if isinstance(data, dict):
+            for name, ports in DEFAULT_PORTS.items():
+                if isinstance(data.get(name), dict):
+                    data[name] = {**ports, **data[name]}
+        return data
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # The config file arrives as init data; the environment overrides it.
+        return env_settings, init_settings
+
+    def endpoint(self, service: str) -> Endpoint:
+        """The endpoint of a service by its short name (`preprocess`, `ranking`, ...)."""
+        value = getattr(self, service, None)
+        if not isinstance(value, Endpoint):
+            raise ConfigError(f"no service named {service!r}")
+        return value
+
+
+def load_settings(config_file: Path | None = None) -> Settings:
+    """Reads and validates the settings; raises ConfigError naming the first bad ones.
+
+    The file is `config_file`, else the one `EVOREC_CONFIG_FILE` names, else none.
+    """
+    path = config_file or (
+        Path(os.environ[CONFIG_FILE_ENV]) if CONFIG_FILE_ENV in os.environ else None
+    )
+    data: dict[str, Any] = {}
+    if path is not None:
+        try:
+            data = tomllib.loads(path.read_text(encoding="utf-8"))
+        except OSError as exc:
+            raise ConfigError(f"cannot read config file {path}: {exc.strerror}") from exc
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"config file {path} is not valid TOML: {exc}") from exc
+    try:
+        return Settings(**data)
+    except ValidationError as exc:
+        raise ConfigError(_describe(exc, path)) from exc
+
+
+def _describe(exc: ValidationError, path: Path | None) -> str:
+    problems = []
+    for error in exc.errors():
+        location = [str(part) for part in error["loc"]]
+        env_name = ENV_PREFIX + "__".join(location).upper()
+        file_name = ".".join(location)
+        where = f"{env_name} (or {file_name} in {path})" if path else env_name
+        given = (
+            f", got {error['input']!r}"
+            if "input" in error and not isinstance(error["input"], dict)
+            else ""
+        )
+        problems.append(f"invalid setting {where}: {error['msg']}{given}")
+    return "; ".join(problems)

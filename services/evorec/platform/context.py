@@ -1,0 +1,29 @@
+"""The request-scoped values that cross service hops: the request id and the deadline.
+
+The server interceptor sets them when a call comes in; the logs read the request id and the
+client interceptor forwards both on every outbound call made while handling it. Context
+variables keep them right under asyncio, where many calls interleave on one thread.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from contextvars import ContextVar
+
+REQUEST_ID_KEY = "x-request-id"
+
+request_id: ContextVar[str | None] = ContextVar("evorec_request_id", default=None)
+# The inbound call's deadline, as a time.monotonic() instant; None when the caller set none.
+deadline: ContextVar[float | None] = ContextVar("evorec_deadline", default=None)
+
+
+def new_request_id() -> str:
+    """A fresh id for a call that arrived without one."""
+    return uuid.uuid4().hex
+
+
+def remaining_seconds() -> float | None:
+    """Seconds left before the inbound call's deadline, or None when it has none."""
+    end = deadline.get()
+    return None if end is None else end - time.monotonic()

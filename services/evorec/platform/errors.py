@@ -1,0 +1,151 @@
+"""Domain errors and the one place that turns them into gRPC statuses.
+
+Service code raises these; the server interceptor (`evorec.platform.interceptors`) turns them
+into the matching status with rich details (`google.rpc.BadRequest` for bad input), so that a
+handler never composes a status by hand and never answers UNKNOWN because of a caller's input.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import cast
+
+import grpc
+from google.protobuf import any_pb2
+from google.rpc import code_pb2, error_details_pb2, status_pb2
+from grpc_status import rpc_status
+
+
+@dataclass(frozen=True)
+class FieldViolation:
+    """One bad field of a request, named by its path (`events[3].event_time`)."""
+
+    field: str
+    description: str
+
+
+class EvorecError(Exception):
+    """An error the caller caused or can act on; carries its gRPC status code."""
+
+    code: grpc.StatusCode = grpc.StatusCode.INTERNAL
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+    def details(self) -> list[any_pb2.Any]:
+        """Rich error details sent beside the status (google.rpc error_details)."""
+        return []
+
+    def to_status(self) -> grpc.Status:
+        """The status, with details packed as gRPC's rich error model expects them."""
+        proto = status_pb2.Status(
+            code=getattr(code_pb2, self.code.name),
+            message=self.message,
+            details=self.details(),
+        )
+        status: grpc.Status = rpc_status.to_status(proto)
+        return status
+
+
+class InvalidArgument(EvorecError):
+    """The request is malformed; says which fields and why."""
+
+    code = grpc.StatusCode.INVALID_ARGUMENT
+
+    def __init__(self, violations: Iterable[FieldViolation], message: str | None = None) -> None:
+        self.violations = list(violations)
+        summary = "; ".join(f"{v.field}: {v.description}" for v in self.violations)
+        super().__init__(message or f"invalid request: {summary}")
+
+    def details(self) -> list[any_pb2.Any]:
+        bad_request = error_details_pb2.BadRequest(
+            field_violations=[
+                error_details_pb2.BadRequest.FieldViolation(
+                    field=v.field, description=v.description
+                )
+                for v in self.violations
+            ]
+        )
+        packed = any_pb2.Any()
+        packed.Pack(bad_request)
+        return [packed]
+
+
+class NotFound(EvorecError):
+    """A resource that a Get names does not exist."""
+
+    code = grpc.StatusCode.NOT_FOUND
+
+    def __init__(self, kind: str, name: str) -> None:
+        super().__init__(f"{kind} {name!r} not found")
+        self.kind = kind
+        self.name = name
+
+    def details(self) -> list[any_pb2.Any]:
+        packed = any_pb2.Any()
+        packed.Pack(
+            error_details_pb2.ResourceInfo(resource_type=self.kind, resource_name=self.name)
+        )
+        return [packed]
+
+
+class ResourceExhausted(EvorecError):
+    """A limit was reached (batch size, quota, capacity)."""
+
+    code = grpc.StatusCode.RESOURCE_EXHAUSTED
+
+
+class FailedPrecondition(EvorecError):
+    """The system is not in a state that allows the call (e.g. no model loaded yet)."""
+
+    code = grpc.StatusCode.FAILED_PRECONDITION
+
+
+class Unavailable(EvorecError):
+    """A dependency cannot be reached; the caller may retry."""
+
+    code = grpc.StatusCode.UNAVAILABLE
+
+
+class Violations:
+    """Collects every field violation of a request, then raises them together.
+
+    violations = Violations()
+    violations.require(request.user_id != "", "user_id", "must not be empty")
+    violations.raise_if_any()
+    """
+
+    def __init__(self) -> None:
+        self.items: list[FieldViolation] = []
+
+    def add(self, field: str, description: str) -> None:
+        self.items.append(FieldViolation(field, description))
+
+    def require(self, condition: bool, field: str, description: str) -> None:
+        """Records a violation of `field` unless `condition` holds."""
+        if not condition:
+            self.add(field, description)
+
+    def __bool__(self) -> bool:
+        return bool(self.items)
+
+    def raise_if_any(self) -> None:
+        if self.items:
+            raise InvalidArgument(self.items)
+
+
+def field_violations(error: grpc.aio.AioRpcError | grpc.RpcError) -> list[FieldViolation]:
+    """The BadRequest field violations a failed call carries (client side)."""
+    # AioRpcError has the same synchronous accessors that from_call reads.
+    status = rpc_status.from_call(cast(grpc.Call, error))
+    if status is None:
+        return []
+    found = []
+    for detail in status.details:
+        if detail.Is(error_details_pb2.BadRequest.DESCRIPTOR):
+            bad_request = error_details_pb2.BadRequest()
+            detail.Unpack(bad_request)
+            found += [FieldViolation(v.field, v.description) for v in bad_request.field_violations]
+    return found

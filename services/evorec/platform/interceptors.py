@@ -1,0 +1,160 @@
+"""The server interceptor every evorec service runs behind.
+
+For each call it: takes the request id from the metadata (or makes one) and the deadline
+from the call, so that logs and outbound calls carry them; counts and times the call; turns
+domain errors into their gRPC status; and turns anything uncaught into INTERNAL with a log
+line, never a stack trace for the caller.
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+import grpc
+
+from evorec.platform import context
+from evorec.platform.errors import EvorecError
+from evorec.platform.metrics import RpcMetrics
+
+log = logging.getLogger("evorec.rpc")
+
+_RPC_TYPES = {
+    "unary_unary": "unary",
+    "unary_stream": "server_stream",
+    "stream_unary": "client_stream",
+    "stream_stream": "bidi_stream",
+}
+
+
+class _Call:
+    """Bookkeeping of one call: context variables in, metrics and access log out."""
+
+    def __init__(
+        self,
+        metrics: RpcMetrics,
+        labels: tuple[str, str, str],
+        servicer_context: grpc.aio.ServicerContext[Any, Any],
+    ) -> None:
+        self.metrics = metrics
+        self.labels = labels
+        self.servicer_context = servicer_context
+        self.code = grpc.StatusCode.OK
+
+    def __enter__(self) -> _Call:
+        metadata = dict(self.servicer_context.invocation_metadata() or ())
+        raw_id = metadata.get(context.REQUEST_ID_KEY)
+        request_id = raw_id if isinstance(raw_id, str) and 0 < len(raw_id) <= 128 else None
+        self._tokens = (
+            context.request_id.set(request_id or context.new_request_id()),
+            context.deadline.set(_deadline_of(self.servicer_context)),
+        )
+        self.start = time.perf_counter()
+        self.metrics.started.labels(*self.labels).inc()
+        self.metrics.in_flight.labels(*self.labels).inc()
+        return self
+
+    async def fail(self, error: BaseException) -> None:
+        """Ends the call with the status `error` maps to (always raises)."""
+        if isinstance(error, grpc.aio.AbortError):
+            aborted_with: grpc.StatusCode | None = self.servicer_context.code()
+            self.code = aborted_with or grpc.StatusCode.UNKNOWN
+            raise error
+        if isinstance(error, EvorecError):
+            self.code = error.code
+            status = error.to_status()
+            await self.servicer_context.abort(status.code, status.details, status.trailing_metadata)
+        set_code = self.servicer_context.code()
+        if isinstance(error, NotImplementedError) and set_code == grpc.StatusCode.UNIMPLEMENTED:
+            # The generated base servicer's answer for an RPC that is not written yet.
+            self.code = grpc.StatusCode.UNIMPLEMENTED
+            await self.servicer_context.abort(self.code, "method not implemented")
+        self.code = grpc.StatusCode.INTERNAL
+        log.error("unhandled error in %s", self.labels[2], exc_info=error)
+        await self.servicer_context.abort(
+            self.code, f"internal error (request id {context.request_id.get()})"
+        )
+
+    def __exit__(self, *exc_info: object) -> None:
+        elapsed = time.perf_counter() - self.start
+        self.metrics.in_flight.labels(*self.labels).dec()
+        self.metrics.handled.labels(*self.labels, self.code.name).inc()
+        self.metrics.handling_seconds.labels(*self.labels).observe(elapsed)
+        log.info(
+            "rpc %s/%s %s %.1f ms",
+            self.labels[1],
+            self.labels[2],
+            self.code.name,
+            elapsed * 1000,
+            extra={"grpc_method": self.labels[2], "grpc_code": self.code.name},
+        )
+        context.request_id.reset(self._tokens[0])
+        context.deadline.reset(self._tokens[1])
+
+
+def _deadline_of(servicer_context: grpc.aio.ServicerContext[Any, Any]) -> float | None:
+    remaining = servicer_context.time_remaining()
+    return None if remaining is None else time.monotonic() + remaining
+
+
+Behavior = Callable[..., Any]
+
+
+class ServerInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[type-arg]  # generic in stubs only
+    """Wraps every handler of a server; see the module docstring."""
+
+    def __init__(self, metrics: RpcMetrics) -> None:
+        self.metrics = metrics
+
+    async def intercept_service(
+        self,
+        continuation: Callable[
+            [grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler[Any, Any]]
+        ],
+        handler_call_details: grpc.HandlerCallDetails,
+    ) -> grpc.RpcMethodHandler[Any, Any]:
+        handler = await continuation(handler_call_details)
+        if not handler:  # no such method: gRPC itself answers UNIMPLEMENTED
+            return handler
+        service, _, method = handler_call_details.method.lstrip("/").partition("/")
+        for kind, rpc_type in _RPC_TYPES.items():
+            behavior = getattr(handler, kind)
+            if behavior is not None:
+                wrapped = self._wrap(behavior, (rpc_type, service, method))
+                factory = getattr(grpc, f"{kind}_rpc_method_handler")
+                wrapped_handler: grpc.RpcMethodHandler[Any, Any] = factory(
+                    wrapped,
+                    request_deserializer=handler.request_deserializer,
+                    response_serializer=handler.response_serializer,
+                )
+                return wrapped_handler
+        return handler
+
+    def _wrap(self, behavior: Behavior, labels: tuple[str, str, str]) -> Behavior:
+        metrics = self.metrics
+        if inspect.isasyncgenfunction(behavior):
+
+            async def stream(request: Any, servicer_context: Any) -> AsyncIterator[Any]:
+                with _Call(metrics, labels, servicer_context) as call:
+                    try:
+                        async for response in behavior(request, servicer_context):
+                            yield response
+                    except Exception as error:
+                        await call.fail(error)
+
+            return stream
+
+        async def unary(request: Any, servicer_context: Any) -> Any:
+            with _Call(metrics, labels, servicer_context) as call:
+                try:
+                    result = behavior(request, servicer_context)
+                    # evorec's servicers are async; the generated base class's placeholders
+                    # (UNIMPLEMENTED) are plain functions.
+                    return await result if inspect.isawaitable(result) else result
+                except Exception as error:
+                    await call.fail(error)
+
+        return unary

@@ -1,0 +1,183 @@
+"""The one way every evorec service is built and run.
+
+A service hands the runtime a `GrpcService`: its proto service name, how to add its servicer
+to a server, and how to load and release what it needs. The runtime adds the rest, the same
+for all: health per service name (NOT_SERVING until `start` has loaded everything, SERVING
+after, NOT_SERVING again while draining), server reflection, Prometheus metrics over HTTP,
+the interceptor (request ids, deadlines, errors, metrics), explicit keepalive and message
+limits, and a graceful shutdown on SIGTERM that lets in-flight calls finish.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+from wsgiref.simple_server import WSGIServer
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
+from evorec.platform.config import Endpoint, ServerSettings
+from evorec.platform.interceptors import ServerInterceptor
+from evorec.platform.metrics import RpcMetrics
+
+log = logging.getLogger("evorec.server")
+# grpc-stubs describes grpc_health without its asyncio servicer.
+AsyncHealthServicer: Any = health.aio.HealthServicer  # type: ignore[attr-defined]
+
+
+async def _nothing() -> None:
+    return None
+
+
+@dataclass
+class GrpcService:
+    """What a microservice gives the runtime.
+
+    Attributes:
+      name: the full proto service name, e.g. `evorec.v1.RankingService`; health and
+        reflection answer for it.
+      register: adds the service's servicer(s) to a server.
+      start: loads what the service needs (models, tables, files); health turns SERVING
+        only once it returns.
+      stop: releases what `start` acquired, after in-flight calls have drained.
+    """
+
+    name: str
+    register: Callable[[grpc.aio.Server], None]
+    start: Callable[[], Awaitable[None]] = _nothing
+    stop: Callable[[], Awaitable[None]] = _nothing
+
+
+def server_options(settings: ServerSettings) -> list[tuple[str, int]]:
+    """gRPC channel arguments that make every limit explicit."""
+    return [
+        ("grpc.max_receive_message_length", settings.max_receive_message_bytes),
+        ("grpc.max_send_message_length", settings.max_send_message_bytes),
+        ("grpc.keepalive_time_ms", int(settings.keepalive_time_s * 1000)),
+        ("grpc.keepalive_timeout_ms", int(settings.keepalive_timeout_s * 1000)),
+        ("grpc.keepalive_permit_without_calls", 1),
+        (
+            "grpc.http2.min_ping_interval_without_data_ms",
+            int(settings.min_client_ping_interval_s * 1000),
+        ),
+        ("grpc.max_connection_age_ms", int(settings.max_connection_age_s * 1000)),
+        ("grpc.max_connection_age_grace_ms", int(settings.grace_period_s * 1000)),
+    ]
+
+
+@dataclass
+class RunningServer:
+    """A started service: its bound ports, and the means to stop it gracefully."""
+
+    service: GrpcService
+    server: grpc.aio.Server
+    health: Any
+    metrics_http: WSGIServer
+    port: int
+    grace_period_s: float
+    loading: asyncio.Task[None] | None = None
+
+    @property
+    def metrics_port(self) -> int:
+        return self.metrics_http.server_port
+
+    async def set_serving(self, serving: bool) -> None:
+        status = (
+            health_pb2.HealthCheckResponse.SERVING
+            if serving
+            else health_pb2.HealthCheckResponse.NOT_SERVING
+        )
+        for name in (self.service.name, ""):
+            await self.health.set(name, status)
+
+    async def load(self) -> None:
+        await self.service.start()
+        await self.set_serving(True)
+        log.info("%s serving", self.service.name)
+
+    async def ready(self) -> None:
+        """Waits until the service has loaded and serves; raises what loading raised."""
+        if self.loading is not None:
+            await self.loading
+
+    async def shutdown(self) -> None:
+        """Stops taking calls, lets in-flight ones finish within the grace period, cleans up."""
+        log.info("draining %s (grace %.1f s)", self.service.name, self.grace_period_s)
+        if self.loading is not None:
+            if not self.loading.done():
+                self.loading.cancel()
+            elif not self.loading.cancelled() and self.loading.exception() is not None:
+                log.error("%s failed to load", self.service.name, exc_info=self.loading.exception())
+        await self.health.enter_graceful_shutdown()
+        await self.server.stop(self.grace_period_s)
+        await self.service.stop()
+        self.metrics_http.shutdown()
+        self.metrics_http.server_close()
+        log.info("stopped %s", self.service.name)
+
+
+async def start_server(
+    service: GrpcService, endpoint: Endpoint, settings: ServerSettings
+) -> RunningServer:
+    """Starts `service` on `endpoint`: listening at once, loading in the background.
+
+    Health answers NOT_SERVING while the service loads, so that an orchestrator routes around
+    it, and SERVING once `service.start` returns; `await running.ready()` waits for that.
+    """
+    metrics = RpcMetrics.create()
+    server = grpc.aio.server(
+        interceptors=[ServerInterceptor(metrics)],
+        options=server_options(settings),
+        maximum_concurrent_rpcs=settings.max_concurrent_rpcs,
+    )
+    health_servicer = AsyncHealthServicer()
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    service.register(server)
+    reflection.enable_server_reflection(
+        (service.name, health.SERVICE_NAME, reflection.SERVICE_NAME), server
+    )
+    try:
+        port = server.add_insecure_port(f"{endpoint.host}:{endpoint.port}")
+    except RuntimeError as exc:
+        raise OSError(f"cannot listen on {endpoint.target}: {exc}") from exc
+    running = RunningServer(
+        service=service,
+        server=server,
+        health=health_servicer,
+        metrics_http=metrics.serve(endpoint.host, endpoint.metrics_port),
+        port=port,
+        grace_period_s=settings.grace_period_s,
+    )
+    await running.set_serving(False)
+    await server.start()
+    log.info(
+        "%s listening on %s:%d, metrics on :%d",
+        service.name,
+        endpoint.host,
+        port,
+        running.metrics_port,
+    )
+    running.loading = asyncio.create_task(running.load())
+    return running
+
+
+async def serve(service: GrpcService, endpoint: Endpoint, settings: ServerSettings) -> None:
+    """Runs `service` until SIGTERM or SIGINT, then drains it gracefully."""
+    running = await start_server(service, endpoint, settings)
+    try:
+        await running.ready()
+    except BaseException:
+        await running.shutdown()
+        raise
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    await stop.wait()
+    await running.shutdown()

@@ -1,0 +1,1 @@
+"""The PreprocessService: raw text in, normalized tokens out."""

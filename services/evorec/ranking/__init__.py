@@ -1,0 +1,2 @@
+"""The RankingService: recommendations in real time from the sequence encoder and the other
+candidate sources."""

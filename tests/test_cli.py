@@ -1,0 +1,109 @@
+"""The `evorec` command as a user runs it: `up`, `health`, and readable errors."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+import pytest
+
+from tests.conftest import ROOT
+
+SERVICE_NAMES = ("preprocess", "embedding", "interest", "ranking")
+
+
+def evorec(
+    *args: str, env: dict[str, str], timeout: float = 60
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "evorec", *args],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+def free_ports(count: int) -> list[int]:
+    sockets = [socket.socket() for _ in range(count)]
+    try:
+        for sock in sockets:
+            sock.bind(("127.0.0.1", 0))
+        return [int(sock.getsockname()[1]) for sock in sockets]
+    finally:
+        for sock in sockets:
+            sock.close()
+
+
+@pytest.fixture
+def env(tmp_path: object) -> dict[str, str]:
+    """An environment in which the four services use free ports."""
+    ports = iter(free_ports(2 * len(SERVICE_NAMES)))
+    values = {k: v for k, v in os.environ.items() if not k.startswith("EVOREC_")}
+    for name in SERVICE_NAMES:
+        values[f"EVOREC_{name.upper()}__PORT"] = str(next(ports))
+        values[f"EVOREC_{name.upper()}__METRICS_PORT"] = str(next(ports))
+    values["EVOREC_DATA_DIR"] = str(tmp_path)
+    values["EVOREC_SERVER__GRACE_PERIOD_S"] = "2"
+    return values
+
+
+def test_a_bad_setting_stops_start_up_with_one_line_naming_it(env: dict[str, str]) -> None:
+    env["EVOREC_INTEREST__PORT"] = "not-a-port"
+    result = evorec("serve", "interest", env=env)
+    assert result.returncode == 2
+    assert result.stderr.startswith("error: invalid setting EVOREC_INTEREST__PORT: ")
+    assert "Traceback" not in result.stderr
+    assert result.stderr.count("\n") == 1
+
+
+def test_an_unknown_service_is_named(env: dict[str, str]) -> None:
+    result = evorec("serve", "billing", env=env)
+    assert result.returncode == 2
+    assert result.stderr == (
+        "error: unknown service 'billing'; choose one of preprocess, embedding, interest, ranking\n"
+    )
+
+
+def test_health_without_services_reports_each_unavailable(env: dict[str, str]) -> None:
+    result = evorec("health", "--timeout", "0.5", env=env)
+    assert result.returncode == 1
+    assert result.stdout.count("UNAVAILABLE") == 4
+
+
+def test_up_starts_all_four_services_and_ctrl_c_stops_them(env: dict[str, str]) -> None:
+    process = subprocess.Popen(
+        [sys.executable, "-m", "evorec", "up"],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
+    try:
+        assert process.stdout is not None
+        printed = []
+        deadline = time.monotonic() + 90
+        while not any("all services up" in line for line in printed):
+            assert time.monotonic() < deadline, "".join(printed)
+            assert process.poll() is None, "".join(printed)
+            printed.append(process.stdout.readline())
+        for name in SERVICE_NAMES:
+            assert f"127.0.0.1:{env[f'EVOREC_{name.upper()}__PORT']}" in "".join(printed)
+
+        health = evorec("health", env=env)
+        assert health.returncode == 0, health.stdout
+        assert health.stdout.count("SERVING") == 4
+
+        process.send_signal(signal.SIGINT)
+        assert process.wait(timeout=30) == 0
+        after = evorec("health", "--timeout", "0.5", env=env)
+        assert after.stdout.count("UNAVAILABLE") == 4
+    finally:
+        process.kill()
+        process.wait()

@@ -1,0 +1,203 @@
+"""The service runtime: health, reflection, metrics, errors, limits, graceful shutdown."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from typing import Any
+
+import grpc
+import pytest
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha.proto_reflection_descriptor_database import (
+    ProtoReflectionDescriptorDatabase,
+)
+
+from evorec.platform.config import load_settings
+from evorec.platform.errors import InvalidArgument, NotFound, Violations, field_violations
+from evorec.v1 import preprocess_pb2, preprocess_pb2_grpc
+from tests.conftest import ROOT
+from tests.support import SERVICE_NAME, ScriptedServicer, channel, scripted_service
+
+SERVING = health_pb2.HealthCheckResponse.SERVING
+NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
+
+
+async def health_status(port: int, service: str = SERVICE_NAME) -> int:
+    async with channel(port) as ch:
+        response = await health_pb2_grpc.HealthStub(ch).Check(
+            health_pb2.HealthCheckRequest(service=service), timeout=2
+        )
+    return int(response.status)
+
+
+async def test_health_is_not_serving_until_loaded_then_serving(started: Any) -> None:
+    gate = asyncio.Event()
+    server = await started(scripted_service(ScriptedServicer(), gate), ready=False)
+
+    assert await health_status(server.port) == NOT_SERVING
+    assert await health_status(server.port, "") == NOT_SERVING
+    gate.set()
+    await server.ready()
+    assert await health_status(server.port) == SERVING
+    assert await health_status(server.port, "") == SERVING
+
+
+async def test_health_of_an_unknown_service_name_is_not_found(started: Any) -> None:
+    server = await started(scripted_service(ScriptedServicer()))
+    with pytest.raises(grpc.aio.AioRpcError) as raised:
+        await health_status(server.port, "evorec.v1.NoSuchService")
+    assert raised.value.code() == grpc.StatusCode.NOT_FOUND
+
+
+async def test_reflection_lists_the_service_and_its_methods(started: Any) -> None:
+    server = await started(scripted_service(ScriptedServicer()))
+
+    def describe() -> tuple[list[str], list[str]]:
+        with grpc.insecure_channel(f"127.0.0.1:{server.port}") as ch:
+            database = ProtoReflectionDescriptorDatabase(ch)
+            services = list(database.get_services())
+            file = database.FindFileContainingSymbol(SERVICE_NAME)
+            return services, [m.name for s in file.service for m in s.method]
+
+    services, methods = await asyncio.to_thread(describe)
+    assert SERVICE_NAME in services
+    assert "grpc.health.v1.Health" in services
+    assert methods == ["NormalizeText"]
+
+
+def scrape(port: int) -> str:
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
+        return str(response.read().decode())
+
+
+async def test_metrics_count_requests_by_code_and_time_them(started: Any) -> None:
+    async def reject(request: Any, context: Any) -> Any:
+        raise InvalidArgument([], "no")
+
+    servicer = ScriptedServicer()
+    server = await started(scripted_service(servicer))
+    async with channel(server.port) as ch:
+        stub = preprocess_pb2_grpc.PreprocessServiceStub(ch)
+        for _ in range(3):
+            await stub.NormalizeText(preprocess_pb2.NormalizeTextRequest(texts=["a b"]))
+        servicer.handler = reject
+        with pytest.raises(grpc.aio.AioRpcError):
+            await stub.NormalizeText(preprocess_pb2.NormalizeTextRequest())
+
+    text = await asyncio.to_thread(scrape, server.metrics_port)
+    labels = f'grpc_method="NormalizeText",grpc_service="{SERVICE_NAME}",grpc_type="unary"'
+    assert f"grpc_server_started_total{{{labels}}} 4.0" in text
+    assert f'grpc_server_handled_total{{grpc_code="OK",{labels}}} 3.0' in text
+    assert f'grpc_server_handled_total{{grpc_code="INVALID_ARGUMENT",{labels}}} 1.0' in text
+    assert f"grpc_server_handling_seconds_count{{{labels}}} 4.0" in text
+    assert f"grpc_server_in_flight{{{labels}}} 0.0" in text
+
+
+async def test_domain_errors_carry_their_status_and_field_violations(started: Any) -> None:
+    async def validate(request: Any, context: Any) -> Any:
+        violations = Violations()
+        violations.require(len(request.texts) > 0, "texts", "must not be empty")
+        violations.require(request.options.max_tokens >= 0, "options.max_tokens", "must be >= 0")
+        violations.raise_if_any()
+        raise NotFound("text", request.texts[0])
+
+    server = await started(scripted_service(ScriptedServicer(validate)))
+    async with channel(server.port) as ch:
+        stub = preprocess_pb2_grpc.PreprocessServiceStub(ch)
+        bad = preprocess_pb2.NormalizeTextRequest(options=preprocess_pb2.TextOptions(max_tokens=-1))
+        with pytest.raises(grpc.aio.AioRpcError) as raised:
+            await stub.NormalizeText(bad)
+        assert raised.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        assert [(v.field, v.description) for v in field_violations(raised.value)] == [
+            ("texts", "must not be empty"),
+            ("options.max_tokens", "must be >= 0"),
+        ]
+
+        with pytest.raises(grpc.aio.AioRpcError) as raised:
+            await stub.NormalizeText(preprocess_pb2.NormalizeTextRequest(texts=["x"]))
+        assert raised.value.code() == grpc.StatusCode.NOT_FOUND
+        assert raised.value.details() == "text 'x' not found"
+
+
+async def test_an_uncaught_exception_is_internal_and_logged_not_leaked(
+    started: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    async def crash(request: Any, context: Any) -> Any:
+        raise KeyError("secret-internal-detail")
+
+    server = await started(scripted_service(ScriptedServicer(crash)))
+    async with channel(server.port) as ch:
+        stub = preprocess_pb2_grpc.PreprocessServiceStub(ch)
+        with caplog.at_level(logging.ERROR), pytest.raises(grpc.aio.AioRpcError) as raised:
+            await stub.NormalizeText(
+                preprocess_pb2.NormalizeTextRequest(), metadata=(("x-request-id", "req-42"),)
+            )
+    assert raised.value.code() == grpc.StatusCode.INTERNAL
+    assert raised.value.details() == "internal error (request id req-42)"
+    assert "secret" not in raised.value.details()
+    record = next(r for r in caplog.records if r.name == "evorec.rpc")
+    assert record.exc_info is not None
+    assert record.exc_info[0] is KeyError
+
+
+async def test_a_message_over_the_size_limit_is_resource_exhausted(
+    monkeypatch: pytest.MonkeyPatch, settings: Any, started: Any
+) -> None:
+    monkeypatch.setenv("EVOREC_SERVER__MAX_RECEIVE_MESSAGE_BYTES", "2048")
+    small = load_settings()
+    from evorec.platform.server import start_server
+
+    server = await start_server(
+        scripted_service(ScriptedServicer()), settings.preprocess, small.server
+    )
+    try:
+        await server.ready()
+        async with channel(server.port) as ch:
+            stub = preprocess_pb2_grpc.PreprocessServiceStub(ch)
+            ok = await stub.NormalizeText(preprocess_pb2.NormalizeTextRequest(texts=["a" * 1000]))
+            assert len(ok.results) == 1
+            with pytest.raises(grpc.aio.AioRpcError) as raised:
+                await stub.NormalizeText(preprocess_pb2.NormalizeTextRequest(texts=["a" * 4000]))
+            assert raised.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+    finally:
+        await server.shutdown()
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def test_sigterm_lets_the_call_in_flight_finish_then_exits() -> None:
+    port = free_port()
+    env = {
+        **os.environ,
+        "EVOREC_PREPROCESS__PORT": str(port),
+        "EVOREC_PREPROCESS__METRICS_PORT": "0",
+    }
+    process = subprocess.Popen(
+        [sys.executable, "-m", "tests.slow_server", "1.5"], cwd=ROOT, env=env
+    )
+    try:
+        with grpc.insecure_channel(f"127.0.0.1:{port}") as ch:
+            grpc.channel_ready_future(ch).result(timeout=30)
+            stub = preprocess_pb2_grpc.PreprocessServiceStub(ch)
+            call = stub.NormalizeText.future(
+                preprocess_pb2.NormalizeTextRequest(texts=["still here"]), timeout=20
+            )
+            time.sleep(0.5)  # the call is now sleeping inside the handler
+            process.send_signal(signal.SIGTERM)
+            assert [list(r.tokens) for r in call.result().results] == [["still", "here"]]
+        assert process.wait(timeout=15) == 0
+    finally:
+        process.kill()
+        process.wait()
