@@ -8,8 +8,12 @@ from typing import Any
 
 import pytest
 
+from evorec.data.readers import read_dataset
+from evorec.data.synth import SimulatorConfig, SyntheticDataset, simulate
 from evorec.platform.config import Settings, load_settings
+from evorec.platform.registry import create_service
 from evorec.platform.server import GrpcService, RunningServer, start_server
+from evorec.preparation import PrepareOptions, prepare
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -42,3 +46,60 @@ async def started(settings: Settings) -> AsyncIterator[Callable[..., Any]]:
     yield start
     for server in reversed(running):
         await server.shutdown()
+
+
+SYNTH = SimulatorConfig(users=80, items=160, topics=4, events_per_user=30, seed=11)
+
+
+@pytest.fixture(scope="session")
+def synthetic() -> SyntheticDataset:
+    """A small simulated dataset with its truth (80 users, 160 items, 4 topics)."""
+    return simulate(SYNTH)
+
+
+@pytest.fixture(scope="session")
+def prepared(tmp_path_factory: pytest.TempPathFactory, synthetic: SyntheticDataset) -> Path:
+    """The small simulated dataset, prepared (clusters into its 4 topics); shared, read only."""
+    raw_dir = tmp_path_factory.mktemp("synthetic-raw")
+    synthetic.write(raw_dir, SYNTH)
+    out = tmp_path_factory.mktemp("synthetic-prepared")
+    prepare(read_dataset(raw_dir), out, PrepareOptions(topics=SYNTH.topics))
+    return out
+
+
+class Stack:
+    """Real evorec services started one after another on free ports; each later service's
+    settings point at the ports the earlier ones got."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.monkeypatch = monkeypatch
+        self.running: dict[str, RunningServer] = {}
+
+    def settings(self) -> Settings:
+        return load_settings()
+
+    async def start(self, name: str) -> RunningServer:
+        current = load_settings()
+        server = await start_server(
+            create_service(name, current), current.endpoint(name), current.server
+        )
+        self.running[name] = server
+        self.monkeypatch.setenv(f"EVOREC_{name.upper()}__PORT", str(server.port))
+        try:
+            await server.ready()
+        except BaseException:
+            await self.stop(name)
+            raise
+        return server
+
+    async def stop(self, name: str) -> None:
+        await self.running.pop(name).shutdown()
+
+
+@pytest.fixture
+async def stack(settings: Settings, monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[Stack]:
+    """Start real services with `await stack.start("preprocess")`; all stop at the end."""
+    services = Stack(monkeypatch)
+    yield services
+    for name in reversed(list(services.running)):
+        await services.stop(name)

@@ -35,6 +35,11 @@ async def test_a_node_client_calls_health_and_an_evorec_rpc(
     assert process.returncode == 0, stderr.decode()
     result = json.loads(stdout)
     assert result["health"] == {"code": "OK", "response": {"status": "SERVING"}}
-    # NormalizeText is filled in by the data and text issue; until then the contract's
-    # placeholder answer must reach the other language as a proper status.
-    assert result["normalize"] == {"code": "UNIMPLEMENTED", "details": "method not implemented"}
+    assert result["normalize"] == {
+        "code": "OK",
+        "response": {
+            "results": [
+                {"tokens": ["hello", "world"], "language": "LANGUAGE_ENGLISH", "truncated": False}
+            ]
+        },
+    }

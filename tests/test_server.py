@@ -80,7 +80,7 @@ def scrape(port: int) -> str:
 
 async def test_metrics_count_requests_by_code_and_time_them(started: Any) -> None:
     async def reject(request: Any, context: Any) -> Any:
-        raise InvalidArgument([], "no")
+        raise InvalidArgument("no")
 
     servicer = ScriptedServicer()
     server = await started(scripted_service(servicer))

@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import subprocess
 import sys
-from typing import Any
+from pathlib import Path
 
 import grpc
 import pytest
@@ -15,17 +15,20 @@ from grpc_reflection.v1alpha.proto_reflection_descriptor_database import (
     ProtoReflectionDescriptorDatabase,
 )
 
-from evorec.platform.config import Settings
-from evorec.platform.registry import SERVICES, create_service
+from evorec.platform.registry import SERVICES
+from tests.conftest import Stack
 from tests.support import channel
 
 
 @pytest.mark.parametrize("name", list(SERVICES))
 async def test_each_service_serves_health_and_reflection(
-    name: str, started: Any, settings: Settings
+    name: str, stack: Stack, prepared: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     entry = SERVICES[name]
-    server = await started(create_service(name, settings))
+    monkeypatch.setenv("EVOREC_DATASET", str(prepared))
+    if name != "preprocess":  # every other service may call it
+        await stack.start("preprocess")
+    server = await stack.start(name)
     async with channel(server.port) as ch:
         response = await health_pb2_grpc.HealthStub(ch).Check(
             health_pb2.HealthCheckRequest(service=entry.full_name), timeout=2

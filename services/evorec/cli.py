@@ -23,6 +23,8 @@ from rich.console import Console
 from rich.table import Table
 
 from evorec import __version__
+from evorec.data.schema import DataError
+from evorec.data_cli import app as data_app
 from evorec.platform.config import CONFIG_FILE_ENV, ConfigError, Settings, load_settings
 from evorec.platform.logs import configure_logging
 from evorec.platform.registry import SERVICES, create_service
@@ -34,6 +36,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     add_completion=False,
 )
+app.add_typer(data_app, name="data")
 console = Console()
 
 ConfigOption = Annotated[
@@ -74,6 +77,7 @@ def up(
 ) -> None:
     """Run all four services on embedded defaults, one process each; Ctrl-C stops them."""
     settings = load_settings(config)
+    _ensure_dataset(settings)
     env = dict(os.environ)
     env.setdefault("EVOREC_LOG_FORMAT", "text")
     if config is not None:
@@ -111,6 +115,25 @@ def health(
     console.print(_status_table(settings, statuses))
     if any(status != "SERVING" for status in statuses.values()):
         raise typer.Exit(1)
+
+
+def _ensure_dataset(settings: Settings) -> None:
+    """Makes the embedded default dataset (simulated) when none is configured or there yet."""
+    from evorec.data.artifacts import DatasetLayout
+
+    if DatasetLayout(settings.dataset_path).exists():
+        return
+    if settings.dataset is not None:
+        raise ConfigError(
+            f"invalid setting EVOREC_DATASET: no prepared dataset at {settings.dataset}"
+        )
+    from evorec.preparation import prepare_synthetic
+
+    with console.status("no dataset yet: simulating one") as status:
+        prepare_synthetic(
+            settings.dataset_path, settings.data_dir / "raw" / "synthetic", progress=status.update
+        )
+    console.print(f"prepared the embedded default dataset at {settings.dataset_path}")
 
 
 def _check_health(name: str, settings: Settings, timeout: float) -> str:
@@ -176,6 +199,6 @@ def main() -> None:
     """Entry point of the `evorec` command."""
     try:
         app()
-    except (ConfigError, OSError, RuntimeError) as error:
+    except (ConfigError, DataError, OSError, RuntimeError, ValueError) as error:
         print(f"error: {error}", file=sys.stderr)
         sys.exit(2 if isinstance(error, ConfigError) else 1)

@@ -1,24 +1,327 @@
-"""EmbeddingService's servicer and its wiring into the service runtime."""
+"""EmbeddingService: text vectors, item vectors, upserts and similar items over the catalog.
+
+Texts are normalized by the PreprocessService (over gRPC, as every service talks to another),
+then embedded with the prepared dataset's word vectors (SIF); topics come from its topic
+model. Upserted items are persisted before the call is answered.
+"""
 
 from __future__ import annotations
 
+import asyncio
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import grpc
+import numpy as np
+
+from evorec.data.artifacts import DatasetLayout
+from evorec.embedding.bundle import TextModel
+from evorec.embedding.catalog import CatalogItem, CatalogStore, ExactIndex, ItemCatalog, VectorIndex
+from evorec.platform.clients import preprocess_client
 from evorec.platform.config import Settings
+from evorec.platform.errors import (
+    FailedPrecondition,
+    FieldViolation,
+    InvalidArgument,
+    NotFound,
+    Violations,
+    dependency_error,
+)
 from evorec.platform.server import GrpcService
-from evorec.v1 import embedding_pb2, embedding_pb2_grpc
+from evorec.preprocess.text import MAX_TEXT_CHARS
+from evorec.v1 import embedding_pb2, embedding_pb2_grpc, preprocess_pb2, preprocess_pb2_grpc
+
+MAX_TEXTS = 1_000
+MAX_IDS = 10_000
+MAX_UPSERT = 1_000
+MAX_ID_CHARS = 128
+MAX_TITLE_CHARS = 1_000
+MAX_CATEGORIES = 64
+MAX_CATEGORY_CHARS = 200
+MAX_K = 1_000
+DEFAULT_K = 10
+OK = embedding_pb2.VECTOR_STATUS_OK
+NO_TEXT = embedding_pb2.VECTOR_STATUS_NO_USABLE_TEXT
+UNKNOWN_ITEM = embedding_pb2.VECTOR_STATUS_UNKNOWN_ITEM
+
+
+def check_id(violations: Violations, value: str, field: str) -> None:
+    violations.require(
+        0 < len(value) <= MAX_ID_CHARS, field, f"must be 1 to {MAX_ID_CHARS} characters"
+    )
+
+
+def item_text(title: str, text: str, categories: Sequence[str]) -> str:
+    """What an item is embedded from; the same composition as in preparation."""
+    return " ".join([title, text, *categories]).strip()
+
+
+@dataclass
+class Loaded:
+    """What the service answers from, once loaded."""
+
+    model: TextModel
+    catalog: ItemCatalog
+    store: CatalogStore
+    index: VectorIndex
 
 
 class EmbeddingServicer(embedding_pb2_grpc.EmbeddingServiceServicer):
-    """Serves health and reflection; its RPCs answer UNIMPLEMENTED until
-    the data and text issue (#3) fills them in."""
+    """Answers from the loaded text model and catalog; see the module docstring."""
+
+    def __init__(self, preprocess: preprocess_pb2_grpc.PreprocessServiceAsyncStub) -> None:
+        self.preprocess = preprocess
+        self.upserting = asyncio.Lock()
+        self._loaded: Loaded | None = None
+
+    @property
+    def loaded(self) -> Loaded:
+        if self._loaded is None:
+            raise FailedPrecondition("the embedding service is still loading")
+        return self._loaded
+
+    @property
+    def model(self) -> TextModel:
+        return self.loaded.model
+
+    @property
+    def catalog(self) -> ItemCatalog:
+        return self.loaded.catalog
+
+    async def load(self, layout: DatasetLayout, store: CatalogStore) -> None:
+        """Loads the dataset's text model and items, then lays the upserted items over them
+        (embedding again those stored under other word vectors)."""
+        model, catalog = await asyncio.to_thread(_load, layout)
+        stale = []
+        for item, fits in await asyncio.to_thread(lambda: list(store.load(catalog.dimension))):
+            catalog.put(item)
+            if not fits:
+                stale.append(item)
+        self._loaded = Loaded(model, catalog, store, ExactIndex(catalog))
+        if stale:
+            texts = [item_text(i.title, i.text, i.categories) for i in stale]
+            for item, (vector, _) in zip(stale, await self.vectors(texts), strict=True):
+                item.vector = vector
+                item.topic_id = model.topics.classify(vector, item.categories)
+            await asyncio.to_thread(store.save, stale)
+            for item in stale:
+                catalog.put(item)
+
+    async def tokens(self, texts: Sequence[str]) -> list[list[str]]:
+        """Normalized tokens of each text, from the PreprocessService."""
+        try:
+            response = await self.preprocess.NormalizeText(
+                preprocess_pb2.NormalizeTextRequest(texts=list(texts))
+            )
+        except grpc.aio.AioRpcError as error:
+            raise dependency_error("PreprocessService", error) from error
+        return [list(result.tokens) for result in response.results]
+
+    async def vectors(self, texts: Sequence[str]) -> list[tuple[np.ndarray | None, int]]:
+        if not texts:
+            return []
+        return [self.model.embedder.embed(tokens) for tokens in await self.tokens(texts)]
+
+    def item_vector(self, item: CatalogItem | None, item_id: str) -> embedding_pb2.ItemVector:
+        if item is None:
+            return embedding_pb2.ItemVector(item_id=item_id, status=UNKNOWN_ITEM)
+        return embedding_pb2.ItemVector(
+            item_id=item.item_id,
+            status=NO_TEXT if item.vector is None else OK,
+            vector=None
+            if item.vector is None
+            else embedding_pb2.Vector(values=item.vector.tolist()),
+            topic_id=item.topic_id,
+        )
+
+    async def EmbedTexts(
+        self, request: embedding_pb2.EmbedTextsRequest, context: Any
+    ) -> embedding_pb2.EmbedTextsResponse:
+        violations = Violations()
+        violations.within_limit(len(request.texts), MAX_TEXTS, "texts", "texts")
+        for index, text in enumerate(request.texts):
+            violations.within_limit(len(text), MAX_TEXT_CHARS, f"texts[{index}]", "characters")
+        violations.raise_if_any()
+        embeddings = [
+            embedding_pb2.TextEmbedding(
+                status=NO_TEXT if vector is None else OK,
+                vector=None if vector is None else embedding_pb2.Vector(values=vector.tolist()),
+                known_token_count=known,
+            )
+            for vector, known in await self.vectors(request.texts)
+        ]
+        return embedding_pb2.EmbedTextsResponse(
+            embeddings=embeddings,
+            dimension=self.catalog.dimension,
+            model_version=self.model.version,
+        )
+
+    async def GetItemVectors(
+        self, request: embedding_pb2.GetItemVectorsRequest, context: Any
+    ) -> embedding_pb2.GetItemVectorsResponse:
+        violations = Violations()
+        violations.within_limit(len(request.item_ids), MAX_IDS, "item_ids", "ids")
+        for index, item_id in enumerate(request.item_ids):
+            check_id(violations, item_id, f"item_ids[{index}]")
+        violations.raise_if_any()
+        items = [self.item_vector(self.catalog.get(i), i) for i in request.item_ids]
+        return embedding_pb2.GetItemVectorsResponse(
+            items=items, dimension=self.catalog.dimension, model_version=self.model.version
+        )
+
+    async def UpsertItems(
+        self, request: embedding_pb2.UpsertItemsRequest, context: Any
+    ) -> embedding_pb2.UpsertItemsResponse:
+        validate_upsert(request)
+        texts = [item_text(i.title, i.text, i.categories) for i in request.items]
+        vectors = await self.vectors(texts)
+        now = time.time()
+        async with self.upserting:
+            items = []
+            for given, (vector, _) in zip(request.items, vectors, strict=True):
+                existing = self.catalog.get(given.item_id)
+                created_at = (
+                    given.create_time.ToMicroseconds() / 1e6
+                    if given.HasField("create_time")
+                    else existing.create_time
+                    if existing
+                    else now
+                )
+                items.append(
+                    CatalogItem(
+                        item_id=given.item_id,
+                        title=given.title,
+                        text=given.text,
+                        categories=list(given.categories),
+                        topic_id=self.model.topics.classify(vector, given.categories),
+                        vector=vector,
+                        create_time=created_at,
+                        popularity=existing.popularity if existing else 0,
+                    )
+                )
+            # Durable first: an answered upsert survives a crash.
+            await asyncio.to_thread(self.loaded.store.save, items)
+            created = sum(self.catalog.put(item) for item in items)
+        return embedding_pb2.UpsertItemsResponse(
+            items=[self.item_vector(item, item.item_id) for item in items],
+            created_count=created,
+            updated_count=len(items) - created,
+        )
+
+    async def SimilarItems(
+        self, request: embedding_pb2.SimilarItemsRequest, context: Any
+    ) -> embedding_pb2.SimilarItemsResponse:
+        violations = Violations()
+        query = request.WhichOneof("query")
+        violations.require(query is not None, "query", "give item_id or text")
+        k = request.k or DEFAULT_K
+        violations.require(1 <= k <= MAX_K, "k", f"must be 1 to {MAX_K:,}")
+        violations.within_limit(len(request.exclude_item_ids), MAX_IDS, "exclude_item_ids", "ids")
+        if query == "item_id":
+            check_id(violations, request.item_id, "item_id")
+        if query == "text":
+            violations.within_limit(len(request.text), MAX_TEXT_CHARS, "text", "characters")
+        violations.raise_if_any()
+        exclude = {
+            row for i in request.exclude_item_ids if (row := self.catalog.rows.get(i)) is not None
+        }
+        if query == "item_id":
+            item = self.catalog.get(request.item_id)
+            if item is None:
+                raise NotFound("item", request.item_id)
+            if item.vector is None:
+                raise FailedPrecondition(
+                    f"item {request.item_id!r} has no usable text, so no vector"
+                )
+            vector = item.vector
+            exclude.add(self.catalog.rows[request.item_id])
+        else:
+            ((found, _),) = await self.vectors([request.text])
+            if found is None:
+                raise InvalidArgument(
+                    violations=[
+                        FieldViolation("text", "no word of it is known to the word vectors")
+                    ]
+                )
+            vector = found
+        hits = self.loaded.index.search(vector, k, exclude)
+        return embedding_pb2.SimilarItemsResponse(
+            items=[
+                embedding_pb2.ScoredItem(
+                    item_id=self.catalog.items[row].item_id,
+                    score=score,
+                    title=self.catalog.items[row].title,
+                    topic_id=self.catalog.items[row].topic_id,
+                )
+                for row, score in hits
+            ]
+        )
+
+
+def validate_upsert(request: embedding_pb2.UpsertItemsRequest) -> None:
+    violations = Violations()
+    violations.within_limit(len(request.items), MAX_UPSERT, "items", "items")
+    first_index: dict[str, int] = {}
+    for index, item in enumerate(request.items):
+        field = f"items[{index}]"
+        check_id(violations, item.item_id, f"{field}.item_id")
+        if item.item_id in first_index:
+            violations.add(f"{field}.item_id", f"duplicate of items[{first_index[item.item_id]}]")
+        first_index.setdefault(item.item_id, index)
+        violations.within_limit(len(item.title), MAX_TITLE_CHARS, f"{field}.title", "characters")
+        violations.within_limit(len(item.text), MAX_TEXT_CHARS, f"{field}.text", "characters")
+        violations.within_limit(
+            len(item.categories), MAX_CATEGORIES, f"{field}.categories", "categories"
+        )
+        for number, category in enumerate(item.categories):
+            violations.require(
+                0 < len(category) <= MAX_CATEGORY_CHARS,
+                f"{field}.categories[{number}]",
+                f"must be 1 to {MAX_CATEGORY_CHARS} characters",
+            )
+        if item.HasField("create_time"):
+            seconds = item.create_time.seconds
+            violations.require(
+                0 <= seconds <= time.time() + 86_400,
+                f"{field}.create_time",
+                "must lie between 1970 and one day from now",
+            )
+    violations.raise_if_any()
 
 
 def create(settings: Settings) -> GrpcService:
-    """The EmbeddingService, ready for the runtime."""
-    # Abstract until issue #3 writes the RPCs; the base class answers UNIMPLEMENTED.
-    servicer = EmbeddingServicer()  # type: ignore[abstract]
+    """The EmbeddingService: loads the prepared dataset at `settings.dataset_path` and the
+    items upserted since, before it reports SERVING."""
+    client = preprocess_client(settings)
+    servicer = EmbeddingServicer(client.stub)
+    layout = DatasetLayout(settings.dataset_path)
+
+    async def start() -> None:
+        if not layout.exists():
+            raise FileNotFoundError(
+                f"no prepared dataset at {layout.root}: run `evorec data prepare` "
+                "(or `evorec up`, which makes a synthetic one), or set EVOREC_DATASET"
+            )
+        await servicer.load(
+            layout, CatalogStore(settings.data_dir / "embedding" / "catalog.sqlite")
+        )
+
+    async def stop() -> None:
+        await client.close()
+        if servicer._loaded is not None:
+            servicer._loaded.store.close()
+
     return GrpcService(
         name=embedding_pb2.DESCRIPTOR.services_by_name["EmbeddingService"].full_name,
         register=lambda server: embedding_pb2_grpc.add_EmbeddingServiceServicer_to_server(
             servicer, server
         ),
+        start=start,
+        stop=stop,
     )
+
+
+def _load(layout: DatasetLayout) -> tuple[TextModel, ItemCatalog]:
+    return TextModel.load(layout), ItemCatalog.from_dataset(layout)

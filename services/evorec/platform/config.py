@@ -94,6 +94,9 @@ class Settings(BaseSettings):
 
     # Where services keep their state (SQLite file, model bundles, item table).
     data_dir: Path = Path("evorec-data")
+    # The prepared dataset the services load (`evorec data prepare` writes one). Default:
+    # <data_dir>/datasets/default, which `evorec up` fills with synthetic data when empty.
+    dataset: Path | None = None
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     # json: one JSON object per line, for log collectors; text: for a person at a terminal.
     log_format: Literal["json", "text"] = "json"
@@ -125,6 +128,10 @@ class Settings(BaseSettings):
     ) -> tuple[PydanticBaseSettingsSource, ...]:
         # The config file arrives as init data; the environment overrides it.
         return env_settings, init_settings
+
+    @property
+    def dataset_path(self) -> Path:
+        return self.dataset or self.data_dir / "datasets" / "default"
 
     def endpoint(self, service: str) -> Endpoint:
         """The endpoint of a service by its short name (`preprocess`, `ranking`, ...)."""

@@ -26,17 +26,32 @@ class FieldViolation:
 
 
 class EvorecError(Exception):
-    """An error the caller caused or can act on; carries its gRPC status code."""
+    """An error the caller caused or can act on; carries its gRPC status code and, where
+    fields of the request are at fault, their violations (sent as `google.rpc.BadRequest`)."""
 
     code: grpc.StatusCode = grpc.StatusCode.INTERNAL
 
-    def __init__(self, message: str) -> None:
-        super().__init__(message)
-        self.message = message
+    def __init__(self, message: str = "", violations: Iterable[FieldViolation] = ()) -> None:
+        self.violations = list(violations)
+        summary = "; ".join(f"{v.field}: {v.description}" for v in self.violations)
+        self.message = message or f"invalid request: {summary}"
+        super().__init__(self.message)
 
     def details(self) -> list[any_pb2.Any]:
         """Rich error details sent beside the status (google.rpc error_details)."""
-        return []
+        if not self.violations:
+            return []
+        bad_request = error_details_pb2.BadRequest(
+            field_violations=[
+                error_details_pb2.BadRequest.FieldViolation(
+                    field=v.field, description=v.description
+                )
+                for v in self.violations
+            ]
+        )
+        packed = any_pb2.Any()
+        packed.Pack(bad_request)
+        return [packed]
 
     def to_status(self) -> grpc.Status:
         """The status, with details packed as gRPC's rich error model expects them."""
@@ -53,24 +68,6 @@ class InvalidArgument(EvorecError):
     """The request is malformed; says which fields and why."""
 
     code = grpc.StatusCode.INVALID_ARGUMENT
-
-    def __init__(self, violations: Iterable[FieldViolation], message: str | None = None) -> None:
-        self.violations = list(violations)
-        summary = "; ".join(f"{v.field}: {v.description}" for v in self.violations)
-        super().__init__(message or f"invalid request: {summary}")
-
-    def details(self) -> list[any_pb2.Any]:
-        bad_request = error_details_pb2.BadRequest(
-            field_violations=[
-                error_details_pb2.BadRequest.FieldViolation(
-                    field=v.field, description=v.description
-                )
-                for v in self.violations
-            ]
-        )
-        packed = any_pb2.Any()
-        packed.Pack(bad_request)
-        return [packed]
 
 
 class NotFound(EvorecError):
@@ -92,7 +89,7 @@ class NotFound(EvorecError):
 
 
 class ResourceExhausted(EvorecError):
-    """A limit was reached (batch size, quota, capacity)."""
+    """A limit was reached (batch size, text length, capacity); names the fields over it."""
 
     code = grpc.StatusCode.RESOURCE_EXHAUSTED
 
@@ -109,16 +106,38 @@ class Unavailable(EvorecError):
     code = grpc.StatusCode.UNAVAILABLE
 
 
-class Violations:
-    """Collects every field violation of a request, then raises them together.
+class DeadlineExceeded(EvorecError):
+    """A dependency did not answer within the call's deadline."""
 
-    violations = Violations()
-    violations.require(request.user_id != "", "user_id", "must not be empty")
-    violations.raise_if_any()
+    code = grpc.StatusCode.DEADLINE_EXCEEDED
+
+
+def dependency_error(dependency: str, error: grpc.aio.AioRpcError) -> EvorecError:
+    """What a failed call to another service means for our caller: that service's
+    unavailability or slowness passes through as such; anything else it answered is our
+    problem, not the caller's, and becomes UNAVAILABLE (never the dependency's INVALID_ARGUMENT,
+    which would blame the caller for our request)."""
+    message = f"{dependency}: {error.code().name}: {error.details()}"
+    if error.code() == grpc.StatusCode.DEADLINE_EXCEEDED:
+        return DeadlineExceeded(message)
+    return Unavailable(message)
+
+
+class Violations:
+    """Collects every field violation of a request, then raises them together: limits
+    exceeded as RESOURCE_EXHAUSTED, other bad values as INVALID_ARGUMENT (with both kinds).
+
+    Example::
+
+        violations = Violations()
+        violations.require(request.user_id != "", "user_id", "must not be empty")
+        violations.within_limit(len(request.texts), 1000, "texts", "texts")
+        violations.raise_if_any()
     """
 
     def __init__(self) -> None:
         self.items: list[FieldViolation] = []
+        self.over_limit: list[FieldViolation] = []
 
     def add(self, field: str, description: str) -> None:
         self.items.append(FieldViolation(field, description))
@@ -128,12 +147,19 @@ class Violations:
         if not condition:
             self.add(field, description)
 
+    def within_limit(self, size: int, limit: int, field: str, unit: str) -> None:
+        """Records that `field` is over its limit unless `size` <= `limit`."""
+        if size > limit:
+            self.over_limit.append(FieldViolation(field, f"at most {limit:,} {unit}, got {size:,}"))
+
     def __bool__(self) -> bool:
-        return bool(self.items)
+        return bool(self.items or self.over_limit)
 
     def raise_if_any(self) -> None:
         if self.items:
-            raise InvalidArgument(self.items)
+            raise InvalidArgument(violations=self.items + self.over_limit)
+        if self.over_limit:
+            raise ResourceExhausted(violations=self.over_limit)
 
 
 def field_violations(error: grpc.aio.AioRpcError | grpc.RpcError) -> list[FieldViolation]:

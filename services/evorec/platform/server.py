@@ -115,9 +115,11 @@ class RunningServer:
             elif not self.loading.cancelled() and self.loading.exception() is not None:
                 log.error("%s failed to load", self.service.name, exc_info=self.loading.exception())
         await self.health.enter_graceful_shutdown()
+        # The metrics server notices its shutdown within half a second: let it, meanwhile.
+        metrics_stopped = asyncio.create_task(asyncio.to_thread(self.metrics_http.shutdown))
         await self.server.stop(self.grace_period_s)
         await self.service.stop()
-        self.metrics_http.shutdown()
+        await metrics_stopped
         self.metrics_http.server_close()
         log.info("stopped %s", self.service.name)
 

@@ -1,0 +1,85 @@
+"""Line-by-line reading of delimited text files, counting every row that does not parse.
+
+The public formats are small enough to read this way, and doing it by hand (rather than with
+a CSV engine that skips bad rows silently) is what lets the report name each bad line.
+"""
+
+from __future__ import annotations
+
+import csv
+import gzip
+from collections.abc import Iterator
+from pathlib import Path
+from typing import IO, cast
+
+from evorec.data.schema import ParseErrors
+
+
+def open_text(path: Path) -> IO[bytes]:
+    """Opens a file for reading as bytes, gunzipping `.gz` files."""
+    return cast(IO[bytes], gzip.open(path, "rb")) if path.suffix == ".gz" else path.open("rb")
+
+
+def decoded_lines(
+    path: Path, errors: ParseErrors, encoding: str = "utf-8", skip_header: bool = False
+) -> Iterator[tuple[int, str]]:
+    """(line number, text) of each non-empty line; undecodable lines are counted and skipped."""
+    with open_text(path) as handle:
+        for number, raw in enumerate(handle, start=1):
+            if skip_header and number == 1:
+                continue
+            try:
+                line = raw.decode(encoding).rstrip("\r\n")
+            except UnicodeDecodeError:
+                errors.add(f"not valid {encoding}", f"{path.name}:{number}")
+                continue
+            if line.strip():
+                yield number, line
+
+
+def split_lines(
+    path: Path,
+    separator: str,
+    fields: int,
+    errors: ParseErrors,
+    encoding: str = "utf-8",
+    skip_header: bool = False,
+) -> Iterator[tuple[int, list[str]]]:
+    """(line number, fields) of each line with exactly `fields` fields (at least, when the last
+    field may contain the separator: pass a negative count)."""
+    exact = fields > 0
+    wanted = abs(fields)
+    for number, line in decoded_lines(path, errors, encoding, skip_header):
+        parts = line.split(separator) if exact else line.split(separator, wanted - 1)
+        if len(parts) != wanted:
+            errors.add(f"expected {wanted} fields", f"{path.name}:{number}")
+            continue
+        yield number, parts
+
+
+def parse_number(text: str) -> float | None:
+    """A float, or None where the text is not a number (empty stays missing: NaN)."""
+    text = text.strip()
+    if not text:
+        return float("nan")
+    try:
+        return float(text)
+    except ValueError:
+        return None
+
+
+def csv_rows(path: Path, fields: int, errors: ParseErrors) -> Iterator[tuple[int, list[str]]]:
+    """(line number, fields) of each row of a quoted CSV file with a header line."""
+    for number, line in decoded_lines(path, errors, skip_header=True):
+        parsed = next(csv.reader([line]))
+        if len(parsed) != fields:
+            errors.add(f"expected {fields} fields", f"{path.name}:{number}")
+            continue
+        yield number, parsed
+
+
+def csv_header(path: Path) -> list[str]:
+    """The column names on the first line of a CSV file."""
+    with open_text(path) as handle:
+        first = handle.readline().decode("utf-8-sig").rstrip("\r\n")
+    return next(csv.reader([first]), [])

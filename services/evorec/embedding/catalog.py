@@ -1,0 +1,209 @@
+"""The item catalog of the embedding service: every item's text vector, topic and title, in
+memory for search, with items upserted at run time persisted in SQLite.
+
+At start the catalog is the prepared dataset's item table; the items upserted since are
+then laid over it from the SQLite file, so an upsert survives restarts and a new dataset.
+Search is exact (one matrix product) behind `VectorIndex`, where an approximate index for
+large catalogs can take its place.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Protocol
+
+import numpy as np
+import pandas as pd
+import sqlite_utils
+
+from evorec.data.artifacts import DatasetLayout
+
+
+@dataclass
+class CatalogItem:
+    """An item as the catalog holds it."""
+
+    item_id: str
+    title: str = ""
+    text: str = ""
+    categories: list[str] = field(default_factory=list)
+    topic_id: str = ""
+    vector: np.ndarray | None = None
+    create_time: float = 0.0
+    popularity: int = 0
+
+
+class VectorIndex(Protocol):
+    """Nearest items to a query vector, by cosine (the vectors are unit length)."""
+
+    def search(self, query: np.ndarray, k: int, exclude: set[int]) -> list[tuple[int, float]]: ...
+
+
+class ItemCatalog:
+    """Items by id and by row, their vectors as one growable matrix."""
+
+    def __init__(self, dimension: int, capacity: int = 1024) -> None:
+        self.dimension = dimension
+        self.items: list[CatalogItem] = []
+        self.rows: dict[str, int] = {}
+        self._vectors = np.zeros((capacity, dimension), dtype=np.float32)
+        self._has_vector = np.zeros(capacity, dtype=bool)
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    @property
+    def vectors(self) -> np.ndarray:
+        """[items, dim]; rows of items without a vector are zeros."""
+        return self._vectors[: len(self.items)]
+
+    @property
+    def has_vector(self) -> np.ndarray:
+        return self._has_vector[: len(self.items)]
+
+    def get(self, item_id: str) -> CatalogItem | None:
+        row = self.rows.get(item_id)
+        return None if row is None else self.items[row]
+
+    def put(self, item: CatalogItem) -> bool:
+        """Adds or replaces an item; True when it was new."""
+        row = self.rows.get(item.item_id)
+        created = row is None
+        if row is None:
+            row = len(self.items)
+            if row == len(self._vectors):
+                self._vectors = np.vstack([self._vectors, np.zeros_like(self._vectors)])
+                self._has_vector = np.concatenate(
+                    [self._has_vector, np.zeros_like(self._has_vector)]
+                )
+            self.items.append(item)
+            self.rows[item.item_id] = row
+        else:
+            self.items[row] = item
+        self._has_vector[row] = item.vector is not None
+        self._vectors[row] = 0.0 if item.vector is None else item.vector
+        return created
+
+    @classmethod
+    def from_dataset(cls, layout: DatasetLayout) -> ItemCatalog:
+        """The prepared dataset's items, in item_index order."""
+        table = pd.read_parquet(layout.items)
+        vectors = np.load(layout.item_vectors)
+        catalog = cls(vectors.shape[1], capacity=max(1024, 2 * len(table)))
+        columns = ("item_id", "item_index", "title", "text", "categories", "topic_id")
+        rows = zip(
+            *(table[c].tolist() for c in columns),
+            table["has_text_vector"].tolist(),
+            table["popularity"].tolist(),
+            strict=True,
+        )
+        for item_id, index, title, text, categories, topic_id, has_vector, popularity in rows:
+            catalog.put(
+                CatalogItem(
+                    item_id=str(item_id),
+                    title=str(title),
+                    text=str(text),
+                    categories=[str(c) for c in categories],
+                    topic_id=str(topic_id),
+                    vector=vectors[index] if has_vector else None,
+                    popularity=int(popularity),
+                )
+            )
+        return catalog
+
+
+class ExactIndex:
+    """Exact nearest neighbours over the whole catalog: one matrix-vector product."""
+
+    def __init__(self, catalog: ItemCatalog) -> None:
+        self.catalog = catalog
+
+    def search(self, query: np.ndarray, k: int, exclude: set[int]) -> list[tuple[int, float]]:
+        scores = self.catalog.vectors @ query
+        scores[~self.catalog.has_vector] = -np.inf
+        if exclude:
+            scores[list(exclude)] = -np.inf
+        k = min(k, int(np.isfinite(scores).sum()))
+        if k <= 0:
+            return []
+        top = np.argpartition(-scores, k - 1)[:k]
+        top = top[np.lexsort((top, -scores[top]))]
+        return [(int(row), float(scores[row])) for row in top]
+
+
+class CatalogStore:
+    """Upserted items in SQLite (WAL): written in one transaction per upsert, read at start."""
+
+    def __init__(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        # Used from worker threads, one at a time (the lock), hence check_same_thread=False.
+        connection = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
+        self.db = sqlite_utils.Database(connection)
+        self.db.enable_wal()
+        self.db.execute("PRAGMA synchronous=FULL")
+        self.lock = threading.Lock()
+        self.table = self.db.table("items")
+        if not self.table.exists():
+            self.table.create(
+                {
+                    "item_id": str,
+                    "title": str,
+                    "text": str,
+                    "categories": str,
+                    "topic_id": str,
+                    "vector": bytes,
+                    "create_time": float,
+                    "update_time": float,
+                },
+                pk="item_id",
+            )
+
+    def save(self, items: Sequence[CatalogItem]) -> None:
+        now = time.time()
+        rows = [
+            {
+                "item_id": item.item_id,
+                "title": item.title,
+                "text": item.text,
+                "categories": json.dumps(item.categories, ensure_ascii=False),
+                "topic_id": item.topic_id,
+                "vector": None if item.vector is None else item.vector.astype(np.float32).tobytes(),
+                "create_time": item.create_time,
+                "update_time": now,
+            }
+            for item in items
+        ]
+        with self.lock, self.db.conn:
+            self.table.upsert_all(rows, pk="item_id")
+
+    def load(self, dimension: int) -> Iterable[tuple[CatalogItem, bool]]:
+        """The stored items, each with whether its vector fits `dimension` (a vector stored
+        under other word vectors does not, and must be computed again)."""
+        with self.lock:
+            rows = list(self.table.rows)
+        for row in rows:
+            vector = (
+                None if row["vector"] is None else np.frombuffer(row["vector"], dtype=np.float32)
+            )
+            fits = vector is None or vector.shape == (dimension,)
+            yield (
+                CatalogItem(
+                    item_id=row["item_id"],
+                    title=row["title"],
+                    text=row["text"],
+                    categories=json.loads(row["categories"]),
+                    topic_id=row["topic_id"],
+                    vector=vector if fits else None,
+                    create_time=row["create_time"],
+                ),
+                fits,
+            )
+
+    def close(self) -> None:
+        self.db.conn.close()

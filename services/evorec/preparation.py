@@ -1,0 +1,197 @@
+"""`evorec data prepare`: raw interaction data in, a prepared dataset out.
+
+read (any reader) -> clean (report) -> splits -> normalize text -> word vectors -> item text
+vectors -> topics -> write the layout of `evorec.data.artifacts`. This is the offline job that
+stands on the data layer and on the preprocess and embedding libraries; the services load
+what it writes.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from evorec.data.artifacts import FORMAT_VERSION, DatasetLayout, sha256_of
+from evorec.data.cleaning import CleaningOptions, clean
+from evorec.data.readers import read_dataset
+from evorec.data.schema import RawDataset
+from evorec.data.splits import leave_one_out, new_item_split, time_split
+from evorec.data.synth import SimulatorConfig, simulate
+from evorec.embedding.text_vectors import DEFAULT_A, TextEmbedder, count_words
+from evorec.embedding.topics import TopicModel, topics_from_categories, topics_from_clusters
+from evorec.embedding.word_vectors import (
+    PretrainedFormat,
+    Word2VecOptions,
+    load_pretrained,
+    train_word2vec,
+)
+from evorec.preprocess.text import TextOptions, normalize
+
+Progress = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class PrepareOptions:
+    """Every parameter of preparation; all are recorded in the manifest."""
+
+    cleaning: CleaningOptions = field(default_factory=CleaningOptions)
+    text: TextOptions = field(default_factory=TextOptions)
+    word2vec: Word2VecOptions = field(default_factory=Word2VecOptions)
+    pretrained: Path | None = None
+    pretrained_format: PretrainedFormat = "word2vec"
+    sif_a: float = DEFAULT_A
+    # Number of text clusters when the catalog has no categories (None: chosen from its size).
+    topics: int | None = None
+    time_test_share: float = 0.2
+    new_item_share: float = 0.1
+    seed: int = 0
+
+
+def prepare_synthetic(
+    out: Path, raw: Path, config: SimulatorConfig | None = None, progress: Progress = lambda m: None
+) -> dict[str, Any]:
+    """Simulates a dataset into `raw` and prepares it into `out`: the embedded default."""
+    config = config or SimulatorConfig()
+    progress("simulating")
+    simulate(config).write(raw, config)
+    return prepare(read_dataset(raw), out, PrepareOptions(topics=config.topics), progress)
+
+
+def item_document(row: Any) -> str:
+    """The text an item is known by: title, description and categories."""
+    return " ".join([row.title, row.text, *row.categories]).strip()
+
+
+def prepare(
+    raw: RawDataset,
+    out: Path,
+    options: PrepareOptions | None = None,
+    progress: Progress = lambda message: None,
+) -> dict[str, Any]:
+    """Prepares `raw` into the folder `out`; returns the manifest it wrote."""
+    options = options or PrepareOptions()
+    started = time.perf_counter()
+    layout = DatasetLayout(out)
+
+    progress("cleaning")
+    data = clean(raw, options.cleaning)
+    events, items = data.events, data.items
+    progress("splitting")
+    events["split_loo"] = leave_one_out(events)
+    events["split_time"], time_cut = time_split(events, options.time_test_share)
+    events["split_new_item"], new_items = new_item_split(
+        events, options.new_item_share, options.seed
+    )
+
+    progress("normalizing text")
+    item_docs = [normalize(item_document(row), options.text).tokens for row in items.itertuples()]
+    unused_docs = [
+        normalize(item_document(row), options.text).tokens for row in data.unused_items.itertuples()
+    ]
+    with_text = events[events["text"] != ""]
+    user_docs = [normalize(text, options.text).tokens for text in with_text["text"]]
+    corpus = item_docs + unused_docs + user_docs
+
+    progress("word vectors")
+    if options.pretrained is not None:
+        vectors = load_pretrained(options.pretrained, options.pretrained_format)
+    else:
+        vectors = train_word2vec(corpus, options.word2vec)
+    counts = count_words(corpus)
+
+    progress("item text vectors")
+    # Items without catalog text are known by what users wrote about them, except the items
+    # held out for the new-item split, which must look as new at evaluation as in production.
+    held_out = set(new_items.tolist())
+    user_text_of: dict[int, list[str]] = {}
+    for item_index, tokens in zip(with_text["item_index"], user_docs, strict=True):
+        if item_index not in held_out:
+            user_text_of.setdefault(int(item_index), []).extend(tokens)
+    documents = [
+        doc or user_text_of.get(int(index), [])
+        for doc, index in zip(item_docs, items["item_index"], strict=True)
+    ]
+    embedder = TextEmbedder(vectors, dict(counts), options.sif_a)
+    embedder.fit_common_component(documents)
+    item_vectors, has_vector = embedder.embed_many(documents)
+
+    progress("topics")
+    topic_model, topic_ids = _topics(items, documents, item_vectors, has_vector, options)
+    items["topic_id"] = topic_ids
+    items["has_text_vector"] = has_vector
+
+    progress("writing")
+    layout.text.mkdir(parents=True, exist_ok=True)
+    events.to_parquet(layout.events, index=False)
+    items.to_parquet(layout.items, index=False)
+    vectors.save_word2vec_format(str(layout.word_vectors), binary=True)
+    layout.write_json(layout.word_counts, dict(counts.most_common()))
+    padded = np.vstack([np.zeros((1, embedder.dimension), np.float32), item_vectors])
+    np.save(layout.item_vectors, padded)
+    common = embedder.common_component
+    np.savez(
+        layout.sif,
+        a=np.float32(options.sif_a),
+        common_component=np.zeros(0) if common is None else common,
+    )
+    layout.write_json(layout.topics, topic_model.to_json())
+    np.save(layout.topic_centroids, topic_model.centroids)
+    layout.write_json(layout.report, data.report)
+    manifest = {
+        "format_version": FORMAT_VERSION,
+        "name": raw.name,
+        "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "source": {
+            "format": raw.source_format,
+            "files": [{"name": p.name, "sha256": sha256_of(p)} for p in raw.files],
+        },
+        "parameters": _jsonable(asdict(options)),
+        "counts": {
+            "events": len(events),
+            "users": data.report["users"],
+            "items": len(items),
+            "items_with_text_vector": int(has_vector.sum()),
+            "vocabulary": len(vectors.key_to_index),
+            "topics": len(topic_model.topics),
+        },
+        "dimension": embedder.dimension,
+        "splits": {
+            "loo": {k: int(v) for k, v in events["split_loo"].value_counts().items()},
+            "time_cut": time_cut,
+            "new_item_count": len(new_items),
+        },
+        "seconds": round(time.perf_counter() - started, 2),
+        "outputs": layout.output_hashes(),
+    }
+    layout.write_json(layout.manifest, manifest)
+    return manifest
+
+
+def _topics(
+    items: pd.DataFrame,
+    documents: list[list[str]],
+    vectors: np.ndarray,
+    has_vector: np.ndarray,
+    options: PrepareOptions,
+) -> tuple[TopicModel, list[str]]:
+    from_categories = topics_from_categories(
+        list(items["categories"]), documents, vectors, has_vector
+    )
+    if from_categories is not None and options.topics is None:
+        return from_categories
+    return topics_from_clusters(documents, vectors, has_vector, options.topics, options.seed)
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _jsonable(v) for k, v in value.items()}
+    if isinstance(value, Path):
+        return str(value)
+    return value

@@ -1,0 +1,203 @@
+"""EmbeddingService over gRPC, with a real PreprocessService and a prepared dataset."""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import grpc
+import numpy as np
+import pandas as pd
+import pytest
+
+from evorec.data.artifacts import DatasetLayout
+from evorec.data.synth import SyntheticDataset
+from evorec.platform.errors import field_violations
+from evorec.v1 import embedding_pb2 as pb
+from evorec.v1 import embedding_pb2_grpc
+from tests.conftest import Stack
+from tests.support import channel
+
+
+@pytest.fixture
+async def embedding(
+    stack: Stack, prepared: Path, monkeypatch: pytest.MonkeyPatch
+) -> AsyncIterator[embedding_pb2_grpc.EmbeddingServiceAsyncStub]:
+    monkeypatch.setenv("EVOREC_DATASET", str(prepared))
+    await stack.start("preprocess")
+    server = await stack.start("embedding")
+    async with channel(server.port) as ch:
+        yield embedding_pb2_grpc.EmbeddingServiceStub(ch)
+
+
+def topic_text(synthetic: SyntheticDataset, topic: int, words: int = 8) -> str:
+    return " ".join(synthetic.topic_words[topic][:words])
+
+
+def items_by_topic(prepared: Path) -> pd.DataFrame:
+    return pd.read_parquet(DatasetLayout(prepared).items)
+
+
+async def test_texts_are_embedded_or_said_to_have_no_usable_words(
+    embedding: embedding_pb2_grpc.EmbeddingServiceAsyncStub, synthetic: SyntheticDataset
+) -> None:
+    response = await embedding.EmbedTexts(
+        pb.EmbedTextsRequest(texts=[topic_text(synthetic, 0), "zzzz qqqq", ""])
+    )
+    assert [e.status for e in response.embeddings] == [
+        pb.VECTOR_STATUS_OK, pb.VECTOR_STATUS_NO_USABLE_TEXT, pb.VECTOR_STATUS_NO_USABLE_TEXT,
+    ]  # fmt: skip
+    assert [e.known_token_count for e in response.embeddings] == [8, 0, 0]
+    assert len(response.embeddings[0].vector.values) == response.dimension == 64
+    assert np.linalg.norm(response.embeddings[0].vector.values) == pytest.approx(1, abs=1e-5)
+    assert response.model_version.endswith(response.model_version.split("@")[-1])
+
+
+async def test_item_vectors_are_the_prepared_ones(
+    embedding: embedding_pb2_grpc.EmbeddingServiceAsyncStub, prepared: Path
+) -> None:
+    items = items_by_topic(prepared)
+    stored = np.load(DatasetLayout(prepared).item_vectors)
+    first = items.iloc[0]
+    response = await embedding.GetItemVectors(
+        pb.GetItemVectorsRequest(item_ids=[first["item_id"], "nope"])
+    )
+    known, unknown = response.items
+    assert known.status == pb.VECTOR_STATUS_OK
+    assert known.topic_id == first["topic_id"]
+    assert np.allclose(known.vector.values, stored[first["item_index"]])
+    assert (unknown.item_id, unknown.status) == ("nope", pb.VECTOR_STATUS_UNKNOWN_ITEM)
+
+
+async def test_an_upserted_item_gets_its_topic_is_found_and_survives_a_restart(
+    stack: Stack,
+    embedding: embedding_pb2_grpc.EmbeddingServiceAsyncStub,
+    synthetic: SyntheticDataset,
+    prepared: Path,
+) -> None:
+    items = items_by_topic(prepared)
+    truth = dict(zip(synthetic.items["item_id"], synthetic.item_topics.tolist(), strict=True))
+    new = pb.Item(item_id="fresh-1", title="Brand new", text=topic_text(synthetic, 2))
+    response = await embedding.UpsertItems(pb.UpsertItemsRequest(items=[new]))
+    assert (response.created_count, response.updated_count) == (1, 0)
+    (stored,) = response.items
+    members = items[items["topic_id"] == stored.topic_id]["item_id"]
+    assert Counter(truth[i] for i in members).most_common(1)[0][0] == 2
+
+    similar = await embedding.SimilarItems(
+        pb.SimilarItemsRequest(text=topic_text(synthetic, 2), k=3)
+    )
+    assert "fresh-1" in [i.item_id for i in similar.items]
+
+    await stack.stop("embedding")
+    server = await stack.start("embedding")
+    async with channel(server.port) as ch:
+        again = await embedding_pb2_grpc.EmbeddingServiceStub(ch).GetItemVectors(
+            pb.GetItemVectorsRequest(item_ids=["fresh-1"])
+        )
+        assert again.items[0].status == pb.VECTOR_STATUS_OK
+        assert np.allclose(again.items[0].vector.values, stored.vector.values)
+        update = await embedding_pb2_grpc.EmbeddingServiceStub(ch).UpsertItems(
+            pb.UpsertItemsRequest(items=[pb.Item(item_id="fresh-1", text="")])
+        )
+        assert (update.created_count, update.updated_count) == (0, 1)
+        assert update.items[0].status == pb.VECTOR_STATUS_NO_USABLE_TEXT
+
+
+async def test_a_bad_upsert_stores_nothing(
+    embedding: embedding_pb2_grpc.EmbeddingServiceAsyncStub,
+) -> None:
+    request = pb.UpsertItemsRequest(
+        items=[
+            pb.Item(item_id="a", text="x"),
+            pb.Item(item_id="b"),
+            pb.Item(item_id="a"),
+            pb.Item(item_id=""),
+        ]
+    )
+    with pytest.raises(grpc.aio.AioRpcError) as raised:
+        await embedding.UpsertItems(request)
+    assert raised.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert [(v.field, v.description) for v in field_violations(raised.value)] == [
+        ("items[2].item_id", "duplicate of items[0]"),
+        ("items[3].item_id", "must be 1 to 128 characters"),
+    ]
+    response = await embedding.GetItemVectors(pb.GetItemVectorsRequest(item_ids=["a", "b"]))
+    assert {i.status for i in response.items} == {pb.VECTOR_STATUS_UNKNOWN_ITEM}
+
+
+async def test_similar_items_of_an_item_share_its_topic(
+    embedding: embedding_pb2_grpc.EmbeddingServiceAsyncStub, synthetic: SyntheticDataset
+) -> None:
+    truth = dict(zip(synthetic.items["item_id"], synthetic.item_topics.tolist(), strict=True))
+    response = await embedding.SimilarItems(
+        pb.SimilarItemsRequest(item_id="i0", k=10, exclude_item_ids=["i1"])
+    )
+    found = [i.item_id for i in response.items]
+    assert len(found) == 10
+    assert "i0" not in found
+    assert "i1" not in found
+    assert [i.score for i in response.items] == sorted(
+        (i.score for i in response.items), reverse=True
+    )
+    assert sum(truth[i] == truth["i0"] for i in found) >= 9
+
+
+@pytest.mark.parametrize(
+    ("request_", "code", "field"),
+    [
+        (pb.SimilarItemsRequest(item_id="missing"), grpc.StatusCode.NOT_FOUND, None),
+        (pb.SimilarItemsRequest(), grpc.StatusCode.INVALID_ARGUMENT, "query"),
+        (pb.SimilarItemsRequest(item_id="i0", k=1001), grpc.StatusCode.INVALID_ARGUMENT, "k"),
+        (pb.SimilarItemsRequest(text="qqqq zzzz"), grpc.StatusCode.INVALID_ARGUMENT, "text"),
+        (
+            pb.GetItemVectorsRequest(item_ids=["x"] * 10_001),
+            grpc.StatusCode.RESOURCE_EXHAUSTED,
+            "item_ids",
+        ),
+        (
+            pb.EmbedTextsRequest(texts=["a" * 100_001]),
+            grpc.StatusCode.RESOURCE_EXHAUSTED,
+            "texts[0]",
+        ),
+    ],
+)
+async def test_bad_queries_get_the_right_status(
+    embedding: embedding_pb2_grpc.EmbeddingServiceAsyncStub,
+    request_: object,
+    code: grpc.StatusCode,
+    field: str | None,
+) -> None:
+    method = {
+        pb.SimilarItemsRequest: embedding.SimilarItems,
+        pb.GetItemVectorsRequest: embedding.GetItemVectors,
+        pb.EmbedTextsRequest: embedding.EmbedTexts,
+    }[type(request_)]
+    with pytest.raises(grpc.aio.AioRpcError) as raised:
+        await method(request_)  # type: ignore[operator]
+    assert raised.value.code() == code
+    assert [v.field for v in field_violations(raised.value)] == ([field] if field else [])
+
+
+async def test_without_the_preprocess_service_text_calls_are_unavailable(
+    stack: Stack, embedding: embedding_pb2_grpc.EmbeddingServiceAsyncStub
+) -> None:
+    await stack.stop("preprocess")
+    with pytest.raises(grpc.aio.AioRpcError) as raised:
+        await embedding.EmbedTexts(pb.EmbedTextsRequest(texts=["anything"]))
+    assert raised.value.code() == grpc.StatusCode.UNAVAILABLE
+    assert raised.value.details().startswith("PreprocessService: UNAVAILABLE")
+    # What needs no text still works.
+    response = await embedding.GetItemVectors(pb.GetItemVectorsRequest(item_ids=["i0"]))
+    assert response.items[0].status == pb.VECTOR_STATUS_OK
+
+
+async def test_without_a_prepared_dataset_the_service_does_not_start(
+    stack: Stack, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("EVOREC_DATASET", str(tmp_path / "none"))
+    with pytest.raises(
+        FileNotFoundError, match=r"no prepared dataset at .*none: run `evorec data prepare`"
+    ):
+        await stack.start("embedding")

@@ -1,0 +1,39 @@
+"""Splits: leave-one-out by time, a global time cut, held-out new items."""
+
+from __future__ import annotations
+
+import pandas as pd
+
+from evorec.data.splits import leave_one_out, new_item_split, time_split
+
+
+def events() -> pd.DataFrame:
+    return pd.DataFrame(
+        {
+            "user_index": [0, 1, 0, 0, 1, 2, 0, 1],
+            "item_index": [1, 2, 3, 1, 4, 2, 5, 1],
+            "timestamp": [1, 2, 3, 4, 5, 6, 7, 8],
+        }
+    )
+
+
+def test_leave_one_out_takes_each_users_last_two_events() -> None:
+    assert list(leave_one_out(events())) == [
+        "train", "train", "train", "valid", "valid", "train", "test", "test",
+    ]  # fmt: skip
+
+
+def test_time_split_cuts_once_for_everyone() -> None:
+    labels, cut = time_split(events(), test_share=0.25)
+    assert cut == 6.25
+    assert list(labels) == ["train"] * 6 + ["test"] * 2
+
+
+def test_new_item_split_moves_all_events_of_chosen_items_to_test() -> None:
+    labels, chosen = new_item_split(events(), item_share=0.4, seed=3)
+    _, same = new_item_split(events(), item_share=0.4, seed=3)
+    assert list(chosen) == list(same)
+    assert len(chosen) == 2
+    frame = events().assign(label=labels)
+    assert set(frame[frame["item_index"].isin(chosen)]["label"]) == {"test"}
+    assert set(frame[~frame["item_index"].isin(chosen)]["label"]) == {"train"}
