@@ -94,6 +94,8 @@ def clean_markup(text: str) -> str:
 
 def detect_language(text: str) -> Language:
     """Chinese when at least a third of the text's letters are Han characters."""
+    if _HAN.search(text) is None:
+        return "en"
     han = sum(len(run) for run in _HAN.findall(text))
     letters = sum(1 for c in text if c.isalpha())
     return "zh" if letters and han * 3 >= letters else "en"

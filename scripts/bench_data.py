@@ -1,0 +1,207 @@
+"""Benchmarks of the data and text part: preparation time on real datasets, and throughput of
+NormalizeText and GetItemVectors through real services on loopback.
+
+    .venv/bin/python scripts/bench_data.py [--datasets ../shared/datasets] [--seconds 10]
+
+The services run as `evorec serve` processes, the load comes from this process (asyncio,
+several calls in flight). Prints what it measured as a Markdown table, and as JSON with --json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import gzip
+import json
+import os
+import platform
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+
+import grpc
+
+from evorec.data.readers import read_dataset
+from evorec.preparation import prepare
+from evorec.v1 import embedding_pb2, embedding_pb2_grpc, preprocess_pb2, preprocess_pb2_grpc
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def time_prepare(source: Path, out: Path) -> dict[str, object]:
+    started = time.perf_counter()
+    raw = read_dataset(source)
+    manifest = prepare(raw, out)
+    return {
+        "dataset": raw.name,
+        "events": manifest["counts"]["events"],
+        "items": manifest["counts"]["items"],
+        "seconds": round(time.perf_counter() - started, 2),
+    }
+
+
+async def saturate(
+    call: Callable[[], Awaitable[int]], seconds: float, concurrency: int
+) -> tuple[float, list[float]]:
+    """Runs `call` from `concurrency` workers for `seconds`; returns units/s and latencies."""
+    latencies: list[float] = []
+    units = 0
+    deadline = time.perf_counter() + seconds
+
+    async def worker() -> None:
+        nonlocal units
+        while time.perf_counter() < deadline:
+            start = time.perf_counter()
+            done = await call()  # (`units += await call()` would lose concurrent updates)
+            units += done
+            latencies.append(time.perf_counter() - start)
+
+    started = time.perf_counter()
+    await asyncio.gather(*(worker() for _ in range(concurrency)))
+    return units / (time.perf_counter() - started), latencies
+
+
+def percentile(values: list[float], share: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(share * len(ordered)))]
+
+
+async def measure_services(
+    env: dict[str, str], texts: list[str], item_ids: list[str], seconds: float
+) -> dict[str, object]:
+    pre = preprocess_pb2_grpc.PreprocessServiceStub(
+        grpc.aio.insecure_channel(f"127.0.0.1:{env['EVOREC_PREPROCESS__PORT']}")
+    )
+    emb = embedding_pb2_grpc.EmbeddingServiceStub(
+        grpc.aio.insecure_channel(f"127.0.0.1:{env['EVOREC_EMBEDDING__PORT']}")
+    )
+    batch = texts[:100]
+    ids = item_ids[:100]
+
+    async def normalize_batch() -> int:
+        await pre.NormalizeText(preprocess_pb2.NormalizeTextRequest(texts=batch))
+        return len(batch)
+
+    async def normalize_one() -> int:
+        await pre.NormalizeText(preprocess_pb2.NormalizeTextRequest(texts=batch[:1]))
+        return 1
+
+    async def vectors_batch() -> int:
+        await emb.GetItemVectors(embedding_pb2.GetItemVectorsRequest(item_ids=ids))
+        return len(ids)
+
+    await normalize_batch()
+    await vectors_batch()
+    texts_per_s, _ = await saturate(normalize_batch, seconds, 4)
+    _, single = await saturate(normalize_one, seconds / 2, 1)
+    vectors_per_s, _ = await saturate(vectors_batch, seconds, 4)
+    mean_chars = statistics.mean(len(t) for t in batch)
+    return {
+        "normalize_texts_per_s": round(texts_per_s),
+        "normalize_mean_chars": round(mean_chars),
+        "normalize_one_p50_ms": round(percentile(single, 0.5) * 1000, 2),
+        "normalize_one_p99_ms": round(percentile(single, 0.99) * 1000, 2),
+        "item_vectors_per_s": round(vectors_per_s),
+    }
+
+
+def wait_serving(port: int, process: subprocess.Popen[bytes], timeout: float = 120) -> None:
+    from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+    deadline = time.monotonic() + timeout
+    with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+        stub = health_pb2_grpc.HealthStub(channel)
+        while time.monotonic() < deadline:
+            if process.poll() is not None:
+                raise RuntimeError(f"service exited with {process.returncode}")
+            try:
+                if stub.Check(health_pb2.HealthCheckRequest(), timeout=1).status == 1:
+                    return
+            except grpc.RpcError:
+                pass
+            time.sleep(0.2)
+    raise RuntimeError("service did not start")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--datasets", type=Path, default=ROOT.parent / "shared" / "datasets")
+    parser.add_argument("--seconds", type=float, default=10.0)
+    parser.add_argument("--json", action="store_true")
+    args = parser.parse_args()
+    ml100k = args.datasets / "ml-100k"
+    amazon = args.datasets / "amazon" / "Magazine_Subscriptions_5.json.gz"
+    results: dict[str, object] = {"machine": f"{platform.machine()}, {os.cpu_count()} cores"}
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(tmp)
+        prepared = [time_prepare(ml100k, work / "ml-100k"), time_prepare(amazon, work / "amazon")]
+        results["prepare"] = prepared
+        texts = []
+        with gzip.open(amazon, "rt") as lines:
+            for line in lines:
+                text = json.loads(line).get("reviewText", "")
+                if text:
+                    texts.append(text)
+        env = {k: v for k, v in os.environ.items() if not k.startswith("EVOREC_")}
+        env.update(
+            EVOREC_DATA_DIR=str(work / "data"),
+            EVOREC_DATASET=str(work / "ml-100k"),
+            EVOREC_LOG_LEVEL="WARNING",
+        )
+        for name in ("preprocess", "embedding"):
+            env[f"EVOREC_{name.upper()}__PORT"] = str(free_port())
+            env[f"EVOREC_{name.upper()}__METRICS_PORT"] = "0"
+        processes = []
+        try:
+            for name in ("preprocess", "embedding"):
+                process = subprocess.Popen([sys.executable, "-m", "evorec", "serve", name], env=env)
+                processes.append(process)
+                wait_serving(int(env[f"EVOREC_{name.upper()}__PORT"]), process)
+            import pandas as pd
+
+            item_ids = pd.read_parquet(work / "ml-100k" / "items.parquet")["item_id"].tolist()
+            services = asyncio.run(measure_services(env, texts, item_ids, args.seconds))
+            results["services"] = services
+        finally:
+            for process in processes:
+                process.terminate()
+                process.wait()
+    if args.json:
+        print(json.dumps(results, indent=2))
+        return
+    print(f"machine: {results['machine']}")
+    print("| measure | value |\n|---|---|")
+    for row in prepared:
+        shape = f"{row['events']:,} events, {row['items']:,} items"
+        print(f"| prepare {row['dataset']} ({shape}) | {row['seconds']} s |")
+    for label, value in (
+        (
+            f"NormalizeText, batches of 100 reviews (mean {services['normalize_mean_chars']} "
+            "chars), 4 in flight",
+            f"{services['normalize_texts_per_s']:,} texts/s",
+        ),
+        (
+            "NormalizeText, one review per call, 1 in flight: p50 / p99",
+            f"{services['normalize_one_p50_ms']} / {services['normalize_one_p99_ms']} ms",
+        ),
+        (
+            "GetItemVectors, batches of 100 ids (dim 64), 4 in flight",
+            f"{services['item_vectors_per_s']:,} vectors/s",
+        ),
+    ):
+        print(f"| {label} | {value} |")
+
+
+if __name__ == "__main__":
+    main()
