@@ -9,7 +9,13 @@ from evorec.platform.registry import SERVICES
 # DESIGN.md, "Contracts": names are fixed so that callers and issues agree.
 FIXED_RPCS = {
     "evorec.v1.PreprocessService": ["NormalizeText"],
-    "evorec.v1.EmbeddingService": ["EmbedTexts", "GetItemVectors", "UpsertItems", "SimilarItems"],
+    "evorec.v1.EmbeddingService": [
+        "EmbedTexts",
+        "GetItemVectors",
+        "UpsertItems",
+        "SimilarItems",
+        "ListTopics",
+    ],
     "evorec.v1.InterestService": [
         "IngestEvents",
         "StreamEvents",

@@ -201,3 +201,25 @@ async def test_without_a_prepared_dataset_the_service_does_not_start(
         FileNotFoundError, match=r"no prepared dataset at .*none: run `evorec data prepare`"
     ):
         await stack.start("embedding")
+
+
+async def test_topics_are_listed_largest_first_page_by_page(
+    embedding: embedding_pb2_grpc.EmbeddingServiceAsyncStub, prepared: Path
+) -> None:
+    everything = await embedding.ListTopics(pb.ListTopicsRequest())
+    assert everything.source == "clusters"
+    assert [t.topic_id for t in everything.topics] == ["t0", "t1", "t2", "t3"]
+    sizes = items_by_topic(prepared)["topic_id"].value_counts()
+    assert [t.item_count for t in everything.topics] == [
+        sizes[t.topic_id] for t in everything.topics
+    ]
+    assert all(t.label == " / ".join(t.top_words[:3]) for t in everything.topics)
+    first = await embedding.ListTopics(pb.ListTopicsRequest(page_size=3))
+    second = await embedding.ListTopics(
+        pb.ListTopicsRequest(page_size=3, page_token=first.next_page_token)
+    )
+    assert [t.topic_id for t in [*first.topics, *second.topics]] == ["t0", "t1", "t2", "t3"]
+    assert second.next_page_token == ""
+    with pytest.raises(grpc.aio.AioRpcError) as raised:
+        await embedding.ListTopics(pb.ListTopicsRequest(page_token="forged"))
+    assert raised.value.code() == grpc.StatusCode.INVALID_ARGUMENT

@@ -42,6 +42,7 @@ MAX_CATEGORIES = 64
 MAX_CATEGORY_CHARS = 200
 MAX_K = 1_000
 DEFAULT_K = 10
+MAX_TOPIC_PAGE = 1_000
 OK = embedding_pb2.VECTOR_STATUS_OK
 NO_TEXT = embedding_pb2.VECTOR_STATUS_NO_USABLE_TEXT
 UNKNOWN_ITEM = embedding_pb2.VECTOR_STATUS_UNKNOWN_ITEM
@@ -258,6 +259,38 @@ class EmbeddingServicer(embedding_pb2_grpc.EmbeddingServiceServicer):
                 for row, score in hits
             ]
         )
+
+    async def ListTopics(
+        self, request: embedding_pb2.ListTopicsRequest, context: Any
+    ) -> embedding_pb2.ListTopicsResponse:
+        violations = Violations()
+        size = request.page_size or MAX_TOPIC_PAGE
+        violations.require(
+            1 <= size <= MAX_TOPIC_PAGE, "page_size", f"must be 1 to {MAX_TOPIC_PAGE:,}"
+        )
+        offset = _page_offset(request.page_token, violations)
+        violations.raise_if_any()
+        topics = sorted(self.model.topics.topics, key=lambda t: (-t.size, t.topic_id))
+        page = topics[offset : offset + size]
+        following = offset + size
+        return embedding_pb2.ListTopicsResponse(
+            topics=[
+                embedding_pb2.TopicInfo(
+                    topic_id=t.topic_id, label=t.label, top_words=t.top_words, item_count=t.size
+                )
+                for t in page
+            ],
+            next_page_token=str(following) if following < len(topics) else "",
+            source=self.model.topics.source,
+        )
+
+
+def _page_offset(token: str, violations: Violations) -> int:
+    """Page tokens of offset-paged lists are the offset in decimal; anything else is refused."""
+    if not token:
+        return 0
+    violations.require(token.isdigit(), "page_token", "not a token this service issued")
+    return int(token) if token.isdigit() else 0
 
 
 def validate_upsert(request: embedding_pb2.UpsertItemsRequest) -> None:

@@ -449,3 +449,97 @@ class SimilarItemsResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___SimilarItemsResponse: _TypeAlias = SimilarItemsResponse  # noqa: Y015
+
+@_typing.final
+class ListTopicsRequest(_message.Message):
+    """Asks for the catalog's topics."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PAGE_SIZE_FIELD_NUMBER: _builtins.int
+    PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    page_size: _builtins.int
+    """At most this many topics per page, 1 to 1,000. Default: 1,000."""
+    page_token: _builtins.str
+    """`next_page_token` of the previous page; empty for the first page."""
+    def __init__(
+        self,
+        *,
+        page_size: _builtins.int = ...,
+        page_token: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["page_size", b"page_size", "page_token", b"page_token"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListTopicsRequest: _TypeAlias = ListTopicsRequest  # noqa: Y015
+
+@_typing.final
+class TopicInfo(_message.Message):
+    """An interest topic."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TOPIC_ID_FIELD_NUMBER: _builtins.int
+    LABEL_FIELD_NUMBER: _builtins.int
+    TOP_WORDS_FIELD_NUMBER: _builtins.int
+    ITEM_COUNT_FIELD_NUMBER: _builtins.int
+    topic_id: _builtins.str
+    """Stable id, as in `Item.topic_id`."""
+    label: _builtins.str
+    """Human-readable name: the catalog category, or the cluster's top words."""
+    item_count: _builtins.int
+    """How many items of the prepared dataset have the topic."""
+    @_builtins.property
+    def top_words(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """The words that most distinguish the topic's items, most distinctive first."""
+
+    def __init__(
+        self,
+        *,
+        topic_id: _builtins.str = ...,
+        label: _builtins.str = ...,
+        top_words: _abc.Iterable[_builtins.str] | None = ...,
+        item_count: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["item_count", b"item_count", "label", b"label", "top_words", b"top_words", "topic_id", b"topic_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___TopicInfo: _TypeAlias = TopicInfo  # noqa: Y015
+
+@_typing.final
+class ListTopicsResponse(_message.Message):
+    """One page of topics, largest first."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TOPICS_FIELD_NUMBER: _builtins.int
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    SOURCE_FIELD_NUMBER: _builtins.int
+    next_page_token: _builtins.str
+    """Token for the next page; empty on the last page."""
+    source: _builtins.str
+    """Whether topics are the catalog's categories (`categories`) or text clusters (`clusters`)."""
+    @_builtins.property
+    def topics(self) -> _containers.RepeatedCompositeFieldContainer[Global___TopicInfo]:
+        """The topics of this page."""
+
+    def __init__(
+        self,
+        *,
+        topics: _abc.Iterable[Global___TopicInfo] | None = ...,
+        next_page_token: _builtins.str = ...,
+        source: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["next_page_token", b"next_page_token", "source", b"source", "topics", b"topics"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListTopicsResponse: _TypeAlias = ListTopicsResponse  # noqa: Y015

@@ -57,6 +57,11 @@ class EmbeddingServiceStub:
                 request_serializer=evorec_dot_v1_dot_embedding__pb2.SimilarItemsRequest.SerializeToString,
                 response_deserializer=evorec_dot_v1_dot_embedding__pb2.SimilarItemsResponse.FromString,
                 _registered_method=True)
+        self.ListTopics = channel.unary_unary(
+                '/evorec.v1.EmbeddingService/ListTopics',
+                request_serializer=evorec_dot_v1_dot_embedding__pb2.ListTopicsRequest.SerializeToString,
+                response_deserializer=evorec_dot_v1_dot_embedding__pb2.ListTopicsResponse.FromString,
+                _registered_method=True)
 
 
 class EmbeddingServiceServicer:
@@ -94,6 +99,13 @@ class EmbeddingServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ListTopics(self, request, context):
+        """Lists the interest topics items are assigned to, with their names.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_EmbeddingServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -116,6 +128,11 @@ def add_EmbeddingServiceServicer_to_server(servicer, server):
                     servicer.SimilarItems,
                     request_deserializer=evorec_dot_v1_dot_embedding__pb2.SimilarItemsRequest.FromString,
                     response_serializer=evorec_dot_v1_dot_embedding__pb2.SimilarItemsResponse.SerializeToString,
+            ),
+            'ListTopics': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListTopics,
+                    request_deserializer=evorec_dot_v1_dot_embedding__pb2.ListTopicsRequest.FromString,
+                    response_serializer=evorec_dot_v1_dot_embedding__pb2.ListTopicsResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -229,6 +246,33 @@ class EmbeddingService:
             '/evorec.v1.EmbeddingService/SimilarItems',
             evorec_dot_v1_dot_embedding__pb2.SimilarItemsRequest.SerializeToString,
             evorec_dot_v1_dot_embedding__pb2.SimilarItemsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListTopics(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/evorec.v1.EmbeddingService/ListTopics',
+            evorec_dot_v1_dot_embedding__pb2.ListTopicsRequest.SerializeToString,
+            evorec_dot_v1_dot_embedding__pb2.ListTopicsResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -46,6 +46,8 @@ class EmbeddingServiceStub:
     """
     SimilarItems: _grpc.UnaryUnaryMultiCallable[_embedding_pb2.SimilarItemsRequest, _embedding_pb2.SimilarItemsResponse]
     """Finds the items whose text vectors are closest to an item's or to a free text's."""
+    ListTopics: _grpc.UnaryUnaryMultiCallable[_embedding_pb2.ListTopicsRequest, _embedding_pb2.ListTopicsResponse]
+    """Lists the interest topics items are assigned to, with their names."""
 
 @_typing.type_check_only
 class EmbeddingServiceAsyncStub(EmbeddingServiceStub):
@@ -65,6 +67,8 @@ class EmbeddingServiceAsyncStub(EmbeddingServiceStub):
     """
     SimilarItems: _aio.UnaryUnaryMultiCallable[_embedding_pb2.SimilarItemsRequest, _embedding_pb2.SimilarItemsResponse]  # type: ignore[assignment]
     """Finds the items whose text vectors are closest to an item's or to a free text's."""
+    ListTopics: _aio.UnaryUnaryMultiCallable[_embedding_pb2.ListTopicsRequest, _embedding_pb2.ListTopicsResponse]  # type: ignore[assignment]
+    """Lists the interest topics items are assigned to, with their names."""
 
 class EmbeddingServiceServicer(metaclass=_abc_1.ABCMeta):
     """Owns the item catalog's text side: learns word vectors (Word2Vec) from catalog and user
@@ -105,5 +109,13 @@ class EmbeddingServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_embedding_pb2.SimilarItemsResponse, _abc.Awaitable[_embedding_pb2.SimilarItemsResponse]]:
         """Finds the items whose text vectors are closest to an item's or to a free text's."""
+
+    @_abc_1.abstractmethod
+    def ListTopics(
+        self,
+        request: _embedding_pb2.ListTopicsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_embedding_pb2.ListTopicsResponse, _abc.Awaitable[_embedding_pb2.ListTopicsResponse]]:
+        """Lists the interest topics items are assigned to, with their names."""
 
 def add_EmbeddingServiceServicer_to_server(servicer: EmbeddingServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
