@@ -15,7 +15,6 @@ import gzip
 import json
 import os
 import platform
-import socket
 import statistics
 import subprocess
 import sys
@@ -27,16 +26,11 @@ from pathlib import Path
 import grpc
 
 from evorec.data.readers import read_dataset
+from evorec.platform.probes import free_port, wait_until_serving
 from evorec.preparation import prepare
 from evorec.v1 import embedding_pb2, embedding_pb2_grpc, preprocess_pb2, preprocess_pb2_grpc
 
 ROOT = Path(__file__).resolve().parent.parent
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def time_prepare(source: Path, out: Path) -> dict[str, object]:
@@ -116,24 +110,6 @@ async def measure_services(
     }
 
 
-def wait_serving(port: int, process: subprocess.Popen[bytes], timeout: float = 120) -> None:
-    from grpc_health.v1 import health_pb2, health_pb2_grpc
-
-    deadline = time.monotonic() + timeout
-    with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
-        stub = health_pb2_grpc.HealthStub(channel)
-        while time.monotonic() < deadline:
-            if process.poll() is not None:
-                raise RuntimeError(f"service exited with {process.returncode}")
-            try:
-                if stub.Check(health_pb2.HealthCheckRequest(), timeout=1).status == 1:
-                    return
-            except grpc.RpcError:
-                pass
-            time.sleep(0.2)
-    raise RuntimeError("service did not start")
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--datasets", type=Path, default=ROOT.parent / "shared" / "datasets")
@@ -167,7 +143,9 @@ def main() -> None:
             for name in ("preprocess", "embedding"):
                 process = subprocess.Popen([sys.executable, "-m", "evorec", "serve", name], env=env)
                 processes.append(process)
-                wait_serving(int(env[f"EVOREC_{name.upper()}__PORT"]), process)
+                wait_until_serving(
+                    f"127.0.0.1:{env[f'EVOREC_{name.upper()}__PORT']}", process=process
+                )
             import pandas as pd
 
             item_ids = pd.read_parquet(work / "ml-100k" / "items.parquet")["item_id"].tolist()

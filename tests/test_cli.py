@@ -8,9 +8,12 @@ import socket
 import subprocess
 import sys
 import time
+from pathlib import Path
 
+import grpc
 import pytest
 
+from evorec.v1 import common_pb2, embedding_pb2, embedding_pb2_grpc, interest_pb2, interest_pb2_grpc
 from tests.conftest import ROOT
 
 SERVICE_NAMES = ("preprocess", "embedding", "interest", "ranking")
@@ -76,6 +79,26 @@ def test_health_without_services_reports_each_unavailable(env: dict[str, str]) -
     assert result.stdout.count("UNAVAILABLE") == 4
 
 
+def calls_across_services(env: dict[str, str]) -> None:
+    """Calls that make one service call another: each process's clients work."""
+    embedding = f"127.0.0.1:{env['EVOREC_EMBEDDING__PORT']}"
+    interest = f"127.0.0.1:{env['EVOREC_INTEREST__PORT']}"
+    with grpc.insecure_channel(embedding) as channel:  # embedding -> preprocess
+        texts = embedding_pb2_grpc.EmbeddingServiceStub(channel).EmbedTexts(
+            embedding_pb2.EmbedTextsRequest(texts=["hello"]), timeout=10
+        )
+        assert len(texts.embeddings) == 1
+    with grpc.insecure_channel(interest) as channel:  # interest -> embedding
+        event = common_pb2.Event(
+            event_id="e1", user_id="u", item_id="i0", type=common_pb2.EVENT_TYPE_VIEW
+        )
+        ingested = interest_pb2_grpc.InterestServiceStub(channel).IngestEvents(
+            interest_pb2.IngestEventsRequest(events=[event]), timeout=10
+        )
+        assert ingested.summary.accepted_count == 1
+        assert ingested.summary.unknown_item_count == 0
+
+
 def test_up_starts_all_four_services_and_ctrl_c_stops_them(env: dict[str, str]) -> None:
     process = subprocess.Popen(
         [sys.executable, "-m", "evorec", "up"],
@@ -99,6 +122,12 @@ def test_up_starts_all_four_services_and_ctrl_c_stops_them(env: dict[str, str]) 
         health = evorec("health", env=env)
         assert health.returncode == 0, health.stdout
         assert health.stdout.count("SERVING") == 4
+        calls_across_services(env)
+        picture = Path(env["EVOREC_DATA_DIR"]) / "u.png"
+        profile = evorec("profile", "u", "--out", str(picture), env=env)
+        assert profile.returncode == 0, profile.stderr
+        assert "interests of u" in profile.stdout
+        assert picture.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
         process.send_signal(signal.SIGINT)
         assert process.wait(timeout=30) == 0

@@ -42,6 +42,12 @@ def test_only_rpcs_the_contract_marks_idempotent_are_retried() -> None:
     assert method_config["retryPolicy"]["retryableStatusCodes"] == ["UNAVAILABLE"]
 
 
+def test_one_attempt_means_no_retry_policy_at_all() -> None:
+    assert json.loads(service_config(INTEREST, ClientSettings(retry_max_attempts=1))) == {
+        "methodConfig": []
+    }
+
+
 def test_call_timeout_without_an_inbound_deadline_is_the_given_or_default_one() -> None:
     assert call_timeout(None, 5.0) == 5.0
     assert call_timeout(0.25, 5.0) == 0.25

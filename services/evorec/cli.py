@@ -18,7 +18,6 @@ from typing import Annotated
 
 import grpc
 import typer
-from grpc_health.v1 import health_pb2, health_pb2_grpc
 from rich.console import Console
 from rich.table import Table
 
@@ -27,6 +26,7 @@ from evorec.data.schema import DataError
 from evorec.data_cli import app as data_app
 from evorec.platform.config import CONFIG_FILE_ENV, ConfigError, Settings, load_settings
 from evorec.platform.logs import configure_logging
+from evorec.platform.probes import check_health, wait_until_serving
 from evorec.platform.registry import SERVICES, create_service
 from evorec.platform.server import serve as serve_service
 
@@ -64,8 +64,13 @@ def serve(name: ServiceName, config: ConfigOption = None) -> None:
         raise ConfigError(f"unknown service {name!r}; choose one of {', '.join(SERVICES)}")
     settings = load_settings(config)
     configure_logging(SERVICES[name].full_name, settings.log_level, settings.log_format)
-    service = create_service(name, settings)
-    asyncio.run(serve_service(service, settings.endpoint(name), settings.server))
+
+    async def run() -> None:
+        # Created inside the event loop: a service's gRPC clients belong to the loop.
+        service = create_service(name, settings)
+        await serve_service(service, settings.endpoint(name), settings.server)
+
+    asyncio.run(run())
 
 
 @app.command()
@@ -90,7 +95,9 @@ def up(
                 [sys.executable, "-m", "evorec", "serve", name], env=env
             )
         for name, process in processes.items():
-            _wait_until_serving(name, process, settings, start_timeout)
+            wait_until_serving(
+                settings.endpoint(name).target, SERVICES[name].full_name, start_timeout, process
+            )
         console.print(_status_table(settings, {name: "SERVING" for name in SERVICES}))
         console.print("all services up; Ctrl-C stops them")
         while True:
@@ -102,6 +109,60 @@ def up(
         console.print("stopping...")
     finally:
         _stop_all(processes, settings.server.grace_period_s + 5)
+
+
+@app.command()
+def profile(
+    user: Annotated[str, typer.Argument(help="The user id.")],
+    out: Annotated[
+        Path | None, typer.Option(help="PNG to write (default: profile-USER.png).")
+    ] = None,
+    horizon: Annotated[int, typer.Option(help="Interactions the prediction covers.")] = 10,
+    config: ConfigOption = None,
+) -> None:
+    """Print a user's interest profile and draw its timeline to a PNG."""
+    from evorec.interest.plot import plot_profile
+    from evorec.v1 import interest_pb2, interest_pb2_grpc
+
+    settings = load_settings(config)
+    with grpc.insecure_channel(settings.interest.target) as channel:
+        try:
+            response = interest_pb2_grpc.InterestServiceStub(channel).GetInterestProfile(
+                interest_pb2.GetInterestProfileRequest(user_id=user, horizon=horizon),
+                timeout=settings.client.default_timeout_s,
+            )
+        except grpc.RpcError as error:
+            raise RuntimeError(
+                f"InterestService: {error.code().name}: {error.details()}"
+            ) from error
+    found = response.profile
+    table = Table(
+        "",
+        *(f"{w.label or w.topic_id}" for w in found.long_term.weights),
+        title=f"interests of {user}",
+    )
+    for name, distribution in (
+        ("now (decayed)", found.current),
+        ("long-term", found.long_term),
+        ("short-term", found.short_term),
+        *(
+            (
+                f"next {horizon}: {interest_pb2.PredictionMethod.Name(p.method)[18:].lower()}",
+                p.distribution,
+            )
+            for p in found.predictions
+        ),
+    ):
+        weights = {w.topic_id: w.weight for w in distribution.weights}
+        table.add_row(name, *(f"{weights.get(w.topic_id, 0):.2f}" for w in found.long_term.weights))
+    console.print(table)
+    console.print(
+        f"{found.event_count} events; drift {found.drift_score:.3f}; rising: "
+        + (", ".join(t.label or t.topic_id for t in found.rising) or "none")
+    )
+    path = out or Path(f"profile-{user}.png")
+    plot_profile(found, path)
+    console.print(f"timeline written to {path}")
 
 
 @app.command()
@@ -137,27 +198,7 @@ def _ensure_dataset(settings: Settings) -> None:
 
 
 def _check_health(name: str, settings: Settings, timeout: float) -> str:
-    """SERVING, NOT_SERVING, or the reason the check failed (e.g. UNAVAILABLE)."""
-    with grpc.insecure_channel(settings.endpoint(name).target) as channel:
-        stub = health_pb2_grpc.HealthStub(channel)
-        request = health_pb2.HealthCheckRequest(service=SERVICES[name].full_name)
-        try:
-            response = stub.Check(request, timeout=timeout)
-        except grpc.RpcError as error:
-            return str(error.code().name)
-    return str(health_pb2.HealthCheckResponse.ServingStatus.Name(response.status))
-
-
-def _wait_until_serving(
-    name: str, process: subprocess.Popen[bytes], settings: Settings, timeout: float
-) -> None:
-    deadline = time.monotonic() + timeout
-    while _check_health(name, settings, timeout=1.0) != "SERVING":
-        if process.poll() is not None:
-            raise RuntimeError(f"service {name} exited with status {process.returncode} at start")
-        if time.monotonic() > deadline:
-            raise RuntimeError(f"service {name} did not become SERVING within {timeout:.0f} s")
-        time.sleep(0.1)
+    return check_health(settings.endpoint(name).target, SERVICES[name].full_name, timeout)
 
 
 def _stop_all(processes: dict[str, subprocess.Popen[bytes]], wait_s: float) -> None:

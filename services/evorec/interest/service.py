@@ -1,24 +1,359 @@
-"""InterestService's servicer and its wiring into the service runtime."""
+"""InterestService: durable ingest (batch and stream), paged history, interest profiles,
+and deletion of a user."""
 
 from __future__ import annotations
 
-from evorec.platform.config import Settings
+import asyncio
+import base64
+import binascii
+import logging
+import math
+import time
+from collections.abc import AsyncIterator, Sequence
+from typing import Any
+
+from google.protobuf.timestamp_pb2 import Timestamp
+
+from evorec.interest.profile import Distribution, build_profile
+from evorec.interest.store import EventStore, NewEvent, StoredRow
+from evorec.interest.topics import TopicResolver
+from evorec.interest.writer import GroupWriter
+from evorec.platform.clients import embedding_client
+from evorec.platform.config import InterestStateSettings, Settings
+from evorec.platform.errors import FieldViolation, NotFound, Violations
 from evorec.platform.server import GrpcService
-from evorec.v1 import interest_pb2, interest_pb2_grpc
+from evorec.v1 import common_pb2, interest_pb2, interest_pb2_grpc
+
+log = logging.getLogger("evorec.interest")
+MAX_BATCH = 10_000
+STREAM_IN_FLIGHT = 4
+MAX_ID_CHARS = 128
+MAX_TEXT_CHARS = 10_000
+MAX_FUTURE_S = 86_400.0
+MAX_PAGE = 1_000
+DEFAULT_PAGE = 100
+MAX_HORIZON = 100
+DEFAULT_HORIZON = 10
+DAY = 86_400.0
+KNOWN_TYPES = set(common_pb2.EventType.values()) - {common_pb2.EVENT_TYPE_UNSPECIFIED}
+
+
+def seconds(stamp: Timestamp) -> float:
+    return stamp.seconds + stamp.nanos / 1e9
+
+
+def timestamp(value: float) -> Timestamp:
+    stamp = Timestamp()
+    stamp.FromNanoseconds(round(value * 1e9))
+    return stamp
+
+
+def check_id(value: str, field: str, violations: Violations) -> None:
+    violations.require(
+        0 < len(value) <= MAX_ID_CHARS, field, f"must be 1 to {MAX_ID_CHARS} characters"
+    )
+
+
+def event_problem(event: common_pb2.Event, field: str, now: float) -> FieldViolation | None:
+    """The first thing wrong with an event, or None."""
+    for name in ("event_id", "user_id", "item_id"):
+        value = getattr(event, name)
+        if not 0 < len(value) <= MAX_ID_CHARS:
+            return FieldViolation(f"{field}.{name}", f"must be 1 to {MAX_ID_CHARS} characters")
+    if event.type not in KNOWN_TYPES:
+        return FieldViolation(f"{field}.type", "must be a known event type, not UNSPECIFIED")
+    if event.HasField("value") and not math.isfinite(event.value):
+        return FieldViolation(f"{field}.value", "must be a finite number")
+    if len(event.text) > MAX_TEXT_CHARS:
+        return FieldViolation(f"{field}.text", f"at most {MAX_TEXT_CHARS:,} characters")
+    if event.HasField("event_time"):
+        at = seconds(event.event_time)
+        if at < 0 or at > now + MAX_FUTURE_S:
+            return FieldViolation(
+                f"{field}.event_time", "must lie between 1970 and one day from now"
+            )
+    return None
+
+
+def encode_token(position: tuple[float, int]) -> str:
+    return base64.urlsafe_b64encode(f"{position[0]!r}/{position[1]}".encode()).decode()
+
+
+def decode_token(token: str) -> tuple[float, int] | None:
+    try:
+        time_text, seq_text = base64.urlsafe_b64decode(token.encode()).decode().split("/")
+        return float(time_text), int(seq_text)
+    except (ValueError, binascii.Error, UnicodeDecodeError):
+        return None
 
 
 class InterestServicer(interest_pb2_grpc.InterestServiceServicer):
-    """Serves health and reflection; its RPCs answer UNIMPLEMENTED until
-    the interest-state issue (#5) fills them in."""
+    def __init__(
+        self,
+        store: EventStore,
+        writer: GroupWriter,
+        resolver: TopicResolver,
+        config: InterestStateSettings,
+    ) -> None:
+        self.store = store
+        self.writer = writer
+        self.resolver = resolver
+        self.config = config
+
+    async def ingest(
+        self, events: Sequence[common_pb2.Event], offset: int, summary: interest_pb2.IngestSummary
+    ) -> None:
+        """Validates, resolves topics, stores; adds the outcome to `summary`. Event i of
+        `events` is number offset + i in the caller's numbering."""
+        now = time.time()
+        valid: list[tuple[int, common_pb2.Event]] = []
+        for i, event in enumerate(events):
+            problem = event_problem(event, f"events[{i}]", now)
+            if problem is None:
+                valid.append((offset + i, event))
+            else:
+                summary.rejected.add(
+                    index=offset + i,
+                    event_id=event.event_id,
+                    field=problem.field,
+                    reason=problem.description,
+                )
+        topics = await self.resolver.resolve(e.item_id for _, e in valid)
+        new = [
+            NewEvent(
+                index=index,
+                event_id=event.event_id,
+                user_id=event.user_id,
+                item_id=event.item_id,
+                event_type=int(event.type),
+                value=event.value if event.HasField("value") else None,
+                text=event.text,
+                event_time=seconds(event.event_time) if event.HasField("event_time") else now,
+                ingest_time=now,
+                topic_id=topics[event.item_id][0],
+                unknown_item=topics[event.item_id][1],
+            )
+            for index, event in valid
+        ]
+        unknown = {e.index for e in new if e.unknown_item}
+        accepted, duplicates = await self.writer.write(new)
+        summary.accepted_count += len(accepted)
+        summary.duplicate_count += len(duplicates)
+        summary.rejected_count = len(summary.rejected)
+        summary.unknown_item_count += sum(1 for i in accepted if i in unknown)
+
+    async def IngestEvents(
+        self, request: interest_pb2.IngestEventsRequest, context: Any
+    ) -> interest_pb2.IngestEventsResponse:
+        violations = Violations()
+        violations.within_limit(len(request.events), MAX_BATCH, "events", "events")
+        violations.raise_if_any()
+        summary = interest_pb2.IngestSummary()
+        await self.ingest(request.events, 0, summary)
+        return interest_pb2.IngestEventsResponse(summary=summary)
+
+    async def StreamEvents(
+        self, request_iterator: AsyncIterator[interest_pb2.StreamEventsRequest], context: Any
+    ) -> interest_pb2.StreamEventsResponse:
+        summary = interest_pb2.IngestSummary()
+        offset = 0
+        # Messages are stored while the next ones arrive (a few in flight, committed together
+        # by the writer); once handed to the writer, a message is stored even if the stream
+        # then breaks.
+        in_flight: list[asyncio.Task[None]] = []
+        try:
+            async for message in request_iterator:
+                violations = Violations()
+                violations.within_limit(
+                    len(message.events), MAX_BATCH, "events", "events per message"
+                )
+                violations.raise_if_any()
+                in_flight.append(asyncio.create_task(self.ingest(message.events, offset, summary)))
+                offset += len(message.events)
+                if len(in_flight) >= STREAM_IN_FLIGHT:
+                    await in_flight.pop(0)
+        finally:
+            await asyncio.gather(*in_flight)
+        return interest_pb2.StreamEventsResponse(summary=summary)
+
+    async def GetUserHistory(
+        self, request: interest_pb2.GetUserHistoryRequest, context: Any
+    ) -> interest_pb2.GetUserHistoryResponse:
+        violations = Violations()
+        check_id(request.user_id, "user_id", violations)
+        size = request.page_size or DEFAULT_PAGE
+        violations.require(1 <= size <= MAX_PAGE, "page_size", f"must be 1 to {MAX_PAGE:,}")
+        before = decode_token(request.page_token) if request.page_token else None
+        violations.require(
+            not request.page_token or before is not None,
+            "page_token",
+            "not a token this service issued",
+        )
+        violations.raise_if_any()
+        start = seconds(request.start_time) if request.HasField("start_time") else None
+        end = seconds(request.end_time) if request.HasField("end_time") else None
+        rows = await asyncio.to_thread(
+            self.store.history, request.user_id, size + 1, start, end, before
+        )
+        page, more = rows[:size], len(rows) > size
+        return interest_pb2.GetUserHistoryResponse(
+            events=[stored_event(row) for row in page],
+            next_page_token=encode_token((page[-1].event_time, page[-1].seq)) if more else "",
+        )
+
+    async def GetInterestProfile(
+        self, request: interest_pb2.GetInterestProfileRequest, context: Any
+    ) -> interest_pb2.GetInterestProfileResponse:
+        violations = Violations()
+        check_id(request.user_id, "user_id", violations)
+        horizon = request.horizon or DEFAULT_HORIZON
+        violations.require(1 <= horizon <= MAX_HORIZON, "horizon", f"must be 1 to {MAX_HORIZON}")
+        half_life = (
+            request.half_life.ToTimedelta().total_seconds()
+            if request.HasField("half_life")
+            else self.config.half_life_days * DAY
+        )
+        violations.require(
+            0 < half_life <= 3650 * DAY, "half_life", "must be positive, at most 10 years"
+        )
+        bucket = (
+            request.timeline_bucket.ToTimedelta().total_seconds()
+            if request.HasField("timeline_bucket")
+            else None
+        )
+        violations.require(
+            bucket is None or bucket >= DAY, "timeline_bucket", "must be at least one day"
+        )
+        violations.raise_if_any()
+        state = await asyncio.to_thread(
+            self.store.user_state, request.user_id, self.config.short_term_events
+        )
+        if state is None:
+            raise NotFound("user", request.user_id)
+        profile = build_profile(state, time.time(), half_life, horizon, bucket)
+        distribution = self.distribution
+        return interest_pb2.GetInterestProfileResponse(
+            profile=interest_pb2.InterestProfile(
+                user_id=request.user_id,
+                event_count=profile.event_count,
+                last_event_time=timestamp(profile.last_event_time),
+                current=await distribution(profile.current),
+                long_term=await distribution(profile.long_term),
+                short_term=await distribution(profile.short_term),
+                drift_score=profile.drift,
+                predictions=[
+                    interest_pb2.TopicPrediction(
+                        method=interest_pb2.PREDICTION_METHOD_LAST_WINDOW,
+                        distribution=await distribution(profile.last_window),
+                    ),
+                    interest_pb2.TopicPrediction(
+                        method=interest_pb2.PREDICTION_METHOD_MARKOV,
+                        distribution=await distribution(profile.markov),
+                    ),
+                ],
+                rising=[
+                    interest_pb2.TopicTrend(
+                        topic_id=t, label=await self.resolver.label(t), change=c
+                    )
+                    for t, c in profile.rising
+                ],
+                falling=[
+                    interest_pb2.TopicTrend(
+                        topic_id=t, label=await self.resolver.label(t), change=c
+                    )
+                    for t, c in profile.falling
+                ],
+                timeline=[
+                    interest_pb2.TimelineBucket(
+                        start_time=timestamp(b.start),
+                        end_time=timestamp(b.end),
+                        event_count=b.event_count,
+                        distribution=await distribution(b.distribution),
+                    )
+                    for b in profile.timeline
+                ],
+            )
+        )
+
+    async def distribution(self, weights: Distribution) -> common_pb2.TopicDistribution:
+        ordered = sorted(weights.items(), key=lambda kv: (-kv[1], kv[0]))
+        return common_pb2.TopicDistribution(
+            weights=[
+                common_pb2.TopicWeight(topic_id=t, label=await self.resolver.label(t), weight=w)
+                for t, w in ordered
+            ]
+        )
+
+    async def DeleteUser(
+        self, request: interest_pb2.DeleteUserRequest, context: Any
+    ) -> interest_pb2.DeleteUserResponse:
+        violations = Violations()
+        check_id(request.user_id, "user_id", violations)
+        violations.raise_if_any()
+        events, state = await self.writer.run(self.store.delete_user, request.user_id)
+        log.info("deleted user: %d events, %d state rows", events, state)
+        return interest_pb2.DeleteUserResponse(
+            deleted_event_count=events, deleted_state_count=state
+        )
+
+
+def stored_event(row: StoredRow) -> interest_pb2.StoredEvent:
+    return interest_pb2.StoredEvent(
+        event=common_pb2.Event(
+            event_id=row.event_id,
+            user_id=row.user_id,
+            item_id=row.item_id,
+            type=row.event_type,  # type: ignore[arg-type]
+            value=row.value,
+            text=row.text,
+            event_time=timestamp(row.event_time),
+        ),
+        ingest_time=timestamp(row.ingest_time),
+        unknown_item=row.unknown_item,
+    )
 
 
 def create(settings: Settings) -> GrpcService:
-    """The InterestService, ready for the runtime."""
-    # Abstract until issue #5 writes the RPCs; the base class answers UNIMPLEMENTED.
-    servicer = InterestServicer()  # type: ignore[abstract]
+    """The InterestService over `<data_dir>/interest/events.sqlite`."""
+    config = settings.interest_state
+    client = embedding_client(settings)
+    store = EventStore(settings.data_dir / "interest" / "events.sqlite", config.durability)
+    writer = GroupWriter(store, config.max_group_events)
+    servicer = InterestServicer(store, writer, TopicResolver(client.stub), config)
+    retention: list[asyncio.Task[None]] = []
+
+    async def enforce_retention() -> None:
+        while True:
+            await asyncio.sleep(config.retention_interval_s)
+            oldest = (
+                time.time() - config.retention_max_age_days * DAY
+                if config.retention_max_age_days
+                else None
+            )
+            try:
+                while await writer.run(
+                    store.enforce_retention, config.retention_max_events, oldest
+                ):
+                    pass
+            except Exception:
+                log.exception("retention failed; will try again")
+
+    async def start() -> None:
+        writer.start()
+        retention.append(asyncio.create_task(enforce_retention()))
+
+    async def stop() -> None:
+        for task in retention:
+            task.cancel()
+        await writer.stop()
+        await client.close()
+        store.close()
+
     return GrpcService(
         name=interest_pb2.DESCRIPTOR.services_by_name["InterestService"].full_name,
         register=lambda server: interest_pb2_grpc.add_InterestServiceServicer_to_server(
             servicer, server
         ),
+        start=start,
+        stop=stop,
     )

@@ -57,6 +57,8 @@ def service_config(service: ServiceDescriptor, settings: ClientSettings) -> str:
         "retryableStatusCodes": ["UNAVAILABLE"],
     }
     names = [{"service": service.full_name, "method": m} for m in idempotent_methods(service)]
+    if settings.retry_max_attempts < 2:  # gRPC rejects a retry policy of one attempt
+        return json.dumps({"methodConfig": []})
     return json.dumps({"methodConfig": [{"name": names, "retryPolicy": retry_policy}]})
 
 

@@ -82,6 +82,26 @@ class ClientSettings(_Section):
     retry_backoff_multiplier: float = Field(default=2.0, ge=1)
 
 
+class InterestStateSettings(_Section):
+    """The interest service's event store and profiles."""
+
+    # full: SQLite fsyncs every commit, so an acknowledged event survives kill -9 and a power
+    # cut; normal: it survives kill -9, and a power cut may lose the last commits (WAL mode).
+    durability: Literal["full", "normal"] = "full"
+    # Per user, only the newest this many events are kept...
+    retention_max_events: int = Field(default=10_000, ge=1, le=10_000_000)
+    # ...and, when set, only those younger than this many days.
+    retention_max_age_days: float | None = Field(default=None, gt=0)
+    # How often retention runs (in small steps between ingest batches).
+    retention_interval_s: float = Field(default=5.0, gt=0)
+    # Half-life of the time decay of the "current" interest distribution.
+    half_life_days: float = Field(default=14.0, gt=0)
+    # The short-term distribution is over this many most recent events.
+    short_term_events: int = Field(default=20, ge=1, le=1000)
+    # Concurrent ingest calls are committed together, up to this many events at once.
+    max_group_events: int = Field(default=20_000, ge=1, le=1_000_000)
+
+
 class Settings(BaseSettings):
     """All of evorec's settings. `evorec` reads them once, at start."""
 
@@ -102,6 +122,7 @@ class Settings(BaseSettings):
     log_format: Literal["json", "text"] = "json"
     server: ServerSettings = ServerSettings()
     client: ClientSettings = ClientSettings()
+    interest_state: InterestStateSettings = InterestStateSettings()
     preprocess: Endpoint = Endpoint.model_validate(DEFAULT_PORTS["preprocess"])
     embedding: Endpoint = Endpoint.model_validate(DEFAULT_PORTS["embedding"])
     interest: Endpoint = Endpoint.model_validate(DEFAULT_PORTS["interest"])

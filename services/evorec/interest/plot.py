@@ -1,0 +1,65 @@
+"""The picture of a user's interest profile: the timeline as stacked areas per topic, and
+the predicted distributions of the next interactions beside it."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from pathlib import Path
+
+from evorec.v1 import interest_pb2
+
+_METHODS = {
+    interest_pb2.PREDICTION_METHOD_LAST_WINDOW: "last window",
+    interest_pb2.PREDICTION_METHOD_MARKOV: "Markov",
+    interest_pb2.PREDICTION_METHOD_ENCODER: "encoder",
+}
+
+
+def plot_profile(profile: interest_pb2.InterestProfile, path: Path) -> None:
+    """Writes the profile's picture as a PNG at `path`."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    labels: dict[str, str] = {}
+    for bucket in profile.timeline:
+        for weight in bucket.distribution.weights:
+            labels.setdefault(weight.topic_id, weight.label or weight.topic_id)
+    for prediction in profile.predictions:
+        for weight in prediction.distribution.weights:
+            labels.setdefault(weight.topic_id, weight.label or weight.topic_id)
+    topics = sorted(labels)
+    colours = {t: plt.get_cmap("tab20")(i % 20) for i, t in enumerate(topics)}
+    times = [datetime.fromtimestamp(b.start_time.seconds, UTC) for b in profile.timeline]
+    shares = [
+        [
+            next((w.weight for w in b.distribution.weights if w.topic_id == t), 0.0)
+            for b in profile.timeline
+        ]
+        for t in topics
+    ]
+    figure, (left, right) = plt.subplots(
+        1, 2, figsize=(12, 5.5), gridspec_kw={"width_ratios": [3, 1]}, constrained_layout=True
+    )
+    if times:
+        left.stackplot(
+            times, shares, labels=[labels[t] for t in topics], colors=[colours[t] for t in topics]
+        )
+    left.set_title(f"interests of {profile.user_id} over time ({profile.event_count} events)")
+    left.set_ylabel("share of events")
+    left.set_ylim(0, 1)
+    left.legend(loc="upper center", bbox_to_anchor=(0.5, -0.1), fontsize="small", ncol=4)
+    names = [_METHODS.get(p.method, "?") for p in profile.predictions]
+    bottoms = [0.0] * len(names)
+    for topic in topics:
+        heights = [
+            next((w.weight for w in p.distribution.weights if w.topic_id == topic), 0.0)
+            for p in profile.predictions
+        ]
+        right.bar(names, heights, bottom=bottoms, color=colours[topic])
+        bottoms = [b + h for b, h in zip(bottoms, heights, strict=True)]
+    right.set_title(f"predicted next (drift {profile.drift_score:.2f})")
+    right.set_ylim(0, 1)
+    figure.savefig(path, dpi=100)
+    plt.close(figure)

@@ -1,0 +1,153 @@
+"""A user's interest profile, computed from the store's derived state (no history scan).
+
+- current: the topic distribution of all events, each weighted by 2^(-age / half-life), age
+  counted in whole days (the store keeps per-day counts);
+- long-term: of all retained events, unweighted; short-term: of the newest N events;
+- drift: the Jensen-Shannon divergence (base 2, so in [0, 1]) between short- and long-term;
+- predicted next-N distributions: the last window repeated (the short-term distribution),
+  and a first-order Markov chain over topics, P_ij = n_ij / n_i, started from the last
+  event's topic and averaged over the next N steps (a topic never left falls back to the
+  long-term distribution as its row);
+- rising and falling topics: short-term minus long-term weight;
+- a timeline: the distribution per time bucket, oldest first.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import Counter, defaultdict
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+
+from evorec.interest.store import DAY, UserState
+
+Distribution = dict[str, float]
+TREND_THRESHOLD = 0.01
+MAX_TRENDS = 5
+TIMELINE_BUCKETS = 20
+
+
+def normalized(counts: Mapping[str, float]) -> Distribution:
+    total = sum(counts.values())
+    return {k: v / total for k, v in counts.items() if v > 0} if total > 0 else {}
+
+
+def js_divergence(p: Distribution, q: Distribution) -> float:
+    """Jensen-Shannon divergence in bits, in [0, 1]; 0 for identical distributions."""
+    mixture = {k: (p.get(k, 0.0) + q.get(k, 0.0)) / 2 for k in p.keys() | q.keys()}
+
+    def kl(a: Distribution) -> float:
+        return sum(v * math.log2(v / mixture[k]) for k, v in a.items() if v > 0)
+
+    return max(0.0, min(1.0, (kl(p) + kl(q)) / 2)) if p and q else 0.0
+
+
+def decayed(days: Iterable[tuple[int, str, int]], now: float, half_life_s: float) -> Distribution:
+    weights: dict[str, float] = defaultdict(float)
+    for day, topic, count in days:
+        age = max(0.0, now - (day + 0.5) * DAY)
+        weights[topic] += count * 2 ** (-age / half_life_s)
+    return normalized(weights)
+
+
+def markov_prediction(
+    transitions: Mapping[tuple[str, str], int],
+    start: str | None,
+    fallback: Distribution,
+    horizon: int,
+) -> Distribution:
+    """The mean distribution of the next `horizon` topics under P_ij = n_ij / n_i."""
+    if start is None:
+        return fallback
+    rows: dict[str, Counter[str]] = defaultdict(Counter)
+    for (a, b), n in transitions.items():
+        rows[a][b] += n
+    matrix = {a: normalized(row) for a, row in rows.items()}
+    current: Distribution = {start: 1.0}
+    total: dict[str, float] = defaultdict(float)
+    for _ in range(horizon):
+        following: dict[str, float] = defaultdict(float)
+        for topic, mass in current.items():
+            for nxt, p in matrix.get(topic, fallback).items():
+                following[nxt] += mass * p
+        current = dict(following)
+        for topic, mass in current.items():
+            total[topic] += mass / horizon
+    return normalized(total)
+
+
+@dataclass
+class TimelineBucket:
+    start: float
+    end: float
+    event_count: int
+    distribution: Distribution
+
+
+def timeline(days: list[tuple[int, str, int]], bucket_s: float | None) -> list[TimelineBucket]:
+    """Per-bucket distributions from the first to the last active day; buckets are whole
+    days wide (about TIMELINE_BUCKETS of them when `bucket_s` is None)."""
+    if not days:
+        return []
+    first, last = days[0][0], days[-1][0]
+    span = last - first + 1
+    width = (
+        max(1, round(bucket_s / DAY)) if bucket_s else max(1, math.ceil(span / TIMELINE_BUCKETS))
+    )
+    counts: list[Counter[str]] = [Counter() for _ in range(math.ceil(span / width))]
+    for day, topic, count in days:
+        counts[(day - first) // width][topic] += count
+    return [
+        TimelineBucket(
+            start=(first + i * width) * DAY,
+            end=(first + (i + 1) * width) * DAY,
+            event_count=sum(c.values()),
+            distribution=normalized(c),
+        )
+        for i, c in enumerate(counts)
+    ]
+
+
+@dataclass
+class Profile:
+    event_count: int
+    last_event_time: float
+    current: Distribution
+    long_term: Distribution
+    short_term: Distribution
+    drift: float
+    last_window: Distribution
+    markov: Distribution
+    rising: list[tuple[str, float]]
+    falling: list[tuple[str, float]]
+    timeline: list[TimelineBucket]
+
+
+def build_profile(
+    state: UserState, now: float, half_life_s: float, horizon: int, bucket_s: float | None
+) -> Profile:
+    long_term = normalized(state.topic_counts)
+    short_term = normalized(Counter(state.recent_topics))
+    changes = {
+        t: short_term.get(t, 0.0) - long_term.get(t, 0.0)
+        for t in long_term.keys() | short_term.keys()
+    }
+    rising = sorted(
+        ((t, c) for t, c in changes.items() if c > TREND_THRESHOLD), key=lambda x: (-x[1], x[0])
+    )
+    falling = sorted(
+        ((t, c) for t, c in changes.items() if c < -TREND_THRESHOLD), key=lambda x: (x[1], x[0])
+    )
+    return Profile(
+        event_count=state.event_count,
+        last_event_time=state.last_time,
+        current=decayed(state.days, now, half_life_s),
+        long_term=long_term,
+        short_term=short_term,
+        drift=js_divergence(short_term, long_term),
+        last_window=short_term,
+        markov=markov_prediction(state.transitions, state.last_topic, long_term, horizon),
+        rising=rising[:MAX_TRENDS],
+        falling=falling[:MAX_TRENDS],
+        timeline=timeline(state.days, bucket_s),
+    )

@@ -1,0 +1,330 @@
+"""InterestService over gRPC, with the real preprocess and embedding services behind it."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import sqlite3
+from collections import Counter
+from collections.abc import AsyncIterator, Iterator
+from itertools import pairwise
+from pathlib import Path
+
+import grpc
+import pandas as pd
+import pytest
+from google.protobuf.duration_pb2 import Duration
+
+from evorec.interest.plot import plot_profile
+from evorec.platform.errors import field_violations
+from evorec.v1 import common_pb2, interest_pb2_grpc
+from evorec.v1 import interest_pb2 as pb
+from tests.conftest import Stack
+from tests.support import channel
+
+VIEW = common_pb2.EVENT_TYPE_VIEW
+
+
+@pytest.fixture
+async def interest(
+    stack: Stack, prepared: Path, monkeypatch: pytest.MonkeyPatch
+) -> AsyncIterator[interest_pb2_grpc.InterestServiceAsyncStub]:
+    monkeypatch.setenv("EVOREC_DATASET", str(prepared))
+    monkeypatch.setenv("EVOREC_INTEREST_STATE__RETENTION_INTERVAL_S", "0.1")
+    for name in ("preprocess", "embedding"):
+        await stack.start(name)
+    server = await stack.start("interest")
+    async with channel(server.port) as ch:
+        yield interest_pb2_grpc.InterestServiceStub(ch)
+
+
+def event(event_id: str, user: str, item: str, at: int, kind: int = VIEW) -> common_pb2.Event:
+    return common_pb2.Event(
+        event_id=event_id, user_id=user, item_id=item, type=kind, event_time={"seconds": at}
+    )
+
+
+def synthetic_events(prepared: Path, user: str) -> list[common_pb2.Event]:
+    events = pd.read_parquet(prepared / "events.parquet")
+    rows = events[events["user_id"] == user]
+    return [
+        event(f"{user}-{n}", user, item, int(at))
+        for n, (item, at) in enumerate(zip(rows["item_id"], rows["timestamp"], strict=True))
+    ]
+
+
+def topic_of(prepared: Path) -> dict[str, str]:
+    items = pd.read_parquet(prepared / "items.parquet")
+    return dict(zip(items["item_id"], items["topic_id"], strict=True))
+
+
+def database(settings_dir: Path) -> sqlite3.Connection:
+    return sqlite3.connect(settings_dir / "interest" / "events.sqlite")
+
+
+def derived_state_is_consistent(db: sqlite3.Connection, user: str) -> None:
+    """The incrementally kept counts equal those recomputed from the stored events."""
+    rows = db.execute(
+        "SELECT topic_id, event_time FROM events WHERE user_id=? ORDER BY event_time, seq", (user,)
+    ).fetchall()
+    chain = [t for t, _ in rows if t is not None]
+    counts = dict(
+        db.execute("SELECT topic_id, count FROM topic_counts WHERE user_id=?", (user,)).fetchall()
+    )
+    transitions = {
+        (a, b): n
+        for a, b, n in db.execute(
+            "SELECT from_topic, to_topic, count FROM topic_transitions WHERE user_id=?", (user,)
+        )
+    }
+    assert counts == dict(Counter(chain))
+    assert transitions == dict(Counter(pairwise(chain)))
+    (stored,) = db.execute("SELECT event_count FROM users WHERE user_id=?", (user,)).fetchone() or (
+        0,
+    )
+    assert stored == len(rows)
+
+
+async def test_an_acknowledged_event_is_in_the_next_history_and_profile(
+    interest: interest_pb2_grpc.InterestServiceAsyncStub, prepared: Path
+) -> None:
+    events = synthetic_events(prepared, "u1")
+    response = await interest.IngestEvents(pb.IngestEventsRequest(events=events))
+    assert response.summary.accepted_count == len(events)
+    history = await interest.GetUserHistory(pb.GetUserHistoryRequest(user_id="u1", page_size=1))
+    assert history.events[0].event.event_id == events[-1].event_id
+    profile = (
+        await interest.GetInterestProfile(pb.GetInterestProfileRequest(user_id="u1"))
+    ).profile
+    assert profile.event_count == len(events)
+    topics = topic_of(prepared)
+    expected = Counter(topics[e.item_id] for e in events)
+    assert {w.topic_id: w.weight for w in profile.long_term.weights} == pytest.approx(
+        {t: n / len(events) for t, n in expected.items()}
+    )
+    assert all(w.label for w in profile.long_term.weights)
+
+
+async def test_a_retried_batch_is_stored_once(
+    interest: interest_pb2_grpc.InterestServiceAsyncStub, prepared: Path, settings: object
+) -> None:
+    events = synthetic_events(prepared, "u2")[:10]
+    first = await interest.IngestEvents(pb.IngestEventsRequest(events=events + events[:2]))
+    assert (first.summary.accepted_count, first.summary.duplicate_count) == (10, 2)
+    again = await interest.IngestEvents(pb.IngestEventsRequest(events=events))
+    assert (again.summary.accepted_count, again.summary.duplicate_count) == (0, 10)
+    history = await interest.GetUserHistory(pb.GetUserHistoryRequest(user_id="u2"))
+    assert len(history.events) == 10
+
+
+async def test_invalid_events_are_rejected_one_by_one_and_the_rest_stored(
+    interest: interest_pb2_grpc.InterestServiceAsyncStub,
+) -> None:
+    events = [
+        event("ok-1", "v", "i0", 1_600_000_000),
+        event("", "v", "i0", 1_600_000_001),
+        event("bad-type", "v", "i0", 1_600_000_002, kind=common_pb2.EVENT_TYPE_UNSPECIFIED),
+        event("future", "v", "i0", 4_000_000_000),
+        common_pb2.Event(event_id="long", user_id="v", item_id="i0", type=VIEW, text="x" * 10_001),
+        event("ok-2", "v", "not-in-catalog", 1_600_000_005),
+    ]
+    response = await interest.IngestEvents(pb.IngestEventsRequest(events=events))
+    summary = response.summary
+    assert (summary.accepted_count, summary.rejected_count, summary.unknown_item_count) == (2, 4, 1)
+    assert [(r.index, r.field) for r in summary.rejected] == [
+        (1, "events[1].event_id"),
+        (2, "events[2].type"),
+        (3, "events[3].event_time"),
+        (4, "events[4].text"),
+    ]
+    history = await interest.GetUserHistory(pb.GetUserHistoryRequest(user_id="v"))
+    assert [(e.event.event_id, e.unknown_item) for e in history.events] == [
+        ("ok-2", True),
+        ("ok-1", False),
+    ]
+
+
+async def test_a_batch_over_the_limit_is_refused_whole(
+    interest: interest_pb2_grpc.InterestServiceAsyncStub,
+) -> None:
+    events = [event(f"e{n}", "big", "i0", 1_600_000_000 + n) for n in range(10_001)]
+    with pytest.raises(grpc.aio.AioRpcError) as raised:
+        await interest.IngestEvents(pb.IngestEventsRequest(events=events))
+    assert raised.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+    assert [v.field for v in field_violations(raised.value)] == ["events"]
+    with pytest.raises(grpc.aio.AioRpcError) as missing:
+        await interest.GetInterestProfile(pb.GetInterestProfileRequest(user_id="big"))
+    assert missing.value.code() == grpc.StatusCode.NOT_FOUND
+
+
+async def test_out_of_order_events_are_placed_by_time_and_the_state_stays_exact(
+    interest: interest_pb2_grpc.InterestServiceAsyncStub, prepared: Path, settings: object
+) -> None:
+    events = synthetic_events(prepared, "u4")
+    shuffled = events[:]
+    random.Random(4).shuffle(shuffled)
+    for start in range(0, len(shuffled), 7):
+        await interest.IngestEvents(pb.IngestEventsRequest(events=shuffled[start : start + 7]))
+    pages, token = [], ""
+    while True:
+        page = await interest.GetUserHistory(
+            pb.GetUserHistoryRequest(user_id="u4", page_size=6, page_token=token)
+        )
+        pages += [e.event.event_id for e in page.events]
+        token = page.next_page_token
+        if not token:
+            break
+    by_time = sorted(events, key=lambda e: (e.event_time.seconds, int(e.event_id.split("-")[1])))
+    assert [e.event_id for e in by_time] == [e.event_id for e in events]
+    assert pages == [e.event_id for e in reversed(events)]
+    with database(settings.data_dir) as db:  # type: ignore[attr-defined]
+        derived_state_is_consistent(db, "u4")
+
+
+async def test_history_time_bounds_and_bad_tokens(
+    interest: interest_pb2_grpc.InterestServiceAsyncStub,
+) -> None:
+    await interest.IngestEvents(
+        pb.IngestEventsRequest(
+            events=[event(f"t{n}", "w", "i0", 1_600_000_000 + 100 * n) for n in range(5)]
+        )
+    )
+    bounded = await interest.GetUserHistory(
+        pb.GetUserHistoryRequest(
+            user_id="w", start_time={"seconds": 1_600_000_100}, end_time={"seconds": 1_600_000_400}
+        )
+    )
+    assert [e.event.event_id for e in bounded.events] == ["t3", "t2", "t1"]
+    with pytest.raises(grpc.aio.AioRpcError) as raised:
+        await interest.GetUserHistory(pb.GetUserHistoryRequest(user_id="w", page_token="!!"))
+    assert raised.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert [v.field for v in field_violations(raised.value)] == ["page_token"]
+
+
+async def test_the_profile_predicts_with_markov_and_sees_a_switch(
+    interest: interest_pb2_grpc.InterestServiceAsyncStub, prepared: Path, tmp_path: Path
+) -> None:
+    topics = sorted(set(topic_of(prepared).values()))
+    items = pd.read_parquet(prepared / "items.parquet")
+    first = items[items["topic_id"] == topics[0]]["item_id"].tolist()
+    second = items[items["topic_id"] == topics[1]]["item_id"].tolist()
+    # 40 events of the first topic, then 20 of the second: a sudden switch.
+    history = [
+        event(f"s{n}", "switcher", first[n % len(first)], 1_600_000_000 + 3600 * n)
+        for n in range(40)
+    ]
+    history += [
+        event(f"s{40 + n}", "switcher", second[n % len(second)], 1_600_144_000 + 3600 * n)
+        for n in range(20)
+    ]
+    await interest.IngestEvents(pb.IngestEventsRequest(events=history))
+    profile = (
+        await interest.GetInterestProfile(
+            pb.GetInterestProfileRequest(
+                user_id="switcher", horizon=5, timeline_bucket=Duration(seconds=86_400)
+            )
+        )
+    ).profile
+    assert {w.topic_id: w.weight for w in profile.short_term.weights} == {topics[1]: 1.0}
+    assert {w.topic_id: round(w.weight, 4) for w in profile.long_term.weights} == {
+        topics[0]: round(40 / 60, 4), topics[1]: round(20 / 60, 4),
+    }  # fmt: skip
+    assert profile.drift_score > 0.4
+    markov = next(p for p in profile.predictions if p.method == pb.PREDICTION_METHOD_MARKOV)
+    # From the second topic, 19 of its 19 transitions stay there.
+    assert {w.topic_id: w.weight for w in markov.distribution.weights} == pytest.approx(
+        {topics[1]: 1.0}
+    )
+    assert [t.topic_id for t in profile.rising] == [topics[1]]
+    assert [t.topic_id for t in profile.falling] == [topics[0]]
+    assert sum(b.event_count for b in profile.timeline) == 60
+    plot_profile(profile, tmp_path / "switcher.png")
+    assert (tmp_path / "switcher.png").read_bytes()[:4] == b"\x89PNG"
+    assert profile.timeline[0].distribution.weights[0].topic_id == topics[0]
+    assert profile.timeline[-1].distribution.weights[0].topic_id == topics[1]
+
+
+async def test_delete_user_leaves_no_trace(
+    interest: interest_pb2_grpc.InterestServiceAsyncStub, prepared: Path, settings: object
+) -> None:
+    for user in ("u5", "u6"):
+        await interest.IngestEvents(pb.IngestEventsRequest(events=synthetic_events(prepared, user)))
+    deleted = await interest.DeleteUser(pb.DeleteUserRequest(user_id="u5"))
+    assert deleted.deleted_event_count == len(synthetic_events(prepared, "u5"))
+    assert deleted.deleted_state_count > 0
+    assert len((await interest.GetUserHistory(pb.GetUserHistoryRequest(user_id="u5"))).events) == 0
+    with pytest.raises(grpc.aio.AioRpcError) as raised:
+        await interest.GetInterestProfile(pb.GetInterestProfileRequest(user_id="u5"))
+    assert raised.value.code() == grpc.StatusCode.NOT_FOUND
+    with database(settings.data_dir) as db:  # type: ignore[attr-defined]
+        for table in ("events", "users", "topic_counts", "topic_transitions", "topic_days"):
+            assert db.execute(f"SELECT COUNT(*) FROM {table} WHERE user_id='u5'").fetchone() == (0,)
+        derived_state_is_consistent(db, "u6")
+    again = await interest.DeleteUser(pb.DeleteUserRequest(user_id="u5"))
+    assert (again.deleted_event_count, again.deleted_state_count) == (0, 0)
+
+
+async def test_retention_keeps_the_newest_events_and_exact_state(
+    stack: Stack, prepared: Path, monkeypatch: pytest.MonkeyPatch, settings: object
+) -> None:
+    monkeypatch.setenv("EVOREC_DATASET", str(prepared))
+    monkeypatch.setenv("EVOREC_INTEREST_STATE__RETENTION_MAX_EVENTS", "10")
+    monkeypatch.setenv("EVOREC_INTEREST_STATE__RETENTION_INTERVAL_S", "0.05")
+    for name in ("preprocess", "embedding"):
+        await stack.start(name)
+    server = await stack.start("interest")
+    events = synthetic_events(prepared, "u7")
+    async with channel(server.port) as ch:
+        stub = interest_pb2_grpc.InterestServiceStub(ch)
+        await stub.IngestEvents(pb.IngestEventsRequest(events=events))
+        for _ in range(100):
+            history = await stub.GetUserHistory(pb.GetUserHistoryRequest(user_id="u7"))
+            if len(history.events) == 10:
+                break
+            await asyncio.sleep(0.05)
+        assert [e.event.event_id for e in history.events] == [
+            e.event_id for e in reversed(events[-10:])
+        ]
+    with database(settings.data_dir) as db:  # type: ignore[attr-defined]
+        derived_state_is_consistent(db, "u7")
+
+
+def stream(messages: list[list[common_pb2.Event]]) -> Iterator[pb.StreamEventsRequest]:
+    for events in messages:
+        yield pb.StreamEventsRequest(events=events)
+
+
+async def test_a_stream_is_stored_message_by_message(
+    interest: interest_pb2_grpc.InterestServiceAsyncStub,
+) -> None:
+    messages = [
+        [event(f"m{n}", "s", "i0", 1_600_000_000 + n) for n in range(start, start + 3)]
+        for start in (0, 3, 6)
+    ]
+    messages[1].append(event("", "s", "i0", 1))
+    response = await interest.StreamEvents(stream(messages))
+    summary = response.summary
+    assert (summary.accepted_count, summary.rejected_count) == (9, 1)
+    assert [(r.index, r.field) for r in summary.rejected] == [(6, "events[3].event_id")]
+
+
+async def test_events_of_a_broken_stream_that_arrived_stay_stored(
+    interest: interest_pb2_grpc.InterestServiceAsyncStub,
+) -> None:
+    sent = asyncio.Event()
+
+    async def breaking() -> AsyncIterator[pb.StreamEventsRequest]:
+        yield pb.StreamEventsRequest(events=[event("b0", "broken", "i0", 1_600_000_000)])
+        sent.set()
+        await asyncio.sleep(3600)
+        yield pb.StreamEventsRequest()
+
+    call = interest.StreamEvents(breaking())
+    await sent.wait()
+    for _ in range(100):
+        history = await interest.GetUserHistory(pb.GetUserHistoryRequest(user_id="broken"))
+        if history.events:
+            break
+        await asyncio.sleep(0.02)
+    call.cancel()
+    assert [e.event.event_id for e in history.events] == ["b0"]
