@@ -21,7 +21,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from evorec import __version__
+from evorec import __version__, model_cli
 from evorec.data.schema import DataError
 from evorec.data_cli import app as data_app
 from evorec.platform.config import CONFIG_FILE_ENV, ConfigError, Settings, load_settings
@@ -37,6 +37,8 @@ app = typer.Typer(
     add_completion=False,
 )
 app.add_typer(data_app, name="data")
+app.command()(model_cli.train)
+app.command()(model_cli.evaluate)
 console = Console()
 
 ConfigOption = Annotated[

@@ -1,0 +1,1 @@
+"""Sequence models of users' interests: baselines, the TensorFlow encoders, training, export."""

@@ -1,0 +1,153 @@
+"""Export: the encoder as a SavedModel in TensorFlow Serving's layout, with the bundle the
+services need beside it.
+
+    <base>/<model name>/<version>/            the SavedModel TF Serving polls
+      saved_model.pb, variables/
+      assets.extra/tf_serving_warmup_requests  so TF Serving loads without a cold first call
+      assets.extra/evorec/                     the bundle: item_table.npy (every item's vector
+                                               in encoder space, row = item_index),
+                                               text_projection.npy (W: a new item with text
+                                               vector t gets W t), items.parquet (ids, titles,
+                                               topics), topics.json, word_vectors.bin, and
+                                               manifest.json (dataset and its hash, model and
+                                               training parameters, metrics, creation time)
+
+Signatures: `serving_default` maps a right-padded int32 batch `history` [batch, width] with
+its `length` [batch] to `user_vector` [batch, dim] (only the newest max_len items count);
+`top_k` also takes `exclude` [batch, width] (item indexes; 0 is ignored) and `k` (scalar),
+and returns `item_index` and `score` [batch, k], best first.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import tensorflow as tf
+
+from evorec.data.artifacts import DatasetLayout
+from evorec.encoder.model import SequenceEncoder
+
+HISTORY = tf.TensorSpec([None, None], tf.int32, name="history")
+LENGTH = tf.TensorSpec([None], tf.int32, name="length")
+EXCLUDE = tf.TensorSpec([None, None], tf.int32, name="exclude")
+K = tf.TensorSpec([], tf.int32, name="k")
+
+
+def serving_module(model: SequenceEncoder) -> tf.Module:
+    """The encoder with its item table frozen, behind the two serving signatures.
+
+    The Keras model is captured by the functions rather than tracked as an attribute (Keras
+    would add signatures of its own); its variables are tracked through a list, which is what
+    the SavedModel needs to hold them.
+    """
+    module = tf.Module()
+    module.encoder_variables = list(model.variables)
+    module.table = tf.Variable(model.item_table(training=False), trainable=False, name="item_table")
+    max_len = model.config.max_len
+
+    def users(history: tf.Tensor, length: tf.Tensor) -> tf.Tensor:
+        # The newest max_len items of each right-padded row, left-padded.
+        length = tf.minimum(length, tf.shape(history)[1])
+        index = tf.range(max_len)[None, :] + (length[:, None] - max_len)
+        items = tf.gather(history, tf.maximum(index, 0), batch_dims=1)
+        window = tf.where(index >= 0, items, tf.zeros_like(items))
+        return model.encode(window, module.table, training=False)[:, -1, :]
+
+    @tf.function(input_signature=[HISTORY, LENGTH])
+    def user_vectors(history: tf.Tensor, length: tf.Tensor) -> dict[str, tf.Tensor]:
+        return {"user_vector": users(history, length)}
+
+    @tf.function(input_signature=[HISTORY, LENGTH, EXCLUDE, K])
+    def top_k(
+        history: tf.Tensor, length: tf.Tensor, exclude: tf.Tensor, k: tf.Tensor
+    ) -> dict[str, tf.Tensor]:
+        scores = tf.matmul(users(history, length), module.table, transpose_b=True)
+        rows = tf.repeat(tf.range(tf.shape(exclude)[0]), tf.shape(exclude)[1])
+        positions = tf.stack([rows, tf.reshape(exclude, [-1])], axis=1)
+        scores = tf.tensor_scatter_nd_update(
+            scores, positions, tf.fill([tf.shape(positions)[0]], -np.inf)
+        )
+        scores = tf.concat([tf.fill([tf.shape(scores)[0], 1], -np.inf), scores[:, 1:]], axis=1)
+        values, indices = tf.math.top_k(scores, k=tf.minimum(k, tf.shape(scores)[1] - 1))
+        return {"item_index": indices, "score": values}
+
+    module.user_vectors = user_vectors
+    module.top_k = top_k
+    return module
+
+
+def next_version(model_dir: Path) -> int:
+    versions = (
+        [int(p.name) for p in model_dir.glob("*") if p.name.isdigit()] if model_dir.exists() else []
+    )
+    return max(versions, default=0) + 1
+
+
+def _warmup(path: Path, model_name: str) -> None:
+    from tensorflow_serving.apis import predict_pb2, prediction_log_pb2
+
+    request = predict_pb2.PredictRequest()
+    request.model_spec.name = model_name
+    request.model_spec.signature_name = "serving_default"
+    request.inputs["history"].CopyFrom(tf.make_tensor_proto(np.array([[1, 2, 3, 0]], np.int32)))
+    request.inputs["length"].CopyFrom(tf.make_tensor_proto(np.array([3], np.int32)))
+    log = prediction_log_pb2.PredictionLog(
+        predict_log=prediction_log_pb2.PredictLog(request=request)
+    )
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with tf.io.TFRecordWriter(str(path)) as writer:
+        writer.write(log.SerializeToString())
+
+
+def export_model(
+    model: SequenceEncoder,
+    dataset: DatasetLayout,
+    base: Path,
+    model_name: str,
+    details: dict[str, Any],
+    version: int | None = None,
+) -> Path:
+    """Writes the SavedModel and its bundle; returns the version folder. The version is
+    written under a temporary name and renamed at the end, so that TF Serving (which polls
+    the base path) never sees a half-written version."""
+    model_dir = base / model_name
+    version = version or next_version(model_dir)
+    final = model_dir / str(version)
+    staging = model_dir / f".{version}.partial"
+    shutil.rmtree(staging, ignore_errors=True)
+    module = serving_module(model)
+    tf.saved_model.save(
+        module,
+        str(staging),
+        signatures={"serving_default": module.user_vectors, "top_k": module.top_k},
+    )
+    _warmup(staging / "assets.extra" / "tf_serving_warmup_requests", model_name)
+    bundle = staging / "assets.extra" / "evorec"
+    bundle.mkdir(parents=True, exist_ok=True)
+    np.save(bundle / "item_table.npy", module.table.numpy())
+    if model.text_projection is not None:
+        np.save(bundle / "text_projection.npy", model.text_projection.kernel.numpy())
+    for source in (dataset.items, dataset.topics, dataset.word_vectors):
+        shutil.copy(source, bundle / source.name)
+    dataset_manifest = dataset.read_manifest()
+    manifest = {
+        "model_name": model_name,
+        "version": version,
+        "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "dataset": {
+            "name": dataset_manifest["name"],
+            "events_sha256": dataset_manifest["outputs"]["events.parquet"],
+            "items_sha256": dataset_manifest["outputs"]["items.parquet"],
+        },
+        "encoder": model.config.as_dict(),
+        "n_items": model.n_items,
+        **details,
+    }
+    (bundle / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
+    staging.rename(final)
+    return final

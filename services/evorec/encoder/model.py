@@ -1,0 +1,146 @@
+"""The sequence encoders: a Transformer (causal self-attention, SASRec-style) and an
+LSTM/GRU, over items represented as an id embedding plus a learned projection of the item's
+text vector.
+
+An item's representation is `e_id + W t` (t: its SIF text vector from preparation). During
+training the id part of a random share of items is hidden (id dropout), so the model learns
+to rely on the text; an item never seen in training (no trained id embedding) is then scored
+through its text alone. The user's interest vector is the encoder's output at the last
+position; an item's score is the dot product of that vector with the item's representation,
+the same table that represents items on the input side.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+from typing import Any, Literal
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+EncoderKind = Literal["transformer", "gru", "lstm"]
+
+
+@dataclass(frozen=True)
+class EncoderConfig:
+    """Architecture of a sequence encoder."""
+
+    kind: EncoderKind = "transformer"
+    dim: int = 64
+    max_len: int = 200
+    blocks: int = 2
+    heads: int = 1
+    dropout: float = 0.2
+    use_text: bool = True
+    # Share of items whose id embedding is hidden in a training step (text models only).
+    id_dropout: float = 0.1
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+class TransformerBlock(keras.layers.Layer):
+    """Pre-norm causal self-attention and a position-wise feed-forward network."""
+
+    def __init__(self, dim: int, heads: int, dropout: float) -> None:
+        super().__init__()
+        self.attention_norm = keras.layers.LayerNormalization(epsilon=1e-6)
+        self.attention = keras.layers.MultiHeadAttention(heads, dim // heads, dropout=dropout)
+        self.feed_norm = keras.layers.LayerNormalization(epsilon=1e-6)
+        self.feed = keras.Sequential(
+            [
+                keras.layers.Dense(dim, activation="gelu"),
+                keras.layers.Dropout(dropout),
+                keras.layers.Dense(dim),
+            ]
+        )
+        self.dropout = keras.layers.Dropout(dropout)
+
+    def call(self, x: tf.Tensor, attention_mask: tf.Tensor, training: bool = False) -> tf.Tensor:
+        normed = self.attention_norm(x)
+        x = x + self.dropout(
+            self.attention(normed, normed, attention_mask=attention_mask, training=training),
+            training=training,
+        )
+        return x + self.dropout(self.feed(self.feed_norm(x), training=training), training=training)
+
+
+class SequenceEncoder(keras.Model):
+    """Encodes left-padded item sequences [batch, max_len] into vectors [batch, max_len, dim]."""
+
+    def __init__(
+        self, n_items: int, config: EncoderConfig, text_vectors: np.ndarray | None
+    ) -> None:
+        super().__init__()
+        self.n_items = n_items
+        self.config = config
+        initializer = keras.initializers.TruncatedNormal(stddev=0.02)
+        self.item_ids = keras.layers.Embedding(
+            n_items + 1, config.dim, embeddings_initializer=initializer
+        )
+        self.item_ids.build((None,))
+        self.text_projection: keras.layers.Dense | None = None
+        if config.use_text:
+            if text_vectors is None or text_vectors.shape[0] != n_items + 1:
+                raise ValueError("a text model needs one text vector per item (row 0: padding)")
+            self.text_vectors = tf.constant(text_vectors, dtype=tf.float32)
+            self.text_projection = keras.layers.Dense(
+                config.dim, use_bias=False, kernel_initializer=initializer
+            )
+            self.text_projection.build((None, text_vectors.shape[1]))
+        self.positions = keras.layers.Embedding(
+            config.max_len, config.dim, embeddings_initializer=initializer
+        )
+        self.input_dropout = keras.layers.Dropout(config.dropout)
+        if config.kind == "transformer":
+            self.blocks = [
+                TransformerBlock(config.dim, config.heads, config.dropout)
+                for _ in range(config.blocks)
+            ]
+            self.final_norm = keras.layers.LayerNormalization(epsilon=1e-6)
+        else:
+            layer = keras.layers.GRU if config.kind == "gru" else keras.layers.LSTM
+            self.recurrent = layer(config.dim, return_sequences=True)
+
+    def item_table(self, training: bool = False) -> tf.Tensor:
+        """Every item's representation [n_items + 1, dim] (row 0: padding)."""
+        table = self.item_ids.embeddings
+        if self.text_projection is None:
+            return table
+        if training and self.config.id_dropout > 0:
+            keep = tf.cast(
+                tf.random.uniform([self.n_items + 1, 1]) >= self.config.id_dropout, table.dtype
+            )
+            table = table * keep
+        return table + self.text_projection(self.text_vectors)
+
+    def encode(self, sequences: tf.Tensor, table: tf.Tensor, training: bool = False) -> tf.Tensor:
+        mask = sequences > 0
+        x = tf.gather(table, sequences) * math.sqrt(self.config.dim)
+        x = x + self.positions(tf.range(tf.shape(sequences)[1]))[None]
+        x = self.input_dropout(x, training=training) * tf.cast(mask, x.dtype)[..., None]
+        if self.config.kind == "transformer":
+            length = tf.shape(sequences)[1]
+            causal = tf.linalg.band_part(tf.ones([length, length], tf.bool), -1, 0)
+            attention_mask = tf.logical_and(causal[None], mask[:, None, :])
+            for block in self.blocks:
+                x = block(x, attention_mask=attention_mask, training=training)
+                x = x * tf.cast(mask, x.dtype)[..., None]
+            return self.final_norm(x)
+        return self.recurrent(x, mask=mask, training=training)
+
+    def call(self, sequences: tf.Tensor, training: bool = False) -> tf.Tensor:
+        """User vectors [batch, dim]: the output at the last (newest) position."""
+        return self.encode(sequences, self.item_table(training), training)[:, -1, :]
+
+
+def left_padded(sequences: list[np.ndarray], max_len: int) -> np.ndarray:
+    """The newest `max_len` items of each sequence, right-aligned, zeros before."""
+    batch = np.zeros((len(sequences), max_len), dtype=np.int32)
+    for row, sequence in enumerate(sequences):
+        tail = sequence[-max_len:]
+        if len(tail):
+            batch[row, -len(tail) :] = tail
+    return batch

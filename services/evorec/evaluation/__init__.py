@@ -1,0 +1,1 @@
+"""Evaluation: the leave-one-out protocol, ranking and beyond-accuracy metrics, reports."""

@@ -1,0 +1,195 @@
+"""`evorec train` and `evorec evaluate`: fit the sequence encoders, compare them with the
+baselines, export a model for TensorFlow Serving."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TimeElapsedColumn
+from rich.table import Table
+
+from evorec.platform.config import load_settings
+
+console = Console()
+ConfigOption = Annotated[Path | None, typer.Option("--config", help="TOML settings file.")]
+DatasetArgument = Annotated[
+    Path | None, typer.Argument(help="A prepared dataset (default: the configured one).")
+]
+
+
+def _encoder(name: str, options: dict[str, Any]) -> tuple[Any, Any]:
+    from evorec.encoder.model import EncoderConfig
+    from evorec.encoder.training import TrainingConfig
+
+    kind, _, text = name.partition("-")
+    encoder = EncoderConfig(
+        kind=kind,  # type: ignore[arg-type]
+        use_text=text == "text",
+        dim=options["dim"],
+        max_len=options["max_len"],
+        blocks=options["blocks"],
+        dropout=options["dropout"],
+    )
+    training = TrainingConfig(
+        epochs=options["epochs"],
+        batch_size=options["batch_size"],
+        learning_rate=options["learning_rate"],
+        patience=options["patience"],
+        loss=options["loss"],
+        seed=options["seed"],
+    )
+    return encoder, training
+
+
+def fit_encoder(name: str, layout: Any, data: Any, options: dict[str, Any]) -> Any:
+    """Trains the encoder `name` (`transformer-text`, `gru`, ...) with a progress bar."""
+    import numpy as np
+
+    from evorec.encoder.model import SequenceEncoder
+    from evorec.encoder.training import Trainer
+
+    encoder, training = _encoder(name, options)
+    model = SequenceEncoder(
+        data.n_items, encoder, np.load(layout.item_vectors) if encoder.use_text else None
+    )
+    trainer = Trainer(model, data, training, options.get("checkpoints"))
+    with Progress(
+        "[progress.description]{task.description}",
+        BarColumn(),
+        TimeElapsedColumn(),
+        console=console,
+    ) as bar:
+        task = bar.add_task(f"{name} seed {training.seed}", total=training.epochs)
+
+        def show(record: Any) -> None:
+            bar.update(
+                task,
+                completed=record.epoch,
+                description=f"{name} seed {training.seed}: loss {record.loss:.3f}, "
+                f"valid NDCG@10 {record.valid_ndcg10:.4f}",
+            )
+
+        result = trainer.fit(show)
+    return trainer, result
+
+
+def options_of(**values: Any) -> dict[str, Any]:
+    return values
+
+
+def train(
+    dataset: DatasetArgument = None,
+    model: Annotated[str, typer.Option(help="transformer, gru or lstm.")] = "transformer",
+    text: Annotated[bool, typer.Option(help="Add the projected text vector to each item.")] = True,
+    epochs: int = 200,
+    batch_size: int = 64,
+    learning_rate: float = 1e-3,
+    patience: Annotated[int, typer.Option(help="Epochs without a better validation NDCG@10.")] = 10,
+    dim: int = 64,
+    max_len: int = 200,
+    blocks: int = 2,
+    dropout: float = 0.2,
+    loss: Annotated[str, typer.Option(help="full (softmax) or sampled.")] = "full",
+    seed: int = 0,
+    name: Annotated[str, typer.Option(help="Model name under the export base path.")] = "encoder",
+    out: Annotated[
+        Path | None, typer.Option(help="Export base path (default: <data_dir>/models).")
+    ] = None,
+    checkpoints: Annotated[Path | None, typer.Option(help="Resumable checkpoints here.")] = None,
+    config: ConfigOption = None,
+) -> None:
+    """Train a sequence encoder, report its test metrics, export it for TF Serving."""
+    from evorec.data.artifacts import DatasetLayout
+    from evorec.encoder.export import export_model
+    from evorec.evaluation.protocol import test_metrics
+    from evorec.evaluation.sequences import LeaveOneOut
+
+    settings = load_settings(config)
+    layout = DatasetLayout(dataset or settings.dataset_path)
+    data = LeaveOneOut.load(layout)
+    full_name = f"{model}-text" if text else model
+    options = options_of(
+        epochs=epochs, batch_size=batch_size, learning_rate=learning_rate, patience=patience,
+        dim=dim, max_len=max_len, blocks=blocks, dropout=dropout, loss=loss, seed=seed,
+        checkpoints=checkpoints,
+    )  # fmt: skip
+    trainer, result = fit_encoder(full_name, layout, data, options)
+    metrics = test_metrics(trainer.scores(data.test_input), data, layout)
+    details = {
+        "training": trainer.config.as_dict(),
+        "best_epoch": result.best_epoch,
+        "seconds": round(result.seconds, 1),
+        "seconds_per_epoch": round(result.seconds / max(1, len(result.history)), 2),
+        "peak_memory_mb": round(result.peak_memory_mb),
+        "metrics": {"valid": result.valid, "test": metrics},
+    }
+    path = export_model(trainer.model, layout, out or settings.data_dir / "models", name, details)
+    table = Table(
+        "metric", "test", title=f"{full_name} on {layout.root.name} (seen items excluded)"
+    )
+    for key, value in metrics.items():
+        table.add_row(key, f"{value:.4f}")
+    console.print(table)
+    console.print(
+        f"best epoch {result.best_epoch}, {details['seconds']} s, "
+        f"{details['seconds_per_epoch']} s/epoch, peak memory {details['peak_memory_mb']} MB"
+    )
+    console.print(f"exported to {path}")
+
+
+def evaluate(
+    dataset: DatasetArgument = None,
+    models: Annotated[
+        str, typer.Option(help="Comma-separated; see evorec.evaluation.protocol.")
+    ] = ("popular,item-cosine,markov,transformer-text"),
+    seeds: Annotated[str, typer.Option(help="Comma-separated seeds for the encoders.")] = "0",
+    epochs: int = 200,
+    patience: int = 10,
+    json_out: Annotated[Path | None, typer.Option("--json", help="Write the results here.")] = None,
+    plots: Annotated[Path | None, typer.Option(help="Write PNG plots into this folder.")] = None,
+    config: ConfigOption = None,
+) -> None:
+    """Compare models under leave-one-out, full ranking, seen items excluded; print a table."""
+    from evorec.data.artifacts import DatasetLayout
+    from evorec.evaluation.protocol import as_table
+    from evorec.evaluation.protocol import evaluate as run
+
+    layout = DatasetLayout(dataset or load_settings(config).dataset_path)
+    curves: dict[str, list[float]] = {}
+
+    def train_encoder(name: str, seed: int, data: Any) -> tuple[Any, dict[str, Any]]:
+        options = options_of(
+            epochs=epochs, batch_size=64, learning_rate=1e-3, patience=patience, dim=64,
+            max_len=200, blocks=2, dropout=0.2, loss="full", seed=seed,
+        )  # fmt: skip
+        trainer, result = fit_encoder(name, layout, data, options)
+        curves[f"{name} seed {seed}"] = [r.valid_ndcg10 for r in result.history]
+        return trainer.scores(data.test_input), {
+            "best_epoch": result.best_epoch,
+            "seconds": result.seconds,
+            "peak_memory_mb": result.peak_memory_mb,
+        }
+
+    results = run(
+        layout, models.split(","), [int(s) for s in seeds.split(",")], train_encoder, console.print
+    )
+    shown = ["model", "seeds", "ndcg@10", "hr@10", "mrr", "coverage"]
+    frame = as_table(results)[shown]
+    table = Table(*shown, title=f"{layout.root.name}: test, seen items excluded (--json: all)")
+    for row in frame.itertuples(index=False):
+        table.add_row(*(str(v) for v in row))
+    console.print(table)
+    if json_out is not None:
+        json_out.write_text(json.dumps([asdict(r) for r in results], indent=2) + "\n")
+    if plots is not None:
+        from evorec.evaluation.plots import plot_curves, plot_metrics
+
+        plots.mkdir(parents=True, exist_ok=True)
+        plot_metrics(results, plots / "metrics.png")
+        if curves:
+            plot_curves(curves, plots / "training.png")

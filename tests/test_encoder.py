@@ -1,0 +1,122 @@
+"""The TensorFlow encoders: they learn, export to TF Serving's layout, and the exported model
+ranks exactly as the training code does."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from evorec.data.artifacts import DatasetLayout
+from evorec.encoder.export import export_model, next_version
+from evorec.encoder.model import EncoderConfig, SequenceEncoder
+from evorec.encoder.training import Trainer, TrainingConfig, training_pairs
+from evorec.evaluation.metrics import mask_seen, top_k
+from evorec.evaluation.sequences import LeaveOneOut
+
+
+def test_training_pairs_shift_by_one_and_pad_on_the_left() -> None:
+    inputs, targets = training_pairs([np.array([5, 6, 7]), np.array([9])], max_len=4)
+    assert inputs.tolist() == [[0, 0, 5, 6]]
+    assert targets.tolist() == [[0, 0, 6, 7]]
+
+
+@pytest.fixture(scope="module")
+def trained(prepared: Path) -> Trainer:
+    layout = DatasetLayout(prepared)
+    data = LeaveOneOut.load(layout)
+    config = EncoderConfig(dim=32, max_len=50, blocks=1, dropout=0.1)
+    model = SequenceEncoder(data.n_items, config, np.load(layout.item_vectors))
+    trainer = Trainer(
+        model, data, TrainingConfig(epochs=4, batch_size=32, warmup_steps=5, learning_rate=5e-3)
+    )
+    trainer.fit()
+    return trainer
+
+
+def test_the_transformer_learns_beyond_chance(trained: Trainer) -> None:
+    valid = trained.evaluate("valid")
+    chance = 10 / trained.model.n_items
+    assert valid["hr@10"] > 2 * chance
+
+
+@pytest.mark.parametrize("kind", ["gru", "lstm"])
+def test_recurrent_encoders_and_id_only_models_train(prepared: Path, kind: str) -> None:
+    data = LeaveOneOut.load(DatasetLayout(prepared))
+    model = SequenceEncoder(
+        data.n_items, EncoderConfig(kind=kind, dim=16, max_len=30, use_text=False), None
+    )
+    result = Trainer(model, data, TrainingConfig(epochs=2, batch_size=64, warmup_steps=2)).fit()
+    assert [r.epoch for r in result.history] == [1, 2]
+    assert result.history[-1].loss < result.history[0].loss + 0.5
+
+
+def test_the_export_ranks_as_the_training_code(
+    trained: Trainer, prepared: Path, tmp_path: Path
+) -> None:
+    layout = DatasetLayout(prepared)
+    path = export_model(trained.model, layout, tmp_path, "encoder", {"metrics": {}})
+    assert path == tmp_path / "encoder" / "1"
+    assert next_version(tmp_path / "encoder") == 2
+    assert (path / "assets.extra" / "tf_serving_warmup_requests").stat().st_size > 0
+    bundle = path / "assets.extra" / "evorec"
+    manifest = json.loads((bundle / "manifest.json").read_text())
+    assert manifest["n_items"] == trained.model.n_items
+    assert sorted(p.name for p in bundle.iterdir()) == [
+        "item_table.npy", "items.parquet", "manifest.json", "text_projection.npy", "topics.json",
+        "word_vectors.bin",
+    ]  # fmt: skip
+
+    loaded = tf.saved_model.load(str(path))
+    assert set(loaded.signatures) == {"serving_default", "top_k"}
+    histories = trained.data.test_input[:20]
+    width = max(len(h) for h in histories)
+    padded = np.zeros((len(histories), width), np.int32)
+    for row, history in enumerate(histories):
+        padded[row, : len(history)] = history
+    lengths = np.array([len(h) for h in histories], np.int32)
+    served = loaded.signatures["top_k"](
+        history=tf.constant(padded),
+        length=tf.constant(lengths),
+        exclude=tf.constant(padded),
+        k=tf.constant(10),
+    )
+    expected = top_k(mask_seen(trained.scores(histories), histories), 10)
+    assert served["item_index"].numpy().tolist() == expected.tolist()
+    vectors = loaded.signatures["serving_default"](
+        history=tf.constant(padded), length=tf.constant(lengths)
+    )
+    assert vectors["user_vector"].shape == (20, trained.model.config.dim)
+
+
+def test_train_and_evaluate_commands(prepared: Path, tmp_path: Path) -> None:
+    import os
+    import subprocess
+    import sys
+
+    from tests.conftest import ROOT
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("EVOREC_")}
+    env.update(EVOREC_DATA_DIR=str(tmp_path), COLUMNS="120")
+    run = {"cwd": ROOT, "env": env, "capture_output": True, "text": True, "timeout": 300}
+    trained = subprocess.run(
+        [sys.executable, "-m", "evorec", "train", str(prepared), "--model", "gru", "--epochs", "1",
+         "--max-len", "20", "--dim", "16"],
+        **run,
+    )  # type: ignore[call-overload]  # fmt: skip
+    assert trained.returncode == 0, trained.stderr
+    assert (tmp_path / "models" / "encoder" / "1" / "saved_model.pb").exists()
+    assert "ndcg@10" in trained.stdout
+    evaluated = subprocess.run(
+        [sys.executable, "-m", "evorec", "evaluate", str(prepared), "--models", "popular,markov",
+         "--json", str(tmp_path / "e.json"), "--plots", str(tmp_path / "plots")],
+        **run,
+    )  # type: ignore[call-overload]  # fmt: skip
+    assert evaluated.returncode == 0, evaluated.stderr
+    results = json.loads((tmp_path / "e.json").read_text())
+    assert [r["model"] for r in results] == ["popular", "markov"]
+    assert 0 <= results[1]["runs"][0]["ndcg@10"] <= 1
+    assert (tmp_path / "plots" / "metrics.png").exists()

@@ -1,0 +1,75 @@
+"""Metrics and baselines on small inputs with values worked out by hand."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from evorec.encoder.baselines import ItemCosine, ItemMarkov, MostPopular
+from evorec.evaluation.metrics import RankingMetrics, beyond_accuracy, mask_seen, ranks, top_k
+from evorec.evaluation.sequences import LeaveOneOut
+
+
+def test_ranks_count_items_scored_above_the_target_after_masking() -> None:
+    scores = np.array([[9.0, 0.5, 0.9, 0.1, 0.7], [9.0, 0.2, 0.3, 0.4, 0.1]])
+    masked = mask_seen(scores, [np.array([2]), np.array([], dtype=np.int64)])
+    # User 0: item 2 (0.9) is seen, padding is out: 0.7 (item 4) beats target item 1 (0.5).
+    assert list(ranks(masked, np.array([1, 1]))) == [2, 3]
+
+
+def test_hit_rate_ndcg_and_mrr() -> None:
+    values = RankingMetrics.from_ranks(np.array([1, 3, 11, 30])).values
+    assert values["hr@5"] == 0.5
+    assert values["hr@20"] == 0.75
+    assert values["ndcg@10"] == pytest.approx((1 + 1 / math.log2(4)) / 4)
+    assert values["mrr"] == pytest.approx((1 + 1 / 3 + 1 / 11 + 1 / 30) / 4)
+
+
+def test_top_k_is_best_first() -> None:
+    assert top_k(np.array([[0.1, 0.9, 0.5, 0.7]]), 3).tolist() == [[1, 3, 2]]
+
+
+def test_beyond_accuracy() -> None:
+    lists = np.array([[1, 2], [1, 3]])
+    popularity = np.array([0, 6, 1, 1])
+    vectors = np.array([[0, 0], [1, 0], [1, 0], [0, 1]], dtype=float)
+    values = beyond_accuracy(lists, n_items=3, popularity=popularity, text_vectors=vectors)
+    assert values["coverage"] == 1.0
+    assert values["novelty"] == pytest.approx(np.mean([-math.log2(6 / 8), -math.log2(1 / 8)] * 2))
+    assert values["diversity"] == pytest.approx(0.5)  # identical pair 0, orthogonal pair 1
+
+
+def test_leave_one_out_sequences() -> None:
+    events = pd.DataFrame(
+        {"user_index": [0, 0, 0, 0, 1, 1, 2, 2, 2], "item_index": [1, 2, 3, 4, 1, 2, 3, 1, 2],
+         "timestamp": [1, 2, 3, 4, 1, 2, 1, 2, 3]}
+    )  # fmt: skip
+    loo = LeaveOneOut.from_events(events, n_items=4)
+    assert [s.tolist() for s in loo.train] == [[1, 2], [3]]  # user 1 has too few events
+    assert loo.valid_target.tolist() == [3, 1]
+    assert loo.test_target.tolist() == [4, 2]
+    assert [s.tolist() for s in loo.test_input] == [[1, 2, 3], [3, 1]]
+
+
+SEQUENCES = [np.array([1, 2, 3]), np.array([1, 2]), np.array([2, 3])]
+
+
+def test_most_popular_counts_training_items() -> None:
+    assert MostPopular(SEQUENCES, 3).score([np.array([1])]).tolist() == [[0, 2, 3, 2]]
+
+
+def test_markov_follows_the_last_item() -> None:
+    # 1 -> 2 twice; 2 -> 3 twice (of 2 transitions from item 2).
+    scores = ItemMarkov(SEQUENCES, 3).score([np.array([3, 1]), np.array([2])])
+    assert scores.tolist() == [[0, 0, 1, 0], [0, 0, 0, 1]]
+
+
+def test_item_cosine_scores_from_the_last_item() -> None:
+    scores = ItemCosine(SEQUENCES, 3).score([np.array([1])])[0]
+    # Users of item 1: {0, 1}; of 2: {0, 1, 2}; of 3: {0, 2}.
+    assert scores[1] == 0  # not similar to itself
+    assert scores[2] == pytest.approx(2 / math.sqrt(2 * 3))
+    assert scores[3] == pytest.approx(1 / math.sqrt(2 * 2))
