@@ -117,6 +117,6 @@ def test_train_and_evaluate_commands(prepared: Path, tmp_path: Path) -> None:
     )  # type: ignore[call-overload]  # fmt: skip
     assert evaluated.returncode == 0, evaluated.stderr
     results = json.loads((tmp_path / "e.json").read_text())
-    assert [r["model"] for r in results] == ["popular", "markov"]
-    assert 0 <= results[1]["runs"][0]["ndcg@10"] <= 1
+    assert [r["model"] for r in results["loo"]] == ["popular", "markov"]
+    assert 0 <= results["loo"][1]["runs"][0]["ndcg@10"] <= 1
     assert (tmp_path / "plots" / "metrics.png").exists()

@@ -9,7 +9,14 @@ import pandas as pd
 import pytest
 
 from evorec.encoder.baselines import ItemCosine, ItemMarkov, MostPopular
-from evorec.evaluation.metrics import RankingMetrics, beyond_accuracy, mask_seen, ranks, top_k
+from evorec.evaluation.metrics import (
+    Positions,
+    RankingMetrics,
+    beyond_accuracy,
+    mask_seen,
+    positions,
+    top_k,
+)
 from evorec.evaluation.sequences import LeaveOneOut
 
 
@@ -17,11 +24,25 @@ def test_ranks_count_items_scored_above_the_target_after_masking() -> None:
     scores = np.array([[9.0, 0.5, 0.9, 0.1, 0.7], [9.0, 0.2, 0.3, 0.4, 0.1]])
     masked = mask_seen(scores, [np.array([2]), np.array([], dtype=np.int64)])
     # User 0: item 2 (0.9) is seen, padding is out: 0.7 (item 4) beats target item 1 (0.5).
-    assert list(ranks(masked, np.array([1, 1]))) == [2, 3]
+    found = positions(masked, np.array([1, 1]))
+    assert found.above.tolist() == [1, 2]
+    assert found.tied.tolist() == [0, 0]
+
+
+def test_ties_are_broken_at_random_in_expectation() -> None:
+    # Nine items above the target, three tied with it: it takes place 10, 11, 12 or 13.
+    scores = np.array([[-np.inf, *([1.0] * 9), 0.0, 0.0, 0.0, 0.0]])
+    values = RankingMetrics.from_positions(positions(scores, np.array([10]))).values
+    assert values["hr@10"] == pytest.approx(1 / 4)
+    assert values["hr@20"] == 1.0
+    assert values["ndcg@10"] == pytest.approx(1 / math.log2(11) / 4)
+    assert values["mrr"] == pytest.approx((1 / 10 + 1 / 11 + 1 / 12 + 1 / 13) / 4)
 
 
 def test_hit_rate_ndcg_and_mrr() -> None:
-    values = RankingMetrics.from_ranks(np.array([1, 3, 11, 30])).values
+    # Targets at places 1, 3, 11 and 30, no ties.
+    found = Positions(above=np.array([0, 2, 10, 29]), tied=np.zeros(4, dtype=int))
+    values = RankingMetrics.from_positions(found).values
     assert values["hr@5"] == 0.5
     assert values["hr@20"] == 0.75
     assert values["ndcg@10"] == pytest.approx((1 + 1 / math.log2(4)) / 4)

@@ -146,18 +146,21 @@ def evaluate(
     dataset: DatasetArgument = None,
     models: Annotated[
         str, typer.Option(help="Comma-separated; see evorec.evaluation.protocol.")
-    ] = ("popular,item-cosine,markov,transformer-text"),
+    ] = "popular,item-cosine,markov,transformer-text",
     seeds: Annotated[str, typer.Option(help="Comma-separated seeds for the encoders.")] = "0",
+    protocols: Annotated[
+        str, typer.Option(help="Comma-separated: loo, cold-start, evolution.")
+    ] = "loo",
     epochs: int = 200,
     patience: int = 10,
     json_out: Annotated[Path | None, typer.Option("--json", help="Write the results here.")] = None,
     plots: Annotated[Path | None, typer.Option(help="Write PNG plots into this folder.")] = None,
     config: ConfigOption = None,
 ) -> None:
-    """Compare models under leave-one-out, full ranking, seen items excluded; print a table."""
+    """Compare models under leave-one-out (full ranking, seen items excluded), on the
+    new-item split (text cold start) and on interest evolution; print tables."""
     from evorec.data.artifacts import DatasetLayout
-    from evorec.evaluation.protocol import as_table
-    from evorec.evaluation.protocol import evaluate as run
+    from evorec.evaluation import protocol
 
     layout = DatasetLayout(dataset or load_settings(config).dataset_path)
     curves: dict[str, list[float]] = {}
@@ -169,27 +172,48 @@ def evaluate(
         )  # fmt: skip
         trainer, result = fit_encoder(name, layout, data, options)
         curves[f"{name} seed {seed}"] = [r.valid_ndcg10 for r in result.history]
-        return trainer.scores(data.test_input), {
+        return trainer.scores, {
             "best_epoch": result.best_epoch,
             "seconds": result.seconds,
+            "seconds_per_epoch": result.seconds / max(1, len(result.history)),
             "peak_memory_mb": result.peak_memory_mb,
         }
 
-    results = run(
-        layout, models.split(","), [int(s) for s in seeds.split(",")], train_encoder, console.print
-    )
-    shown = ["model", "seeds", "ndcg@10", "hr@10", "mrr", "coverage"]
-    frame = as_table(results)[shown]
-    table = Table(*shown, title=f"{layout.root.name}: test, seen items excluded (--json: all)")
-    for row in frame.itertuples(index=False):
-        table.add_row(*(str(v) for v in row))
-    console.print(table)
+    names = models.split(",")
+    seed_list = [int(s) for s in seeds.split(",")]
+    report: dict[str, Any] = {}
+    for name in protocols.split(","):
+        if name == "loo":
+            results = protocol.evaluate(layout, names, seed_list, train_encoder, console.print)
+            shown = ["model", "seeds", "ndcg@10", "hr@10", "mrr", "coverage"]
+        elif name == "cold-start":
+            results = protocol.evaluate_cold_start(
+                layout, names, seed_list, train_encoder, console.print
+            )
+            shown = ["model", "seeds", "recall@10", "recall@20"]
+        elif name == "evolution":
+            encoders = [n for n in names if n not in protocol.BASELINES]
+            results = protocol.evaluate_evolution(
+                layout, encoders, seed_list, train_encoder, console.print
+            )
+            shown = ["model", "seeds", "js_divergence", "top_topic_accuracy"]
+        else:
+            raise ValueError(f"unknown protocol {name!r}: use loo, cold-start or evolution")
+        frame = protocol.as_table(results)[shown]
+        table = Table(*shown, title=f"{layout.root.name}, {name} (--json: everything)")
+        for row in frame.itertuples(index=False):
+            table.add_row(*(str(v) for v in row))
+        console.print(table)
+        report[name] = [asdict(r) for r in results]
+        if plots is not None and name == "loo":
+            from evorec.evaluation.plots import plot_metrics
+
+            plots.mkdir(parents=True, exist_ok=True)
+            plot_metrics(results, plots / "metrics.png")
     if json_out is not None:
-        json_out.write_text(json.dumps([asdict(r) for r in results], indent=2) + "\n")
-    if plots is not None:
-        from evorec.evaluation.plots import plot_curves, plot_metrics
+        json_out.write_text(json.dumps(report, indent=2) + "\n")
+    if plots is not None and curves:
+        from evorec.evaluation.plots import plot_curves
 
         plots.mkdir(parents=True, exist_ok=True)
-        plot_metrics(results, plots / "metrics.png")
-        if curves:
-            plot_curves(curves, plots / "training.png")
+        plot_curves(curves, plots / "training.png")

@@ -20,7 +20,7 @@ import numpy as np
 import tensorflow as tf
 
 from evorec.encoder.model import SequenceEncoder, left_padded
-from evorec.evaluation.metrics import RankingMetrics, mask_seen, ranks
+from evorec.evaluation.metrics import RankingMetrics, mask_seen, positions
 from evorec.evaluation.sequences import LeaveOneOut
 
 
@@ -146,7 +146,7 @@ class Trainer:
         histories = self.data.valid_input if split == "valid" else self.data.test_input
         targets = self.data.valid_target if split == "valid" else self.data.test_target
         scores = mask_seen(self.scores(histories), histories)
-        return RankingMetrics.from_ranks(ranks(scores, targets)).values
+        return RankingMetrics.from_positions(positions(scores, targets)).values
 
     def _restore(self) -> None:
         if self.checkpoints is None:

@@ -3,7 +3,8 @@
 Every item is ranked (no sampled negatives); items the user has already interacted with are
 excluded from the ranking (set to -inf), as are index 0 (padding). A target the user has
 seen before therefore cannot be hit; datasets with repeat consumption say so in their
-report. rank = 1 + the number of items scored strictly above the target.
+report. A target's place is 1 + the items scored above it; ties are broken at random, in
+expectation (see RankingMetrics).
 """
 
 from __future__ import annotations
@@ -25,27 +26,52 @@ def mask_seen(scores: np.ndarray, histories: Sequence[np.ndarray]) -> np.ndarray
     return masked
 
 
-def ranks(scores: np.ndarray, targets: np.ndarray) -> np.ndarray:
-    """1-based rank of each target among all items (ties count in the target's favour)."""
-    target_scores = scores[np.arange(len(targets)), targets]
-    rank: np.ndarray = 1 + (scores > target_scores[:, None]).sum(axis=1)
-    return rank
+@dataclass(frozen=True)
+class Positions:
+    """Where each target lands: how many items score above it, and how many exactly as it."""
+
+    above: np.ndarray
+    tied: np.ndarray
+
+
+def positions(scores: np.ndarray, targets: np.ndarray) -> Positions:
+    target_scores = scores[np.arange(len(targets)), targets][:, None]
+    return Positions(
+        above=(scores > target_scores).sum(axis=1),
+        tied=(scores == target_scores).sum(axis=1) - 1,
+    )
+
+
+def _expected(positions: Positions, gain: np.ndarray) -> np.ndarray:
+    """The mean of `gain` over the places the target may take when its ties are broken at
+    random: places above + 1 to above + tied + 1 (gain[r] is the cumulative gain to place r)."""
+    low = positions.above
+    high = positions.above + positions.tied + 1
+    result: np.ndarray = (gain[high] - gain[low]) / (positions.tied + 1)
+    return result
 
 
 @dataclass
 class RankingMetrics:
-    """Mean HR@k, NDCG@k (k in CUTOFFS) and MRR over users."""
+    """Mean HR@k, NDCG@k (k in CUTOFFS) and MRR over users, each the expectation under
+    random tie-breaking, so that a model scoring many items alike (a baseline's zeros) gains
+    nothing and loses nothing by it."""
 
     values: dict[str, float]
 
     @classmethod
-    def from_ranks(cls, rank: np.ndarray) -> RankingMetrics:
+    def from_positions(cls, found: Positions) -> RankingMetrics:
+        places = np.arange(0, int((found.above + found.tied).max()) + 2)
         values: dict[str, float] = {}
         for k in CUTOFFS:
-            hit = rank <= k
-            values[f"hr@{k}"] = float(hit.mean())
-            values[f"ndcg@{k}"] = float(np.where(hit, 1 / np.log2(rank + 1), 0.0).mean())
-        values["mrr"] = float((1 / rank).mean())
+            hit = np.concatenate([[0.0], np.cumsum(np.where(places[1:] <= k, 1.0, 0.0))])
+            ndcg = np.concatenate(
+                [[0.0], np.cumsum(np.where(places[1:] <= k, 1 / np.log2(places[1:] + 1), 0.0))]
+            )
+            values[f"hr@{k}"] = float(_expected(found, hit).mean())
+            values[f"ndcg@{k}"] = float(_expected(found, ndcg).mean())
+        reciprocal = np.concatenate([[0.0], np.cumsum(1 / places[1:])])
+        values["mrr"] = float(_expected(found, reciprocal).mean())
         return cls(values)
 
 

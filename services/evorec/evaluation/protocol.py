@@ -17,7 +17,9 @@ import pandas as pd
 
 from evorec.data.artifacts import DatasetLayout
 from evorec.encoder.baselines import ItemCosine, ItemMarkov, MostPopular, SequenceScorer
-from evorec.evaluation.metrics import RankingMetrics, beyond_accuracy, mask_seen, ranks, top_k
+from evorec.evaluation.cold_start import ColdStart
+from evorec.evaluation.evolution import Evolution
+from evorec.evaluation.metrics import RankingMetrics, beyond_accuracy, mask_seen, positions, top_k
 from evorec.evaluation.sequences import LeaveOneOut
 
 BASELINES: dict[str, Callable[[list[np.ndarray], int], SequenceScorer]] = {
@@ -49,7 +51,7 @@ def test_metrics(scores: np.ndarray, data: LeaveOneOut, layout: DatasetLayout) -
     """Test ranking metrics plus coverage, novelty and diversity of the top-10 lists."""
     histories = data.test_input
     masked = mask_seen(scores, histories)
-    values = RankingMetrics.from_ranks(ranks(masked, data.test_target)).values
+    values = RankingMetrics.from_positions(positions(masked, data.test_target)).values
     popularity = np.bincount(np.concatenate(data.train), minlength=data.n_items + 1)
     values.update(
         beyond_accuracy(top_k(masked, 10), data.n_items, popularity, np.load(layout.item_vectors))
@@ -57,35 +59,96 @@ def test_metrics(scores: np.ndarray, data: LeaveOneOut, layout: DatasetLayout) -
     return values
 
 
+Scorer = Callable[[list[np.ndarray]], np.ndarray]
+# Trains the encoder `name` with `seed` on `data`; returns its scorer and training details.
+TrainEncoder = Callable[[str, int, LeaveOneOut], tuple[Scorer, dict[str, Any]]]
+
+
+def _runs(
+    name: str,
+    seeds: list[int],
+    data: LeaveOneOut,
+    train_encoder: TrainEncoder,
+    progress: Callable[[str], None],
+) -> list[tuple[Scorer, dict[str, Any]]]:
+    """One scorer for a baseline (deterministic), one per seed for an encoder."""
+    if name in BASELINES:
+        progress(name)
+        return [(BASELINES[name](data.train, data.n_items).score, {})]
+    runs = []
+    for seed in seeds:
+        progress(f"{name}, seed {seed}")
+        runs.append(train_encoder(name, seed, data))
+    return runs
+
+
 def evaluate(
     layout: DatasetLayout,
     models: list[str],
     seeds: list[int],
-    train_encoder: Callable[[str, int, LeaveOneOut], tuple[np.ndarray, dict[str, Any]]],
+    train_encoder: TrainEncoder,
     progress: Callable[[str], None] = lambda message: None,
 ) -> list[ModelResult]:
-    """Runs each model once per seed (baselines once: they are deterministic).
-    `train_encoder(name, seed, data)` returns test scores and training details."""
+    """Leave-one-out test metrics of each model, over `seeds` for the encoders."""
     data = LeaveOneOut.load(layout)
     results = []
     for name in models:
         result = ModelResult(name)
-        if name in BASELINES:
-            progress(name)
-            scores = BASELINES[name](data.train, data.n_items).score(data.test_input)
-            result.runs.append(test_metrics(scores, data, layout))
-        else:
-            for seed in seeds:
-                progress(f"{name}, seed {seed}")
-                scores, details = train_encoder(name, seed, data)
-                result.runs.append(test_metrics(scores, data, layout))
+        for scorer, details in _runs(name, seeds, data, train_encoder, progress):
+            result.runs.append(test_metrics(scorer(data.test_input), data, layout))
+            if details:
                 result.training.append(details)
         results.append(result)
     return results
 
 
+def evaluate_cold_start(
+    layout: DatasetLayout,
+    models: list[str],
+    seeds: list[int],
+    train_encoder: TrainEncoder,
+    progress: Callable[[str], None] = lambda message: None,
+) -> list[ModelResult]:
+    """Recall@10 and @20 of held-out (never trained on) items; see evaluation.cold_start."""
+    split = ColdStart.load(layout)
+    results = []
+    for name in models:
+        result = ModelResult(name)
+        for scorer, _ in _runs(name, seeds, split.training, train_encoder, progress):
+            scores = scorer(split.histories)
+            result.runs.append({f"recall@{k}": split.recall(scores, k) for k in (10, 20)})
+        results.append(result)
+    return results
+
+
+def evaluate_evolution(
+    layout: DatasetLayout,
+    encoders: list[str],
+    seeds: list[int],
+    train_encoder: TrainEncoder,
+    progress: Callable[[str], None] = lambda message: None,
+) -> list[ModelResult]:
+    """Predicted topic distributions of the next interactions, by the last window, a Markov
+    chain over topics and each encoder; see evaluation.evolution."""
+    evolution = Evolution.load(layout)
+    results = [
+        ModelResult("last-window", [evolution.score(evolution.last_window())]),
+        ModelResult("topic-markov", [evolution.score(evolution.markov())]),
+    ]
+    for name in encoders:
+        result = ModelResult(name)
+        for scorer, _ in _runs(name, seeds, evolution.training, train_encoder, progress):
+            predictions = evolution.from_item_scores(scorer(evolution.histories))
+            result.runs.append(evolution.score(predictions))
+        results.append(result)
+    return results
+
+
 TABLE_METRICS = ("ndcg@10", "hr@10", "ndcg@5", "hr@5", "ndcg@20", "hr@20", "mrr")
-TABLE_EXTRAS = ("coverage", "diversity", "novelty")
+TABLE_EXTRAS = (
+    "coverage", "diversity", "novelty",
+    "recall@10", "recall@20", "js_divergence", "top_topic_accuracy",
+)  # fmt: skip
 
 
 def as_table(results: list[ModelResult]) -> pd.DataFrame:

@@ -16,30 +16,15 @@ from __future__ import annotations
 
 import math
 from collections import Counter, defaultdict
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from evorec.interest.store import DAY, UserState
+from evorec.topic_distributions import Distribution, js_divergence, markov_prediction, normalized
 
-Distribution = dict[str, float]
 TREND_THRESHOLD = 0.01
 MAX_TRENDS = 5
 TIMELINE_BUCKETS = 20
-
-
-def normalized(counts: Mapping[str, float]) -> Distribution:
-    total = sum(counts.values())
-    return {k: v / total for k, v in counts.items() if v > 0} if total > 0 else {}
-
-
-def js_divergence(p: Distribution, q: Distribution) -> float:
-    """Jensen-Shannon divergence in bits, in [0, 1]; 0 for identical distributions."""
-    mixture = {k: (p.get(k, 0.0) + q.get(k, 0.0)) / 2 for k in p.keys() | q.keys()}
-
-    def kl(a: Distribution) -> float:
-        return sum(v * math.log2(v / mixture[k]) for k, v in a.items() if v > 0)
-
-    return max(0.0, min(1.0, (kl(p) + kl(q)) / 2)) if p and q else 0.0
 
 
 def decayed(days: Iterable[tuple[int, str, int]], now: float, half_life_s: float) -> Distribution:
@@ -48,32 +33,6 @@ def decayed(days: Iterable[tuple[int, str, int]], now: float, half_life_s: float
         age = max(0.0, now - (day + 0.5) * DAY)
         weights[topic] += count * 2 ** (-age / half_life_s)
     return normalized(weights)
-
-
-def markov_prediction(
-    transitions: Mapping[tuple[str, str], int],
-    start: str | None,
-    fallback: Distribution,
-    horizon: int,
-) -> Distribution:
-    """The mean distribution of the next `horizon` topics under P_ij = n_ij / n_i."""
-    if start is None:
-        return fallback
-    rows: dict[str, Counter[str]] = defaultdict(Counter)
-    for (a, b), n in transitions.items():
-        rows[a][b] += n
-    matrix = {a: normalized(row) for a, row in rows.items()}
-    current: Distribution = {start: 1.0}
-    total: dict[str, float] = defaultdict(float)
-    for _ in range(horizon):
-        following: dict[str, float] = defaultdict(float)
-        for topic, mass in current.items():
-            for nxt, p in matrix.get(topic, fallback).items():
-                following[nxt] += mass * p
-        current = dict(following)
-        for topic, mass in current.items():
-            total[topic] += mass / horizon
-    return normalized(total)
 
 
 @dataclass

@@ -14,7 +14,7 @@ from typing import Any
 
 from google.protobuf.timestamp_pb2 import Timestamp
 
-from evorec.interest.profile import Distribution, build_profile
+from evorec.interest.profile import build_profile
 from evorec.interest.store import EventStore, NewEvent, StoredRow
 from evorec.interest.topics import TopicResolver
 from evorec.interest.writer import GroupWriter
@@ -22,6 +22,7 @@ from evorec.platform.clients import embedding_client
 from evorec.platform.config import InterestStateSettings, Settings
 from evorec.platform.errors import FieldViolation, NotFound, Violations
 from evorec.platform.server import GrpcService
+from evorec.topic_distributions import Distribution
 from evorec.v1 import common_pb2, interest_pb2, interest_pb2_grpc
 
 log = logging.getLogger("evorec.interest")
