@@ -240,6 +240,8 @@ def _status_table(settings: Settings, statuses: dict[str, str]) -> Table:
 
 def main() -> None:
     """Entry point of the `evorec` command."""
+    # TensorFlow's C++ start-up chatter (no GPU found, CPU features) is not for the user.
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     try:
         app()
     except (ConfigError, DataError, OSError, RuntimeError, ValueError) as error:
