@@ -4,6 +4,8 @@ ranks exactly as the training code does."""
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -90,6 +92,13 @@ def test_the_export_ranks_as_the_training_code(
         history=tf.constant(padded), length=tf.constant(lengths)
     )
     assert vectors["user_vector"].shape == (20, trained.model.config.dim)
+    cli = Path(sys.executable).parent / "saved_model_cli"
+    shown = subprocess.run(
+        [str(cli), "show", "--dir", str(path), "--all"], capture_output=True, text=True, timeout=120
+    )
+    assert shown.returncode == 0, shown.stderr
+    assert "signature_def['serving_default']" in shown.stdout
+    assert "signature_def['top_k']" in shown.stdout
 
 
 def test_train_and_evaluate_commands(prepared: Path, tmp_path: Path) -> None:
