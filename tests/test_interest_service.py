@@ -328,3 +328,47 @@ async def test_events_of_a_broken_stream_that_arrived_stay_stored(
         await asyncio.sleep(0.02)
     call.cancel()
     assert [e.event.event_id for e in history.events] == ["b0"]
+
+
+async def test_events_stored_while_the_catalog_is_down_get_their_topics_later(
+    stack: Stack, prepared: Path, monkeypatch: pytest.MonkeyPatch, settings: object
+) -> None:
+    from evorec.platform.probes import free_port
+
+    monkeypatch.setenv("EVOREC_DATASET", str(prepared))
+    monkeypatch.setenv("EVOREC_EMBEDDING__PORT", str(free_port()))  # nothing listens yet
+    monkeypatch.setenv("EVOREC_CLIENT__RETRY_MAX_ATTEMPTS", "1")
+    monkeypatch.setenv("EVOREC_INTEREST_STATE__TOPIC_BACKFILL_INTERVAL_S", "0.2")
+    await stack.start("preprocess")
+    server = await stack.start("interest")
+    events = synthetic_events(prepared, "u8")
+    async with channel(server.port) as ch:
+        stub = interest_pb2_grpc.InterestServiceStub(ch)
+        shuffled = events[:]
+        random.Random(8).shuffle(shuffled)
+        await stub.IngestEvents(pb.IngestEventsRequest(events=shuffled[:20]))
+        await stack.start("embedding")  # on the port the interest service was told
+        await stub.IngestEvents(pb.IngestEventsRequest(events=shuffled[20:]))
+        for _ in range(100):
+            profile = (
+                await stub.GetInterestProfile(pb.GetInterestProfileRequest(user_id="u8"))
+            ).profile
+            if sum(w.weight for w in profile.long_term.weights) > 0 and _resolved(settings) == len(
+                events
+            ):
+                break
+            await asyncio.sleep(0.1)
+    topics = topic_of(prepared)
+    expected = Counter(topics[e.item_id] for e in events)
+    assert {w.topic_id: round(w.weight, 6) for w in profile.long_term.weights} == {
+        t: round(n / len(events), 6) for t, n in expected.items()
+    }
+    with database(settings.data_dir) as db:  # type: ignore[attr-defined]
+        derived_state_is_consistent(db, "u8")
+
+
+def _resolved(settings: object) -> int:
+    with database(settings.data_dir) as db:  # type: ignore[attr-defined]
+        return int(
+            db.execute("SELECT COUNT(*) FROM events WHERE topic_id IS NOT NULL").fetchone()[0]
+        )

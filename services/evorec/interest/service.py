@@ -339,9 +339,24 @@ def create(settings: Settings) -> GrpcService:
             except Exception:
                 log.exception("retention failed; will try again")
 
+    async def resolve_topics() -> None:
+        """Events stored while the catalog could not be asked get their topics later."""
+        while True:
+            await asyncio.sleep(config.topic_backfill_interval_s)
+            try:
+                items = await asyncio.to_thread(store.unresolved_items, 1_000)
+                found = await servicer.resolver.resolve(items) if items else {}
+                topics = {item: topic for item, (topic, _) in found.items() if topic is not None}
+                if topics:
+                    updated = await writer.run(store.assign_topics, topics)
+                    log.info("topics resolved later for %d events", updated)
+            except Exception:
+                log.exception("topic back-fill failed; will try again")
+
     async def start() -> None:
         writer.start()
         retention.append(asyncio.create_task(enforce_retention()))
+        retention.append(asyncio.create_task(resolve_topics()))
 
     async def stop() -> None:
         for task in retention:

@@ -29,7 +29,7 @@ from typing import Literal
 import sqlite_utils
 from tenacity import retry, retry_if_exception, stop_after_attempt, wait_exponential
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 DAY = 86_400.0
 _CHUNK = 900  # SQLite variables per statement, well under its limit
 WRITER_CACHE_KIB = 65_536
@@ -129,7 +129,14 @@ _DDL = [
 ]
 # Migrations by the schema version they lead to; the database's PRAGMA user_version says
 # which it has. A new schema appends a step; a step is never edited once released.
-MIGRATIONS: dict[int, list[str]] = {1: _DDL}
+MIGRATIONS: dict[int, list[str]] = {
+    1: _DDL,
+    # 2: the topic back-fill finds events stored without a topic without a table scan.
+    2: [
+        "CREATE INDEX events_without_topic ON events (item_id)"
+        " WHERE topic_id IS NULL AND unknown_item = 0"
+    ],
+}
 _DERIVED = ("users", "topic_counts", "topic_transitions", "topic_days")
 
 
@@ -296,6 +303,46 @@ class EventStore:
                     state.transitions[(user, event.topic_id, after)] += 1
         state.add_counts(user, events)
         return events if in_order else []
+
+    def unresolved_items(self, limit: int) -> list[str]:
+        """Items of stored events whose topic is not known yet (the catalog was unreachable)."""
+        rows = self.reader.execute(
+            "SELECT DISTINCT item_id FROM events"
+            " WHERE topic_id IS NULL AND unknown_item = 0 LIMIT ?",
+            (limit,),
+        )
+        return [str(row[0]) for row in rows]
+
+    @retry_transient
+    def assign_topics(self, topics: dict[str, str]) -> int:
+        """Gives the events of these items, stored without a topic, their topic now, and
+        brings the derived state up to date as if they had had it from the start (each one
+        joins its user's chain of topics between its neighbours). Returns the events updated."""
+        connection = self.db.conn
+        state = _Increments()
+        with connection:
+            connection.execute("BEGIN IMMEDIATE")
+            marks = ",".join("?" * len(topics))
+            rows = connection.execute(
+                f"SELECT seq, user_id, item_id, event_time FROM events WHERE topic_id IS NULL"
+                f" AND item_id IN ({marks}) ORDER BY user_id, event_time, seq",
+                list(topics),
+            ).fetchall()
+            for seq, user, item, time in rows:
+                topic = topics[item]
+                before = self._neighbour_topic(user, time, seq, True)
+                after = self._neighbour_topic(user, time, seq, False)
+                connection.execute("UPDATE events SET topic_id=? WHERE seq=?", (topic, seq))
+                if before is not None and after is not None:
+                    state.transitions[(user, before, after)] -= 1
+                if before is not None:
+                    state.transitions[(user, before, topic)] += 1
+                if after is not None:
+                    state.transitions[(user, topic, after)] += 1
+                state.topics[(user, topic)] += 1
+                state.days[(user, int(time // DAY), topic)] += 1
+            state.apply(connection)
+        return len(rows)
 
     @retry_transient
     def delete_user(self, user_id: str) -> tuple[int, int]:

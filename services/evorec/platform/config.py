@@ -98,6 +98,8 @@ class InterestStateSettings(_Section):
     half_life_days: float = Field(default=14.0, gt=0)
     # The short-term distribution is over this many most recent events.
     short_term_events: int = Field(default=20, ge=1, le=1000)
+    # How often events stored without a topic (catalog unreachable) are looked up again.
+    topic_backfill_interval_s: float = Field(default=30.0, gt=0)
     # Concurrent ingest calls are committed together, up to this many events at once.
     max_group_events: int = Field(default=20_000, ge=1, le=1_000_000)
 
