@@ -1,9 +1,11 @@
 """Text cold start: recall of items never seen in training, on the new-item split.
 
 The items the dataset's new-item split holds out have all their events removed from
-training. For each user who later met one of them, the question is which held-out item
-comes first, given the user's other events before it; every held-out item is a candidate.
-A model of ids alone knows nothing of these items; a model that reads text can place them.
+training. For each user who later met one of them, the question is which item comes next,
+given the user's other events before it; the answer is the first held-out item the user met,
+ranked among all items (the user's seen items excluded), so that a new item must be placed
+above the items the model was trained on. A model of ids alone knows nothing of the new
+items; a model that reads text can place them.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ import numpy as np
 import pandas as pd
 
 from evorec.data.artifacts import DatasetLayout
-from evorec.evaluation.metrics import RankingMetrics, positions
+from evorec.evaluation.metrics import RankingMetrics, mask_seen, positions
 from evorec.evaluation.sequences import LeaveOneOut
 
 
@@ -51,8 +53,7 @@ class ColdStart:
         )
 
     def recall(self, scores: np.ndarray, k: int = 20) -> float:
-        """Share of users whose held-out item ranks within the top k of the held-out items
-        (k in metrics.CUTOFFS; ties broken at random, in expectation)."""
-        only_new = np.full_like(scores, -np.inf, dtype=np.float64)
-        only_new[:, self.candidates] = scores[:, self.candidates]
-        return RankingMetrics.from_positions(positions(only_new, self.targets)).values[f"hr@{k}"]
+        """Share of users whose held-out item ranks within the top k of all items (k in
+        metrics.CUTOFFS; seen items excluded; ties broken at random, in expectation)."""
+        masked = mask_seen(scores, self.histories)
+        return RankingMetrics.from_positions(positions(masked, self.targets)).values[f"hr@{k}"]
