@@ -83,7 +83,10 @@ class _Call:
         self.metrics.in_flight.labels(*self.labels).dec()
         self.metrics.handled.labels(*self.labels, self.code.name).inc()
         self.metrics.handling_seconds.labels(*self.labels).observe(elapsed)
-        log.info(
+        # Health probes and reflection (grpc.* services) would drown the access log.
+        level = logging.DEBUG if self.labels[1].startswith("grpc.") else logging.INFO
+        log.log(
+            level,
             "rpc %s/%s %s %.1f ms",
             self.labels[1],
             self.labels[2],
