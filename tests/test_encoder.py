@@ -4,6 +4,7 @@ ranks exactly as the training code does."""
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -18,6 +19,7 @@ from evorec.encoder.model import EncoderConfig, SequenceEncoder
 from evorec.encoder.training import Trainer, TrainingConfig, training_pairs
 from evorec.evaluation.metrics import mask_seen, top_k
 from evorec.evaluation.sequences import LeaveOneOut
+from tests.conftest import ROOT
 
 
 def test_training_pairs_shift_by_one_and_pad_on_the_left() -> None:
@@ -53,7 +55,7 @@ def test_recurrent_encoders_and_id_only_models_train(prepared: Path, kind: str) 
     )
     result = Trainer(model, data, TrainingConfig(epochs=2, batch_size=64, warmup_steps=2)).fit()
     assert [r.epoch for r in result.history] == [1, 2]
-    assert result.history[-1].loss < result.history[0].loss + 0.5
+    assert result.history[-1].loss < result.history[0].loss
 
 
 def test_the_export_ranks_as_the_training_code(
@@ -102,11 +104,6 @@ def test_the_export_ranks_as_the_training_code(
 
 
 def test_train_and_evaluate_commands(prepared: Path, tmp_path: Path) -> None:
-    import os
-    import subprocess
-    import sys
-
-    from tests.conftest import ROOT
 
     env = {k: v for k, v in os.environ.items() if not k.startswith("EVOREC_")}
     env.update(EVOREC_DATA_DIR=str(tmp_path), COLUMNS="120")

@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import random
 import signal
-import socket
 import sqlite3
 import subprocess
 import sys
@@ -15,16 +14,11 @@ from pathlib import Path
 
 import grpc
 
+from evorec.platform.probes import free_port
 from evorec.v1 import common_pb2, interest_pb2_grpc
 from evorec.v1 import interest_pb2 as pb
 from tests.conftest import ROOT
 from tests.test_interest_service import derived_state_is_consistent
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def start(data_dir: Path, port: int) -> subprocess.Popen[bytes]:

@@ -6,7 +6,6 @@ import asyncio
 import logging
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -22,6 +21,7 @@ from grpc_reflection.v1alpha.proto_reflection_descriptor_database import (
 
 from evorec.platform.config import load_settings
 from evorec.platform.errors import InvalidArgument, NotFound, Violations, field_violations
+from evorec.platform.probes import free_port
 from evorec.v1 import preprocess_pb2, preprocess_pb2_grpc
 from tests.conftest import ROOT
 from tests.support import SERVICE_NAME, ScriptedServicer, channel, scripted_service
@@ -169,12 +169,6 @@ async def test_a_message_over_the_size_limit_is_resource_exhausted(
             assert raised.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
     finally:
         await server.shutdown()
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def test_sigterm_lets_the_call_in_flight_finish_then_exits() -> None:

@@ -78,10 +78,6 @@ def fit_encoder(name: str, layout: Any, data: Any, options: dict[str, Any]) -> A
     return trainer, result
 
 
-def options_of(**values: Any) -> dict[str, Any]:
-    return values
-
-
 def train(
     dataset: DatasetArgument = None,
     model: Annotated[str, typer.Option(help="transformer, gru or lstm.")] = "transformer",
@@ -113,7 +109,7 @@ def train(
     layout = DatasetLayout(dataset or settings.dataset_path)
     data = LeaveOneOut.load(layout)
     full_name = f"{model}-text" if text else model
-    options = options_of(
+    options = dict(
         epochs=epochs, batch_size=batch_size, learning_rate=learning_rate, patience=patience,
         dim=dim, max_len=max_len, blocks=blocks, dropout=dropout, loss=loss, seed=seed,
         checkpoints=checkpoints,
@@ -166,7 +162,7 @@ def evaluate(
     curves: dict[str, list[float]] = {}
 
     def train_encoder(name: str, seed: int, data: Any) -> tuple[Any, dict[str, Any]]:
-        options = options_of(
+        options = dict(
             epochs=epochs, batch_size=64, learning_rate=1e-3, patience=patience, dim=64,
             max_len=200, blocks=2, dropout=0.2, loss="full", seed=seed,
         )  # fmt: skip

@@ -483,17 +483,6 @@ class EventStore:
             last_topic=recent_topics[0] if recent_topics else None,
         )
 
-    def count_rows(self, user_id: str) -> dict[str, int]:
-        """Rows of the user in every table (what DeleteUser must leave at zero)."""
-        return {
-            table: int(
-                self.reader.execute(
-                    f"SELECT COUNT(*) FROM {table} WHERE user_id=?", (user_id,)
-                ).fetchone()[0]
-            )
-            for table in ("events", *_DERIVED)
-        }
-
 
 class _Increments:
     """Changes to the derived tables, gathered during a transaction, applied at its end."""

@@ -152,9 +152,6 @@ class Violations:
         if size > limit:
             self.over_limit.append(FieldViolation(field, f"at most {limit:,} {unit}, got {size:,}"))
 
-    def __bool__(self) -> bool:
-        return bool(self.items or self.over_limit)
-
     def raise_if_any(self) -> None:
         if self.items:
             raise InvalidArgument(violations=self.items + self.over_limit)
