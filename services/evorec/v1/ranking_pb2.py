@@ -26,7 +26,7 @@ from evorec.v1 import common_pb2 as evorec_dot_v1_dot_common__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17\x65vorec/v1/ranking.proto\x12\tevorec.v1\x1a\x16\x65vorec/v1/common.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"r\n\x0bHistoryItem\x12\x0f\n\x07item_id\x18\x01 \x01(\t\x12\"\n\x04type\x18\x02 \x01(\x0e\x32\x14.evorec.v1.EventType\x12.\n\nevent_time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"6\n\rInlineHistory\x12%\n\x05items\x18\x01 \x03(\x0b\x32\x16.evorec.v1.HistoryItem\"a\n\x0fRecommendFilter\x12\x18\n\x10\x65xclude_item_ids\x18\x01 \x03(\t\x12\x19\n\x11include_topic_ids\x18\x02 \x03(\t\x12\x19\n\x11\x65xclude_topic_ids\x18\x03 \x03(\t\"\xe6\x01\n\x10RecommendRequest\x12\x11\n\x07user_id\x18\x01 \x01(\tH\x00\x12+\n\x07history\x18\x02 \x01(\x0b\x32\x18.evorec.v1.InlineHistoryH\x00\x12\t\n\x01k\x18\x03 \x01(\x05\x12*\n\x06\x66ilter\x18\x04 \x01(\x0b\x32\x1a.evorec.v1.RecommendFilter\x12\x16\n\tdiversity\x18\x05 \x01(\x01H\x01\x88\x01\x01\x12\x19\n\x0c\x65xclude_seen\x18\x06 \x01(\x08H\x02\x88\x01\x01\x42\t\n\x07subjectB\x0c\n\n_diversityB\x0f\n\r_exclude_seen\"\x8e\x01\n\x0eRecommendation\x12\x0f\n\x07item_id\x18\x01 \x01(\t\x12\r\n\x05score\x18\x02 \x01(\x01\x12+\n\x07sources\x18\x03 \x03(\x0e\x32\x1a.evorec.v1.CandidateSource\x12\x0e\n\x06reason\x18\x04 \x01(\t\x12\x10\n\x08topic_id\x18\x05 \x01(\t\x12\r\n\x05title\x18\x06 \x01(\t\"\xda\x01\n\x11RecommendResponse\x12\x32\n\x0frecommendations\x18\x01 \x03(\x0b\x32\x19.evorec.v1.Recommendation\x12\x15\n\rmodel_version\x18\x02 \x01(\t\x12\x30\n\x0csources_used\x18\x03 \x03(\x0e\x32\x1a.evorec.v1.CandidateSource\x12\x34\n\x10\x64\x65graded_sources\x18\x04 \x03(\x0e\x32\x1a.evorec.v1.CandidateSource\x12\x12\n\ncold_start\x18\x05 \x01(\x08\"F\n\x15RecommendBatchRequest\x12-\n\x08requests\x18\x01 \x03(\x0b\x32\x1b.evorec.v1.RecommendRequest\"I\n\x16RecommendBatchResponse\x12/\n\tresponses\x18\x01 \x03(\x0b\x32\x1c.evorec.v1.RecommendResponse*\xdb\x01\n\x0f\x43\x61ndidateSource\x12 \n\x1c\x43\x41NDIDATE_SOURCE_UNSPECIFIED\x10\x00\x12\x1c\n\x18\x43\x41NDIDATE_SOURCE_ENCODER\x10\x01\x12$\n CANDIDATE_SOURCE_ITEM_SIMILARITY\x10\x02\x12\x1b\n\x17\x43\x41NDIDATE_SOURCE_MARKOV\x10\x03\x12$\n CANDIDATE_SOURCE_TEXT_NEIGHBOURS\x10\x04\x12\x1f\n\x1b\x43\x41NDIDATE_SOURCE_POPULARITY\x10\x05\x32\xb9\x01\n\x0eRankingService\x12K\n\tRecommend\x12\x1b.evorec.v1.RecommendRequest\x1a\x1c.evorec.v1.RecommendResponse\"\x03\x90\x02\x01\x12Z\n\x0eRecommendBatch\x12 .evorec.v1.RecommendBatchRequest\x1a!.evorec.v1.RecommendBatchResponse\"\x03\x90\x02\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17\x65vorec/v1/ranking.proto\x12\tevorec.v1\x1a\x16\x65vorec/v1/common.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"r\n\x0bHistoryItem\x12\x0f\n\x07item_id\x18\x01 \x01(\t\x12\"\n\x04type\x18\x02 \x01(\x0e\x32\x14.evorec.v1.EventType\x12.\n\nevent_time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"6\n\rInlineHistory\x12%\n\x05items\x18\x01 \x03(\x0b\x32\x16.evorec.v1.HistoryItem\"a\n\x0fRecommendFilter\x12\x18\n\x10\x65xclude_item_ids\x18\x01 \x03(\t\x12\x19\n\x11include_topic_ids\x18\x02 \x03(\t\x12\x19\n\x11\x65xclude_topic_ids\x18\x03 \x03(\t\"\xf1\x01\n\x10RecommendRequest\x12\x11\n\x07user_id\x18\x01 \x01(\tH\x00\x12+\n\x07history\x18\x02 \x01(\x0b\x32\x18.evorec.v1.InlineHistoryH\x00\x12\x0e\n\x01k\x18\x03 \x01(\x05H\x01\x88\x01\x01\x12*\n\x06\x66ilter\x18\x04 \x01(\x0b\x32\x1a.evorec.v1.RecommendFilter\x12\x16\n\tdiversity\x18\x05 \x01(\x01H\x02\x88\x01\x01\x12\x19\n\x0c\x65xclude_seen\x18\x06 \x01(\x08H\x03\x88\x01\x01\x42\t\n\x07subjectB\x04\n\x02_kB\x0c\n\n_diversityB\x0f\n\r_exclude_seen\"\x8e\x01\n\x0eRecommendation\x12\x0f\n\x07item_id\x18\x01 \x01(\t\x12\r\n\x05score\x18\x02 \x01(\x01\x12+\n\x07sources\x18\x03 \x03(\x0e\x32\x1a.evorec.v1.CandidateSource\x12\x0e\n\x06reason\x18\x04 \x01(\t\x12\x10\n\x08topic_id\x18\x05 \x01(\t\x12\r\n\x05title\x18\x06 \x01(\t\"\xda\x01\n\x11RecommendResponse\x12\x32\n\x0frecommendations\x18\x01 \x03(\x0b\x32\x19.evorec.v1.Recommendation\x12\x15\n\rmodel_version\x18\x02 \x01(\t\x12\x30\n\x0csources_used\x18\x03 \x03(\x0e\x32\x1a.evorec.v1.CandidateSource\x12\x34\n\x10\x64\x65graded_sources\x18\x04 \x03(\x0e\x32\x1a.evorec.v1.CandidateSource\x12\x12\n\ncold_start\x18\x05 \x01(\x08\"F\n\x15RecommendBatchRequest\x12-\n\x08requests\x18\x01 \x03(\x0b\x32\x1b.evorec.v1.RecommendRequest\"I\n\x16RecommendBatchResponse\x12/\n\tresponses\x18\x01 \x03(\x0b\x32\x1c.evorec.v1.RecommendResponse*\xdb\x01\n\x0f\x43\x61ndidateSource\x12 \n\x1c\x43\x41NDIDATE_SOURCE_UNSPECIFIED\x10\x00\x12\x1c\n\x18\x43\x41NDIDATE_SOURCE_ENCODER\x10\x01\x12$\n CANDIDATE_SOURCE_ITEM_SIMILARITY\x10\x02\x12\x1b\n\x17\x43\x41NDIDATE_SOURCE_MARKOV\x10\x03\x12$\n CANDIDATE_SOURCE_TEXT_NEIGHBOURS\x10\x04\x12\x1f\n\x1b\x43\x41NDIDATE_SOURCE_POPULARITY\x10\x05\x32\xb9\x01\n\x0eRankingService\x12K\n\tRecommend\x12\x1b.evorec.v1.RecommendRequest\x1a\x1c.evorec.v1.RecommendResponse\"\x03\x90\x02\x01\x12Z\n\x0eRecommendBatch\x12 .evorec.v1.RecommendBatchRequest\x1a!.evorec.v1.RecommendBatchResponse\"\x03\x90\x02\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -37,8 +37,8 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_RANKINGSERVICE'].methods_by_name['Recommend']._serialized_options = b'\220\002\001'
   _globals['_RANKINGSERVICE'].methods_by_name['RecommendBatch']._loaded_options = None
   _globals['_RANKINGSERVICE'].methods_by_name['RecommendBatch']._serialized_options = b'\220\002\001'
-  _globals['_CANDIDATESOURCE']._serialized_start=1113
-  _globals['_CANDIDATESOURCE']._serialized_end=1332
+  _globals['_CANDIDATESOURCE']._serialized_start=1124
+  _globals['_CANDIDATESOURCE']._serialized_end=1343
   _globals['_HISTORYITEM']._serialized_start=95
   _globals['_HISTORYITEM']._serialized_end=209
   _globals['_INLINEHISTORY']._serialized_start=211
@@ -46,15 +46,15 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_RECOMMENDFILTER']._serialized_start=267
   _globals['_RECOMMENDFILTER']._serialized_end=364
   _globals['_RECOMMENDREQUEST']._serialized_start=367
-  _globals['_RECOMMENDREQUEST']._serialized_end=597
-  _globals['_RECOMMENDATION']._serialized_start=600
-  _globals['_RECOMMENDATION']._serialized_end=742
-  _globals['_RECOMMENDRESPONSE']._serialized_start=745
-  _globals['_RECOMMENDRESPONSE']._serialized_end=963
-  _globals['_RECOMMENDBATCHREQUEST']._serialized_start=965
-  _globals['_RECOMMENDBATCHREQUEST']._serialized_end=1035
-  _globals['_RECOMMENDBATCHRESPONSE']._serialized_start=1037
-  _globals['_RECOMMENDBATCHRESPONSE']._serialized_end=1110
-  _globals['_RANKINGSERVICE']._serialized_start=1335
-  _globals['_RANKINGSERVICE']._serialized_end=1520
+  _globals['_RECOMMENDREQUEST']._serialized_end=608
+  _globals['_RECOMMENDATION']._serialized_start=611
+  _globals['_RECOMMENDATION']._serialized_end=753
+  _globals['_RECOMMENDRESPONSE']._serialized_start=756
+  _globals['_RECOMMENDRESPONSE']._serialized_end=974
+  _globals['_RECOMMENDBATCHREQUEST']._serialized_start=976
+  _globals['_RECOMMENDBATCHREQUEST']._serialized_end=1046
+  _globals['_RECOMMENDBATCHRESPONSE']._serialized_start=1048
+  _globals['_RECOMMENDBATCHRESPONSE']._serialized_end=1121
+  _globals['_RANKINGSERVICE']._serialized_start=1346
+  _globals['_RANKINGSERVICE']._serialized_end=1531
 # @@protoc_insertion_point(module_scope)

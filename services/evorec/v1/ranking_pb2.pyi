@@ -166,7 +166,7 @@ class RecommendRequest(_message.Message):
     user_id: _builtins.str
     """A user whose events the interest service stores, 1 to 128 characters."""
     k: _builtins.int
-    """How many items, 1 to 1,000. Default: 10."""
+    """How many items, 1 to 1,000. Default (when unset): 10; an explicit 0 is refused."""
     diversity: _builtins.float
     """Strength of the diversity re-ranking (MMR), 0 (pure relevance) to 1. Default: the
     server's setting.
@@ -186,25 +186,29 @@ class RecommendRequest(_message.Message):
         *,
         user_id: _builtins.str = ...,
         history: Global___InlineHistory | None = ...,
-        k: _builtins.int = ...,
+        k: _builtins.int | None = ...,
         filter: Global___RecommendFilter | None = ...,
         diversity: _builtins.float | None = ...,
         exclude_seen: _builtins.bool | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["_diversity", b"_diversity", "_exclude_seen", b"_exclude_seen", "diversity", b"diversity", "exclude_seen", b"exclude_seen", "filter", b"filter", "history", b"history", "subject", b"subject", "user_id", b"user_id"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_diversity", b"_diversity", "_exclude_seen", b"_exclude_seen", "_k", b"_k", "diversity", b"diversity", "exclude_seen", b"exclude_seen", "filter", b"filter", "history", b"history", "k", b"k", "subject", b"subject", "user_id", b"user_id"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_diversity", b"_diversity", "_exclude_seen", b"_exclude_seen", "diversity", b"diversity", "exclude_seen", b"exclude_seen", "filter", b"filter", "history", b"history", "k", b"k", "subject", b"subject", "user_id", b"user_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_diversity", b"_diversity", "_exclude_seen", b"_exclude_seen", "_k", b"_k", "diversity", b"diversity", "exclude_seen", b"exclude_seen", "filter", b"filter", "history", b"history", "k", b"k", "subject", b"subject", "user_id", b"user_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__diversity: _TypeAlias = _typing.Literal["diversity"]  # noqa: Y015
     _WhichOneofArgType__diversity: _TypeAlias = _typing.Literal["_diversity", b"_diversity"]  # noqa: Y015
     _WhichOneofReturnType__exclude_seen: _TypeAlias = _typing.Literal["exclude_seen"]  # noqa: Y015
     _WhichOneofArgType__exclude_seen: _TypeAlias = _typing.Literal["_exclude_seen", b"_exclude_seen"]  # noqa: Y015
+    _WhichOneofReturnType__k: _TypeAlias = _typing.Literal["k"]  # noqa: Y015
+    _WhichOneofArgType__k: _TypeAlias = _typing.Literal["_k", b"_k"]  # noqa: Y015
     _WhichOneofReturnType_subject: _TypeAlias = _typing.Literal["user_id", "history"]  # noqa: Y015
     _WhichOneofArgType_subject: _TypeAlias = _typing.Literal["subject", b"subject"]  # noqa: Y015
     @_typing.overload
     def WhichOneof(self, oneof_group: _WhichOneofArgType__diversity) -> _WhichOneofReturnType__diversity | None: ...
     @_typing.overload
     def WhichOneof(self, oneof_group: _WhichOneofArgType__exclude_seen) -> _WhichOneofReturnType__exclude_seen | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__k) -> _WhichOneofReturnType__k | None: ...
     @_typing.overload
     def WhichOneof(self, oneof_group: _WhichOneofArgType_subject) -> _WhichOneofReturnType_subject | None: ...
 
