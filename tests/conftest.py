@@ -67,6 +67,36 @@ def prepared(tmp_path_factory: pytest.TempPathFactory, synthetic: SyntheticDatas
     return out
 
 
+def export_small_model(dataset: Path, base: Path, version: int, seed: int = 0) -> Path:
+    """Trains a small transformer with text on `dataset` for a few epochs and exports it as
+    `<base>/encoder/<version>`."""
+    import numpy as np
+
+    from evorec.data.artifacts import DatasetLayout
+    from evorec.encoder.export import export_model
+    from evorec.encoder.model import EncoderConfig, SequenceEncoder
+    from evorec.encoder.training import Trainer, TrainingConfig
+    from evorec.evaluation.sequences import LeaveOneOut
+
+    layout = DatasetLayout(dataset)
+    data = LeaveOneOut.load(layout)
+    config = EncoderConfig(dim=32, max_len=50, blocks=1, dropout=0.1)
+    model = SequenceEncoder(data.n_items, config, np.load(layout.item_vectors))
+    training = TrainingConfig(
+        epochs=4, batch_size=32, warmup_steps=5, learning_rate=5e-3, seed=seed
+    )
+    Trainer(model, data, training).fit()
+    return export_model(model, layout, base, "encoder", {"metrics": {}}, version=version)
+
+
+@pytest.fixture(scope="session")
+def model_base(tmp_path_factory: pytest.TempPathFactory, prepared: Path) -> Path:
+    """A TF Serving base path holding version 1 of a small model of the simulated data."""
+    base = tmp_path_factory.mktemp("models")
+    export_small_model(prepared, base, version=1)
+    return base
+
+
 class Stack:
     """Real evorec services started one after another on free ports; each later service's
     settings point at the ports the earlier ones got."""

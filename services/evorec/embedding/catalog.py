@@ -54,6 +54,9 @@ class ItemCatalog:
         self.rows: dict[str, int] = {}
         self._vectors = np.zeros((capacity, dimension), dtype=np.float32)
         self._has_vector = np.zeros(capacity, dtype=bool)
+        # Every put gets the next revision; row r was last changed at _revisions[r].
+        self.revision = 0
+        self._revisions = np.zeros(capacity, dtype=np.int64)
 
     def __len__(self) -> int:
         return len(self.items)
@@ -82,13 +85,24 @@ class ItemCatalog:
                 self._has_vector = np.concatenate(
                     [self._has_vector, np.zeros_like(self._has_vector)]
                 )
+                self._revisions = np.concatenate([self._revisions, np.zeros_like(self._revisions)])
             self.items.append(item)
             self.rows[item.item_id] = row
         else:
             self.items[row] = item
         self._has_vector[row] = item.vector is not None
         self._vectors[row] = 0.0 if item.vector is None else item.vector
+        self.revision += 1
+        self._revisions[row] = self.revision
         return created
+
+    def changed_after(self, revision: int, limit: int) -> list[tuple[int, int]]:
+        """(row, revision) of up to `limit` items changed after `revision`, oldest change
+        first."""
+        revisions = self._revisions[: len(self.items)]
+        rows = np.flatnonzero(revisions > revision)
+        rows = rows[np.argsort(revisions[rows], kind="stable")[:limit]]
+        return [(int(row), int(revisions[row])) for row in rows]
 
     @classmethod
     def from_dataset(cls, layout: DatasetLayout) -> ItemCatalog:

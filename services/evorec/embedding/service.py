@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -43,6 +44,7 @@ MAX_CATEGORY_CHARS = 200
 MAX_K = 1_000
 DEFAULT_K = 10
 MAX_TOPIC_PAGE = 1_000
+MAX_ITEM_PAGE = 1_000
 OK = embedding_pb2.VECTOR_STATUS_OK
 NO_TEXT = embedding_pb2.VECTOR_STATUS_NO_USABLE_TEXT
 UNKNOWN_ITEM = embedding_pb2.VECTOR_STATUS_UNKNOWN_ITEM
@@ -67,6 +69,8 @@ class Loaded:
     catalog: ItemCatalog
     store: CatalogStore
     index: VectorIndex
+    # Names this catalog instance in ListItems, whose revisions count from its start.
+    catalog_id: str
 
 
 class EmbeddingServicer(embedding_pb2_grpc.EmbeddingServiceServicer):
@@ -100,7 +104,7 @@ class EmbeddingServicer(embedding_pb2_grpc.EmbeddingServiceServicer):
             catalog.put(item)
             if not fits:
                 stale.append(item)
-        self._loaded = Loaded(model, catalog, store, ExactIndex(catalog))
+        self._loaded = Loaded(model, catalog, store, ExactIndex(catalog), uuid.uuid4().hex)
         if stale:
             texts = [item_text(i.title, i.text, i.categories) for i in stale]
             for item, (vector, _) in zip(stale, await self.vectors(texts), strict=True):
@@ -282,6 +286,46 @@ class EmbeddingServicer(embedding_pb2_grpc.EmbeddingServiceServicer):
             ],
             next_page_token=str(following) if following < len(topics) else "",
             source=self.model.topics.source,
+        )
+
+    async def ListItems(
+        self, request: embedding_pb2.ListItemsRequest, context: Any
+    ) -> embedding_pb2.ListItemsResponse:
+        violations = Violations()
+        size = request.page_size or MAX_ITEM_PAGE
+        violations.require(
+            1 <= size <= MAX_ITEM_PAGE, "page_size", f"must be 1 to {MAX_ITEM_PAGE:,}"
+        )
+        violations.require(request.after_revision >= 0, "after_revision", "must not be negative")
+        violations.raise_if_any()
+        loaded = self.loaded
+        if request.catalog_id and request.catalog_id != loaded.catalog_id:
+            raise FailedPrecondition(
+                "catalog_id is not this catalog's (the service restarted): list again from "
+                "revision 0"
+            )
+        changes = loaded.catalog.changed_after(request.after_revision, size + 1)
+        entries = []
+        for row, revision in changes[:size]:
+            item = loaded.catalog.items[row]
+            entries.append(
+                embedding_pb2.CatalogEntry(
+                    item=embedding_pb2.Item(
+                        item_id=item.item_id,
+                        title=item.title,
+                        categories=item.categories,
+                        topic_id=item.topic_id,
+                    ),
+                    vector=self.item_vector(item, item.item_id),
+                    revision=revision,
+                )
+            )
+        return embedding_pb2.ListItemsResponse(
+            items=entries,
+            revision=entries[-1].revision if entries else request.after_revision,
+            has_more=len(changes) > size,
+            catalog_id=loaded.catalog_id,
+            dimension=loaded.catalog.dimension,
         )
 
 

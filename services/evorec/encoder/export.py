@@ -8,7 +8,11 @@ services need beside it.
                                                in encoder space, row = item_index),
                                                text_projection.npy (W: a new item with text
                                                vector t gets W t), items.parquet (ids, titles,
-                                               topics), topics.json, word_vectors.bin, and
+                                               topics), topics.json, word_vectors.bin,
+                                               text_vectors.npy (each item's SIF text vector),
+                                               the fallback candidate sources fitted on every
+                                               event (popularity.npy, item_similarity.npz with
+                                               each item's nearest neighbours, markov.npz), and
                                                manifest.json (dataset and its hash, model and
                                                training parameters, metrics, creation time)
 
@@ -28,9 +32,12 @@ from typing import Any
 
 import numpy as np
 import tensorflow as tf
+from scipy import sparse
 
 from evorec.data.artifacts import DatasetLayout
+from evorec.encoder.baselines import ItemCosine, ItemMarkov, MostPopular
 from evorec.encoder.model import SequenceEncoder
+from evorec.evaluation.sequences import user_sequences
 
 HISTORY = tf.TensorSpec([None, None], tf.int32, name="history")
 LENGTH = tf.TensorSpec([None], tf.int32, name="length")
@@ -104,6 +111,39 @@ def _warmup(path: Path, model_name: str) -> None:
         writer.write(log.SerializeToString())
 
 
+# Neighbours kept per item in the exported item-to-item similarity.
+SIMILAR_ITEMS_KEPT = 50
+
+
+def top_per_row(matrix: sparse.csr_matrix, n: int) -> sparse.csr_matrix:
+    """`matrix` with only the `n` largest entries of each row kept."""
+    rows, cols, values = [], [], []
+    for row in range(matrix.shape[0]):
+        start, end = matrix.indptr[row], matrix.indptr[row + 1]
+        data, indices = matrix.data[start:end], matrix.indices[start:end]
+        keep = np.argsort(-data, kind="stable")[:n]
+        keep = keep[data[keep] > 0]
+        rows.append(np.full(len(keep), row))
+        cols.append(indices[keep])
+        values.append(data[keep])
+    return sparse.csr_matrix(
+        (np.concatenate(values), (np.concatenate(rows), np.concatenate(cols))),
+        shape=matrix.shape,
+        dtype=np.float32,
+    )
+
+
+def _write_candidate_sources(dataset: DatasetLayout, n_items: int, bundle: Path) -> None:
+    """The baselines, fitted on every user's whole sequence, as the ranking service's
+    fallback candidate sources."""
+    sequences = user_sequences(dataset)
+    np.save(bundle / "popularity.npy", MostPopular(sequences, n_items).counts.astype(np.float32))
+    similarity = top_per_row(ItemCosine(sequences, n_items).similarity, SIMILAR_ITEMS_KEPT)
+    sparse.save_npz(bundle / "item_similarity.npz", similarity)
+    transitions = top_per_row(ItemMarkov(sequences, n_items).transitions, SIMILAR_ITEMS_KEPT)
+    sparse.save_npz(bundle / "markov.npz", transitions)
+
+
 def export_model(
     model: SequenceEncoder,
     dataset: DatasetLayout,
@@ -134,6 +174,8 @@ def export_model(
         np.save(bundle / "text_projection.npy", model.text_projection.kernel.numpy())
     for source in (dataset.items, dataset.topics, dataset.word_vectors):
         shutil.copy(source, bundle / source.name)
+    shutil.copy(dataset.item_vectors, bundle / "text_vectors.npy")
+    _write_candidate_sources(dataset, model.n_items, bundle)
     dataset_manifest = dataset.read_manifest()
     manifest = {
         "model_name": model_name,

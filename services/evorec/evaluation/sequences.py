@@ -15,6 +15,21 @@ import pandas as pd
 from evorec.data.artifacts import DatasetLayout
 
 
+def _sequences(events: pd.DataFrame) -> list[np.ndarray]:
+    ordered = events.sort_values(["user_index", "timestamp"], kind="stable")
+    return [
+        group.to_numpy(dtype=np.int64)
+        for _, group in ordered.groupby("user_index", sort=True)["item_index"]
+    ]
+
+
+def user_sequences(layout: DatasetLayout) -> list[np.ndarray]:
+    """Every user's whole item sequence, oldest first."""
+    return _sequences(
+        pd.read_parquet(layout.events, columns=["user_index", "item_index", "timestamp"])
+    )
+
+
 @dataclass
 class LeaveOneOut:
     """Per-user sequences (lists of item indexes, oldest first) and targets."""
@@ -37,12 +52,7 @@ class LeaveOneOut:
 
     @classmethod
     def from_events(cls, events: pd.DataFrame, n_items: int) -> LeaveOneOut:
-        ordered = events.sort_values(["user_index", "timestamp"], kind="stable")
-        sequences = [
-            group.to_numpy(dtype=np.int64)
-            for _, group in ordered.groupby("user_index", sort=True)["item_index"]
-        ]
-        long_enough = [s for s in sequences if len(s) >= 3]
+        long_enough = [s for s in _sequences(events) if len(s) >= 3]
         return cls(
             n_items=n_items,
             train=[s[:-2] for s in long_enough],

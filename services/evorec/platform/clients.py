@@ -47,8 +47,11 @@ def idempotent_methods(service: ServiceDescriptor) -> list[str]:
     ]
 
 
-def service_config(service: ServiceDescriptor, settings: ClientSettings) -> str:
-    """gRPC service config (JSON) with a retry policy on the idempotent RPCs of `service`."""
+def service_config(
+    service: ServiceDescriptor, settings: ClientSettings, retried: list[str] | None = None
+) -> str:
+    """gRPC service config (JSON) with a retry policy on the idempotent RPCs of `service`
+    (or on `retried`, for a contract that does not declare idempotency)."""
     retry_policy = {
         "maxAttempts": settings.retry_max_attempts,
         "initialBackoff": f"{settings.retry_initial_backoff_s}s",
@@ -56,7 +59,8 @@ def service_config(service: ServiceDescriptor, settings: ClientSettings) -> str:
         "backoffMultiplier": settings.retry_backoff_multiplier,
         "retryableStatusCodes": ["UNAVAILABLE"],
     }
-    names = [{"service": service.full_name, "method": m} for m in idempotent_methods(service)]
+    methods = idempotent_methods(service) if retried is None else retried
+    names = [{"service": service.full_name, "method": m} for m in methods]
     if settings.retry_max_attempts < 2:  # gRPC rejects a retry policy of one attempt
         return json.dumps({"methodConfig": []})
     return json.dumps({"methodConfig": [{"name": names, "retryPolicy": retry_policy}]})
@@ -111,11 +115,12 @@ def open_channel(
     service: ServiceDescriptor,
     client: ClientSettings,
     limits: ServerSettings | None = None,
+    retried: list[str] | None = None,
 ) -> grpc.aio.Channel:
     """An asyncio channel to `target` with deadlines, request ids and retries set up."""
     limits = limits or ServerSettings()
     options = [
-        ("grpc.service_config", service_config(service, client)),
+        ("grpc.service_config", service_config(service, client, retried)),
         ("grpc.enable_retries", 1),
         ("grpc.max_receive_message_length", limits.max_receive_message_bytes),
         ("grpc.max_send_message_length", limits.max_send_message_bytes),

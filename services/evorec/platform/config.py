@@ -104,6 +104,63 @@ class InterestStateSettings(_Section):
     max_group_events: int = Field(default=20_000, ge=1, le=1_000_000)
 
 
+class ServingSettings(_Section):
+    """Where the ranking service gets its sequence encoder, and how it calls it."""
+
+    # TF Serving's model base path: versions are <base_path>/<model_name>/<version>/. The
+    # ranking service reads each version's bundle from here whichever backend runs the model.
+    # Default: <data_dir>/models.
+    base_path: Path | None = None
+    model_name: str = Field(default="encoder", min_length=1)
+    # in_process: the SavedModel loaded by the ranking service (no GPU, no extra server);
+    # tf_serving: TensorFlow Serving's PredictionService at tf_serving_target.
+    backend: Literal["in_process", "tf_serving"] = "in_process"
+    tf_serving_target: str = "127.0.0.1:8500"
+    signature_name: str = Field(default="serving_default", min_length=1)
+    # Ask TF Serving for this version label (stable, canary); empty: the newest version
+    # found under base_path.
+    version_label: str = ""
+    # How often base_path is checked for a new version (TF Serving polls the same way).
+    poll_interval_s: float = Field(default=2.0, gt=0, le=3600)
+    # User vectors of requests arriving within this window go to the model as one batch...
+    batch_window_ms: float = Field(default=2.0, ge=0, le=1000)
+    # ...of at most this many histories.
+    max_batch_size: int = Field(default=64, ge=1, le=4096)
+    # The longest wait for the encoder, whatever the inbound deadline leaves; beyond it the
+    # answer comes from the other candidate sources.
+    timeout_s: float = Field(default=1.0, gt=0, le=60)
+    # Older versions kept loaded beside the newest, for answers that name them.
+    keep_versions: int = Field(default=1, ge=0, le=10)
+    # Largest Predict response accepted from TF Serving.
+    max_receive_message_bytes: int = Field(default=64 * MIB, ge=1024, le=1024 * MIB)
+
+    def model_dir(self, data_dir: Path) -> Path:
+        return (self.base_path or data_dir / "models") / self.model_name
+
+
+class RecommendSettings(_Section):
+    """How the ranking service builds an answer."""
+
+    default_k: int = Field(default=10, ge=1, le=1000)
+    # Default strength of the MMR diversity re-ranking, 0 (pure relevance) to 1.
+    diversity: float = Field(default=0.2, ge=0, le=1)
+    # The newest this many events of a user are read: all count as seen, the newest
+    # max_len (the model's window) go to the encoder.
+    history_events: int = Field(default=1000, ge=1, le=1000)
+    # Each candidate source proposes at most this many items.
+    candidates_per_source: int = Field(default=200, ge=10, le=100_000)
+    # Weights of the sources in the blend (weighted reciprocal-rank fusion).
+    weight_encoder: float = Field(default=1.0, ge=0)
+    weight_item_similarity: float = Field(default=0.3, ge=0)
+    weight_markov: float = Field(default=0.3, ge=0)
+    weight_text_neighbours: float = Field(default=0.3, ge=0)
+    weight_popularity: float = Field(default=0.1, ge=0)
+    # How often the catalog's new and changed items are fetched from the embedding service.
+    catalog_poll_interval_s: float = Field(default=2.0, gt=0, le=3600)
+    # Text neighbours are reported degraded after this long without reaching it.
+    catalog_stale_after_s: float = Field(default=30.0, gt=0)
+
+
 class Settings(BaseSettings):
     """All of evorec's settings. `evorec` reads them once, at start."""
 
@@ -125,6 +182,8 @@ class Settings(BaseSettings):
     server: ServerSettings = ServerSettings()
     client: ClientSettings = ClientSettings()
     interest_state: InterestStateSettings = InterestStateSettings()
+    serving: ServingSettings = ServingSettings()
+    recommend: RecommendSettings = RecommendSettings()
     preprocess: Endpoint = Endpoint.model_validate(DEFAULT_PORTS["preprocess"])
     embedding: Endpoint = Endpoint.model_validate(DEFAULT_PORTS["embedding"])
     interest: Endpoint = Endpoint.model_validate(DEFAULT_PORTS["interest"])

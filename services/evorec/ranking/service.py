@@ -1,24 +1,325 @@
-"""RankingService's servicer and its wiring into the service runtime."""
+"""RankingService: what a user should see now.
+
+For each request: the user's newest events from the InterestService (or the inline
+history) -> the user vector from the encoder backend (in-process SavedModel or TF Serving,
+batched with concurrent requests) -> the candidate sources, blend, filters and MMR of
+`evorec.ranking.recommender` -> items with their sources and reasons.
+
+It degrades rather than fails: when the encoder is unreachable or too slow for what is left
+of the deadline, the answer comes from the other sources; when the interest service is
+unreachable, from popularity; when the catalog mirror is stale, from the items it has. The
+response names the sources that were wanted but missing. Health is NOT_SERVING only until a
+model bundle is loaded: with one, popularity alone is still a useful answer.
+"""
 
 from __future__ import annotations
 
-from evorec.platform.config import Settings
+import asyncio
+import logging
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import grpc
+import numpy as np
+
+from evorec.encoder.backends import Batcher, EncoderBackend, InProcessBackend, TFServingBackend
+from evorec.encoder.repository import ModelRepository
+from evorec.platform import context
+from evorec.platform.clients import embedding_client, interest_client
+from evorec.platform.config import RecommendSettings, Settings
+from evorec.platform.errors import FailedPrecondition, Violations
 from evorec.platform.server import GrpcService
-from evorec.v1 import ranking_pb2, ranking_pb2_grpc
+from evorec.ranking.catalog import CatalogMirror
+from evorec.ranking.item_space import ItemSpace
+from evorec.ranking.recommender import (
+    ENCODER,
+    PERSONAL_SOURCES,
+    TEXT_NEIGHBOURS,
+    Answer,
+    Query,
+    recommend,
+)
+from evorec.v1 import interest_pb2, interest_pb2_grpc, ranking_pb2, ranking_pb2_grpc
+
+log = logging.getLogger("evorec.ranking")
+MAX_K = 1_000
+MAX_ID_CHARS = 128
+MAX_INLINE_HISTORY = 10_000
+MAX_EXCLUDED_ITEMS = 10_000
+MAX_TOPICS = 1_000
+MAX_BATCH = 256
+# Share of the inbound deadline left to the encoder; the rest answers without it.
+ENCODER_SHARE_OF_DEADLINE = 0.7
+
+
+@dataclass
+class Subject:
+    """A validated request before its history is known."""
+
+    user_id: str
+    query: Query
+    # Inline histories arrive as indexes; a stored user's is fetched.
+    inline: bool
+
+
+def _check_id(violations: Violations, value: str, field: str) -> None:
+    violations.require(
+        0 < len(value) <= MAX_ID_CHARS, field, f"must be 1 to {MAX_ID_CHARS} characters"
+    )
+
+
+def parse_request(
+    request: ranking_pb2.RecommendRequest,
+    space: ItemSpace,
+    settings: RecommendSettings,
+    violations: Violations,
+    prefix: str = "",
+) -> Subject:
+    """Validates `request` into a Subject; problems go to `violations`, fields named with
+    `prefix` (`requests[3].`)."""
+    k = request.k if request.HasField("k") else settings.default_k
+    violations.require(1 <= k <= MAX_K, f"{prefix}k", f"must be 1 to {MAX_K:,}")
+    diversity = request.diversity if request.HasField("diversity") else settings.diversity
+    violations.require(
+        0 <= diversity <= 1 and not math.isnan(diversity),
+        f"{prefix}diversity",
+        "must be 0 to 1",
+    )
+    history = np.zeros(0, dtype=np.int64)
+    types = np.zeros(0, dtype=np.int32)
+    subject = request.WhichOneof("subject")
+    if subject is None:
+        violations.add(f"{prefix}user_id", "set user_id or history")
+    elif subject == "user_id":
+        _check_id(violations, request.user_id, f"{prefix}user_id")
+    else:
+        items = request.history.items
+        field = f"{prefix}history.items"
+        violations.require(len(items) > 0, field, "must not be empty")
+        violations.within_limit(len(items), MAX_INLINE_HISTORY, field, "items")
+        indexes = []
+        for number, item in enumerate(items[:MAX_INLINE_HISTORY]):
+            index = space.index.get(item.item_id)
+            violations.require(index is not None, f"{field}[{number}].item_id", "unknown item")
+            indexes.append(index or 0)
+        order = np.arange(len(indexes))
+        if items and all(item.HasField("event_time") for item in items[:MAX_INLINE_HISTORY]):
+            times = [item.event_time.ToNanoseconds() for item in items[:MAX_INLINE_HISTORY]]
+            order = np.argsort(times, kind="stable")
+        history = np.array(indexes, dtype=np.int64)[order]
+        types = np.array([item.type for item in items[:MAX_INLINE_HISTORY]], np.int32)[order]
+    excluded = request.filter.exclude_item_ids
+    violations.within_limit(
+        len(excluded), MAX_EXCLUDED_ITEMS, f"{prefix}filter.exclude_item_ids", "ids"
+    )
+    exclude = []
+    for number, item_id in enumerate(excluded[:MAX_EXCLUDED_ITEMS]):
+        index = space.index.get(item_id)
+        violations.require(
+            index is not None, f"{prefix}filter.exclude_item_ids[{number}]", "unknown item"
+        )
+        exclude.append(index or 0)
+    known_topics = set(space.topics)
+    for name in ("include_topic_ids", "exclude_topic_ids"):
+        topics = getattr(request.filter, name)
+        violations.within_limit(len(topics), MAX_TOPICS, f"{prefix}filter.{name}", "topics")
+        for number, topic in enumerate(topics[:MAX_TOPICS]):
+            violations.require(
+                topic in known_topics, f"{prefix}filter.{name}[{number}]", "unknown topic"
+            )
+    query = Query(
+        history=history,
+        event_types=types,
+        k=k,
+        diversity=diversity,
+        exclude_seen=request.exclude_seen if request.HasField("exclude_seen") else True,
+        exclude=np.array(exclude, dtype=np.int64),
+        include_topics=[t for t in request.filter.include_topic_ids if t in known_topics],
+        exclude_topics=[t for t in request.filter.exclude_topic_ids if t in known_topics],
+    )
+    return Subject(request.user_id, query, inline=subject == "history")
 
 
 class RankingServicer(ranking_pb2_grpc.RankingServiceServicer):
-    """Serves health and reflection; its RPCs answer UNIMPLEMENTED until
-    the ranking issue (#6) fills them in."""
+    """Answers from the current model version, the catalog mirror and the interest service."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        repository: ModelRepository,
+        mirror: CatalogMirror,
+        interest: interest_pb2_grpc.InterestServiceAsyncStub,
+    ) -> None:
+        self.settings = settings.recommend
+        self.serving = settings.serving
+        self.repository = repository
+        self.mirror = mirror
+        self.interest = interest
+        self.batcher = Batcher(
+            repository.backend.user_vectors,
+            settings.serving.max_batch_size,
+            settings.serving.batch_window_ms / 1000,
+        )
+        self._space: ItemSpace | None = None
+        self._space_key: tuple[int, int] = (-1, -1)
+
+    def space(self) -> ItemSpace:
+        """The item space of the current version and catalog, rebuilt when either changed."""
+        bundle = self.repository.current
+        if bundle is None:
+            raise FailedPrecondition("no model is loaded yet")
+        key = (bundle.version, self.mirror.generation)
+        if self._space is None or key != self._space_key:
+            self._space, self._space_key = ItemSpace(bundle, self.mirror.items), key
+        return self._space
+
+    async def Recommend(
+        self, request: ranking_pb2.RecommendRequest, context: Any
+    ) -> ranking_pb2.RecommendResponse:
+        space = self.space()
+        violations = Violations()
+        subject = parse_request(request, space, self.settings, violations)
+        violations.raise_if_any()
+        return await self.answer(space, subject)
+
+    async def RecommendBatch(
+        self, request: ranking_pb2.RecommendBatchRequest, context: Any
+    ) -> ranking_pb2.RecommendBatchResponse:
+        space = self.space()
+        violations = Violations()
+        violations.within_limit(len(request.requests), MAX_BATCH, "requests", "requests")
+        subjects = [
+            parse_request(one, space, self.settings, violations, f"requests[{number}].")
+            for number, one in enumerate(request.requests[:MAX_BATCH])
+        ]
+        violations.raise_if_any()
+        answers = await asyncio.gather(*(self.answer(space, s) for s in subjects))
+        return ranking_pb2.RecommendBatchResponse(responses=answers)
+
+    async def history(self, space: ItemSpace, subject: Subject) -> tuple[bool, set[int]]:
+        """Fills the subject's history from the interest service; False (and the sources it
+        leaves without input) when that service cannot answer."""
+        if subject.inline:
+            return True, set()
+        try:
+            response = await self.interest.GetUserHistory(
+                interest_pb2.GetUserHistoryRequest(
+                    user_id=subject.user_id, page_size=self.settings.history_events
+                )
+            )
+        except grpc.aio.AioRpcError as error:
+            log.warning("no history for the answer: InterestService %s", error.code().name)
+            return False, set(PERSONAL_SOURCES)
+        indexes, types = [], []
+        for stored in reversed(response.events):  # oldest first
+            index = space.index.get(stored.event.item_id)
+            if index is not None:
+                indexes.append(index)
+                types.append(stored.event.type)
+        subject.query.history = np.array(indexes, dtype=np.int64)
+        subject.query.event_types = np.array(types, dtype=np.int32)
+        return True, set()
+
+    async def user_vector(self, space: ItemSpace, history: np.ndarray) -> np.ndarray | None:
+        """The encoder's user vector for the model's items among `history`; None when the
+        history has none of them; raises when the encoder fails or runs out of time."""
+        window = history[history <= space.n_model_items][-space.bundle.max_len :]
+        if len(window) == 0:
+            return None
+        remaining = context.remaining_seconds()
+        limit = self.serving.timeout_s
+        if remaining is not None:
+            limit = min(limit, remaining * ENCODER_SHARE_OF_DEADLINE)
+        vector, version = await self.batcher.user_vector(window, space.bundle.version, limit)
+        if version != space.bundle.version:
+            raise RuntimeError(f"the encoder answered with version {version}, not the one asked")
+        return vector
+
+    async def answer(self, space: ItemSpace, subject: Subject) -> ranking_pb2.RecommendResponse:
+        _, degraded = await self.history(space, subject)
+        vector = None
+        if not degraded:
+            try:
+                vector = await self.user_vector(space, subject.query.history)
+            except Exception as error:
+                log.warning("answering without the encoder: %s", _describe(error))
+                degraded.add(ENCODER)
+        if self.mirror.stale and len(subject.query.history):
+            degraded.add(TEXT_NEIGHBOURS)
+        answer = recommend(space, subject.query, vector, self.settings)
+        return self.response(space, answer, vector is not None, degraded)
+
+    def response(
+        self, space: ItemSpace, answer: Answer, encoded: bool, degraded: set[int]
+    ) -> ranking_pb2.RecommendResponse:
+        return ranking_pb2.RecommendResponse(
+            recommendations=[
+                ranking_pb2.Recommendation(
+                    item_id=space.ids[item.index],
+                    score=item.score,
+                    sources=item.sources,  # type: ignore[arg-type]
+                    reason=item.reason,
+                    topic_id=space.topic_of(item.index),
+                    title=space.titles[item.index],
+                )
+                for item in answer.items
+            ],
+            model_version=str(space.bundle.version) if encoded else "",
+            sources_used=answer.sources_used,  # type: ignore[arg-type]
+            degraded_sources=sorted(degraded),  # type: ignore[arg-type]
+            cold_start=answer.cold_start and not degraded,
+        )
+
+
+def _describe(error: BaseException) -> str:
+    if isinstance(error, grpc.aio.AioRpcError):
+        return f"{error.code().name}: {error.details()}"
+    return f"{type(error).__name__}: {error}"
+
+
+def backend_for(settings: Settings) -> EncoderBackend:
+    if settings.serving.backend == "tf_serving":
+        return TFServingBackend(settings.serving, settings.client, settings.server)
+    return InProcessBackend(settings.serving.signature_name)
 
 
 def create(settings: Settings) -> GrpcService:
-    """The RankingService, ready for the runtime."""
-    # Abstract until issue #6 writes the RPCs; the base class answers UNIMPLEMENTED.
-    servicer = RankingServicer()  # type: ignore[abstract]
+    """The RankingService: serves once a model version is loaded from the base path, then
+    follows new versions and catalog changes in the background."""
+    interest = interest_client(settings)
+    embedding = embedding_client(settings)
+    model_dir = settings.serving.model_dir(settings.data_dir)
+    repository = ModelRepository(model_dir, backend_for(settings), settings.serving.keep_versions)
+    mirror = CatalogMirror(embedding.stub, settings.recommend.catalog_stale_after_s)
+    servicer = RankingServicer(settings, repository, mirror, interest.stub)
+    tasks: list[asyncio.Task[None]] = []
+
+    async def start() -> None:
+        while not await repository.refresh() and repository.current is None:
+            log.info("waiting for a model version under %s", model_dir)
+            await asyncio.sleep(settings.serving.poll_interval_s)
+        try:
+            await mirror.sync()
+        except grpc.aio.AioRpcError as error:
+            log.warning("starting without the catalog's new items: %s", _describe(error))
+        tasks.append(asyncio.create_task(repository.watch(settings.serving.poll_interval_s)))
+        tasks.append(asyncio.create_task(mirror.watch(settings.recommend.catalog_poll_interval_s)))
+
+    async def stop() -> None:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        await servicer.batcher.close()
+        await repository.backend.close()
+        await interest.close()
+        await embedding.close()
+
     return GrpcService(
         name=ranking_pb2.DESCRIPTOR.services_by_name["RankingService"].full_name,
         register=lambda server: ranking_pb2_grpc.add_RankingServiceServicer_to_server(
             servicer, server
         ),
+        start=start,
+        stop=stop,
     )

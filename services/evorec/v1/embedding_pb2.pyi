@@ -543,3 +543,112 @@ class ListTopicsResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___ListTopicsResponse: _TypeAlias = ListTopicsResponse  # noqa: Y015
+
+@_typing.final
+class ListItemsRequest(_message.Message):
+    """Which catalog changes to list."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    AFTER_REVISION_FIELD_NUMBER: _builtins.int
+    PAGE_SIZE_FIELD_NUMBER: _builtins.int
+    CATALOG_ID_FIELD_NUMBER: _builtins.int
+    after_revision: _builtins.int
+    """Only items added or changed after this revision (`revision` of an earlier answer); 0
+    lists every item.
+    """
+    page_size: _builtins.int
+    """At most this many items, 1 to 1,000. Default: 1,000."""
+    catalog_id: _builtins.str
+    """`catalog_id` of the answer that gave `after_revision`; when it is not the catalog's
+    current one (the service restarted), the call fails with FAILED_PRECONDITION and the
+    caller lists again from revision 0.
+    """
+    def __init__(
+        self,
+        *,
+        after_revision: _builtins.int = ...,
+        page_size: _builtins.int = ...,
+        catalog_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["after_revision", b"after_revision", "catalog_id", b"catalog_id", "page_size", b"page_size"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListItemsRequest: _TypeAlias = ListItemsRequest  # noqa: Y015
+
+@_typing.final
+class CatalogEntry(_message.Message):
+    """An item as the catalog holds it, with its text vector."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ITEM_FIELD_NUMBER: _builtins.int
+    VECTOR_FIELD_NUMBER: _builtins.int
+    REVISION_FIELD_NUMBER: _builtins.int
+    revision: _builtins.int
+    """The catalog revision of its last change."""
+    @_builtins.property
+    def item(self) -> Global___Item:
+        """The item (its text is left out, to keep listings small)."""
+
+    @_builtins.property
+    def vector(self) -> Global___ItemVector:
+        """Its text vector and topic."""
+
+    def __init__(
+        self,
+        *,
+        item: Global___Item | None = ...,
+        vector: Global___ItemVector | None = ...,
+        revision: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["item", b"item", "vector", b"vector"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["item", b"item", "revision", b"revision", "vector", b"vector"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CatalogEntry: _TypeAlias = CatalogEntry  # noqa: Y015
+
+@_typing.final
+class ListItemsResponse(_message.Message):
+    """Catalog changes, oldest change first."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ITEMS_FIELD_NUMBER: _builtins.int
+    REVISION_FIELD_NUMBER: _builtins.int
+    HAS_MORE_FIELD_NUMBER: _builtins.int
+    CATALOG_ID_FIELD_NUMBER: _builtins.int
+    DIMENSION_FIELD_NUMBER: _builtins.int
+    revision: _builtins.int
+    """The revision of the newest change listed (or the request's `after_revision` when none)."""
+    has_more: _builtins.bool
+    """True when more changes follow: ask again with `after_revision` = `revision`."""
+    catalog_id: _builtins.str
+    """This catalog instance; revisions only compare within one."""
+    dimension: _builtins.int
+    """The dimension of the vectors."""
+    @_builtins.property
+    def items(self) -> _containers.RepeatedCompositeFieldContainer[Global___CatalogEntry]:
+        """At most `page_size` items."""
+
+    def __init__(
+        self,
+        *,
+        items: _abc.Iterable[Global___CatalogEntry] | None = ...,
+        revision: _builtins.int = ...,
+        has_more: _builtins.bool = ...,
+        catalog_id: _builtins.str = ...,
+        dimension: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["catalog_id", b"catalog_id", "dimension", b"dimension", "has_more", b"has_more", "items", b"items", "revision", b"revision"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListItemsResponse: _TypeAlias = ListItemsResponse  # noqa: Y015

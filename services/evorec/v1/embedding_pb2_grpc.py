@@ -62,6 +62,11 @@ class EmbeddingServiceStub:
                 request_serializer=evorec_dot_v1_dot_embedding__pb2.ListTopicsRequest.SerializeToString,
                 response_deserializer=evorec_dot_v1_dot_embedding__pb2.ListTopicsResponse.FromString,
                 _registered_method=True)
+        self.ListItems = channel.unary_unary(
+                '/evorec.v1.EmbeddingService/ListItems',
+                request_serializer=evorec_dot_v1_dot_embedding__pb2.ListItemsRequest.SerializeToString,
+                response_deserializer=evorec_dot_v1_dot_embedding__pb2.ListItemsResponse.FromString,
+                _registered_method=True)
 
 
 class EmbeddingServiceServicer:
@@ -106,6 +111,14 @@ class EmbeddingServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ListItems(self, request, context):
+        """Lists the catalog's items in the order they were added or last changed, with their text
+        vectors, so that another service (ranking) can mirror the catalog and follow its changes.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_EmbeddingServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -133,6 +146,11 @@ def add_EmbeddingServiceServicer_to_server(servicer, server):
                     servicer.ListTopics,
                     request_deserializer=evorec_dot_v1_dot_embedding__pb2.ListTopicsRequest.FromString,
                     response_serializer=evorec_dot_v1_dot_embedding__pb2.ListTopicsResponse.SerializeToString,
+            ),
+            'ListItems': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListItems,
+                    request_deserializer=evorec_dot_v1_dot_embedding__pb2.ListItemsRequest.FromString,
+                    response_serializer=evorec_dot_v1_dot_embedding__pb2.ListItemsResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -273,6 +291,33 @@ class EmbeddingService:
             '/evorec.v1.EmbeddingService/ListTopics',
             evorec_dot_v1_dot_embedding__pb2.ListTopicsRequest.SerializeToString,
             evorec_dot_v1_dot_embedding__pb2.ListTopicsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListItems(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/evorec.v1.EmbeddingService/ListItems',
+            evorec_dot_v1_dot_embedding__pb2.ListItemsRequest.SerializeToString,
+            evorec_dot_v1_dot_embedding__pb2.ListItemsResponse.FromString,
             options,
             channel_credentials,
             insecure,

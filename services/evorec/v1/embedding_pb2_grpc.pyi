@@ -48,6 +48,10 @@ class EmbeddingServiceStub:
     """Finds the items whose text vectors are closest to an item's or to a free text's."""
     ListTopics: _grpc.UnaryUnaryMultiCallable[_embedding_pb2.ListTopicsRequest, _embedding_pb2.ListTopicsResponse]
     """Lists the interest topics items are assigned to, with their names."""
+    ListItems: _grpc.UnaryUnaryMultiCallable[_embedding_pb2.ListItemsRequest, _embedding_pb2.ListItemsResponse]
+    """Lists the catalog's items in the order they were added or last changed, with their text
+    vectors, so that another service (ranking) can mirror the catalog and follow its changes.
+    """
 
 @_typing.type_check_only
 class EmbeddingServiceAsyncStub(EmbeddingServiceStub):
@@ -69,6 +73,10 @@ class EmbeddingServiceAsyncStub(EmbeddingServiceStub):
     """Finds the items whose text vectors are closest to an item's or to a free text's."""
     ListTopics: _aio.UnaryUnaryMultiCallable[_embedding_pb2.ListTopicsRequest, _embedding_pb2.ListTopicsResponse]  # type: ignore[assignment]
     """Lists the interest topics items are assigned to, with their names."""
+    ListItems: _aio.UnaryUnaryMultiCallable[_embedding_pb2.ListItemsRequest, _embedding_pb2.ListItemsResponse]  # type: ignore[assignment]
+    """Lists the catalog's items in the order they were added or last changed, with their text
+    vectors, so that another service (ranking) can mirror the catalog and follow its changes.
+    """
 
 class EmbeddingServiceServicer(metaclass=_abc_1.ABCMeta):
     """Owns the item catalog's text side: learns word vectors (Word2Vec) from catalog and user
@@ -117,5 +125,15 @@ class EmbeddingServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_embedding_pb2.ListTopicsResponse, _abc.Awaitable[_embedding_pb2.ListTopicsResponse]]:
         """Lists the interest topics items are assigned to, with their names."""
+
+    @_abc_1.abstractmethod
+    def ListItems(
+        self,
+        request: _embedding_pb2.ListItemsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_embedding_pb2.ListItemsResponse, _abc.Awaitable[_embedding_pb2.ListItemsResponse]]:
+        """Lists the catalog's items in the order they were added or last changed, with their text
+        vectors, so that another service (ranking) can mirror the catalog and follow its changes.
+        """
 
 def add_EmbeddingServiceServicer_to_server(servicer: EmbeddingServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

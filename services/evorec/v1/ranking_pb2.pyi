@@ -229,7 +229,9 @@ class Recommendation(_message.Message):
     item_id: _builtins.str
     """The item."""
     score: _builtins.float
-    """The blended score; higher is better, comparable within one response only."""
+    """The blended relevance; higher is better, comparable within one response only. The
+    diversity re-ranking may place a less relevant item before a more relevant one.
+    """
     reason: _builtins.str
     """A short reason for a person, such as "because you watched X" or "new in topic Y"."""
     topic_id: _builtins.str

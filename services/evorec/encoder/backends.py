@@ -1,0 +1,256 @@
+"""Where user vectors come from: the exported SavedModel loaded in-process (the embedded
+default), or TensorFlow Serving's `PredictionService` over gRPC (production, GPU). Both take
+a right-padded int32 batch of histories (item indexes) with their lengths and answer
+`user_vector` from the `serving_default` signature, with the model version that answered.
+
+`Batcher` sits in front of either: requests that arrive while the model is busy, or within a
+small window, go to it as one batch, so throughput grows with load.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+import tensorflow as tf
+from tensorflow.core.framework import tensor_pb2, tensor_shape_pb2, types_pb2
+from tensorflow_serving.apis import predict_pb2, prediction_service_pb2, prediction_service_pb2_grpc
+
+from evorec.platform.clients import open_channel
+from evorec.platform.config import ClientSettings, ServerSettings, ServingSettings
+
+log = logging.getLogger("evorec.encoder")
+PREDICTION_SERVICE = prediction_service_pb2.DESCRIPTOR.services_by_name["PredictionService"]
+
+
+class EncoderBackend(Protocol):
+    """Computes user vectors with one version of the encoder."""
+
+    description: str
+
+    async def load(self, version_dir: Path) -> None:
+        """Gets a new version ready (and warm) before it is asked for."""
+
+    def unload(self, version: int) -> None:
+        """Releases a version no longer served."""
+
+    async def pick_version(self, available: list[int]) -> int:
+        """Which of the versions found under the base path (oldest first) to serve."""
+
+    async def user_vectors(
+        self, history: np.ndarray, length: np.ndarray, version: int, time_limit: float | None
+    ) -> tuple[np.ndarray, int]:
+        """[batch, dim] user vectors from `version`, and the version that answered."""
+
+    async def close(self) -> None: ...
+
+
+def right_padded(histories: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """One int32 batch [len(histories), longest] with zeros after each history, and lengths."""
+    length = np.array([len(h) for h in histories], dtype=np.int32)
+    batch = np.zeros((len(histories), max(1, int(length.max(initial=0)))), dtype=np.int32)
+    for row, history in enumerate(histories):
+        batch[row, : len(history)] = history
+    return batch, length
+
+
+class InProcessBackend:
+    """The SavedModel run by this process, one loaded model per version."""
+
+    description = "in-process SavedModel"
+
+    def __init__(self, signature_name: str = "serving_default") -> None:
+        self.signature_name = signature_name
+        self.models: dict[int, Any] = {}
+
+    async def load(self, version_dir: Path) -> None:
+        version = int(version_dir.name)
+        if version not in self.models:
+            self.models[version] = await asyncio.to_thread(self._load_warm, version_dir)
+
+    def _load_warm(self, version_dir: Path) -> Any:
+        loaded = tf.saved_model.load(str(version_dir))
+        signature = loaded.signatures[self.signature_name]
+        signature(history=tf.constant([[1]], tf.int32), length=tf.constant([1], tf.int32))
+        return loaded
+
+    def unload(self, version: int) -> None:
+        self.models.pop(version, None)
+
+    async def pick_version(self, available: list[int]) -> int:
+        return available[-1]
+
+    async def user_vectors(
+        self, history: np.ndarray, length: np.ndarray, version: int, time_limit: float | None
+    ) -> tuple[np.ndarray, int]:
+        model = self.models[version]
+        # The thread cannot be stopped; past the time limit its answer is not waited for.
+        vectors = await asyncio.wait_for(
+            asyncio.to_thread(self._run, model, history, length), time_limit
+        )
+        return vectors, version
+
+    def _run(self, model: Any, history: np.ndarray, length: np.ndarray) -> np.ndarray:
+        outputs = model.signatures[self.signature_name](
+            history=tf.constant(history), length=tf.constant(length)
+        )
+        return np.asarray(outputs["user_vector"])
+
+    async def close(self) -> None:
+        self.models.clear()
+
+
+def int32_tensor(array: np.ndarray) -> tensor_pb2.TensorProto:
+    """A TensorProto of an int32 array, its bytes copied once (make_tensor_proto is slower)."""
+    return tensor_pb2.TensorProto(
+        dtype=types_pb2.DT_INT32,
+        tensor_shape=tensor_shape_pb2.TensorShapeProto(
+            dim=[tensor_shape_pb2.TensorShapeProto.Dim(size=size) for size in array.shape]
+        ),
+        tensor_content=np.ascontiguousarray(array, dtype=np.int32).tobytes(),
+    )
+
+
+class TFServingBackend:
+    """TensorFlow Serving's PredictionService.Predict, over one gRPC channel."""
+
+    def __init__(
+        self, serving: ServingSettings, client: ClientSettings, limits: ServerSettings
+    ) -> None:
+        self.serving = serving
+        self.description = f"TensorFlow Serving at {serving.tf_serving_target}"
+        self.channel = open_channel(
+            serving.tf_serving_target,
+            PREDICTION_SERVICE,
+            client,
+            limits.model_copy(
+                update={"max_receive_message_bytes": serving.max_receive_message_bytes}
+            ),
+            retried=["Predict"],  # no side effects
+        )
+        self.stub = prediction_service_pb2_grpc.PredictionServiceStub(self.channel)
+
+    async def load(self, version_dir: Path) -> None:
+        """TF Serving loads versions itself, from the same base path."""
+
+    def unload(self, version: int) -> None:
+        """TF Serving unloads versions itself."""
+
+    async def pick_version(self, available: list[int]) -> int:
+        """The newest version, as TF Serving's default policy serves; with a version label,
+        the version TF Serving resolves it to (asked with a one-item history), so that every
+        later request names that version and its item indexes match the bundle's."""
+        if not self.serving.version_label:
+            return available[-1]
+        request = self._request(np.array([[1]], np.int32), np.array([1], np.int32))
+        request.model_spec.version_label = self.serving.version_label
+        response = await self.stub.Predict(request, timeout=self.serving.timeout_s)
+        return int(response.model_spec.version.value)
+
+    def _request(self, history: np.ndarray, length: np.ndarray) -> predict_pb2.PredictRequest:
+        request = predict_pb2.PredictRequest()
+        request.model_spec.name = self.serving.model_name
+        request.model_spec.signature_name = self.serving.signature_name
+        request.inputs["history"].CopyFrom(int32_tensor(history))
+        request.inputs["length"].CopyFrom(int32_tensor(length))
+        return request
+
+    async def user_vectors(
+        self, history: np.ndarray, length: np.ndarray, version: int, time_limit: float | None
+    ) -> tuple[np.ndarray, int]:
+        request = self._request(history, length)
+        request.model_spec.version.value = version
+        response = await self.stub.Predict(request, timeout=time_limit)
+        vectors = tf.make_ndarray(response.outputs["user_vector"])
+        return vectors, response.model_spec.version.value or version
+
+    async def close(self) -> None:
+        await self.channel.close(None)
+
+
+@dataclass
+class _Waiting:
+    history: np.ndarray
+    version: int
+    deadline: float | None  # time.monotonic()
+    future: asyncio.Future[tuple[np.ndarray, int]] = field(repr=False)
+
+
+class Batcher:
+    """Gathers concurrent requests into batched model calls.
+
+    One call runs at a time; the requests arriving meanwhile form the next batch (at most
+    `max_batch` histories, waiting at most `window_s` for company), so a busy service makes
+    few large calls and an idle one answers at once. The batch's deadline is its earliest.
+    """
+
+    def __init__(
+        self,
+        run: Callable[
+            [np.ndarray, np.ndarray, int, float | None], Awaitable[tuple[np.ndarray, int]]
+        ],
+        max_batch: int,
+        window_s: float,
+    ) -> None:
+        self.run = run
+        self.max_batch = max_batch
+        self.window_s = window_s
+        self.queue: asyncio.Queue[_Waiting] = asyncio.Queue()
+        self.worker: asyncio.Task[None] | None = None
+
+    async def user_vector(
+        self, history: np.ndarray, version: int, time_limit: float | None
+    ) -> tuple[np.ndarray, int]:
+        """The user vector for one history (item indexes of `version`, oldest first)."""
+        if self.worker is None:
+            self.worker = asyncio.create_task(self._work())
+        future: asyncio.Future[tuple[np.ndarray, int]] = asyncio.get_running_loop().create_future()
+        deadline = None if time_limit is None else time.monotonic() + time_limit
+        self.queue.put_nowait(_Waiting(history, version, deadline, future))
+        return await future
+
+    async def _next_batch(self) -> list[_Waiting]:
+        batch = [await self.queue.get()]
+        if self.window_s > 0 and self.queue.qsize() < self.max_batch - 1:
+            await asyncio.sleep(self.window_s)
+        while len(batch) < self.max_batch and not self.queue.empty():
+            batch.append(self.queue.get_nowait())
+        return [w for w in batch if not w.future.done()]
+
+    async def _work(self) -> None:
+        while True:
+            now = time.monotonic()
+            groups: dict[int, list[_Waiting]] = {}
+            for waiting in await self._next_batch():
+                if waiting.deadline is not None and waiting.deadline <= now:
+                    waiting.future.set_exception(TimeoutError("no time left for the encoder"))
+                else:
+                    groups.setdefault(waiting.version, []).append(waiting)
+            for version, batch in groups.items():
+                await self._run(version, batch, now)
+
+    async def _run(self, version: int, batch: list[_Waiting], now: float) -> None:
+        deadlines = [w.deadline for w in batch if w.deadline is not None]
+        timeout = min(deadlines) - now if deadlines else None
+        history, length = right_padded([w.history for w in batch])
+        try:
+            vectors, answered = await self.run(history, length, version, timeout)
+        except Exception as error:  # every waiting caller gets it, and handles it
+            for waiting in batch:
+                if not waiting.future.done():
+                    waiting.future.set_exception(error)
+            return
+        for row, waiting in enumerate(batch):
+            if not waiting.future.done():
+                waiting.future.set_result((vectors[row], answered))
+
+    async def close(self) -> None:
+        if self.worker is not None:
+            self.worker.cancel()
+            await asyncio.gather(self.worker, return_exceptions=True)

@@ -1,0 +1,89 @@
+"""An exported model version, loaded: the bundle that `evorec.encoder.export` writes beside
+the SavedModel (item table, text projection, items, topics, fallback sources, manifest).
+
+The ranking service reads it whichever backend computes the user vectors, so that a user
+vector from TF Serving and the item table it is scored against come from the same version.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from scipy import sparse
+
+BUNDLE_DIR = Path("assets.extra") / "evorec"
+
+
+def model_versions(model_dir: Path) -> list[int]:
+    """The complete versions under `<base>/<model name>/`, oldest first (a version being
+    written is staged under another name, so a listed one is whole)."""
+    if not model_dir.is_dir():
+        return []
+    return sorted(
+        int(p.name)
+        for p in model_dir.iterdir()
+        if p.name.isdigit() and (p / "saved_model.pb").exists() and (p / BUNDLE_DIR).is_dir()
+    )
+
+
+@dataclass
+class ModelBundle:
+    """One model version's item space. Row i of every per-item array is item index i; row 0
+    is padding."""
+
+    path: Path
+    version: int
+    manifest: dict[str, Any]
+    item_ids: list[str]
+    titles: list[str]
+    topic_ids: list[str]
+    topic_labels: dict[str, str]
+    # [items + 1, dim] in encoder space: the dot product with a user vector is the score.
+    item_table: np.ndarray
+    # [text dim, dim]: an item with text vector t has encoder-space vector t @ W; None for
+    # an id-only model.
+    text_projection: np.ndarray | None
+    # [items + 1, text dim], unit length (zeros without text).
+    text_vectors: np.ndarray
+    popularity: np.ndarray
+    item_similarity: sparse.csr_matrix
+    markov: sparse.csr_matrix
+
+    @property
+    def n_items(self) -> int:
+        return len(self.item_ids) - 1
+
+    @property
+    def max_len(self) -> int:
+        return int(self.manifest["encoder"]["max_len"])
+
+    @classmethod
+    def load(cls, version_dir: Path) -> ModelBundle:
+        bundle = version_dir / BUNDLE_DIR
+        manifest = json.loads((bundle / "manifest.json").read_text())
+        items = pd.read_parquet(bundle / "items.parquet").sort_values("item_index")
+        n_items = int(manifest["n_items"])
+        if items["item_index"].tolist() != list(range(1, n_items + 1)):
+            raise ValueError(f"{bundle}: items.parquet does not hold items 1..{n_items}")
+        topics = json.loads((bundle / "topics.json").read_text())["topics"]
+        projection = bundle / "text_projection.npy"
+        return cls(
+            path=version_dir,
+            version=int(manifest["version"]),
+            manifest=manifest,
+            item_ids=["", *items["item_id"].astype(str)],
+            titles=["", *items["title"].astype(str)],
+            topic_ids=["", *items["topic_id"].astype(str)],
+            topic_labels={t["topic_id"]: t["label"] for t in topics},
+            item_table=np.load(bundle / "item_table.npy"),
+            text_projection=np.load(projection) if projection.exists() else None,
+            text_vectors=np.load(bundle / "text_vectors.npy"),
+            popularity=np.load(bundle / "popularity.npy"),
+            item_similarity=sparse.load_npz(bundle / "item_similarity.npz").tocsr(),
+            markov=sparse.load_npz(bundle / "markov.npz").tocsr(),
+        )

@@ -1,0 +1,100 @@
+"""The ranking service's copy of the item catalog, kept fresh from the embedding service's
+`ListItems`, so that an item upserted minutes ago can be recommended.
+
+Only changes are fetched after the first sync (the catalog numbers its changes); when the
+embedding service restarted, its catalog id changes and the mirror lists everything again.
+When the embedding service cannot be reached, the mirror keeps what it has and reports
+itself stale after a while.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from dataclasses import dataclass
+
+import grpc
+import numpy as np
+
+from evorec.v1 import embedding_pb2, embedding_pb2_grpc
+
+log = logging.getLogger("evorec.ranking")
+OK = embedding_pb2.VECTOR_STATUS_OK
+
+
+@dataclass(frozen=True)
+class MirroredItem:
+    """What ranking needs of a catalog item."""
+
+    item_id: str
+    title: str
+    topic_id: str
+    # The SIF text vector (unit length), or None without usable text.
+    vector: np.ndarray | None
+
+
+class CatalogMirror:
+    """Items by id, as of `revision` of the catalog `catalog_id`."""
+
+    def __init__(
+        self, stub: embedding_pb2_grpc.EmbeddingServiceAsyncStub, stale_after_s: float
+    ) -> None:
+        self.stub = stub
+        self.stale_after_s = stale_after_s
+        self.items: dict[str, MirroredItem] = {}
+        self.revision = 0
+        self.catalog_id = ""
+        # Counts the syncs that changed something, so that derived tables know to rebuild.
+        self.generation = 0
+        self.last_success: float | None = None
+
+    @property
+    def stale(self) -> bool:
+        return (
+            self.last_success is None or time.monotonic() - self.last_success > self.stale_after_s
+        )
+
+    async def sync(self) -> None:
+        """Fetches every change since the last sync; raises grpc.aio.AioRpcError when the
+        embedding service cannot answer."""
+        changed = False
+        while True:
+            request = embedding_pb2.ListItemsRequest(
+                after_revision=self.revision, catalog_id=self.catalog_id
+            )
+            try:
+                response = await self.stub.ListItems(request)
+            except grpc.aio.AioRpcError as error:
+                if error.code() != grpc.StatusCode.FAILED_PRECONDITION or not self.catalog_id:
+                    raise
+                log.info("the catalog restarted: listing it again")
+                self.items, self.revision, self.catalog_id = {}, 0, ""
+                changed = True
+                continue
+            for entry in response.items:
+                vector = entry.vector
+                self.items[entry.item.item_id] = MirroredItem(
+                    item_id=entry.item.item_id,
+                    title=entry.item.title,
+                    topic_id=entry.vector.topic_id or entry.item.topic_id,
+                    vector=np.asarray(vector.vector.values, dtype=np.float32)
+                    if vector.status == OK
+                    else None,
+                )
+            changed = changed or bool(response.items)
+            self.revision, self.catalog_id = response.revision, response.catalog_id
+            if not response.has_more:
+                break
+        self.last_success = time.monotonic()
+        if changed:
+            self.generation += 1
+
+    async def watch(self, interval_s: float) -> None:
+        """Syncs every `interval_s` until cancelled; failures are logged, not raised."""
+        while True:
+            try:
+                await self.sync()
+            except grpc.aio.AioRpcError as error:
+                log.warning("cannot reach the catalog: %s", error.details() or error.code().name)
+            await asyncio.sleep(interval_s)

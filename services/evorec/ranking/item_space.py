@@ -1,0 +1,64 @@
+"""Every recommendable item in one index space: the model version's items first (indexes
+1..n, as the encoder was trained), then the catalog's items that arrived after training.
+
+A new item has no trained id embedding, so its encoder-space vector is its text vector
+through the model's own text projection (`t @ W`), exactly what a trained item's vector is
+without its id part: the model learned to score such items, through id dropout, and the
+same dot product scores them. An id-only model gives new items a zero vector (the text
+neighbours source still proposes them).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from evorec.encoder.bundle import ModelBundle
+from evorec.ranking.catalog import MirroredItem
+
+
+class ItemSpace:
+    """Per-item arrays over the bundle's items and the catalog's newer ones; row 0 is padding."""
+
+    def __init__(self, bundle: ModelBundle, mirrored: dict[str, MirroredItem]) -> None:
+        self.bundle = bundle
+        known = set(bundle.item_ids)
+        new = [item for item_id, item in mirrored.items() if item_id not in known]
+        self.n_model_items = bundle.n_items
+        self.ids = bundle.item_ids + [item.item_id for item in new]
+        self.index = {item_id: i for i, item_id in enumerate(self.ids) if i > 0}
+        self.titles = bundle.titles + [item.title for item in new]
+        topic_ids = bundle.topic_ids + [item.topic_id for item in new]
+        self.topics = sorted(set(topic_ids) - {""})
+        codes = {topic: code for code, topic in enumerate(self.topics)}
+        self.topic_codes = np.array([codes.get(t, -1) for t in topic_ids], dtype=np.int32)
+        self.topic_labels = {t: bundle.topic_labels.get(t, t) for t in self.topics}
+        text_dim = bundle.text_vectors.shape[1]
+        new_text = np.zeros((len(new), text_dim), dtype=np.float32)
+        for row, item in enumerate(new):
+            if item.vector is not None and item.vector.shape == (text_dim,):
+                new_text[row] = item.vector
+        self.text_vectors = np.vstack([bundle.text_vectors, new_text]).astype(np.float32)
+        new_table = (
+            new_text @ bundle.text_projection
+            if bundle.text_projection is not None
+            else np.zeros((len(new), bundle.item_table.shape[1]), dtype=np.float32)
+        )
+        self.table = np.vstack([bundle.item_table, new_table]).astype(np.float32)
+        norms = np.linalg.norm(self.table, axis=1, keepdims=True)
+        self.unit_table = self.table / np.where(norms > 0, norms, 1.0)
+        self.popularity = np.concatenate([bundle.popularity, np.zeros(len(new), dtype=np.float32)])
+
+    def __len__(self) -> int:
+        """Items, padding row included."""
+        return len(self.ids)
+
+    def is_new(self, index: int) -> bool:
+        return index > self.n_model_items
+
+    def topic_of(self, index: int) -> str:
+        code = int(self.topic_codes[index])
+        return self.topics[code] if code >= 0 else ""
+
+    def label(self, index: int) -> str:
+        """The item's title, or its id when it has none."""
+        return self.titles[index] or self.ids[index]

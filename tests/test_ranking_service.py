@@ -1,0 +1,343 @@
+"""RankingService end to end: the four real services on loopback ports over the simulated
+data and a small exported model; the TF Serving path against a PredictionService over the
+same SavedModel."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import shutil
+import time
+from collections import Counter
+from pathlib import Path
+
+import grpc
+import pandas as pd
+import pytest
+from google.protobuf.timestamp_pb2 import Timestamp
+
+from evorec.platform.clients import embedding_client, interest_client, ranking_client
+from evorec.platform.errors import field_violations
+from evorec.v1 import common_pb2, embedding_pb2, interest_pb2, ranking_pb2
+from tests.conftest import Stack
+from tests.prediction_service import start_prediction_service
+
+VIEW = common_pb2.EVENT_TYPE_VIEW
+ENCODER = ranking_pb2.CANDIDATE_SOURCE_ENCODER
+POPULARITY = ranking_pb2.CANDIDATE_SOURCE_POPULARITY
+
+
+def items_by_topic(prepared: Path) -> dict[str, list[str]]:
+    items = pd.read_parquet(prepared / "items.parquet")
+    return {t: group["item_id"].tolist() for t, group in items.groupby("topic_id")}
+
+
+def copy_version(base: Path, source: int, target: int) -> None:
+    """Another version of the model (the same weights), written as export writes one."""
+    staging = base / "encoder" / f".{target}.partial"
+    shutil.copytree(base / "encoder" / str(source), staging)
+    manifest = staging / "assets.extra" / "evorec" / "manifest.json"
+    manifest.write_text(json.dumps({**json.loads(manifest.read_text()), "version": target}))
+    staging.rename(base / "encoder" / str(target))
+
+
+@pytest.fixture
+def base(tmp_path: Path, model_base: Path) -> Path:
+    """A writable copy of the base path with version 1."""
+    shutil.copytree(model_base, tmp_path / "models")
+    return tmp_path / "models"
+
+
+@pytest.fixture
+async def services(
+    stack: Stack, monkeypatch: pytest.MonkeyPatch, prepared: Path, base: Path
+) -> Stack:
+    monkeypatch.setenv("EVOREC_DATASET", str(prepared))
+    monkeypatch.setenv("EVOREC_SERVING__BASE_PATH", str(base))
+    monkeypatch.setenv("EVOREC_SERVING__POLL_INTERVAL_S", "0.2")
+    monkeypatch.setenv("EVOREC_RECOMMEND__CATALOG_POLL_INTERVAL_S", "0.2")
+    for name in ("preprocess", "embedding", "interest"):
+        await stack.start(name)
+    return stack
+
+
+async def ingest(stack: Stack, user: str, items: list[str], start: float) -> None:
+    events = []
+    for number, item in enumerate(items):
+        when = Timestamp()
+        when.FromNanoseconds(int((start + number) * 1e9))
+        events.append(
+            common_pb2.Event(
+                event_id=f"{user}-{start}-{number}",
+                user_id=user,
+                item_id=item,
+                type=VIEW,
+                event_time=when,
+            )
+        )
+    async with interest_client(stack.settings()) as interest:
+        await interest.stub.IngestEvents(interest_pb2.IngestEventsRequest(events=events))
+
+
+async def recommend(stack: Stack, **fields: object) -> ranking_pb2.RecommendResponse:
+    async with ranking_client(stack.settings()) as ranking:
+        return await ranking.stub.Recommend(ranking_pb2.RecommendRequest(**fields))
+
+
+def top_topic(response: ranking_pb2.RecommendResponse) -> tuple[str, int]:
+    return Counter(r.topic_id for r in response.recommendations).most_common(1)[0]
+
+
+async def test_recommendations_follow_the_users_latest_events(
+    services: Stack, prepared: Path
+) -> None:
+    await services.start("ranking")
+    topics = items_by_topic(prepared)
+    first, second = sorted(topics)[0], sorted(topics)[2]
+    now = time.time() - 3600
+    await ingest(services, "newcomer", topics[first][:15], now)
+    before = await recommend(services, user_id="newcomer", k=10, diversity=0.0)
+    assert top_topic(before)[0] == first
+    assert before.model_version == "1"
+    assert not before.cold_start
+    assert ENCODER in before.sources_used
+    assert not before.degraded_sources
+    seen = set(topics[first][:15])
+    assert not seen & {r.item_id for r in before.recommendations}
+    assert all(r.reason and r.sources for r in before.recommendations)
+
+    await ingest(services, "newcomer", topics[second][:25], now + 100)
+    after = await recommend(services, user_id="newcomer", k=10, diversity=0.0)
+    shifted = Counter(r.topic_id for r in after.recommendations)[second]
+    assert shifted > Counter(r.topic_id for r in before.recommendations)[second]
+    assert shifted >= 3
+
+
+async def test_an_item_upserted_after_training_is_recommended(
+    services: Stack, prepared: Path
+) -> None:
+    await services.start("ranking")
+    topics = items_by_topic(prepared)
+    topic = sorted(topics)[1]
+    words = json.loads((prepared / "text" / "topics.json").read_text())["topics"]
+    top_words = next(t["top_words"] for t in words if t["topic_id"] == topic)
+    async with embedding_client(services.settings()) as embedding:
+        upserted = await embedding.stub.UpsertItems(
+            embedding_pb2.UpsertItemsRequest(
+                items=[
+                    embedding_pb2.Item(
+                        item_id="brand-new", title="Brand New", text=" ".join(top_words * 4)
+                    )
+                ]
+            )
+        )
+    assert upserted.items[0].topic_id == topic
+    await ingest(services, "fan", topics[topic][:12], time.time() - 600)
+    deadline = time.monotonic() + 10
+    while True:
+        response = await recommend(services, user_id="fan", k=20)
+        found = [r for r in response.recommendations if r.item_id == "brand-new"]
+        if found or time.monotonic() > deadline:
+            break
+        await asyncio.sleep(0.2)
+    assert found, [r.item_id for r in response.recommendations]
+    assert found[0].topic_id == topic
+    assert found[0].title == "Brand New"
+    assert found[0].reason.startswith("new in")
+
+
+async def test_a_user_without_history_gets_a_cold_start_answer(services: Stack) -> None:
+    await services.start("ranking")
+    response = await recommend(services, user_id="nobody-yet", k=5, diversity=0.0)
+    assert response.cold_start
+    assert list(response.sources_used) == [POPULARITY]
+    assert len(response.recommendations) == 5
+    assert response.recommendations[0].reason.startswith("popular")
+    scores = [r.score for r in response.recommendations]
+    assert scores == sorted(scores, reverse=True)
+
+
+async def test_inline_histories_filters_and_the_model_window(
+    services: Stack, prepared: Path
+) -> None:
+    await services.start("ranking")
+    topics = items_by_topic(prepared)
+    names = sorted(topics)
+    # Longer than the model's window (50): the newest part is used.
+    history = (topics[names[0]] * 10)[:300]
+    items = [ranking_pb2.HistoryItem(item_id=i, type=VIEW) for i in history]
+    response = await recommend(
+        services,
+        history=ranking_pb2.InlineHistory(items=items),
+        k=15,
+        filter=ranking_pb2.RecommendFilter(
+            exclude_topic_ids=[names[0]], exclude_item_ids=[topics[names[1]][0]]
+        ),
+    )
+    assert len(response.recommendations) == 15
+    assert all(r.topic_id != names[0] for r in response.recommendations)
+    assert topics[names[1]][0] not in {r.item_id for r in response.recommendations}
+    only = await recommend(
+        services,
+        history=ranking_pb2.InlineHistory(items=items),
+        k=5,
+        filter=ranking_pb2.RecommendFilter(include_topic_ids=[names[3]]),
+    )
+    assert {r.topic_id for r in only.recommendations} == {names[3]}
+    again = await recommend(services, history=ranking_pb2.InlineHistory(items=items), k=5)
+    assert not {r.item_id for r in again.recommendations} & set(history)
+    with_seen = await recommend(
+        services, history=ranking_pb2.InlineHistory(items=items), k=5, exclude_seen=False
+    )
+    assert len(with_seen.recommendations) == 5
+
+
+@pytest.mark.parametrize(
+    ("fields", "code", "field"),
+    [
+        ({"user_id": "u", "k": 0}, grpc.StatusCode.INVALID_ARGUMENT, "k"),
+        ({"user_id": "u", "k": 1001}, grpc.StatusCode.INVALID_ARGUMENT, "k"),
+        ({"user_id": "u", "diversity": 1.5}, grpc.StatusCode.INVALID_ARGUMENT, "diversity"),
+        ({}, grpc.StatusCode.INVALID_ARGUMENT, "user_id"),
+        ({"user_id": "x" * 129}, grpc.StatusCode.INVALID_ARGUMENT, "user_id"),
+        (
+            {"history": ranking_pb2.InlineHistory(items=[])},
+            grpc.StatusCode.INVALID_ARGUMENT,
+            "history.items",
+        ),
+        (
+            {"history": ranking_pb2.InlineHistory(items=[ranking_pb2.HistoryItem(item_id="?")])},
+            grpc.StatusCode.INVALID_ARGUMENT,
+            "history.items[0].item_id",
+        ),
+        (
+            {"user_id": "u", "filter": ranking_pb2.RecommendFilter(exclude_item_ids=["?"])},
+            grpc.StatusCode.INVALID_ARGUMENT,
+            "filter.exclude_item_ids[0]",
+        ),
+        (
+            {"user_id": "u", "filter": ranking_pb2.RecommendFilter(include_topic_ids=["?"])},
+            grpc.StatusCode.INVALID_ARGUMENT,
+            "filter.include_topic_ids[0]",
+        ),
+        (
+            {
+                "user_id": "u",
+                "filter": ranking_pb2.RecommendFilter(exclude_item_ids=["i1"] * 10_001),
+            },
+            grpc.StatusCode.RESOURCE_EXHAUSTED,
+            "filter.exclude_item_ids",
+        ),
+    ],
+)
+async def test_bad_requests_name_the_field(
+    services: Stack, fields: dict[str, object], code: grpc.StatusCode, field: str
+) -> None:
+    await services.start("ranking")
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await recommend(services, **fields)
+    assert caught.value.code() == code
+    assert field in [v.field for v in field_violations(caught.value)]
+
+
+async def test_batches_answer_per_user_and_name_the_bad_request(
+    services: Stack, prepared: Path
+) -> None:
+    await services.start("ranking")
+    topics = items_by_topic(prepared)
+    names = sorted(topics)
+    for number, name in enumerate(names[:3]):
+        await ingest(services, f"batch-{number}", topics[name][:10], time.time() - 900)
+    requests = [ranking_pb2.RecommendRequest(user_id=f"batch-{n}", k=5) for n in range(3)]
+    async with ranking_client(services.settings()) as ranking:
+        batch = await ranking.stub.RecommendBatch(
+            ranking_pb2.RecommendBatchRequest(requests=requests)
+        )
+        assert [top_topic(r)[0] for r in batch.responses] == names[:3]
+        single = await ranking.stub.Recommend(requests[1])
+        assert [r.item_id for r in single.recommendations] == [
+            r.item_id for r in batch.responses[1].recommendations
+        ]
+        with pytest.raises(grpc.aio.AioRpcError) as caught:
+            await ranking.stub.RecommendBatch(
+                ranking_pb2.RecommendBatchRequest(
+                    requests=[requests[0], ranking_pb2.RecommendRequest(user_id="u", k=-1)]
+                )
+            )
+        assert [v.field for v in field_violations(caught.value)] == ["requests[1].k"]
+        with pytest.raises(grpc.aio.AioRpcError) as caught:
+            await ranking.stub.RecommendBatch(
+                ranking_pb2.RecommendBatchRequest(requests=[requests[0]] * 257)
+            )
+        assert caught.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+
+
+async def test_a_new_model_version_is_served_without_a_restart(
+    services: Stack, base: Path, prepared: Path
+) -> None:
+    await services.start("ranking")
+    items = items_by_topic(prepared)[sorted(items_by_topic(prepared))[0]][:5]
+    history = ranking_pb2.InlineHistory(items=[ranking_pb2.HistoryItem(item_id=i) for i in items])
+    assert (await recommend(services, history=history)).model_version == "1"
+    (base / "encoder" / ".2.partial").mkdir()  # a version being written is not picked up
+    await asyncio.sleep(0.5)
+    assert (await recommend(services, history=history)).model_version == "1"
+    shutil.rmtree(base / "encoder" / ".2.partial")
+    copy_version(base, 1, 2)
+    deadline = time.monotonic() + 10
+    while (await recommend(services, history=history)).model_version != "2":
+        assert time.monotonic() < deadline, "version 2 was not picked up"
+        await asyncio.sleep(0.1)
+
+
+async def test_without_the_interest_service_the_answer_degrades(services: Stack) -> None:
+    await services.start("ranking")
+    await services.stop("interest")
+    response = await recommend(services, user_id="someone", k=5)
+    assert len(response.recommendations) == 5
+    assert list(response.sources_used) == [POPULARITY]
+    assert ENCODER in response.degraded_sources
+    assert not response.cold_start
+
+
+async def test_the_tf_serving_backend_matches_in_process_routes_labels_and_degrades(
+    services: Stack, monkeypatch: pytest.MonkeyPatch, base: Path, prepared: Path
+) -> None:
+    topics = items_by_topic(prepared)
+    history = ranking_pb2.InlineHistory(
+        items=[ranking_pb2.HistoryItem(item_id=i) for i in topics[sorted(topics)[2]][:20]]
+    )
+    await services.start("ranking")
+    in_process = await recommend(services, history=history, k=10)
+    await services.stop("ranking")
+
+    copy_version(base, 1, 2)
+    server, port, servicer = await start_prediction_service(base, {"stable": 1, "canary": 2})
+    try:
+        monkeypatch.setenv("EVOREC_SERVING__BACKEND", "tf_serving")
+        monkeypatch.setenv("EVOREC_SERVING__TF_SERVING_TARGET", f"127.0.0.1:{port}")
+        monkeypatch.setenv("EVOREC_SERVING__VERSION_LABEL", "stable")
+        monkeypatch.setenv("EVOREC_RANKING__PORT", "0")
+        await services.start("ranking")
+        served = await recommend(services, history=history, k=10)
+        assert served.model_version == "1"
+        assert [r.item_id for r in served.recommendations] == [
+            r.item_id for r in in_process.recommendations
+        ]
+        assert [r.score for r in served.recommendations] == pytest.approx(
+            [r.score for r in in_process.recommendations]
+        )
+        assert servicer.requests[-1].model_spec.version.value == 1
+        await services.stop("ranking")
+
+        monkeypatch.setenv("EVOREC_SERVING__VERSION_LABEL", "canary")
+        await services.start("ranking")
+        assert (await recommend(services, history=history)).model_version == "2"
+        assert servicer.requests[-1].model_spec.version.value == 2
+    finally:
+        await server.stop(None)
+    degraded = await recommend(services, history=history, k=10)
+    assert ENCODER in degraded.degraded_sources
+    assert degraded.model_version == ""
+    assert len(degraded.recommendations) == 10
+    assert ENCODER not in degraded.sources_used
