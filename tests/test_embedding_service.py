@@ -223,3 +223,54 @@ async def test_topics_are_listed_largest_first_page_by_page(
     with pytest.raises(grpc.aio.AioRpcError) as raised:
         await embedding.ListTopics(pb.ListTopicsRequest(page_token="forged"))
     assert raised.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+
+
+async def test_catalog_changes_are_listed_in_order_and_a_restart_is_detected(
+    embedding: embedding_pb2_grpc.EmbeddingServiceAsyncStub,
+    prepared: Path,
+    synthetic: SyntheticDataset,
+    stack: Stack,
+) -> None:
+    items = items_by_topic(prepared)
+    pages = [await embedding.ListItems(pb.ListItemsRequest(page_size=100))]
+    while pages[-1].has_more:
+        pages.append(
+            await embedding.ListItems(
+                pb.ListItemsRequest(
+                    page_size=100,
+                    after_revision=pages[-1].revision,
+                    catalog_id=pages[-1].catalog_id,
+                )
+            )
+        )
+    listed = [entry for page in pages for entry in page.items]
+    assert [e.item.item_id for e in listed] == items["item_id"].tolist()
+    assert [e.revision for e in listed] == list(range(1, len(items) + 1))
+    assert listed[0].vector.status == pb.VECTOR_STATUS_OK
+    assert len(listed[0].vector.vector.values) == pages[0].dimension
+    assert not listed[0].item.text  # left out of listings
+
+    await embedding.UpsertItems(
+        pb.UpsertItemsRequest(items=[pb.Item(item_id="late", text=topic_text(synthetic, 1))])
+    )
+    changes = await embedding.ListItems(
+        pb.ListItemsRequest(after_revision=pages[-1].revision, catalog_id=pages[-1].catalog_id)
+    )
+    assert [e.item.item_id for e in changes.items] == ["late"]
+    assert not changes.has_more
+    assert changes.revision == pages[-1].revision + 1
+
+    await stack.stop("embedding")
+    server = await stack.start("embedding")
+    async with channel(server.port) as ch:
+        restarted = embedding_pb2_grpc.EmbeddingServiceStub(ch)
+        with pytest.raises(grpc.aio.AioRpcError) as raised:
+            await restarted.ListItems(
+                pb.ListItemsRequest(after_revision=changes.revision, catalog_id=changes.catalog_id)
+            )
+        assert raised.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+        again = await restarted.ListItems(pb.ListItemsRequest(page_size=1000))
+        assert "late" in {e.item.item_id for e in again.items}
+        with pytest.raises(grpc.aio.AioRpcError) as raised:
+            await restarted.ListItems(pb.ListItemsRequest(page_size=1001))
+        assert raised.value.code() == grpc.StatusCode.INVALID_ARGUMENT

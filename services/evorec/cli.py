@@ -39,6 +39,7 @@ app = typer.Typer(
 app.add_typer(data_app, name="data")
 app.command()(model_cli.train)
 app.command()(model_cli.evaluate)
+app.command()(model_cli.export)
 console = Console()
 
 ConfigOption = Annotated[
@@ -85,6 +86,7 @@ def up(
     """Run all four services on embedded defaults, one process each; Ctrl-C stops them."""
     settings = load_settings(config)
     _ensure_dataset(settings)
+    _ensure_model(settings)
     env = dict(os.environ)
     env.setdefault("EVOREC_LOG_FORMAT", "text")
     if config is not None:
@@ -180,6 +182,11 @@ def health(
         raise typer.Exit(1)
 
 
+# `evorec up` trains a quick model when there is none: minutes matter more than the last
+# point of NDCG there (`evorec train` has the full defaults).
+UP_TRAINING = {"epochs": 30, "patience": 5}
+
+
 def _ensure_dataset(settings: Settings) -> None:
     """Makes the embedded default dataset (simulated) when none is configured or there yet."""
     from evorec.data.artifacts import DatasetLayout
@@ -197,6 +204,26 @@ def _ensure_dataset(settings: Settings) -> None:
             settings.dataset_path, settings.data_dir / "raw" / "synthetic", progress=status.update
         )
     console.print(f"prepared the embedded default dataset at {settings.dataset_path}")
+
+
+def _ensure_model(settings: Settings) -> None:
+    """Trains and exports the embedded default model when the base path holds no version
+    (with TF Serving as the backend, the model is TF Serving's to load, and left alone)."""
+    from evorec.encoder.bundle import model_versions
+
+    model_dir = settings.serving.model_dir(settings.data_dir)
+    if model_versions(model_dir) or settings.serving.backend == "tf_serving":
+        return
+    from evorec.data.artifacts import DatasetLayout
+
+    console.print(f"no model under {model_dir} yet: training one on {settings.dataset_path}")
+    model_cli.train_and_export(
+        DatasetLayout(settings.dataset_path),
+        "transformer-text",
+        {**model_cli.DEFAULT_OPTIONS, **UP_TRAINING},
+        model_dir.parent,
+        model_dir.name,
+    )
 
 
 def _check_health(name: str, settings: Settings, timeout: float) -> str:

@@ -94,26 +94,46 @@ def train(
     seed: int = 0,
     name: Annotated[str, typer.Option(help="Model name under the export base path.")] = "encoder",
     out: Annotated[
-        Path | None, typer.Option(help="Export base path (default: <data_dir>/models).")
+        Path | None,
+        typer.Option(help="Export base path (default: serving.base_path, else <data_dir>/models)."),
     ] = None,
     checkpoints: Annotated[Path | None, typer.Option(help="Resumable checkpoints here.")] = None,
     config: ConfigOption = None,
 ) -> None:
     """Train a sequence encoder, report its test metrics, export it for TF Serving."""
     from evorec.data.artifacts import DatasetLayout
-    from evorec.encoder.export import export_model
-    from evorec.evaluation.protocol import test_metrics
-    from evorec.evaluation.sequences import LeaveOneOut
 
     settings = load_settings(config)
-    layout = DatasetLayout(dataset or settings.dataset_path)
-    data = LeaveOneOut.load(layout)
-    full_name = f"{model}-text" if text else model
     options = dict(
         epochs=epochs, batch_size=batch_size, learning_rate=learning_rate, patience=patience,
         dim=dim, max_len=max_len, blocks=blocks, dropout=dropout, loss=loss, seed=seed,
         checkpoints=checkpoints,
     )  # fmt: skip
+    train_and_export(
+        DatasetLayout(dataset or settings.dataset_path),
+        f"{model}-text" if text else model,
+        options,
+        out or settings.serving.model_dir(settings.data_dir).parent,
+        name,
+    )
+
+
+DEFAULT_OPTIONS: dict[str, Any] = dict(
+    epochs=200, batch_size=64, learning_rate=1e-3, patience=10, dim=64, max_len=200, blocks=2,
+    dropout=0.2, loss="full", seed=0,
+)  # fmt: skip
+
+
+def train_and_export(
+    layout: Any, full_name: str, options: dict[str, Any], base: Path, name: str
+) -> Path:
+    """Trains `full_name` (`transformer-text`, ...) on `layout`, prints its test metrics and
+    exports it as the next version under `<base>/<name>/`; returns the version folder."""
+    from evorec.encoder.export import export_model
+    from evorec.evaluation.protocol import test_metrics
+    from evorec.evaluation.sequences import LeaveOneOut
+
+    data = LeaveOneOut.load(layout)
     trainer, result = fit_encoder(full_name, layout, data, options)
     metrics = test_metrics(trainer.scores(data.test_input), data, layout)
     details = {
@@ -124,7 +144,7 @@ def train(
         "peak_memory_mb": round(result.peak_memory_mb),
         "metrics": {"valid": result.valid, "test": metrics},
     }
-    path = export_model(trainer.model, layout, out or settings.data_dir / "models", name, details)
+    path = export_model(trainer.model, layout, base, name, details)
     table = Table(
         "metric", "test", title=f"{full_name} on {layout.root.name} (seen items excluded)"
     )
@@ -136,6 +156,7 @@ def train(
         f"{details['seconds_per_epoch']} s/epoch, peak memory {details['peak_memory_mb']} MB"
     )
     console.print(f"exported to {path}")
+    return path
 
 
 def evaluate(
@@ -162,10 +183,7 @@ def evaluate(
     curves: dict[str, list[float]] = {}
 
     def train_encoder(name: str, seed: int, data: Any) -> tuple[Any, dict[str, Any]]:
-        options = dict(
-            epochs=epochs, batch_size=64, learning_rate=1e-3, patience=patience, dim=64,
-            max_len=200, blocks=2, dropout=0.2, loss="full", seed=seed,
-        )  # fmt: skip
+        options = {**DEFAULT_OPTIONS, "epochs": epochs, "patience": patience, "seed": seed}
         trainer, result = fit_encoder(name, layout, data, options)
         curves[f"{name} seed {seed}"] = [r.valid_ndcg10 for r in result.history]
         return trainer.scores, {
@@ -213,3 +231,39 @@ def evaluate(
 
         plots.mkdir(parents=True, exist_ok=True)
         plot_curves(curves, plots / "training.png")
+
+
+def export(
+    version_dir: Annotated[
+        Path | None,
+        typer.Argument(
+            help="An exported version folder (default: the newest under <data_dir>/models)."
+        ),
+    ] = None,
+    base: Annotated[Path, typer.Option(help="TF Serving's base path to publish into.")] = Path(
+        "serving/models"
+    ),
+    label: Annotated[
+        str | None, typer.Option(help="Point this version label (stable, canary) at it.")
+    ] = None,
+    model_config: Annotated[
+        Path, typer.Option(help="TF Serving's model config file whose label it sets.")
+    ] = Path("serving/models.config"),
+    config: ConfigOption = None,
+) -> None:
+    """Publish an exported model version into TF Serving's base path (and set a label)."""
+    from evorec.encoder.bundle import model_versions
+    from evorec.encoder.publish import publish, set_version_label
+
+    settings = load_settings(config)
+    if version_dir is None:
+        model_dir = settings.serving.model_dir(settings.data_dir)
+        versions = model_versions(model_dir)
+        if not versions:
+            raise RuntimeError(f"no exported version under {model_dir}: run `evorec train`")
+        version_dir = model_dir / str(versions[-1])
+    target = publish(version_dir, base)
+    console.print(f"published {version_dir} as {target}")
+    if label is not None:
+        set_version_label(model_config, target.parent.name, label, int(target.name))
+        console.print(f"{model_config}: label {label} -> version {target.name}")

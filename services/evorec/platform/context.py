@@ -12,6 +12,9 @@ import uuid
 from contextvars import ContextVar
 
 REQUEST_ID_KEY = "x-request-id"
+# Marks the calls a background poller repeats every few seconds ("1"); the access log keeps
+# their successes at DEBUG.
+POLL_KEY = "x-evorec-poll"
 
 request_id: ContextVar[str | None] = ContextVar("evorec_request_id", default=None)
 # The inbound call's deadline, as a time.monotonic() instant; None when the caller set none.

@@ -46,6 +46,7 @@ class _Call:
 
     def __enter__(self) -> _Call:
         metadata = dict(self.servicer_context.invocation_metadata() or ())
+        self.polling = metadata.get(context.POLL_KEY) == "1"
         raw_id = metadata.get(context.REQUEST_ID_KEY)
         request_id = raw_id if isinstance(raw_id, str) and 0 < len(raw_id) <= 128 else None
         self._tokens = (
@@ -83,8 +84,12 @@ class _Call:
         self.metrics.in_flight.labels(*self.labels).dec()
         self.metrics.handled.labels(*self.labels, self.code.name).inc()
         self.metrics.handling_seconds.labels(*self.labels).observe(elapsed)
-        # Health probes and reflection (grpc.* services) would drown the access log.
-        level = logging.DEBUG if self.labels[1].startswith("grpc.") else logging.INFO
+        # Health probes, reflection (grpc.* services) and the successful calls of pollers
+        # would drown the access log.
+        quiet = self.labels[1].startswith("grpc.") or (
+            self.polling and self.code == grpc.StatusCode.OK
+        )
+        level = logging.DEBUG if quiet else logging.INFO
         log.log(
             level,
             "rpc %s/%s %s %.1f ms",

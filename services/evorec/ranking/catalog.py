@@ -17,10 +17,12 @@ from dataclasses import dataclass
 import grpc
 import numpy as np
 
+from evorec.platform import context
 from evorec.v1 import embedding_pb2, embedding_pb2_grpc
 
 log = logging.getLogger("evorec.ranking")
 OK = embedding_pb2.VECTOR_STATUS_OK
+POLL_METADATA = ((context.POLL_KEY, "1"),)
 
 
 @dataclass(frozen=True)
@@ -64,7 +66,7 @@ class CatalogMirror:
                 after_revision=self.revision, catalog_id=self.catalog_id
             )
             try:
-                response = await self.stub.ListItems(request)
+                response = await self.stub.ListItems(request, metadata=POLL_METADATA)
             except grpc.aio.AioRpcError as error:
                 if error.code() != grpc.StatusCode.FAILED_PRECONDITION or not self.catalog_id:
                     raise

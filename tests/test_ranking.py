@@ -1,0 +1,181 @@
+"""The ranking pieces on their own: MMR, filters and blending over a small item space, the
+batcher, and publishing a version into TF Serving's base path."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import numpy as np
+import pytest
+from google.protobuf import text_format
+from tensorflow_serving.config import model_server_config_pb2
+
+from evorec.encoder.backends import Batcher, right_padded
+from evorec.encoder.bundle import ModelBundle, model_versions
+from evorec.encoder.publish import publish, set_version_label
+from evorec.platform.config import RecommendSettings
+from evorec.ranking.catalog import MirroredItem
+from evorec.ranking.item_space import ItemSpace
+from evorec.ranking.recommender import (
+    ENCODER,
+    POPULARITY,
+    Query,
+    best,
+    mmr,
+    recent_items,
+    recommend,
+)
+
+
+def test_mmr_without_diversity_is_relevance_order() -> None:
+    vectors = np.eye(4)
+    relevance = np.array([0.1, 0.9, 0.5, 0.7])
+    assert mmr(np.arange(4), relevance, vectors, k=3, diversity=0.0) == [1, 3, 2]
+
+
+def test_mmr_skips_a_near_duplicate_of_what_it_picked() -> None:
+    # Items 0 and 1 point the same way; 2 is orthogonal and a little less relevant.
+    vectors = np.array([[1.0, 0.0], [1.0, 0.0], [0.0, 1.0]])
+    relevance = np.array([1.0, 0.95, 0.8])
+    assert mmr(np.arange(3), relevance, vectors, k=2, diversity=0.0) == [0, 1]
+    assert mmr(np.arange(3), relevance, vectors, k=2, diversity=0.5) == [0, 2]
+
+
+def test_best_keeps_allowed_items_in_score_order() -> None:
+    scores = np.array([9.0, 1.0, 5.0, 3.0, 0.0])
+    allowed = np.array([False, True, True, False, True])
+    assert best(scores, allowed, 10).tolist() == [2, 1, 4]
+    assert best(scores, allowed, 10, positive=True).tolist() == [2, 1]
+    assert best(scores, allowed, 1).tolist() == [2]
+
+
+def test_recent_items_are_distinct_newest_first() -> None:
+    assert recent_items(np.array([1, 2, 3, 2, 4]), limit=3).tolist() == [4, 2, 3]
+
+
+@pytest.fixture(scope="module")
+def bundle(model_base: Path) -> ModelBundle:
+    return ModelBundle.load(model_base / "encoder" / "1")
+
+
+def test_the_bundle_holds_every_item_and_the_fallback_sources(bundle: ModelBundle) -> None:
+    n = bundle.n_items
+    assert bundle.item_table.shape[0] == n + 1
+    assert bundle.text_vectors.shape[0] == n + 1
+    assert bundle.text_projection is not None
+    assert bundle.popularity.shape == (n + 1,)
+    assert bundle.item_similarity.shape == bundle.markov.shape == (n + 1, n + 1)
+    assert bundle.item_similarity.getnnz(axis=1).max() <= 50
+    rows = np.asarray(bundle.markov.sum(axis=1)).ravel()
+    assert np.all(rows < 1 + 1e-5)  # transition probabilities, pruned to the top 50
+
+
+def test_a_new_item_is_projected_into_encoder_space(bundle: ModelBundle) -> None:
+    text = bundle.text_vectors[3]
+    space = ItemSpace(bundle, {"fresh": MirroredItem("fresh", "Fresh", "t1", text)})
+    fresh = space.index["fresh"]
+    assert fresh == bundle.n_items + 1
+    assert space.is_new(fresh)
+    assert bundle.text_projection is not None
+    np.testing.assert_allclose(space.table[fresh], text @ bundle.text_projection, rtol=1e-5)
+    assert space.topic_of(fresh) == "t1"
+    assert space.label(fresh) == "Fresh"
+
+
+def test_an_empty_history_is_answered_by_popularity(bundle: ModelBundle) -> None:
+    space = ItemSpace(bundle, {})
+    query = Query(
+        history=np.zeros(0, np.int64), event_types=np.zeros(0, np.int32), k=5, diversity=0
+    )
+    answer = recommend(space, query, None, RecommendSettings())
+    assert answer.cold_start
+    assert answer.sources_used == [POPULARITY]
+    expected = np.argsort(-bundle.popularity[1:], kind="stable")[:5] + 1
+    assert [r.index for r in answer.items] == expected.tolist()
+
+
+def test_the_encoder_leads_and_filters_hold(bundle: ModelBundle) -> None:
+    space = ItemSpace(bundle, {})
+    history = np.array([1, 2, 3])
+    user = space.table[10]  # a user vector pointing at item 10
+    query = Query(history=history, event_types=np.ones(3, np.int32), k=10, diversity=0)
+    answer = recommend(space, query, user, RecommendSettings())
+    assert ENCODER in answer.sources_used
+    assert not {1, 2, 3} & {r.index for r in answer.items}
+    assert answer.items[0].sources[0] == ENCODER
+    topic = space.topic_of(answer.items[0].index)
+    filtered = recommend(
+        space,
+        Query(history=history, event_types=np.ones(3, np.int32), k=10, diversity=0,
+              exclude_topics=[topic]),
+        user,
+        RecommendSettings(),
+    )  # fmt: skip
+    assert topic not in {space.topic_of(r.index) for r in filtered.items}
+
+
+def test_right_padding_keeps_lengths() -> None:
+    batch, length = right_padded([np.array([4, 5]), np.array([7])])
+    assert batch.tolist() == [[4, 5], [7, 0]]
+    assert length.tolist() == [2, 1]
+
+
+async def test_the_batcher_gathers_concurrent_requests_into_one_call() -> None:
+    calls: list[tuple[int, int]] = []
+
+    async def run(
+        history: np.ndarray, length: np.ndarray, version: int, limit: float | None
+    ) -> tuple[np.ndarray, int]:
+        calls.append((len(history), version))
+        await asyncio.sleep(0.01)
+        return history[:, :1].astype(np.float32), version
+
+    batcher = Batcher(run, max_batch=8, window_s=0.005)
+    results = await asyncio.gather(
+        *(batcher.user_vector(np.array([n + 1]), 1, None) for n in range(20))
+    )
+    await batcher.close()
+    assert [float(vector[0]) for vector, _ in results] == [n + 1 for n in range(20)]
+    assert sum(size for size, _ in calls) == 20
+    assert max(size for size, _ in calls) == 8
+    assert len(calls) <= 4
+
+
+async def test_the_batcher_fails_every_caller_of_a_failed_call() -> None:
+    async def run(*args: object) -> tuple[np.ndarray, int]:
+        raise ConnectionError("model down")
+
+    batcher = Batcher(run, max_batch=4, window_s=0)
+    outcomes = await asyncio.gather(
+        *(batcher.user_vector(np.array([1]), 1, 1.0) for _ in range(3)), return_exceptions=True
+    )
+    await batcher.close()
+    assert all(isinstance(o, ConnectionError) for o in outcomes)
+
+
+def test_publishing_copies_a_version_and_sets_a_label(model_base: Path, tmp_path: Path) -> None:
+    base = tmp_path / "serving" / "models"
+    target = publish(model_base / "encoder" / "1", base)
+    assert target == base / "encoder" / "1"
+    assert model_versions(base / "encoder") == [1]
+    with pytest.raises(FileExistsError):
+        publish(model_base / "encoder" / "1", base)
+    config_file = tmp_path / "serving" / "models.config"
+    set_version_label(config_file, "encoder", "canary", 1)
+    set_version_label(config_file, "encoder", "stable", 1)
+    config = text_format.Parse(config_file.read_text(), model_server_config_pb2.ModelServerConfig())
+    model = config.model_config_list.config[0]
+    assert model.name == "encoder"
+    assert model.base_path == "/models/encoder"
+    assert dict(model.version_labels) == {"canary": 1, "stable": 1}
+    assert list(model.model_version_policy.specific.versions) == [1]
+
+
+def test_the_shipped_model_config_parses() -> None:
+    root = Path(__file__).resolve().parent.parent
+    config = text_format.Parse(
+        (root / "serving" / "models.config").read_text(),
+        model_server_config_pb2.ModelServerConfig(),
+    )
+    assert config.model_config_list.config[0].version_labels["stable"] == 1
