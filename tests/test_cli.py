@@ -97,6 +97,11 @@ def calls_across_services(env: dict[str, str]) -> None:
         )
         assert ingested.summary.accepted_count == 1
         assert ingested.summary.unknown_item_count == 0
+    # ranking -> interest, with the model `evorec up` trained
+    shown = evorec("recommend", "u", "-k", "5", env=env)
+    assert shown.returncode == 0, shown.stderr
+    assert "model version 1" in shown.stdout
+    assert shown.stdout.count("because you") + shown.stdout.count("often chosen") >= 1
 
 
 def test_up_starts_all_four_services_and_ctrl_c_stops_them(env: dict[str, str]) -> None:
@@ -111,7 +116,7 @@ def test_up_starts_all_four_services_and_ctrl_c_stops_them(env: dict[str, str]) 
     try:
         assert process.stdout is not None
         printed = []
-        deadline = time.monotonic() + 90
+        deadline = time.monotonic() + 300  # it simulates data and trains a model first
         while not any("all services up" in line for line in printed):
             assert time.monotonic() < deadline, "".join(printed)
             assert process.poll() is None, "".join(printed)

@@ -116,6 +116,44 @@ def up(
 
 
 @app.command()
+def recommend(
+    user: Annotated[str, typer.Argument(help="The user id.")],
+    k: Annotated[int, typer.Option("-k", help="How many items.")] = 10,
+    diversity: Annotated[
+        float | None, typer.Option(help="MMR strength, 0 to 1 (default: the server's).")
+    ] = None,
+    config: ConfigOption = None,
+) -> None:
+    """Ask the ranking service what USER should see now, and print it."""
+    from evorec.ranking.recommender import source_name
+    from evorec.v1 import ranking_pb2, ranking_pb2_grpc
+
+    settings = load_settings(config)
+    with grpc.insecure_channel(settings.ranking.target) as channel:
+        try:
+            response = ranking_pb2_grpc.RankingServiceStub(channel).Recommend(
+                ranking_pb2.RecommendRequest(user_id=user, k=k, diversity=diversity),
+                timeout=settings.client.default_timeout_s,
+            )
+        except grpc.RpcError as error:
+            raise RuntimeError(f"RankingService: {error.code().name}: {error.details()}") from error
+    table = Table("#", "item", "title", "topic", "score", "sources", "reason")
+    for number, item in enumerate(response.recommendations, 1):
+        table.add_row(
+            str(number), item.item_id, item.title, item.topic_id, f"{item.score:.4f}",
+            ", ".join(source_name(s) for s in item.sources), item.reason,
+        )  # fmt: skip
+    console.print(table)
+    notes = [f"model version {response.model_version}" if response.model_version else "no model"]
+    if response.cold_start:
+        notes.append("cold start")
+    if response.degraded_sources:
+        missing = ", ".join(source_name(s) for s in response.degraded_sources)
+        notes.append(f"degraded: {missing}")
+    console.print("; ".join(notes))
+
+
+@app.command()
 def profile(
     user: Annotated[str, typer.Argument(help="The user id.")],
     out: Annotated[

@@ -41,6 +41,12 @@ TEXT_NEIGHBOURS = ranking_pb2.CANDIDATE_SOURCE_TEXT_NEIGHBOURS
 POPULARITY = ranking_pb2.CANDIDATE_SOURCE_POPULARITY
 PERSONAL_SOURCES = (ENCODER, ITEM_SIMILARITY, MARKOV, TEXT_NEIGHBOURS)
 
+
+def source_name(source: int) -> str:
+    """`encoder`, `item_similarity`, ... for a CandidateSource value."""
+    return ranking_pb2.CandidateSource.Name(source).removeprefix("CANDIDATE_SOURCE_").lower()  # type: ignore[arg-type]
+
+
 _DID: dict[int, str] = {
     common_pb2.EVENT_TYPE_VIEW: "viewed",
     common_pb2.EVENT_TYPE_CLICK: "clicked",

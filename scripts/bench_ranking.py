@@ -1,0 +1,303 @@
+"""Benchmarks of the ranking service: Recommend throughput at saturation, p50/p99 latency at a
+fixed offered load, the bare model beside it, the latency the TF Serving path adds, and the
+start-up time of `evorec up`.
+
+    .venv/bin/python scripts/bench_ranking.py [--seconds 20] [--rate 200]
+
+A simulated catalog of 10,000 items and 1,000 users with 200 events each is prepared, a
+transformer with text (d=64, 2 blocks, max length 200: the reported architecture; two epochs,
+since speed, not accuracy, is measured) is trained and exported, the users' events are
+ingested, and the four services run as `evorec serve` processes; the load comes from this
+process over loopback (k=10, users drawn at random), so client and services share the
+machine's cores. The TF Serving path is measured against tests/prediction_service.py (the
+PredictionService stand-in of the tests, over the same SavedModel, in its own process): the
+TF Serving binary cannot be installed here.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import platform
+import random
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import grpc
+import numpy as np
+import pandas as pd
+
+from evorec.data.artifacts import DatasetLayout
+from evorec.data.synth import SimulatorConfig
+from evorec.model_cli import DEFAULT_OPTIONS, train_and_export
+from evorec.platform.probes import free_port, wait_until_serving
+from evorec.preparation import prepare_synthetic
+from evorec.v1 import common_pb2, interest_pb2, interest_pb2_grpc, ranking_pb2, ranking_pb2_grpc
+
+ROOT = Path(__file__).resolve().parent.parent
+USERS, ITEMS, EVENTS_PER_USER = 1_000, 10_000, 200
+STAND_IN = """
+import asyncio, sys
+from pathlib import Path
+from tests.prediction_service import start_prediction_service
+
+async def main():
+    server, port, _ = await start_prediction_service(Path(sys.argv[1]), port=int(sys.argv[2]))
+    await server.wait_for_termination()
+
+asyncio.run(main())
+"""
+
+
+def percentile(values: list[float], share: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(share * len(ordered)))]
+
+
+class Services:
+    """The four services as `evorec serve` processes on free ports."""
+
+    def __init__(self, env: dict[str, str]) -> None:
+        self.env = dict(env)
+        self.processes: dict[str, subprocess.Popen[bytes]] = {}
+
+    def start(self, name: str) -> None:
+        self.env[f"EVOREC_{name.upper()}__PORT"] = str(free_port())
+        self.env[f"EVOREC_{name.upper()}__METRICS_PORT"] = "0"
+        process = subprocess.Popen([sys.executable, "-m", "evorec", "serve", name], env=self.env)
+        self.processes[name] = process
+        wait_until_serving(self.target(name), process=process, timeout=300)
+
+    def stop(self, name: str) -> None:
+        process = self.processes.pop(name)
+        process.terminate()
+        process.wait()
+
+    def target(self, name: str) -> str:
+        return f"127.0.0.1:{self.env[f'EVOREC_{name.upper()}__PORT']}"
+
+    def stop_all(self) -> None:
+        for name in reversed(list(self.processes)):
+            self.stop(name)
+
+
+async def ingest(target: str, layout: DatasetLayout) -> None:
+    events = pd.read_parquet(layout.events, columns=["user_id", "item_id", "timestamp"])
+    messages = [
+        common_pb2.Event(
+            event_id=f"e{n}", user_id=user, item_id=item, type=common_pb2.EVENT_TYPE_VIEW,
+            event_time={"seconds": int(when)},
+        )
+        for n, (user, item, when) in enumerate(events.itertuples(index=False))
+    ]  # fmt: skip
+    async with grpc.aio.insecure_channel(target) as channel:
+        stub = interest_pb2_grpc.InterestServiceStub(channel)
+        for start in range(0, len(messages), 1_000):
+            batch = messages[start : start + 1_000]
+            await stub.IngestEvents(interest_pb2.IngestEventsRequest(events=batch))
+
+
+async def saturate(target: str, users: list[str], seconds: float, workers: int) -> dict[str, float]:
+    """`workers` callers back to back: throughput and latency at saturation."""
+    latencies: list[float] = []
+    end = time.perf_counter() + seconds
+    async with grpc.aio.insecure_channel(target) as channel:
+        stub = ranking_pb2_grpc.RankingServiceStub(channel)
+
+        async def worker() -> None:
+            while time.perf_counter() < end:
+                request = ranking_pb2.RecommendRequest(user_id=random.choice(users), k=10)
+                started = time.perf_counter()
+                response = await stub.Recommend(request)
+                latencies.append(time.perf_counter() - started)
+                assert len(response.recommendations) == 10
+                assert not response.degraded_sources
+
+        started = time.perf_counter()
+        await asyncio.gather(*(worker() for _ in range(workers)))
+        elapsed = time.perf_counter() - started
+    return {
+        "per_s": len(latencies) / elapsed,
+        "p50_ms": statistics.median(latencies) * 1000,
+        "p99_ms": percentile(latencies, 0.99) * 1000,
+    }
+
+
+async def offered(target: str, users: list[str], seconds: float, rate: float) -> dict[str, float]:
+    """Open-loop load: a request every 1/rate s whether or not earlier ones have answered, so
+    that a slow answer cannot slow the load down (no coordinated omission)."""
+    latencies: list[float] = []
+    async with grpc.aio.insecure_channel(target) as channel:
+        stub = ranking_pb2_grpc.RankingServiceStub(channel)
+
+        async def one(scheduled: float) -> None:
+            request = ranking_pb2.RecommendRequest(user_id=random.choice(users), k=10)
+            response = await stub.Recommend(request)
+            latencies.append(time.perf_counter() - scheduled)
+            assert len(response.recommendations) == 10
+
+        start = time.perf_counter()
+        tasks = []
+        for n in range(int(seconds * rate)):
+            scheduled = start + n / rate
+            await asyncio.sleep(max(0.0, scheduled - time.perf_counter()))
+            tasks.append(asyncio.create_task(one(scheduled)))
+        await asyncio.gather(*tasks)
+    return {
+        "p50_ms": statistics.median(latencies) * 1000,
+        "p99_ms": percentile(latencies, 0.99) * 1000,
+    }
+
+
+def bare_model(version_dir: Path, layout: DatasetLayout) -> dict[str, float]:
+    """The SavedModel alone: users/s in batches of 256 and one user's latency, 200-item
+    histories, scores over every item (user vectors times the item table)."""
+    import tensorflow as tf
+
+    model = tf.saved_model.load(str(version_dir))
+    signature = model.signatures["serving_default"]
+    table = np.load(version_dir / "assets.extra" / "evorec" / "item_table.npy")
+    rng = np.random.default_rng(0)
+    n_items = table.shape[0] - 1
+    batch = rng.integers(1, n_items + 1, size=(256, EVENTS_PER_USER)).astype(np.int32)
+    length = np.full(256, EVENTS_PER_USER, np.int32)
+
+    def score(rows: int) -> None:
+        vectors = signature(history=tf.constant(batch[:rows]), length=tf.constant(length[:rows]))
+        np.asarray(vectors["user_vector"]) @ table.T
+
+    for rows in (256, 1):
+        score(rows)
+    started = time.perf_counter()
+    for _ in range(10):
+        score(256)
+    per_s = 2_560 / (time.perf_counter() - started)
+    single = []
+    for _ in range(200):
+        started = time.perf_counter()
+        score(1)
+        single.append(time.perf_counter() - started)
+    return {"users_per_s": per_s, "one_user_ms": statistics.median(single) * 1000}
+
+
+async def sequential_p50(target: str, users: list[str], count: int = 300) -> float:
+    async with grpc.aio.insecure_channel(target) as channel:
+        stub = ranking_pb2_grpc.RankingServiceStub(channel)
+        latencies = []
+        for _ in range(count):
+            request = ranking_pb2.RecommendRequest(user_id=random.choice(users), k=10)
+            started = time.perf_counter()
+            response = await stub.Recommend(request)
+            latencies.append(time.perf_counter() - started)
+            assert response.model_version
+            assert not response.degraded_sources
+    return statistics.median(latencies) * 1000
+
+
+def up_start_time(env: dict[str, str]) -> float:
+    """Seconds from launching `evorec up` (dataset and model present) to all four SERVING."""
+    up_env = {**env, "EVOREC_LOG_LEVEL": "WARNING"}
+    for name in ("preprocess", "embedding", "interest", "ranking"):
+        up_env[f"EVOREC_{name.upper()}__PORT"] = str(free_port())
+    started = time.perf_counter()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "evorec", "up"], env=up_env, stdout=subprocess.PIPE, text=True
+    )
+    assert process.stdout is not None
+    for line in process.stdout:
+        if "all services up" in line:
+            break
+    elapsed = time.perf_counter() - started
+    process.send_signal(2)
+    process.wait(timeout=60)
+    return elapsed
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seconds", type=float, default=20.0)
+    parser.add_argument("--rate", type=float, default=200.0)
+    parser.add_argument("--workers", type=int, default=32)
+    args = parser.parse_args()
+    random.seed(0)
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(tmp)
+        config = SimulatorConfig(
+            users=USERS, items=ITEMS, topics=20, events_per_user=EVENTS_PER_USER
+        )
+        prepare_synthetic(work / "dataset", work / "raw", config)
+        layout = DatasetLayout(work / "dataset")
+        options = {**DEFAULT_OPTIONS, "epochs": 2, "patience": 2}
+        version_dir = train_and_export(
+            layout, "transformer-text", options, work / "models", "encoder"
+        )
+        users = sorted(pd.read_parquet(layout.events, columns=["user_id"])["user_id"].unique())
+        events_per_user = len(pd.read_parquet(layout.events, columns=["user_id"])) / len(users)
+        env = {k: v for k, v in os.environ.items() if not k.startswith("EVOREC_")}
+        env.update(
+            EVOREC_DATA_DIR=str(work / "data"),
+            EVOREC_DATASET=str(work / "dataset"),
+            EVOREC_SERVING__BASE_PATH=str(work / "models"),
+            EVOREC_LOG_LEVEL="WARNING",
+        )
+        services = Services(env)
+        stand_in = None
+        try:
+            for name in ("preprocess", "embedding", "interest", "ranking"):
+                services.start(name)
+            asyncio.run(ingest(services.target("interest"), layout))
+            ranking = services.target("ranking")
+            asyncio.run(saturate(ranking, users, 3, args.workers))  # warm up
+            saturated = asyncio.run(saturate(ranking, users, args.seconds, args.workers))
+            steady = asyncio.run(offered(ranking, users, args.seconds, args.rate))
+            in_process = asyncio.run(sequential_p50(ranking, users))
+            services.stop("ranking")
+
+            port = free_port()
+            stand_in = subprocess.Popen(
+                [sys.executable, "-c", STAND_IN, str(work / "models"), str(port)], cwd=ROOT
+            )
+            services.env.update(
+                EVOREC_SERVING__BACKEND="tf_serving",
+                EVOREC_SERVING__TF_SERVING_TARGET=f"127.0.0.1:{port}",
+            )
+            services.start("ranking")
+            via_tf_serving = asyncio.run(sequential_p50(services.target("ranking"), users))
+        finally:
+            services.stop_all()
+            if stand_in is not None:
+                stand_in.terminate()
+                stand_in.wait()
+        bare = bare_model(version_dir, layout)
+        start_up = up_start_time(env)
+    print(
+        f"machine: {platform.machine()}, {os.cpu_count()} cores; {ITEMS:,} items, "
+        f"{len(users):,} users with {events_per_user:.0f} events on average; k=10"
+    )
+    print("| measure | value |\n|---|---|")
+    print(
+        f"| Recommend at saturation ({args.workers} callers) | {saturated['per_s']:,.0f} "
+        f"recommendations/s (p50 {saturated['p50_ms']:.1f} ms, p99 {saturated['p99_ms']:.1f} ms) |"
+    )
+    print(
+        f"| Recommend at {args.rate:.0f}/s offered: p50 / p99 | "
+        f"{steady['p50_ms']:.1f} / {steady['p99_ms']:.1f} ms |"
+    )
+    print(
+        f"| bare model, batches of 256: users/s; one user | {bare['users_per_s']:,.0f} users/s; "
+        f"{bare['one_user_ms']:.1f} ms |"
+    )
+    print(
+        f"| one call at a time, p50: in-process / TF Serving stand-in | {in_process:.1f} / "
+        f"{via_tf_serving:.1f} ms (+{via_tf_serving - in_process:.1f} ms) |"
+    )
+    print(f"| `evorec up` start-up, dataset and model present | {start_up:.1f} s |")
+
+
+if __name__ == "__main__":
+    main()
