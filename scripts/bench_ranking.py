@@ -21,6 +21,7 @@ import asyncio
 import os
 import platform
 import random
+import signal
 import statistics
 import subprocess
 import sys
@@ -132,14 +133,21 @@ async def offered(target: str, users: list[str], seconds: float, rate: float) ->
     """Open-loop load: a request every 1/rate s whether or not earlier ones have answered, so
     that a slow answer cannot slow the load down (no coordinated omission)."""
     latencies: list[float] = []
+    failed: list[float] = []
+    degraded: list[float] = []
     async with grpc.aio.insecure_channel(target) as channel:
         stub = ranking_pb2_grpc.RankingServiceStub(channel)
 
         async def one(scheduled: float) -> None:
             request = ranking_pb2.RecommendRequest(user_id=random.choice(users), k=10)
-            response = await stub.Recommend(request)
+            try:
+                response = await stub.Recommend(request, timeout=10)
+            except grpc.aio.AioRpcError:
+                failed.append(scheduled)
+                return
             latencies.append(time.perf_counter() - scheduled)
-            assert len(response.recommendations) == 10
+            if response.degraded_sources:
+                degraded.append(scheduled)
 
         start = time.perf_counter()
         tasks = []
@@ -149,8 +157,11 @@ async def offered(target: str, users: list[str], seconds: float, rate: float) ->
             tasks.append(asyncio.create_task(one(scheduled)))
         await asyncio.gather(*tasks)
     return {
-        "p50_ms": statistics.median(latencies) * 1000,
-        "p99_ms": percentile(latencies, 0.99) * 1000,
+        "p50_ms": statistics.median(latencies) * 1000 if latencies else float("nan"),
+        "p99_ms": percentile(latencies, 0.99) * 1000 if latencies else float("nan"),
+        "failed": len(failed),
+        "degraded": len(degraded),
+        "sent": len(tasks),
     }
 
 
@@ -213,8 +224,11 @@ def up_start_time(env: dict[str, str]) -> float:
         if "all services up" in line:
             break
     elapsed = time.perf_counter() - started
-    process.send_signal(2)
-    process.wait(timeout=60)
+    process.send_signal(signal.SIGTERM)
+    try:
+        process.communicate(timeout=60)
+    finally:
+        process.kill()
     return elapsed
 
 
@@ -238,6 +252,17 @@ def main() -> None:
         )
         users = sorted(pd.read_parquet(layout.events, columns=["user_id"])["user_id"].unique())
         events_per_user = len(pd.read_parquet(layout.events, columns=["user_id"])) / len(users)
+        print(
+            f"machine: {platform.machine()}, {os.cpu_count()} cores; {ITEMS:,} items, "
+            f"{len(users):,} users with {events_per_user:.0f} events on average; k=10"
+        )
+        print("| measure | value |\n|---|---|", flush=True)
+        bare = bare_model(version_dir, layout)
+        print(
+            f"| bare model, batches of 256: users/s; one user | {bare['users_per_s']:,.0f} "
+            f"users/s; {bare['one_user_ms']:.1f} ms |",
+            flush=True,
+        )
         env = {k: v for k, v in os.environ.items() if not k.startswith("EVOREC_")}
         env.update(
             EVOREC_DATA_DIR=str(work / "data"),
@@ -254,10 +279,21 @@ def main() -> None:
             ranking = services.target("ranking")
             asyncio.run(saturate(ranking, users, 3, args.workers))  # warm up
             saturated = asyncio.run(saturate(ranking, users, args.seconds, args.workers))
+            print(
+                f"| Recommend at saturation ({args.workers} callers) | "
+                f"{saturated['per_s']:,.0f} recommendations/s (p50 {saturated['p50_ms']:.1f} ms, "
+                f"p99 {saturated['p99_ms']:.1f} ms) |",
+                flush=True,
+            )
             steady = asyncio.run(offered(ranking, users, args.seconds, args.rate))
+            print(
+                f"| Recommend at {args.rate:.0f}/s offered: p50 / p99 | "
+                f"{steady['p50_ms']:.1f} / {steady['p99_ms']:.1f} ms ({steady['failed']} of "
+                f"{steady['sent']} failed, {steady['degraded']} degraded) |",
+                flush=True,
+            )
             in_process = asyncio.run(sequential_p50(ranking, users))
             services.stop("ranking")
-
             port = free_port()
             stand_in = subprocess.Popen(
                 [sys.executable, "-c", STAND_IN, str(work / "models"), str(port)], cwd=ROOT
@@ -268,35 +304,19 @@ def main() -> None:
             )
             services.start("ranking")
             via_tf_serving = asyncio.run(sequential_p50(services.target("ranking"), users))
+            print(
+                f"| one call at a time, p50: in-process / TF Serving stand-in | "
+                f"{in_process:.1f} / {via_tf_serving:.1f} ms "
+                f"(+{via_tf_serving - in_process:.1f} ms) |",
+                flush=True,
+            )
         finally:
             services.stop_all()
             if stand_in is not None:
                 stand_in.terminate()
                 stand_in.wait()
-        bare = bare_model(version_dir, layout)
         start_up = up_start_time(env)
-    print(
-        f"machine: {platform.machine()}, {os.cpu_count()} cores; {ITEMS:,} items, "
-        f"{len(users):,} users with {events_per_user:.0f} events on average; k=10"
-    )
-    print("| measure | value |\n|---|---|")
-    print(
-        f"| Recommend at saturation ({args.workers} callers) | {saturated['per_s']:,.0f} "
-        f"recommendations/s (p50 {saturated['p50_ms']:.1f} ms, p99 {saturated['p99_ms']:.1f} ms) |"
-    )
-    print(
-        f"| Recommend at {args.rate:.0f}/s offered: p50 / p99 | "
-        f"{steady['p50_ms']:.1f} / {steady['p99_ms']:.1f} ms |"
-    )
-    print(
-        f"| bare model, batches of 256: users/s; one user | {bare['users_per_s']:,.0f} users/s; "
-        f"{bare['one_user_ms']:.1f} ms |"
-    )
-    print(
-        f"| one call at a time, p50: in-process / TF Serving stand-in | {in_process:.1f} / "
-        f"{via_tf_serving:.1f} ms (+{via_tf_serving - in_process:.1f} ms) |"
-    )
-    print(f"| `evorec up` start-up, dataset and model present | {start_up:.1f} s |")
+        print(f"| `evorec up` start-up, dataset and model present | {start_up:.1f} s |")
 
 
 if __name__ == "__main__":
