@@ -6,7 +6,8 @@ from google.protobuf import descriptor_pb2
 
 from evorec.platform.registry import SERVICES
 
-# DESIGN.md, "Contracts": names are fixed so that callers and issues agree.
+# DESIGN.md, "Contracts": names are fixed so that callers and issues agree; RPCs added since
+# (ListTopics, ListItems) are listed after them.
 FIXED_RPCS = {
     "evorec.v1.PreprocessService": ["NormalizeText"],
     "evorec.v1.EmbeddingService": [
@@ -15,6 +16,7 @@ FIXED_RPCS = {
         "UpsertItems",
         "SimilarItems",
         "ListTopics",
+        "ListItems",
     ],
     "evorec.v1.InterestService": [
         "IngestEvents",

@@ -132,7 +132,7 @@ async def test_an_item_upserted_after_training_is_recommended(
             )
         )
     assert upserted.items[0].topic_id == topic
-    await ingest(services, "fan", topics[topic][:12], time.time() - 600)
+    await ingest(services, "fan", topics[topic][:30], time.time() - 600)
     deadline = time.monotonic() + 10
     while True:
         response = await recommend(services, user_id="fan", k=20)

@@ -22,10 +22,11 @@ from tests.support import channel
 
 @pytest.mark.parametrize("name", list(SERVICES))
 async def test_each_service_serves_health_and_reflection(
-    name: str, stack: Stack, prepared: Path, monkeypatch: pytest.MonkeyPatch
+    name: str, stack: Stack, prepared: Path, model_base: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     entry = SERVICES[name]
     monkeypatch.setenv("EVOREC_DATASET", str(prepared))
+    monkeypatch.setenv("EVOREC_SERVING__BASE_PATH", str(model_base))
     if name != "preprocess":  # every other service may call it
         await stack.start("preprocess")
     server = await stack.start(name)
