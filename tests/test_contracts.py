@@ -7,7 +7,7 @@ from google.protobuf import descriptor_pb2
 from evorec.platform.registry import SERVICES
 
 # DESIGN.md, "Contracts": names are fixed so that callers and issues agree; RPCs added since
-# (ListTopics, ListItems) are listed after them.
+# (ListTopics, ListItems, GetRecentItems) are listed with them.
 FIXED_RPCS = {
     "evorec.v1.PreprocessService": ["NormalizeText"],
     "evorec.v1.EmbeddingService": [
@@ -22,6 +22,7 @@ FIXED_RPCS = {
         "IngestEvents",
         "StreamEvents",
         "GetUserHistory",
+        "GetRecentItems",
         "GetInterestProfile",
         "DeleteUser",
     ],

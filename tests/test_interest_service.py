@@ -372,3 +372,25 @@ def _resolved(settings: object) -> int:
         return int(
             db.execute("SELECT COUNT(*) FROM events WHERE topic_id IS NOT NULL").fetchone()[0]
         )
+
+
+async def test_recent_items_are_the_newest_events_items_compactly(
+    interest: interest_pb2_grpc.InterestServiceAsyncStub,
+) -> None:
+    events = [
+        event("r1", "reader", "i1", 100),
+        event("r3", "reader", "i3", 300, common_pb2.EVENT_TYPE_PURCHASE),
+        event("r2", "reader", "i2", 200),
+    ]
+    await interest.IngestEvents(pb.IngestEventsRequest(events=events))
+    recent = await interest.GetRecentItems(pb.GetRecentItemsRequest(user_id="reader", limit=2))
+    assert list(recent.item_ids) == ["i3", "i2"]
+    assert list(recent.types) == [common_pb2.EVENT_TYPE_PURCHASE, VIEW]
+    everything = await interest.GetRecentItems(pb.GetRecentItemsRequest(user_id="reader"))
+    assert list(everything.item_ids) == ["i3", "i2", "i1"]
+    nobody = await interest.GetRecentItems(pb.GetRecentItemsRequest(user_id="nobody"))
+    assert list(nobody.item_ids) == []
+    with pytest.raises(grpc.aio.AioRpcError) as raised:
+        await interest.GetRecentItems(pb.GetRecentItemsRequest(user_id="reader", limit=1001))
+    assert raised.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert [v.field for v in field_violations(raised.value)] == ["limit"]

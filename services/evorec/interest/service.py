@@ -33,6 +33,7 @@ MAX_TEXT_CHARS = 10_000
 MAX_FUTURE_S = 86_400.0
 MAX_PAGE = 1_000
 DEFAULT_PAGE = 100
+DEFAULT_RECENT = 200
 MAX_HORIZON = 100
 DEFAULT_HORIZON = 10
 DAY = 86_400.0
@@ -201,6 +202,17 @@ class InterestServicer(interest_pb2_grpc.InterestServiceServicer):
             events=[stored_event(row) for row in page],
             next_page_token=encode_token((page[-1].event_time, page[-1].seq)) if more else "",
         )
+
+    async def GetRecentItems(
+        self, request: interest_pb2.GetRecentItemsRequest, context: Any
+    ) -> interest_pb2.GetRecentItemsResponse:
+        violations = Violations()
+        check_id(request.user_id, "user_id", violations)
+        limit = request.limit or DEFAULT_RECENT
+        violations.require(1 <= limit <= MAX_PAGE, "limit", f"must be 1 to {MAX_PAGE:,}")
+        violations.raise_if_any()
+        items, types = await asyncio.to_thread(self.store.recent_items, request.user_id, limit)
+        return interest_pb2.GetRecentItemsResponse(item_ids=items, types=types)  # type: ignore[arg-type]
 
     async def GetInterestProfile(
         self, request: interest_pb2.GetInterestProfileRequest, context: Any

@@ -407,6 +407,15 @@ class EventStore:
 
     # Reads -----------------------------------------------------------------------------
 
+    def recent_items(self, user_id: str, limit: int) -> tuple[list[str], list[int]]:
+        """The item and event type of the user's newest `limit` events, newest first."""
+        rows = self.reader.execute(
+            "SELECT item_id, event_type FROM events WHERE user_id=?"
+            " ORDER BY event_time DESC, seq DESC LIMIT ?",
+            (user_id, limit),
+        ).fetchall()
+        return [row[0] for row in rows], [row[1] for row in rows]
+
     def history(
         self,
         user_id: str,

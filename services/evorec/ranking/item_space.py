@@ -47,6 +47,9 @@ class ItemSpace:
         norms = np.linalg.norm(self.table, axis=1, keepdims=True)
         self.unit_table = self.table / np.where(norms > 0, norms, 1.0)
         self.popularity = np.concatenate([bundle.popularity, np.zeros(len(new), dtype=np.float32)])
+        # Items with any popularity, most popular first.
+        order = np.argsort(-self.popularity, kind="stable")
+        self.popular_order = order[self.popularity[order] > 0]
 
     def __len__(self) -> int:
         """Items, padding row included."""

@@ -32,7 +32,7 @@ from evorec.v1 import common_pb2, ranking_pb2
 RRF_K = 10.0
 # The recent items that similarity, text neighbours and reasons look at, newest weighing most.
 RECENT_ITEMS = 5
-RECENT_WEIGHTS = np.array([1.0, 0.8, 0.6, 0.4, 0.2])
+RECENT_WEIGHTS = np.array([1.0, 0.8, 0.6, 0.4, 0.2], dtype=np.float32)
 
 ENCODER = ranking_pb2.CANDIDATE_SOURCE_ENCODER
 ITEM_SIMILARITY = ranking_pb2.CANDIDATE_SOURCE_ITEM_SIMILARITY
@@ -123,33 +123,66 @@ def recent_items(history: np.ndarray, limit: int = RECENT_ITEMS) -> np.ndarray:
     return np.array(seen, dtype=np.int64)
 
 
-def _padded(scores: np.ndarray, size: int) -> np.ndarray:
-    return np.concatenate([scores, np.zeros(size - len(scores), dtype=scores.dtype)])
+def _top_entries(
+    indices: np.ndarray, values: np.ndarray, allowed: np.ndarray, n: int
+) -> np.ndarray:
+    """The `n` allowed indices with the highest positive values, best first."""
+    keep = allowed[indices] & (values > 0)
+    indices, values = indices[keep], values[keep]
+    return indices[np.argsort(-values, kind="stable")[:n]]
 
 
-def source_scores(
-    space: ItemSpace, history: np.ndarray, user_vector: np.ndarray | None
-) -> dict[int, tuple[np.ndarray, bool]]:
-    """Each source's score of every item, and whether only positive scores propose one."""
-    if len(history) == 0:
-        return {POPULARITY: (space.popularity, True)}
-    scores: dict[int, tuple[np.ndarray, bool]] = {}
-    if user_vector is not None:
-        scores[ENCODER] = (space.table @ user_vector, False)
+@dataclass
+class Candidates:
+    """Each source's proposals (indexes, best first), and what the reasons need."""
+
+    by_source: dict[int, np.ndarray]
+    recent: np.ndarray
+    # The item-similarity rows of the recent trained items: (item, its neighbours, weights).
+    similar_rows: list[tuple[int, np.ndarray, np.ndarray]]
+
+
+def candidates(
+    space: ItemSpace,
+    history: np.ndarray,
+    user_vector: np.ndarray | None,
+    allowed: np.ndarray,
+    n: int,
+) -> Candidates:
+    """Up to `n` allowed items from each source. The sparse sources (similarity, Markov) are
+    read from their rows' non-zeros; the dense ones are one product over the item table."""
     recent = recent_items(history)
-    weights = RECENT_WEIGHTS[: len(recent)]
-    trained = recent[recent <= space.n_model_items]
-    if len(trained):
-        trained_weights = weights[recent <= space.n_model_items]
-        similar = trained_weights @ space.bundle.item_similarity[trained].toarray()
-        scores[ITEM_SIMILARITY] = (_padded(similar, len(space)), True)
-        following = space.bundle.markov[trained[0]].toarray().ravel()
-        scores[MARKOV] = (_padded(following, len(space)), True)
-    query = weights @ space.text_vectors[recent]
-    if np.any(query):
-        scores[TEXT_NEIGHBOURS] = (space.text_vectors @ query, True)
-    scores[POPULARITY] = (space.popularity, True)
-    return scores
+    by_source: dict[int, np.ndarray] = {}
+    similar_rows: list[tuple[int, np.ndarray, np.ndarray]] = []
+    if len(recent):
+        if user_vector is not None:
+            by_source[ENCODER] = best(space.table @ user_vector, allowed, n)
+        weights = RECENT_WEIGHTS[: len(recent)]
+        trained = recent <= space.n_model_items
+        similarity, markov = space.bundle.item_similarity, space.bundle.markov
+        for item in recent[trained].tolist():
+            start, end = similarity.indptr[item], similarity.indptr[item + 1]
+            similar_rows.append((item, similarity.indices[start:end], similarity.data[start:end]))
+        if similar_rows:
+            item_weights = weights[trained]
+            indices = np.concatenate([row for _, row, _ in similar_rows])
+            values = np.concatenate(
+                [data * w for (_, _, data), w in zip(similar_rows, item_weights, strict=True)]
+            )
+            unique, inverse = np.unique(indices, return_inverse=True)
+            summed = np.bincount(inverse, weights=values, minlength=len(unique))
+            by_source[ITEM_SIMILARITY] = _top_entries(unique, summed, allowed, n)
+            last = similar_rows[0][0]
+            start, end = markov.indptr[last], markov.indptr[last + 1]
+            by_source[MARKOV] = _top_entries(
+                markov.indices[start:end], markov.data[start:end], allowed, n
+            )
+        query = weights @ space.text_vectors[recent]
+        if np.any(query):
+            by_source[TEXT_NEIGHBOURS] = best(space.text_vectors @ query, allowed, n, positive=True)
+    popular = space.popular_order
+    by_source[POPULARITY] = popular[allowed[popular]][:n]
+    return Candidates({s: c for s, c in by_source.items() if len(c)}, recent, similar_rows)
 
 
 def mmr(
@@ -200,36 +233,35 @@ def recommend(
     weights = _weights(settings)
     if cold_start:
         weights[POPULARITY] = 1.0
+    found = candidates(space, query.history, user_vector, allowed, settings.candidates_per_source)
     blended = np.zeros(len(space))
-    contributions: dict[int, dict[int, float]] = {}
-    used = []
-    for source, (scores, positive) in source_scores(space, query.history, user_vector).items():
+    gains: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+    for source, top in found.by_source.items():
         if weights[source] <= 0:
             continue
-        top = best(scores, allowed, settings.candidates_per_source, positive)
-        if len(top) == 0:
-            continue
-        used.append(source)
         gain = weights[source] / (RRF_K + np.arange(1, len(top) + 1))
         blended[top] += gain
-        for index, value in zip(top.tolist(), gain.tolist(), strict=True):
-            contributions.setdefault(index, {})[source] = value
+        gains[source] = (top, gain)
     pool = best(blended, blended > 0, max(3 * query.k, 50))
     order = mmr(pool, blended[pool], space.unit_table, query.k, query.diversity)
-    recent = recent_items(query.history)
     items = []
     for position in order:
         index = int(pool[position])
-        sources = contributions[index]
+        contributed = {}
+        for source, (top, gain) in gains.items():
+            where = np.flatnonzero(top == index)
+            if len(where):
+                contributed[source] = float(gain[where[0]])
+        strongest = max(contributed, key=contributed.__getitem__)
         items.append(
             Ranked(
                 index=index,
                 score=float(blended[index]),
-                sources=sorted(sources, key=lambda s: -sources[s]),
-                reason=reason(space, query, recent, index, max(sources, key=sources.__getitem__)),
+                sources=sorted(contributed, key=lambda s: -contributed[s]),
+                reason=reason(space, query, found, index, strongest),
             )
         )
-    return Answer(items=items, sources_used=sorted(used), cold_start=cold_start)
+    return Answer(items=items, sources_used=sorted(gains), cold_start=cold_start)
 
 
 def _did(query: Query, index: int) -> str:
@@ -238,21 +270,22 @@ def _did(query: Query, index: int) -> str:
     return _DID.get(kind, "chose")
 
 
-def reason(space: ItemSpace, query: Query, recent: np.ndarray, index: int, source: int) -> str:
+def reason(space: ItemSpace, query: Query, found: Candidates, index: int, source: int) -> str:
     """A short explanation for a person, from the source that contributed most."""
     topic = space.topic_of(index)
     topic_label = space.topic_labels.get(topic, topic)
+    recent = found.recent
     if source == POPULARITY or len(recent) == 0:
         return f"popular in {topic_label}" if topic_label else "popular"
     if space.is_new(index) and source in (ENCODER, TEXT_NEIGHBOURS):
         return f"new in {topic_label}" if topic_label else "new"
     if source == MARKOV:
-        last = int(recent[recent <= space.n_model_items][0])
-        return f"often chosen after {space.label(last)}"
+        return f"often chosen after {space.label(found.similar_rows[0][0])}"
     if source == ITEM_SIMILARITY:
-        trained = recent[recent <= space.n_model_items]
-        similarity = space.bundle.item_similarity[trained, index].toarray().ravel()
-        anchor = int(trained[int(np.argmax(similarity))])
+        strength = [
+            float(data[neighbours == index].sum()) for _, neighbours, data in found.similar_rows
+        ]
+        anchor = found.similar_rows[int(np.argmax(strength))][0]
     else:
         vectors = space.text_vectors if source == TEXT_NEIGHBOURS else space.unit_table
         anchor = int(recent[int(np.argmax(vectors[recent] @ vectors[index]))])

@@ -203,20 +203,19 @@ class RankingServicer(ranking_pb2_grpc.RankingServiceServicer):
         if subject.inline:
             return True, set()
         try:
-            response = await self.interest.GetUserHistory(
-                interest_pb2.GetUserHistoryRequest(
-                    user_id=subject.user_id, page_size=self.settings.history_events
+            response = await self.interest.GetRecentItems(
+                interest_pb2.GetRecentItemsRequest(
+                    user_id=subject.user_id, limit=self.settings.history_events
                 )
             )
         except grpc.aio.AioRpcError as error:
             log.warning("no history for the answer: InterestService %s", error.code().name)
             return False, set(PERSONAL_SOURCES)
-        indexes, types = [], []
-        for stored in reversed(response.events):  # oldest first
-            index = space.index.get(stored.event.item_id)
-            if index is not None:
-                indexes.append(index)
-                types.append(stored.event.type)
+        index = space.index
+        found = [(index.get(i), t) for i, t in zip(response.item_ids, response.types, strict=True)]
+        known = [(i, t) for i, t in reversed(found) if i is not None]  # oldest first
+        indexes = [i for i, _ in known]
+        types = [t for _, t in known]
         subject.query.history = np.array(indexes, dtype=np.int64)
         subject.query.event_types = np.array(types, dtype=np.int32)
         return True, set()

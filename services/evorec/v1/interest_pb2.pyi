@@ -325,6 +325,62 @@ class GetUserHistoryResponse(_message.Message):
 Global___GetUserHistoryResponse: _TypeAlias = GetUserHistoryResponse  # noqa: Y015
 
 @_typing.final
+class GetRecentItemsRequest(_message.Message):
+    """Whose newest items to list."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    USER_ID_FIELD_NUMBER: _builtins.int
+    LIMIT_FIELD_NUMBER: _builtins.int
+    user_id: _builtins.str
+    """The user, 1 to 128 characters. An unknown user has no items (not an error)."""
+    limit: _builtins.int
+    """At most this many, 1 to 1,000. Default: 200."""
+    def __init__(
+        self,
+        *,
+        user_id: _builtins.str = ...,
+        limit: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["limit", b"limit", "user_id", b"user_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetRecentItemsRequest: _TypeAlias = GetRecentItemsRequest  # noqa: Y015
+
+@_typing.final
+class GetRecentItemsResponse(_message.Message):
+    """A user's newest items."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ITEM_IDS_FIELD_NUMBER: _builtins.int
+    TYPES_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def item_ids(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """The item of each event, newest first."""
+
+    @_builtins.property
+    def types(self) -> _containers.RepeatedScalarFieldContainer[_common_pb2.EventType.ValueType]:
+        """What the user did, in the same order."""
+
+    def __init__(
+        self,
+        *,
+        item_ids: _abc.Iterable[_builtins.str] | None = ...,
+        types: _abc.Iterable[_common_pb2.EventType.ValueType] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["item_ids", b"item_ids", "types", b"types"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetRecentItemsResponse: _TypeAlias = GetRecentItemsResponse  # noqa: Y015
+
+@_typing.final
 class GetInterestProfileRequest(_message.Message):
     """Which user's profile to describe, and how."""
 

@@ -52,6 +52,11 @@ class InterestServiceStub:
                 request_serializer=evorec_dot_v1_dot_interest__pb2.GetUserHistoryRequest.SerializeToString,
                 response_deserializer=evorec_dot_v1_dot_interest__pb2.GetUserHistoryResponse.FromString,
                 _registered_method=True)
+        self.GetRecentItems = channel.unary_unary(
+                '/evorec.v1.InterestService/GetRecentItems',
+                request_serializer=evorec_dot_v1_dot_interest__pb2.GetRecentItemsRequest.SerializeToString,
+                response_deserializer=evorec_dot_v1_dot_interest__pb2.GetRecentItemsResponse.FromString,
+                _registered_method=True)
         self.GetInterestProfile = channel.unary_unary(
                 '/evorec.v1.InterestService/GetInterestProfile',
                 request_serializer=evorec_dot_v1_dot_interest__pb2.GetInterestProfileRequest.SerializeToString,
@@ -93,6 +98,15 @@ class InterestServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GetRecentItems(self, request, context):
+        """The items of a user's newest events, compactly: what ranking reads on every call, where
+        whole events (GetUserHistory) would cost more to build and parse than the rest of the
+        answer.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def GetInterestProfile(self, request, context):
         """Describes a user's interests: now, long- and short-term, drift, predicted next, timeline.
         """
@@ -124,6 +138,11 @@ def add_InterestServiceServicer_to_server(servicer, server):
                     servicer.GetUserHistory,
                     request_deserializer=evorec_dot_v1_dot_interest__pb2.GetUserHistoryRequest.FromString,
                     response_serializer=evorec_dot_v1_dot_interest__pb2.GetUserHistoryResponse.SerializeToString,
+            ),
+            'GetRecentItems': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetRecentItems,
+                    request_deserializer=evorec_dot_v1_dot_interest__pb2.GetRecentItemsRequest.FromString,
+                    response_serializer=evorec_dot_v1_dot_interest__pb2.GetRecentItemsResponse.SerializeToString,
             ),
             'GetInterestProfile': grpc.unary_unary_rpc_method_handler(
                     servicer.GetInterestProfile,
@@ -220,6 +239,33 @@ class InterestService:
             '/evorec.v1.InterestService/GetUserHistory',
             evorec_dot_v1_dot_interest__pb2.GetUserHistoryRequest.SerializeToString,
             evorec_dot_v1_dot_interest__pb2.GetUserHistoryResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetRecentItems(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/evorec.v1.InterestService/GetRecentItems',
+            evorec_dot_v1_dot_interest__pb2.GetRecentItemsRequest.SerializeToString,
+            evorec_dot_v1_dot_interest__pb2.GetRecentItemsResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -46,6 +46,11 @@ class InterestServiceStub:
     """
     GetUserHistory: _grpc.UnaryUnaryMultiCallable[_interest_pb2.GetUserHistoryRequest, _interest_pb2.GetUserHistoryResponse]
     """Lists a user's events, newest first, one page at a time."""
+    GetRecentItems: _grpc.UnaryUnaryMultiCallable[_interest_pb2.GetRecentItemsRequest, _interest_pb2.GetRecentItemsResponse]
+    """The items of a user's newest events, compactly: what ranking reads on every call, where
+    whole events (GetUserHistory) would cost more to build and parse than the rest of the
+    answer.
+    """
     GetInterestProfile: _grpc.UnaryUnaryMultiCallable[_interest_pb2.GetInterestProfileRequest, _interest_pb2.GetInterestProfileResponse]
     """Describes a user's interests: now, long- and short-term, drift, predicted next, timeline."""
     DeleteUser: _grpc.UnaryUnaryMultiCallable[_interest_pb2.DeleteUserRequest, _interest_pb2.DeleteUserResponse]
@@ -69,6 +74,11 @@ class InterestServiceAsyncStub(InterestServiceStub):
     """
     GetUserHistory: _aio.UnaryUnaryMultiCallable[_interest_pb2.GetUserHistoryRequest, _interest_pb2.GetUserHistoryResponse]  # type: ignore[assignment]
     """Lists a user's events, newest first, one page at a time."""
+    GetRecentItems: _aio.UnaryUnaryMultiCallable[_interest_pb2.GetRecentItemsRequest, _interest_pb2.GetRecentItemsResponse]  # type: ignore[assignment]
+    """The items of a user's newest events, compactly: what ranking reads on every call, where
+    whole events (GetUserHistory) would cost more to build and parse than the rest of the
+    answer.
+    """
     GetInterestProfile: _aio.UnaryUnaryMultiCallable[_interest_pb2.GetInterestProfileRequest, _interest_pb2.GetInterestProfileResponse]  # type: ignore[assignment]
     """Describes a user's interests: now, long- and short-term, drift, predicted next, timeline."""
     DeleteUser: _aio.UnaryUnaryMultiCallable[_interest_pb2.DeleteUserRequest, _interest_pb2.DeleteUserResponse]  # type: ignore[assignment]
@@ -107,6 +117,17 @@ class InterestServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_interest_pb2.GetUserHistoryResponse, _abc.Awaitable[_interest_pb2.GetUserHistoryResponse]]:
         """Lists a user's events, newest first, one page at a time."""
+
+    @_abc_1.abstractmethod
+    def GetRecentItems(
+        self,
+        request: _interest_pb2.GetRecentItemsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_interest_pb2.GetRecentItemsResponse, _abc.Awaitable[_interest_pb2.GetRecentItemsResponse]]:
+        """The items of a user's newest events, compactly: what ranking reads on every call, where
+        whole events (GetUserHistory) would cost more to build and parse than the rest of the
+        answer.
+        """
 
     @_abc_1.abstractmethod
     def GetInterestProfile(
