@@ -15,7 +15,7 @@ import tensorflow as tf
 
 from evorec.data.artifacts import DatasetLayout
 from evorec.encoder.export import export_model, next_version
-from evorec.encoder.model import EncoderConfig, SequenceEncoder
+from evorec.encoder.model import EncoderConfig, SequenceEncoder, left_padded
 from evorec.encoder.training import Trainer, TrainingConfig, training_pairs
 from evorec.evaluation.metrics import mask_seen, top_k
 from evorec.evaluation.sequences import LeaveOneOut
@@ -127,3 +127,16 @@ def test_train_and_evaluate_commands(prepared: Path, tmp_path: Path) -> None:
     assert [r["model"] for r in results["loo"]] == ["popular", "markov"]
     assert 0 <= results["loo"][1]["runs"][0]["ndcg@10"] <= 1
     assert (tmp_path / "plots" / "metrics.png").exists()
+
+
+def test_the_last_position_shortcut_gives_the_full_encoders_user_vectors(
+    trained: Trainer,
+) -> None:
+    model = trained.model
+    histories = trained.data.test_input[:16]
+    sequences = tf.constant(left_padded(histories, model.config.max_len))
+    table = model.item_table()
+    full = model.encode(sequences, table)[:, -1, :]
+    shortcut = model.encode(sequences, table, last_only=True)
+    assert shortcut.shape == (16, 1, model.config.dim)
+    np.testing.assert_allclose(shortcut[:, -1, :], full, rtol=1e-4, atol=1e-5)

@@ -186,7 +186,7 @@ class Batcher:
     """Gathers concurrent requests into batched model calls.
 
     One call runs at a time; the requests arriving meanwhile form the next batch (at most
-    `max_batch` histories, waiting at most `window_s` for company), so a busy service makes
+    `max_batch` histories; under load, waiting `window_s` for more), so a busy service makes
     few large calls and an idle one answers at once. The batch's deadline is its earliest.
     """
 
@@ -203,6 +203,7 @@ class Batcher:
         self.window_s = window_s
         self.queue: asyncio.Queue[_Waiting] = asyncio.Queue()
         self.worker: asyncio.Task[None] | None = None
+        self.busy = False
 
     async def user_vector(
         self, history: np.ndarray, version: int, time_limit: float | None
@@ -217,10 +218,13 @@ class Batcher:
 
     async def _next_batch(self) -> list[_Waiting]:
         batch = [await self.queue.get()]
-        if self.window_s > 0 and self.queue.qsize() < self.max_batch - 1:
+        # Wait for company only under load (the last batch had some): a lone request on an
+        # idle service goes at once.
+        if self.window_s > 0 and self.busy and self.queue.qsize() < self.max_batch - 1:
             await asyncio.sleep(self.window_s)
         while len(batch) < self.max_batch and not self.queue.empty():
             batch.append(self.queue.get_nowait())
+        self.busy = len(batch) > 1
         return [w for w in batch if not w.future.done()]
 
     async def _work(self) -> None:

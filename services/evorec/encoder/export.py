@@ -63,7 +63,7 @@ def serving_module(model: SequenceEncoder) -> tf.Module:
         index = tf.range(max_len)[None, :] + (length[:, None] - max_len)
         items = tf.gather(history, tf.maximum(index, 0), batch_dims=1)
         window = tf.where(index >= 0, items, tf.zeros_like(items))
-        return model.encode(window, module.table, training=False)[:, -1, :]
+        return model.encode(window, module.table, training=False, last_only=True)[:, -1, :]
 
     @tf.function(input_signature=[HISTORY, LENGTH])
     def user_vectors(history: tf.Tensor, length: tf.Tensor) -> dict[str, tf.Tensor]:

@@ -138,7 +138,9 @@ class Trainer:
         out = []
         for start in range(0, len(histories), batch):
             sequences = left_padded(histories[start : start + batch], self.model.config.max_len)
-            users = self.model.encode(tf.constant(sequences), table, training=False)[:, -1, :]
+            users = self.model.encode(
+                tf.constant(sequences), table, training=False, last_only=True
+            )[:, -1, :]
             out.append(tf.matmul(users, table, transpose_b=True).numpy())
         return np.concatenate(out)
 
