@@ -119,7 +119,8 @@ def test_train_and_evaluate_commands(prepared: Path, tmp_path: Path) -> None:
     assert "ndcg@10" in trained.stdout
     evaluated = subprocess.run(
         [sys.executable, "-m", "evorec", "evaluate", str(prepared), "--models", "popular,markov",
-         "--json", str(tmp_path / "e.json"), "--plots", str(tmp_path / "plots")],
+         "--protocols", "loo,evolution", "--json", str(tmp_path / "e.json"),
+         "--plots", str(tmp_path / "plots")],
         **run,
     )  # type: ignore[call-overload]  # fmt: skip
     assert evaluated.returncode == 0, evaluated.stderr
@@ -127,6 +128,8 @@ def test_train_and_evaluate_commands(prepared: Path, tmp_path: Path) -> None:
     assert [r["model"] for r in results["loo"]] == ["popular", "markov"]
     assert 0 <= results["loo"][1]["runs"][0]["ndcg@10"] <= 1
     assert (tmp_path / "plots" / "metrics.png").exists()
+    assert [r["model"] for r in results["evolution"]] == ["last-window", "topic-markov"]
+    assert (tmp_path / "plots" / "timelines.png").read_bytes()[:4] == b"\x89PNG"
 
 
 def test_the_last_position_shortcut_gives_the_full_encoders_user_vectors(

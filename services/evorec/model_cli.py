@@ -207,9 +207,12 @@ def evaluate(
             shown = ["model", "seeds", "recall@10", "recall@20"]
         elif name == "evolution":
             encoders = [n for n in names if n not in protocol.BASELINES]
+            if plots is not None:
+                plots.mkdir(parents=True, exist_ok=True)
             results = protocol.evaluate_evolution(
-                layout, encoders, seed_list, train_encoder, console.print
-            )
+                layout, encoders, seed_list, train_encoder, console.print,
+                timelines=plots / "timelines.png" if plots is not None else None,
+            )  # fmt: skip
             shown = ["model", "seeds", "js_divergence", "top_topic_accuracy"]
         else:
             raise ValueError(f"unknown protocol {name!r}: use loo, cold-start or evolution")

@@ -1,4 +1,5 @@
-"""Plots of an evaluation: metrics per model, and validation curves of training."""
+"""Plots of an evaluation: metrics per model, validation curves of training, and a few
+users' interest timelines with the predicted next distribution beside the actual one."""
 
 from __future__ import annotations
 
@@ -6,6 +7,9 @@ from pathlib import Path
 from typing import Any
 
 from evorec.evaluation.protocol import ModelResult
+from evorec.topic_distributions import Distribution, normalized
+
+TIMELINE_WINDOW = 10
 
 
 def _pyplot() -> Any:
@@ -41,5 +45,60 @@ def plot_curves(curves: dict[str, list[float]], path: Path) -> None:
     axis.set_xlabel("epoch")
     axis.set_ylabel("validation NDCG@10")
     axis.legend(fontsize="small")
+    figure.savefig(path, dpi=100)
+    plt.close(figure)
+
+
+def plot_timelines(
+    history_topics: list[list[str]],
+    futures: list[list[str]],
+    predictions: dict[str, list[Distribution]],
+    path: Path,
+    users: int = 3,
+) -> None:
+    """For the `users` users whose interest moved most (their last window against their
+    whole history), the topic shares of each window of their history as stacked areas, then
+    the actual distribution of their next events and each method's prediction as bars."""
+    from collections import Counter
+
+    plt = _pyplot()
+
+    def moved(number: int) -> float:
+        topics = history_topics[number]
+        whole, last = normalized(Counter(topics)), normalized(Counter(topics[-TIMELINE_WINDOW:]))
+        return sum(abs(whole.get(t, 0.0) - last.get(t, 0.0)) for t in set(whole) | set(last))
+
+    chosen = sorted(range(len(history_topics)), key=moved, reverse=True)[:users]
+    figure, axes = plt.subplots(
+        len(chosen), 2, figsize=(12, 3 * len(chosen)), squeeze=False, constrained_layout=True,
+        gridspec_kw={"width_ratios": [3, 2]},
+    )  # fmt: skip
+    for row, number in enumerate(chosen):
+        topics = history_topics[number]
+        names = sorted(set(topics) | set(futures[number]))
+        windows = [
+            normalized(Counter(topics[start : start + TIMELINE_WINDOW]))
+            for start in range(0, len(topics), TIMELINE_WINDOW)
+        ]
+        axes[row][0].stackplot(
+            range(len(windows)), [[w.get(t, 0.0) for w in windows] for t in names], labels=names
+        )
+        axes[row][0].set_title(f"user {number}: topic shares per {TIMELINE_WINDOW} events")
+        axes[row][0].set_xlabel("window of the history")
+        bars = {"actual next": normalized(Counter(futures[number]))}
+        bars |= {name: values[number] for name, values in predictions.items()}
+        width = 0.8 / len(bars)
+        for shift, (label, distribution) in enumerate(bars.items()):
+            axes[row][1].bar(
+                [i + shift * width for i in range(len(names))],
+                [distribution.get(t, 0.0) for t in names],
+                width=width,
+                label=label,
+            )
+        axes[row][1].set_xticks([i + 0.4 - width / 2 for i in range(len(names))], names)
+        axes[row][1].tick_params(axis="x", rotation=30)
+        axes[row][1].set_title("next events: actual and predicted")
+    axes[0][0].legend(fontsize="x-small", loc="upper left")
+    axes[0][1].legend(fontsize="x-small")
     figure.savefig(path, dpi=100)
     plt.close(figure)

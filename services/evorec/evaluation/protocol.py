@@ -10,6 +10,7 @@ from __future__ import annotations
 import statistics
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -127,20 +128,24 @@ def evaluate_evolution(
     seeds: list[int],
     train_encoder: TrainEncoder,
     progress: Callable[[str], None] = lambda message: None,
+    timelines: Path | None = None,
 ) -> list[ModelResult]:
     """Predicted topic distributions of the next interactions, by the last window, a Markov
-    chain over topics and each encoder; see evaluation.evolution."""
+    chain over topics and each encoder (the last seed's); see evaluation.evolution. With
+    `timelines`, a PNG of a few users' timelines and predictions is written there."""
     evolution = Evolution.load(layout)
-    results = [
-        ModelResult("last-window", [evolution.score(evolution.last_window())]),
-        ModelResult("topic-markov", [evolution.score(evolution.markov())]),
-    ]
+    predictions = {"last-window": evolution.last_window(), "topic-markov": evolution.markov()}
+    results = [ModelResult(name, [evolution.score(p)]) for name, p in predictions.items()]
     for name in encoders:
         result = ModelResult(name)
         for scorer, _ in _runs(name, seeds, evolution.training, train_encoder, progress):
-            predictions = evolution.from_item_scores(scorer(evolution.histories))
-            result.runs.append(evolution.score(predictions))
+            predictions[name] = evolution.from_item_scores(scorer(evolution.histories))
+            result.runs.append(evolution.score(predictions[name]))
         results.append(result)
+    if timelines is not None:
+        from evorec.evaluation.plots import plot_timelines
+
+        plot_timelines(evolution.history_topics, evolution.futures, predictions, timelines)
     return results
 
 
