@@ -42,6 +42,8 @@ from evorec.v1 import common_pb2, interest_pb2, interest_pb2_grpc, ranking_pb2, 
 
 ROOT = Path(__file__).resolve().parent.parent
 USERS, ITEMS, EVENTS_PER_USER = 1_000, 10_000, 200
+CONNECTIONS = 4
+SERVICE_NAMES = {"ranking": "evorec.v1.RankingService"}
 STAND_IN = """
 import asyncio, sys
 from pathlib import Path
@@ -74,10 +76,26 @@ class Services:
         self.processes[name] = process
         wait_until_serving(self.target(name), process=process, timeout=300)
 
+    def add_replica(self, name: str, log: Path) -> None:
+        """Another process of `name` on the same port (gRPC sets SO_REUSEPORT, so the kernel
+        spreads connections over both); returns once it reports serving."""
+        env = {**self.env, "EVOREC_LOG_LEVEL": "INFO", "EVOREC_LOG_FORMAT": "text"}
+        with log.open("wb") as handle:
+            process = subprocess.Popen(
+                [sys.executable, "-m", "evorec", "serve", name], env=env, stderr=handle
+            )
+        self.processes[f"{name}-{len(self.processes)}"] = process
+        deadline = time.monotonic() + 300
+        while f"{SERVICE_NAMES[name]} serving" not in log.read_text(errors="replace"):
+            assert process.poll() is None, "the replica exited"
+            assert time.monotonic() < deadline, "the replica did not start"
+            time.sleep(0.5)
+
     def stop(self, name: str) -> None:
-        process = self.processes.pop(name)
-        process.terminate()
-        process.wait()
+        for key in [k for k in self.processes if k == name or k.startswith(f"{name}-")]:
+            process = self.processes.pop(key)
+            process.terminate()
+            process.wait()
 
     def target(self, name: str) -> str:
         return f"127.0.0.1:{self.env[f'EVOREC_{name.upper()}__PORT']}"
@@ -103,14 +121,24 @@ async def ingest(target: str, layout: DatasetLayout) -> None:
             await stub.IngestEvents(interest_pb2.IngestEventsRequest(events=batch))
 
 
+def channels(target: str) -> list[grpc.aio.Channel]:
+    """Separate connections (as separate callers would have), so that ranking processes
+    sharing one port (SO_REUSEPORT) each get some."""
+    return [
+        grpc.aio.insecure_channel(target, options=[("grpc.use_local_subchannel_pool", 1)])
+        for _ in range(CONNECTIONS)
+    ]
+
+
 async def saturate(target: str, users: list[str], seconds: float, workers: int) -> dict[str, float]:
     """`workers` callers back to back: throughput and latency at saturation."""
     latencies: list[float] = []
     end = time.perf_counter() + seconds
-    async with grpc.aio.insecure_channel(target) as channel:
-        stub = ranking_pb2_grpc.RankingServiceStub(channel)
+    opened = channels(target)
+    try:
 
-        async def worker() -> None:
+        async def worker(number: int) -> None:
+            stub = ranking_pb2_grpc.RankingServiceStub(opened[number % CONNECTIONS])
             while time.perf_counter() < end:
                 request = ranking_pb2.RecommendRequest(user_id=random.choice(users), k=10)
                 started = time.perf_counter()
@@ -120,8 +148,11 @@ async def saturate(target: str, users: list[str], seconds: float, workers: int) 
                 assert not response.degraded_sources
 
         started = time.perf_counter()
-        await asyncio.gather(*(worker() for _ in range(workers)))
+        await asyncio.gather(*(worker(n) for n in range(workers)))
         elapsed = time.perf_counter() - started
+    finally:
+        for channel in opened:
+            await channel.close()
     return {
         "per_s": len(latencies) / elapsed,
         "p50_ms": statistics.median(latencies) * 1000,
@@ -135,10 +166,12 @@ async def offered(target: str, users: list[str], seconds: float, rate: float) ->
     latencies: list[float] = []
     failed: list[float] = []
     degraded: list[float] = []
-    async with grpc.aio.insecure_channel(target) as channel:
-        stub = ranking_pb2_grpc.RankingServiceStub(channel)
+    opened = channels(target)
+    stubs = [ranking_pb2_grpc.RankingServiceStub(channel) for channel in opened]
+    try:
 
         async def one(scheduled: float) -> None:
+            stub = random.choice(stubs)
             request = ranking_pb2.RecommendRequest(user_id=random.choice(users), k=10)
             try:
                 response = await stub.Recommend(request, timeout=10)
@@ -156,6 +189,9 @@ async def offered(target: str, users: list[str], seconds: float, rate: float) ->
             await asyncio.sleep(max(0.0, scheduled - time.perf_counter()))
             tasks.append(asyncio.create_task(one(scheduled)))
         await asyncio.gather(*tasks)
+    finally:
+        for channel in opened:
+            await channel.close()
     return {
         "p50_ms": statistics.median(latencies) * 1000 if latencies else float("nan"),
         "p99_ms": percentile(latencies, 0.99) * 1000 if latencies else float("nan"),
@@ -237,6 +273,9 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=20.0)
     parser.add_argument("--rate", type=float, default=200.0)
     parser.add_argument("--workers", type=int, default=32)
+    parser.add_argument(
+        "--ranking-processes", type=int, default=1, help="ranking processes sharing its port"
+    )
     args = parser.parse_args()
     random.seed(0)
     with tempfile.TemporaryDirectory() as tmp:
@@ -275,19 +314,23 @@ def main() -> None:
         try:
             for name in ("preprocess", "embedding", "interest", "ranking"):
                 services.start(name)
+            for number in range(1, args.ranking_processes):
+                services.add_replica("ranking", work / f"ranking-{number}.log")
             asyncio.run(ingest(services.target("interest"), layout))
             ranking = services.target("ranking")
             asyncio.run(saturate(ranking, users, 3, args.workers))  # warm up
             saturated = asyncio.run(saturate(ranking, users, args.seconds, args.workers))
             print(
-                f"| Recommend at saturation ({args.workers} callers) | "
+                f"| Recommend at saturation ({args.workers} callers, {args.ranking_processes} "
+                "ranking process(es)) | "
                 f"{saturated['per_s']:,.0f} recommendations/s (p50 {saturated['p50_ms']:.1f} ms, "
                 f"p99 {saturated['p99_ms']:.1f} ms) |",
                 flush=True,
             )
             steady = asyncio.run(offered(ranking, users, args.seconds, args.rate))
             print(
-                f"| Recommend at {args.rate:.0f}/s offered: p50 / p99 | "
+                f"| Recommend at {args.rate:.0f}/s offered ({args.ranking_processes} ranking "
+                "process(es)): p50 / p99 | "
                 f"{steady['p50_ms']:.1f} / {steady['p99_ms']:.1f} ms ({steady['failed']} of "
                 f"{steady['sent']} failed, {steady['degraded']} degraded) |",
                 flush=True,
