@@ -234,34 +234,39 @@ def recommend(
     if cold_start:
         weights[POPULARITY] = 1.0
     found = candidates(space, query.history, user_vector, allowed, settings.candidates_per_source)
-    blended = np.zeros(len(space))
-    gains: dict[int, tuple[np.ndarray, np.ndarray]] = {}
-    for source, top in found.by_source.items():
-        if weights[source] <= 0:
-            continue
-        gain = weights[source] / (RRF_K + np.arange(1, len(top) + 1))
-        blended[top] += gain
-        gains[source] = (top, gain)
-    pool = best(blended, blended > 0, max(3 * query.k, 50))
-    order = mmr(pool, blended[pool], space.unit_table, query.k, query.diversity)
+    # Each source's gain per item, over the union of the proposals only.
+    used = [s for s in found.by_source if weights[s] > 0]
+    union, inverse = np.unique(
+        np.concatenate([found.by_source[s] for s in used] or [np.zeros(0, np.int64)]),
+        return_inverse=True,
+    )
+    gains = np.zeros((len(used), len(union)))
+    start = 0
+    for row, source in enumerate(used):
+        top = found.by_source[source]
+        gains[row, inverse[start : start + len(top)]] = weights[source] / (
+            RRF_K + np.arange(1, len(top) + 1)
+        )
+        start += len(top)
+    blended = gains.sum(axis=0)
+    pool_positions = best(blended, blended > 0, max(3 * query.k, 50))
+    pool = union[pool_positions]
+    order = mmr(pool, blended[pool_positions], space.unit_table, query.k, query.diversity)
     items = []
     for position in order:
         index = int(pool[position])
-        contributed = {}
-        for source, (top, gain) in gains.items():
-            where = np.flatnonzero(top == index)
-            if len(where):
-                contributed[source] = float(gain[where[0]])
+        column = gains[:, pool_positions[position]]
+        contributed = {used[row]: float(column[row]) for row in np.flatnonzero(column)}
         strongest = max(contributed, key=contributed.__getitem__)
         items.append(
             Ranked(
                 index=index,
-                score=float(blended[index]),
+                score=float(blended[pool_positions[position]]),
                 sources=sorted(contributed, key=lambda s: -contributed[s]),
                 reason=reason(space, query, found, index, strongest),
             )
         )
-    return Answer(items=items, sources_used=sorted(gains), cold_start=cold_start)
+    return Answer(items=items, sources_used=sorted(used), cold_start=cold_start)
 
 
 def _did(query: Query, index: int) -> str:
