@@ -42,7 +42,7 @@ from evorec.v1 import common_pb2, interest_pb2, interest_pb2_grpc, ranking_pb2, 
 
 ROOT = Path(__file__).resolve().parent.parent
 USERS, ITEMS, EVENTS_PER_USER = 1_000, 10_000, 200
-CONNECTIONS = 4
+CONNECTIONS = [1]  # set from --ranking-processes
 SERVICE_NAMES = {"ranking": "evorec.v1.RankingService"}
 STAND_IN = """
 import asyncio, sys
@@ -122,11 +122,11 @@ async def ingest(target: str, layout: DatasetLayout) -> None:
 
 
 def channels(target: str) -> list[grpc.aio.Channel]:
-    """Separate connections (as separate callers would have), so that ranking processes
-    sharing one port (SO_REUSEPORT) each get some."""
+    """One connection per ranking process, as separate callers would have, so that
+    processes sharing one port (SO_REUSEPORT) each get some."""
     return [
         grpc.aio.insecure_channel(target, options=[("grpc.use_local_subchannel_pool", 1)])
-        for _ in range(CONNECTIONS)
+        for _ in range(CONNECTIONS[0])
     ]
 
 
@@ -138,7 +138,7 @@ async def saturate(target: str, users: list[str], seconds: float, workers: int) 
     try:
 
         async def worker(number: int) -> None:
-            stub = ranking_pb2_grpc.RankingServiceStub(opened[number % CONNECTIONS])
+            stub = ranking_pb2_grpc.RankingServiceStub(opened[number % len(opened)])
             while time.perf_counter() < end:
                 request = ranking_pb2.RecommendRequest(user_id=random.choice(users), k=10)
                 started = time.perf_counter()
@@ -277,6 +277,7 @@ def main() -> None:
         "--ranking-processes", type=int, default=1, help="ranking processes sharing its port"
     )
     args = parser.parse_args()
+    CONNECTIONS[0] = 1 if args.ranking_processes == 1 else 2 * args.ranking_processes
     random.seed(0)
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
