@@ -42,7 +42,6 @@ from evorec.v1 import common_pb2, interest_pb2, interest_pb2_grpc, ranking_pb2, 
 
 ROOT = Path(__file__).resolve().parent.parent
 USERS, ITEMS, EVENTS_PER_USER = 1_000, 10_000, 200
-CONNECTIONS = [1]  # set from --ranking-processes
 SERVICE_NAMES = {"ranking": "evorec.v1.RankingService"}
 STAND_IN = """
 import asyncio, sys
@@ -121,20 +120,22 @@ async def ingest(target: str, layout: DatasetLayout) -> None:
             await stub.IngestEvents(interest_pb2.IngestEventsRequest(events=batch))
 
 
-def channels(target: str) -> list[grpc.aio.Channel]:
+def channels(target: str, count: int) -> list[grpc.aio.Channel]:
     """One connection per ranking process, as separate callers would have, so that
     processes sharing one port (SO_REUSEPORT) each get some."""
     return [
         grpc.aio.insecure_channel(target, options=[("grpc.use_local_subchannel_pool", 1)])
-        for _ in range(CONNECTIONS[0])
+        for _ in range(count)
     ]
 
 
-async def saturate(target: str, users: list[str], seconds: float, workers: int) -> dict[str, float]:
+async def saturate(
+    target: str, users: list[str], seconds: float, workers: int, connections: int
+) -> dict[str, float]:
     """`workers` callers back to back: throughput and latency at saturation."""
     latencies: list[float] = []
     end = time.perf_counter() + seconds
-    opened = channels(target)
+    opened = channels(target, connections)
     try:
 
         async def worker(number: int) -> None:
@@ -160,13 +161,15 @@ async def saturate(target: str, users: list[str], seconds: float, workers: int) 
     }
 
 
-async def offered(target: str, users: list[str], seconds: float, rate: float) -> dict[str, float]:
+async def offered(
+    target: str, users: list[str], seconds: float, rate: float, connections: int
+) -> dict[str, float]:
     """Open-loop load: a request every 1/rate s whether or not earlier ones have answered, so
     that a slow answer cannot slow the load down (no coordinated omission)."""
     latencies: list[float] = []
     failed: list[float] = []
     degraded: list[float] = []
-    opened = channels(target)
+    opened = channels(target, connections)
     stubs = [ranking_pb2_grpc.RankingServiceStub(channel) for channel in opened]
     try:
 
@@ -277,7 +280,7 @@ def main() -> None:
         "--ranking-processes", type=int, default=1, help="ranking processes sharing its port"
     )
     args = parser.parse_args()
-    CONNECTIONS[0] = 1 if args.ranking_processes == 1 else 2 * args.ranking_processes
+    connections = 1 if args.ranking_processes == 1 else 2 * args.ranking_processes
     random.seed(0)
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
@@ -319,8 +322,10 @@ def main() -> None:
                 services.add_replica("ranking", work / f"ranking-{number}.log")
             asyncio.run(ingest(services.target("interest"), layout))
             ranking = services.target("ranking")
-            asyncio.run(saturate(ranking, users, 3, args.workers))  # warm up
-            saturated = asyncio.run(saturate(ranking, users, args.seconds, args.workers))
+            asyncio.run(saturate(ranking, users, 3, args.workers, connections))  # warm up
+            saturated = asyncio.run(
+                saturate(ranking, users, args.seconds, args.workers, connections)
+            )
             print(
                 f"| Recommend at saturation ({args.workers} callers, {args.ranking_processes} "
                 "ranking process(es)) | "
@@ -328,7 +333,7 @@ def main() -> None:
                 f"p99 {saturated['p99_ms']:.1f} ms) |",
                 flush=True,
             )
-            steady = asyncio.run(offered(ranking, users, args.seconds, args.rate))
+            steady = asyncio.run(offered(ranking, users, args.seconds, args.rate, connections))
             print(
                 f"| Recommend at {args.rate:.0f}/s offered ({args.ranking_processes} ranking "
                 "process(es)): p50 / p99 | "
