@@ -29,6 +29,7 @@ def test_only_rpcs_the_contract_marks_idempotent_are_retried() -> None:
     assert idempotent_methods(INTEREST) == [
         "IngestEvents",
         "GetUserHistory",
+        "GetRecentItems",
         "GetInterestProfile",
         "DeleteUser",
     ]
