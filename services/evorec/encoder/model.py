@@ -96,6 +96,11 @@ class SequenceEncoder(keras.Model):
             n_items + 1, config.dim, embeddings_initializer=initializer
         )
         self.item_ids.build((None,))
+        # 1 for the items training has seen, 0 for the others: an item training never saw has
+        # no learned id embedding, so its representation is its text alone (or nothing).
+        self.known_items = tf.Variable(
+            tf.ones([n_items + 1, 1]), trainable=False, name="known_items"
+        )
         self.text_projection: keras.layers.Dense | None = None
         if config.use_text:
             if text_vectors is None or text_vectors.shape[0] != n_items + 1:
@@ -121,7 +126,7 @@ class SequenceEncoder(keras.Model):
 
     def item_table(self, training: bool = False) -> tf.Tensor:
         """Every item's representation [n_items + 1, dim] (row 0: padding)."""
-        table = self.item_ids.embeddings
+        table = self.item_ids.embeddings * self.known_items
         if self.text_projection is None:
             return table
         if training and self.config.id_dropout > 0:

@@ -102,6 +102,13 @@ class Trainer:
         self.checkpoints = checkpoints
         self.manager: tf.train.CheckpointManager | None = None
         self.inputs, self.targets = training_pairs(data.train, model.config.max_len)
+        # Items absent from training are neither targets nor in the softmax: a catalog item
+        # that arrives later was not there to be pushed down either (see known_items).
+        known = np.zeros(model.n_items + 1, dtype=np.float32)
+        known[np.concatenate([*data.train, np.zeros(1, np.int64)])] = 1.0
+        known[0] = 0.0
+        model.known_items.assign(known[:, None])
+        self.unknown_logit = tf.constant((1.0 - known) * -1e9)
 
     def _loss(self, inputs: tf.Tensor, targets: tf.Tensor, training: bool) -> tf.Tensor:
         table = self.model.item_table(training)
@@ -113,7 +120,7 @@ class Trainer:
             return tf.reduce_mean(
                 tf.nn.sampled_softmax_loss(
                     weights=table,
-                    biases=tf.zeros([self.model.n_items + 1]),
+                    biases=self.unknown_logit,
                     labels=tf.cast(labels, tf.int64)[:, None],
                     inputs=states,
                     num_sampled=min(self.config.sampled_negatives, self.model.n_items),
@@ -121,7 +128,7 @@ class Trainer:
                 )
             )
         logits = tf.matmul(states, table, transpose_b=True)
-        logits = logits - 1e9 * tf.one_hot(0, self.model.n_items + 1)  # never predict padding
+        logits = logits + self.unknown_logit  # never predict padding or an unseen item
         return tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(labels, logits))
 
     @tf.function(reduce_retracing=True)
