@@ -198,11 +198,11 @@ class RankingServicer(ranking_pb2_grpc.RankingServiceServicer):
         answers = await asyncio.gather(*(self.answer(space, s) for s in subjects))
         return ranking_pb2.RecommendBatchResponse(responses=answers)
 
-    async def history(self, space: ItemSpace, subject: Subject) -> tuple[bool, set[int]]:
-        """Fills the subject's history from the interest service; False (and the sources it
-        leaves without input) when that service cannot answer."""
+    async def history(self, space: ItemSpace, subject: Subject) -> set[int]:
+        """Fills the subject's history from the interest service; returns the sources left
+        without input (all personal ones when that service cannot answer)."""
         if subject.inline:
-            return True, set()
+            return set()
         try:
             response = await self.interest.GetRecentItems(
                 interest_pb2.GetRecentItemsRequest(
@@ -211,7 +211,7 @@ class RankingServicer(ranking_pb2_grpc.RankingServiceServicer):
             )
         except grpc.aio.AioRpcError as error:
             log.warning("no history for the answer: InterestService %s", error.code().name)
-            return False, set(PERSONAL_SOURCES)
+            return set(PERSONAL_SOURCES)
         index = space.index
         found = [(index.get(i), t) for i, t in zip(response.item_ids, response.types, strict=True)]
         known = [(i, t) for i, t in reversed(found) if i is not None]  # oldest first
@@ -219,7 +219,7 @@ class RankingServicer(ranking_pb2_grpc.RankingServiceServicer):
         types = [t for _, t in known]
         subject.query.history = np.array(indexes, dtype=np.int64)
         subject.query.event_types = np.array(types, dtype=np.int32)
-        return True, set()
+        return set()
 
     async def user_vector(self, space: ItemSpace, history: np.ndarray) -> np.ndarray | None:
         """The encoder's user vector for the model's items among `history`; None when the
@@ -237,7 +237,7 @@ class RankingServicer(ranking_pb2_grpc.RankingServiceServicer):
         return vector
 
     async def answer(self, space: ItemSpace, subject: Subject) -> ranking_pb2.RecommendResponse:
-        _, degraded = await self.history(space, subject)
+        degraded = await self.history(space, subject)
         vector = None
         if not degraded:
             try:
