@@ -178,4 +178,4 @@ def test_the_shipped_model_config_parses() -> None:
         (root / "serving" / "models.config").read_text(),
         model_server_config_pb2.ModelServerConfig(),
     )
-    assert config.model_config_list.config[0].version_labels["stable"] == 1
+    assert dict(config.model_config_list.config[0].version_labels) == {"stable": 1, "canary": 1}
