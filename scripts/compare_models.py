@@ -37,6 +37,8 @@ def main() -> None:
     parser.add_argument("--models", default=MODELS)
     parser.add_argument("--only", default=",".join(SOURCES))
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks-out")
+    parser.add_argument("--heads", default="1", help="attention heads of the Transformers")
+    parser.add_argument("--patience", default="10")
     args = parser.parse_args()
     for name in args.only.split(","):
         source, protocols = SOURCES[name]
@@ -47,6 +49,7 @@ def main() -> None:
         evorec(
             "evaluate", str(prepared), "--models", args.models, "--seeds", args.seeds,
             "--protocols", protocols, "--json", str(report), "--plots", str(args.out / name),
+            "--heads", args.heads, "--patience", args.patience,
         )  # fmt: skip
         print(f"\n### {name}\n")
         for protocol, results in json.loads(report.read_text()).items():

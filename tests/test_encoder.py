@@ -110,12 +110,15 @@ def test_train_and_evaluate_commands(prepared: Path, tmp_path: Path) -> None:
     env.update(EVOREC_DATA_DIR=str(tmp_path), COLUMNS="120")
     run = {"cwd": ROOT, "env": env, "capture_output": True, "text": True, "timeout": 300}
     trained = subprocess.run(
-        [sys.executable, "-m", "evorec", "train", str(prepared), "--model", "gru", "--epochs", "1",
-         "--max-len", "20", "--dim", "16"],
+        [sys.executable, "-m", "evorec", "train", str(prepared), "--epochs", "1", "--max-len", "20",
+         "--dim", "16", "--heads", "2", "--id-dropout", "0.3"],
         **run,
     )  # type: ignore[call-overload]  # fmt: skip
     assert trained.returncode == 0, trained.stderr
     assert (tmp_path / "models" / "encoder" / "1" / "saved_model.pb").exists()
+    manifest = tmp_path / "models" / "encoder" / "1" / "assets.extra" / "evorec" / "manifest.json"
+    encoder = json.loads(manifest.read_text())["encoder"]
+    assert (encoder["kind"], encoder["heads"], encoder["id_dropout"]) == ("transformer", 2, 0.3)
     assert "ndcg@10" in trained.stdout
     evaluated = subprocess.run(
         [sys.executable, "-m", "evorec", "evaluate", str(prepared), "--models", "popular,markov",

@@ -33,7 +33,9 @@ def _encoder(name: str, options: dict[str, Any]) -> tuple[Any, Any]:
         dim=options["dim"],
         max_len=options["max_len"],
         blocks=options["blocks"],
+        heads=options["heads"],
         dropout=options["dropout"],
+        id_dropout=options["id_dropout"],
     )
     training = TrainingConfig(
         epochs=options["epochs"],
@@ -89,7 +91,11 @@ def train(
     dim: int = 64,
     max_len: int = 200,
     blocks: int = 2,
+    heads: Annotated[int, typer.Option(help="Attention heads (dim must divide by it).")] = 1,
     dropout: float = 0.2,
+    id_dropout: Annotated[
+        float, typer.Option(help="Share of items whose id embedding a step hides.")
+    ] = 0.1,
     loss: Annotated[str, typer.Option(help="full (softmax) or sampled.")] = "full",
     seed: int = 0,
     name: Annotated[str, typer.Option(help="Model name under the export base path.")] = "encoder",
@@ -106,8 +112,8 @@ def train(
     settings = load_settings(config)
     options = dict(
         epochs=epochs, batch_size=batch_size, learning_rate=learning_rate, patience=patience,
-        dim=dim, max_len=max_len, blocks=blocks, dropout=dropout, loss=loss, seed=seed,
-        checkpoints=checkpoints,
+        dim=dim, max_len=max_len, blocks=blocks, heads=heads, dropout=dropout,
+        id_dropout=id_dropout, loss=loss, seed=seed, checkpoints=checkpoints,
     )  # fmt: skip
     train_and_export(
         DatasetLayout(dataset or settings.dataset_path),
@@ -120,7 +126,7 @@ def train(
 
 DEFAULT_OPTIONS: dict[str, Any] = dict(
     epochs=200, batch_size=64, learning_rate=1e-3, patience=10, dim=64, max_len=200, blocks=2,
-    dropout=0.2, loss="full", seed=0,
+    heads=1, dropout=0.2, id_dropout=0.1, loss="full", seed=0,
 )  # fmt: skip
 
 
@@ -170,6 +176,8 @@ def evaluate(
     ] = "loo",
     epochs: int = 200,
     patience: int = 10,
+    heads: Annotated[int, typer.Option(help="Attention heads of the Transformers.")] = 1,
+    dropout: float = 0.2,
     json_out: Annotated[Path | None, typer.Option("--json", help="Write the results here.")] = None,
     plots: Annotated[Path | None, typer.Option(help="Write PNG plots into this folder.")] = None,
     config: ConfigOption = None,
@@ -183,7 +191,10 @@ def evaluate(
     curves: dict[str, list[float]] = {}
 
     def train_encoder(name: str, seed: int, data: Any) -> tuple[Any, dict[str, Any]]:
-        options = {**DEFAULT_OPTIONS, "epochs": epochs, "patience": patience, "seed": seed}
+        options = {
+            **DEFAULT_OPTIONS, "epochs": epochs, "patience": patience, "seed": seed,
+            "heads": heads, "dropout": dropout,
+        }  # fmt: skip
         trainer, result = fit_encoder(name, layout, data, options)
         curves[f"{name} seed {seed}"] = [r.valid_ndcg10 for r in result.history]
         return trainer.scores, {
