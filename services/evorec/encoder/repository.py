@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 from evorec.encoder.backends import EncoderBackend
@@ -71,8 +72,12 @@ class ModelRepository:
                 self.bundles[version] = bundle
             return self.bundles[version]
 
-    async def watch(self, interval_s: float) -> None:
-        """Refreshes every `interval_s` until cancelled."""
+    async def watch(
+        self, interval_s: float, on_change: Callable[[], Awaitable[None]] | None = None
+    ) -> None:
+        """Refreshes every `interval_s` until cancelled, awaiting `on_change` after a
+        refresh that changed the current version."""
         while True:
             await asyncio.sleep(interval_s)
-            await self.refresh()
+            if await self.refresh() and on_change is not None:
+                await on_change()

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 import grpc
@@ -57,9 +58,9 @@ class CatalogMirror:
             self.last_success is None or time.monotonic() - self.last_success > self.stale_after_s
         )
 
-    async def sync(self) -> None:
-        """Fetches every change since the last sync; raises grpc.aio.AioRpcError when the
-        embedding service cannot answer."""
+    async def sync(self) -> bool:
+        """Fetches every change since the last sync; True when there was one. Raises
+        grpc.aio.AioRpcError when the embedding service cannot answer."""
         changed = False
         while True:
             request = embedding_pb2.ListItemsRequest(
@@ -91,12 +92,17 @@ class CatalogMirror:
         self.last_success = time.monotonic()
         if changed:
             self.generation += 1
+        return changed
 
-    async def watch(self, interval_s: float) -> None:
-        """Syncs every `interval_s` until cancelled; failures are logged, not raised."""
+    async def watch(
+        self, interval_s: float, on_change: Callable[[], Awaitable[None]] | None = None
+    ) -> None:
+        """Syncs every `interval_s` until cancelled, awaiting `on_change` after a sync that
+        changed something; failures are logged, not raised."""
         while True:
             try:
-                await self.sync()
+                if await self.sync() and on_change is not None:
+                    await on_change()
             except grpc.aio.AioRpcError as error:
                 log.warning("cannot reach the catalog: %s", error.details() or error.code().name)
             await asyncio.sleep(interval_s)

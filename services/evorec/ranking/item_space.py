@@ -29,8 +29,9 @@ class ItemSpace:
         self.titles = bundle.titles + [item.title for item in new]
         topic_ids = bundle.topic_ids + [item.topic_id for item in new]
         self.topics = sorted(set(topic_ids) - {""})
-        codes = {topic: code for code, topic in enumerate(self.topics)}
-        self.topic_codes = np.array([codes.get(t, -1) for t in topic_ids], dtype=np.int32)
+        # Topic id -> code; each item's topic code (-1: none).
+        self.topic_code = {topic: code for code, topic in enumerate(self.topics)}
+        self.topic_codes = np.array([self.topic_code.get(t, -1) for t in topic_ids], dtype=np.int32)
         self.topic_labels = {t: bundle.topic_labels.get(t, t) for t in self.topics}
         text_dim = bundle.text_vectors.shape[1]
         new_text = np.zeros((len(new), text_dim), dtype=np.float32)

@@ -94,7 +94,7 @@ def allowed_items(space: ItemSpace, query: Query) -> np.ndarray:
     allowed[query.exclude] = False
     if query.exclude_seen:
         allowed[query.history] = False
-    codes = {t: c for c, t in enumerate(space.topics)}
+    codes = space.topic_code
     if query.include_topics:
         allowed &= np.isin(space.topic_codes, [codes[t] for t in query.include_topics])
     if query.exclude_topics:

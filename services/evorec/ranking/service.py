@@ -25,6 +25,7 @@ import numpy as np
 from threadpoolctl import threadpool_limits
 
 from evorec.encoder.backends import Batcher, EncoderBackend, InProcessBackend, TFServingBackend
+from evorec.encoder.bundle import ModelBundle
 from evorec.encoder.repository import ModelRepository
 from evorec.platform import context
 from evorec.platform.clients import embedding_client, interest_client
@@ -121,7 +122,7 @@ def parse_request(
             index is not None, f"{prefix}filter.exclude_item_ids[{number}]", "unknown item"
         )
         exclude.append(index or 0)
-    known_topics = set(space.topics)
+    known_topics = space.topic_code
     for name in ("include_topic_ids", "exclude_topic_ids"):
         topics = getattr(request.filter, name)
         violations.within_limit(len(topics), MAX_TOPICS, f"{prefix}filter.{name}", "topics")
@@ -165,15 +166,31 @@ class RankingServicer(ranking_pb2_grpc.RankingServiceServicer):
         self._space: ItemSpace | None = None
         self._space_key: tuple[int, int] = (-1, -1)
 
-    def space(self) -> ItemSpace:
-        """The item space of the current version and catalog, rebuilt when either changed."""
+    def _current(self) -> tuple[ModelBundle, tuple[int, int]]:
         bundle = self.repository.current
         if bundle is None:
             raise FailedPrecondition("no model is loaded yet")
-        key = (bundle.version, self.mirror.generation)
+        return bundle, (bundle.version, self.mirror.generation)
+
+    def space(self) -> ItemSpace:
+        """The item space of the current version and catalog. `refresh_space` rebuilds it
+        in the background when either changes; a request builds it only if it came first."""
+        bundle, key = self._current()
         if self._space is None or key != self._space_key:
             self._space, self._space_key = ItemSpace(bundle, self.mirror.items), key
         return self._space
+
+    async def refresh_space(self) -> None:
+        """Builds the item space for the current version and catalog off the event loop
+        (it is O(items)), then switches to it."""
+        bundle, key = self._current()
+        try:
+            space = await asyncio.to_thread(ItemSpace, bundle, dict(self.mirror.items))
+        except Exception:  # the next request builds it, and fails visibly if it must
+            log.exception("cannot build the item space in the background")
+            return
+        if key == self._current()[1]:
+            self._space, self._space_key = space, key
 
     async def Recommend(
         self, request: ranking_pb2.RecommendRequest, context: Any
@@ -307,8 +324,17 @@ def create(settings: Settings) -> GrpcService:
             await mirror.sync()
         except grpc.aio.AioRpcError as error:
             log.warning("starting without the catalog's new items: %s", _describe(error))
-        tasks.append(asyncio.create_task(repository.watch(settings.serving.poll_interval_s)))
-        tasks.append(asyncio.create_task(mirror.watch(settings.recommend.catalog_poll_interval_s)))
+        await servicer.refresh_space()
+        tasks.append(
+            asyncio.create_task(
+                repository.watch(settings.serving.poll_interval_s, servicer.refresh_space)
+            )
+        )
+        tasks.append(
+            asyncio.create_task(
+                mirror.watch(settings.recommend.catalog_poll_interval_s, servicer.refresh_space)
+            )
+        )
 
     async def stop() -> None:
         for task in tasks:
