@@ -293,8 +293,9 @@ def main() -> None:
         version_dir = train_and_export(
             layout, "transformer-text", options, work / "models", "encoder"
         )
-        users = sorted(pd.read_parquet(layout.events, columns=["user_id"])["user_id"].unique())
-        events_per_user = len(pd.read_parquet(layout.events, columns=["user_id"])) / len(users)
+        user_ids = pd.read_parquet(layout.events, columns=["user_id"])["user_id"]
+        users = sorted(user_ids.unique())
+        events_per_user = len(user_ids) / len(users)
         print(
             f"machine: {platform.machine()}, {os.cpu_count()} cores; {ITEMS:,} items, "
             f"{len(users):,} users with {events_per_user:.0f} events on average; k=10"

@@ -314,8 +314,8 @@ def create(settings: Settings) -> GrpcService:
 
     async def start() -> None:
         # One request's products over the item table are small; BLAS threads for them would
-        # spin against TensorFlow's and the event loop for the same cores (measured: a
-        # fifth of the service's time under load went to one matrix-vector product).
+        # spin against TensorFlow's and the event loop for the same cores (under load, a
+        # profile showed one matrix-vector product as the service's largest single cost).
         threadpool_limits(limits=1, user_api="blas")
         while not await repository.refresh() and repository.current is None:
             log.info("waiting for a model version under %s", model_dir)
