@@ -96,21 +96,20 @@ def parse_request(
     elif subject == "user_id":
         _check_id(violations, request.user_id, f"{prefix}user_id")
     else:
-        items = request.history.items
         field = f"{prefix}history.items"
-        violations.require(len(items) > 0, field, "must not be empty")
-        violations.within_limit(len(items), MAX_INLINE_HISTORY, field, "items")
+        violations.require(len(request.history.items) > 0, field, "must not be empty")
+        violations.within_limit(len(request.history.items), MAX_INLINE_HISTORY, field, "items")
+        items = request.history.items[:MAX_INLINE_HISTORY]
         indexes = []
-        for number, item in enumerate(items[:MAX_INLINE_HISTORY]):
+        for number, item in enumerate(items):
             index = space.index.get(item.item_id)
             violations.require(index is not None, f"{field}[{number}].item_id", "unknown item")
             indexes.append(index or 0)
         order = np.arange(len(indexes))
-        if items and all(item.HasField("event_time") for item in items[:MAX_INLINE_HISTORY]):
-            times = [item.event_time.ToNanoseconds() for item in items[:MAX_INLINE_HISTORY]]
-            order = np.argsort(times, kind="stable")
+        if items and all(item.HasField("event_time") for item in items):
+            order = np.argsort([item.event_time.ToNanoseconds() for item in items], kind="stable")
         history = np.array(indexes, dtype=np.int64)[order]
-        types = np.array([item.type for item in items[:MAX_INLINE_HISTORY]], np.int32)[order]
+        types = np.array([item.type for item in items], np.int32)[order]
     excluded = request.filter.exclude_item_ids
     violations.within_limit(
         len(excluded), MAX_EXCLUDED_ITEMS, f"{prefix}filter.exclude_item_ids", "ids"
