@@ -144,9 +144,12 @@ def recommend(
             ", ".join(source_name(s) for s in item.sources), item.reason,
         )  # fmt: skip
     console.print(table)
-    notes = [f"model version {response.model_version}" if response.model_version else "no model"]
     if response.cold_start:
-        notes.append("cold start")
+        notes = ["cold start: no history for this user, so popular items"]
+    elif response.model_version:
+        notes = [f"model version {response.model_version}"]
+    else:
+        notes = ["the encoder did not answer"]
     if response.degraded_sources:
         missing = ", ".join(source_name(s) for s in response.degraded_sources)
         notes.append(f"degraded: {missing}")
