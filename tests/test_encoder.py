@@ -35,7 +35,7 @@ def trained(prepared: Path) -> Trainer:
     config = EncoderConfig(dim=32, max_len=50, blocks=1, dropout=0.1)
     model = SequenceEncoder(data.n_items, config, np.load(layout.item_vectors))
     trainer = Trainer(
-        model, data, TrainingConfig(epochs=4, batch_size=32, warmup_steps=5, learning_rate=5e-3)
+        model, data, TrainingConfig(epochs=8, batch_size=32, warmup_steps=5, learning_rate=5e-3)
     )
     trainer.fit()
     return trainer
