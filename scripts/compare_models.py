@@ -6,17 +6,19 @@ items excluded; the text cold-start split on the Amazon data. Prints Markdown ta
         [--only ml-100k] [--out benchmarks-out]
 
 Each dataset is prepared first (evorec data prepare with defaults); the encoders are trained
-with `evorec evaluate`'s defaults (d=64, 2 blocks, max length 200, full softmax, AdamW 1e-3,
-early stopping on validation NDCG@10, patience 10).
+with `evorec evaluate`'s defaults (d=64, 2 blocks, max length 200, full softmax with each
+position's seen items left out, AdamW 1e-3, early stopping on validation NDCG@10, patience 10).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import statistics
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 MODELS = "popular,item-cosine,markov,transformer-text,transformer,lstm-text,lstm"
@@ -53,21 +55,42 @@ def main() -> None:
         )  # fmt: skip
         print(f"\n### {name}\n")
         for protocol, results in json.loads(report.read_text()).items():
-            keys = [
-                k for k in results[0]["runs"][0] if k in ("ndcg@10", "hr@10", "mrr", "recall@20")
-            ]
-            print(f"{protocol}:\n\n| model | seeds | " + " | ".join(keys) + " |")
-            print("|---|---|" + "---|" * len(keys))
-            for result in results:
-                runs = result["runs"]
-                means = [sum(r[k] for r in runs) / len(runs) for k in keys]
-                print(
-                    f"| {result['model']} | {len(runs)} | "
-                    + " | ".join(f"{m:.4f}" for m in means)
-                    + " |"
-                )
-            print()
+            print_table(protocol, results)
 
+
+def print_table(protocol: str, results: list[dict[str, Any]]) -> None:
+    """One row per model: mean ± standard deviation over its seeds, each seed's value in
+    brackets; then the encoders' training cost per seed."""
+    shown = ("ndcg@10", "hr@10", "mrr", "recall@10", "recall@20", "js_divergence")
+    keys = [k for k in shown if k in results[0]["runs"][0]]
+    print(f"{protocol} (mean ± sd [per seed]):\n\n| model | seeds | " + " | ".join(keys) + " |")
+    print("|---|---|" + "---|" * len(keys))
+    for result in results:
+        runs = result["runs"]
+        cells = []
+        for key in keys:
+            values = [r[key] for r in runs]
+            seeds = ", ".join(f"{v:.4f}" for v in values)
+            cells.append(f"{statistics.mean(values):.4f} ± {spread(values):.4f} [{seeds}]")
+        print(f"| {result['model']} | {len(runs)} | " + " | ".join(cells) + " |")
+    trained = [r for r in results if r.get("training")]
+    if trained:
+        print("\n| model | best epoch | wall time (s) | s/epoch | peak memory (MB) |")
+        print("|---|---|---|---|---|")
+        for result in trained:
+            runs = result["training"]
+            columns = [
+                ", ".join(str(r["best_epoch"]) for r in runs),
+                ", ".join(f"{r['seconds']:.0f}" for r in runs),
+                ", ".join(f"{r['seconds_per_epoch']:.1f}" for r in runs),
+                ", ".join(f"{r['peak_memory_mb']:.0f}" for r in runs),
+            ]
+            print(f"| {result['model']} | " + " | ".join(columns) + " |")
+    print()
+
+
+def spread(values: list[float]) -> float:
+    return statistics.stdev(values) if len(values) > 1 else 0.0
 
 if __name__ == "__main__":
     main()

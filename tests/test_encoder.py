@@ -16,7 +16,7 @@ import tensorflow as tf
 from evorec.data.artifacts import DatasetLayout
 from evorec.encoder.export import export_model, next_version
 from evorec.encoder.model import EncoderConfig, SequenceEncoder, left_padded
-from evorec.encoder.training import Trainer, TrainingConfig, training_pairs
+from evorec.encoder.training import Trainer, TrainingConfig, seen_logit, training_pairs
 from evorec.evaluation.metrics import mask_seen, top_k
 from evorec.evaluation.sequences import LeaveOneOut
 from tests.conftest import ROOT
@@ -26,6 +26,20 @@ def test_training_pairs_shift_by_one_and_pad_on_the_left() -> None:
     inputs, targets = training_pairs([np.array([5, 6, 7]), np.array([9])], max_len=4)
     assert inputs.tolist() == [[0, 0, 5, 6]]
     assert targets.tolist() == [[0, 0, 6, 7]]
+
+
+def test_each_position_masks_the_items_its_history_holds_but_not_its_target() -> None:
+    inputs, targets = training_pairs([np.array([3, 1, 2, 5]), np.array([4, 4, 2])], max_len=4)
+    positions = tf.where(targets > 0)
+    labels = tf.gather_nd(targets, positions)
+    masked = seen_logit(tf.constant(inputs), positions, labels, n_classes=6).numpy() < 0
+    assert [np.flatnonzero(row).tolist() for row in masked] == [
+        [3],  # history 3, target 1
+        [1, 3],  # history 3 1, target 2
+        [1, 2, 3],  # history 3 1 2, target 5
+        [],  # history 4, target 4: a repeat stays learnable
+        [4],  # history 4 4, target 2
+    ]
 
 
 @pytest.fixture(scope="module")
@@ -53,7 +67,8 @@ def test_recurrent_encoders_and_id_only_models_train(prepared: Path, kind: str) 
     model = SequenceEncoder(
         data.n_items, EncoderConfig(kind=kind, dim=16, max_len=30, use_text=False), None
     )
-    result = Trainer(model, data, TrainingConfig(epochs=2, batch_size=64, warmup_steps=2)).fit()
+    training = TrainingConfig(epochs=2, batch_size=64, warmup_steps=2, learning_rate=5e-3)
+    result = Trainer(model, data, training).fit()
     assert [r.epoch for r in result.history] == [1, 2]
     assert result.history[-1].loss < result.history[0].loss
 

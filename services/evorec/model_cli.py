@@ -43,6 +43,7 @@ def _encoder(name: str, options: dict[str, Any]) -> tuple[Any, Any]:
         learning_rate=options["learning_rate"],
         patience=options["patience"],
         loss=options["loss"],
+        mask_seen=options["mask_seen"],
         seed=options["seed"],
     )
     return encoder, training
@@ -97,6 +98,9 @@ def train(
         float, typer.Option(help="Share of items whose id embedding a step hides.")
     ] = 0.1,
     loss: Annotated[str, typer.Option(help="full (softmax) or sampled.")] = "full",
+    mask_seen: Annotated[
+        bool, typer.Option(help="Leave each position's seen items out of the full softmax.")
+    ] = True,
     seed: int = 0,
     name: Annotated[str, typer.Option(help="Model name under the export base path.")] = "encoder",
     out: Annotated[
@@ -113,7 +117,8 @@ def train(
     options = dict(
         epochs=epochs, batch_size=batch_size, learning_rate=learning_rate, patience=patience,
         dim=dim, max_len=max_len, blocks=blocks, heads=heads, dropout=dropout,
-        id_dropout=id_dropout, loss=loss, seed=seed, checkpoints=checkpoints,
+        id_dropout=id_dropout, loss=loss, mask_seen=mask_seen, seed=seed,
+        checkpoints=checkpoints,
     )  # fmt: skip
     train_and_export(
         DatasetLayout(dataset or settings.dataset_path),
@@ -126,7 +131,7 @@ def train(
 
 DEFAULT_OPTIONS: dict[str, Any] = dict(
     epochs=200, batch_size=64, learning_rate=1e-3, patience=10, dim=64, max_len=200, blocks=2,
-    heads=1, dropout=0.2, id_dropout=0.1, loss="full", seed=0,
+    heads=1, dropout=0.2, id_dropout=0.1, loss="full", mask_seen=True, seed=0,
 )  # fmt: skip
 
 
@@ -178,6 +183,9 @@ def evaluate(
     patience: int = 10,
     heads: Annotated[int, typer.Option(help="Attention heads of the Transformers.")] = 1,
     dropout: float = 0.2,
+    mask_seen: Annotated[
+        bool, typer.Option(help="Leave each position's seen items out of the full softmax.")
+    ] = True,
     json_out: Annotated[Path | None, typer.Option("--json", help="Write the results here.")] = None,
     plots: Annotated[Path | None, typer.Option(help="Write PNG plots into this folder.")] = None,
     config: ConfigOption = None,
@@ -193,7 +201,7 @@ def evaluate(
     def train_encoder(name: str, seed: int, data: Any) -> tuple[Any, dict[str, Any]]:
         options = {
             **DEFAULT_OPTIONS, "epochs": epochs, "patience": patience, "seed": seed,
-            "heads": heads, "dropout": dropout,
+            "heads": heads, "dropout": dropout, "mask_seen": mask_seen,
         }  # fmt: skip
         trainer, result = fit_encoder(name, layout, data, options)
         curves[f"{name} seed {seed}"] = [r.valid_ndcg10 for r in result.history]

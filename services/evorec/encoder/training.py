@@ -2,8 +2,9 @@
 sequence, with full softmax cross-entropy over the catalog (the loss that makes SASRec
 strong; Klenitskiy and Vasilev, "Turning Dross Into Gold Loss: is BERT4Rec really better
 than SASRec?", RecSys 2023) or, for catalogs too large for it, sampled softmax; AdamW with
-linear warm-up; early stopping on validation NDCG@10 (the best epoch's weights are kept);
-seeds fixed; resumable checkpoints.
+linear warm-up; the items a position has already seen left out of its softmax, as the
+evaluation leaves them out; early stopping on validation NDCG@10 (the best epoch's weights
+are kept); seeds fixed; resumable checkpoints.
 """
 
 from __future__ import annotations
@@ -35,6 +36,9 @@ class TrainingConfig:
     patience: int = 10
     loss: Literal["full", "sampled"] = "full"
     sampled_negatives: int = 1000
+    # Leave the items already in the history out of each position's softmax (full loss only),
+    # as evaluation leaves them out of the ranking.
+    mask_seen: bool = True
     seed: int = 0
 
     def as_dict(self) -> dict[str, Any]:
@@ -79,6 +83,28 @@ def training_pairs(sequences: list[np.ndarray], max_len: int) -> tuple[np.ndarra
     return left_padded([s[:-1] for s in usable], max_len), left_padded(
         [s[1:] for s in usable], max_len
     )
+
+
+def seen_logit(
+    inputs: tf.Tensor, positions: tf.Tensor, labels: tf.Tensor, n_classes: int
+) -> tf.Tensor:
+    """-1e9 [positions, n_classes] for the items a position's history already holds (other
+    than its own target, so a repeated item can still be learned), 0 elsewhere.
+
+    Built from (position, history item) pairs, so it costs the size of the logits, not
+    [batch, length, n_classes]."""
+    length = tf.shape(inputs)[1]
+    earlier = tf.linalg.band_part(tf.ones([length, length], inputs.dtype), -1, 0)
+    histories = tf.gather_nd(inputs[:, None, :] * earlier[None], positions)  # [P, length]
+    pairs = tf.where(histories > 0)
+    indices = tf.stack([pairs[:, 0], tf.cast(tf.gather_nd(histories, pairs), tf.int64)], 1)
+    seen = tf.scatter_nd(
+        indices,
+        tf.ones(tf.shape(pairs)[:1]),
+        tf.cast(tf.stack([tf.shape(histories)[0], n_classes]), tf.int64),
+    )
+    seen = tf.minimum(seen, 1.0) * (1.0 - tf.one_hot(labels, n_classes))
+    return seen * -1e9
 
 
 class Trainer:
@@ -129,6 +155,8 @@ class Trainer:
             )
         logits = tf.matmul(states, table, transpose_b=True)
         logits = logits + self.unknown_logit  # never predict padding or an unseen item
+        if self.config.mask_seen:
+            logits = logits + seen_logit(inputs, positions, labels, self.model.n_items + 1)
         return tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(labels, logits))
 
     @tf.function(reduce_retracing=True)
