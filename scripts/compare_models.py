@@ -7,7 +7,7 @@ items excluded; the text cold-start split on the Amazon data. Prints Markdown ta
 
 Each dataset is prepared first (evorec data prepare with defaults); the encoders are trained
 with `evorec evaluate`'s defaults (d=64, 2 blocks, max length 200, full softmax with each
-position's seen items left out, AdamW 1e-3, early stopping on validation NDCG@10, patience 10).
+position's seen items left out, AdamW 1e-3, early stopping on validation NDCG@10, patience 20).
 """
 
 from __future__ import annotations
@@ -40,7 +40,7 @@ def main() -> None:
     parser.add_argument("--only", default=",".join(SOURCES))
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks-out")
     parser.add_argument("--heads", default="1", help="attention heads of the Transformers")
-    parser.add_argument("--patience", default="10")
+    parser.add_argument("--patience", default="20")
     args = parser.parse_args()
     for name in args.only.split(","):
         source, protocols = SOURCES[name]

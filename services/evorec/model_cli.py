@@ -88,7 +88,7 @@ def train(
     epochs: int = 200,
     batch_size: int = 64,
     learning_rate: float = 1e-3,
-    patience: Annotated[int, typer.Option(help="Epochs without a better validation NDCG@10.")] = 10,
+    patience: Annotated[int, typer.Option(help="Epochs without a better validation NDCG@10.")] = 20,
     dim: int = 64,
     max_len: int = 200,
     blocks: int = 2,
@@ -130,7 +130,7 @@ def train(
 
 
 DEFAULT_OPTIONS: dict[str, Any] = dict(
-    epochs=200, batch_size=64, learning_rate=1e-3, patience=10, dim=64, max_len=200, blocks=2,
+    epochs=200, batch_size=64, learning_rate=1e-3, patience=20, dim=64, max_len=200, blocks=2,
     heads=1, dropout=0.2, id_dropout=0.1, loss="full", mask_seen=True, seed=0,
 )  # fmt: skip
 
@@ -180,7 +180,7 @@ def evaluate(
         str, typer.Option(help="Comma-separated: loo, cold-start, evolution.")
     ] = "loo",
     epochs: int = 200,
-    patience: int = 10,
+    patience: int = 20,
     heads: Annotated[int, typer.Option(help="Attention heads of the Transformers.")] = 1,
     dropout: float = 0.2,
     mask_seen: Annotated[

@@ -33,7 +33,7 @@ class TrainingConfig:
     weight_decay: float = 0.01
     warmup_steps: int = 100
     # Stop after this many evaluations without a better validation NDCG@10.
-    patience: int = 10
+    patience: int = 20
     loss: Literal["full", "sampled"] = "full"
     sampled_negatives: int = 1000
     # Leave the items already in the history out of each position's softmax (full loss only),
