@@ -92,5 +92,6 @@ def print_table(protocol: str, results: list[dict[str, Any]]) -> None:
 def spread(values: list[float]) -> float:
     return statistics.stdev(values) if len(values) > 1 else 0.0
 
+
 if __name__ == "__main__":
     main()
