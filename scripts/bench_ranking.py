@@ -35,7 +35,8 @@ import pandas as pd
 
 from evorec.data.artifacts import DatasetLayout
 from evorec.data.synth import SimulatorConfig
-from evorec.model_cli import DEFAULT_OPTIONS, train_and_export
+from evorec.encoder.config import EncoderConfig, TrainingConfig
+from evorec.model_cli import train_and_export
 from evorec.platform.probes import free_port, wait_until_serving
 from evorec.preparation import prepare_synthetic
 from evorec.v1 import common_pb2, interest_pb2, interest_pb2_grpc, ranking_pb2, ranking_pb2_grpc
@@ -289,9 +290,8 @@ def main() -> None:
         )
         prepare_synthetic(work / "dataset", work / "raw", config)
         layout = DatasetLayout(work / "dataset")
-        options = {**DEFAULT_OPTIONS, "epochs": 2, "patience": 2}
         version_dir = train_and_export(
-            layout, "transformer-text", options, work / "models", "encoder"
+            layout, EncoderConfig(), TrainingConfig(epochs=2), work / "models", "encoder"
         )
         user_ids = pd.read_parquet(layout.events, columns=["user_id"])["user_id"]
         users = sorted(user_ids.unique())

@@ -3,11 +3,14 @@ baselines, on ml-100k and an Amazon dataset, under leave-one-out with full ranki
 items excluded; the text cold-start split on the Amazon data. Prints Markdown tables.
 
     .venv/bin/python scripts/compare_models.py [--datasets ../shared/datasets] [--seeds 0,1,2]
-        [--only ml-100k] [--out benchmarks-out]
+        [--only ml-100k] [--models transformer-text,popular] [--out benchmarks-out]
+        [any option of `evorec evaluate`, e.g. --patience 10 --heads 2]
 
 Each dataset is prepared first (evorec data prepare with defaults); the encoders are trained
-with `evorec evaluate`'s defaults (d=64, 2 blocks, max length 200, full softmax with each
-position's seen items left out, AdamW 1e-3, early stopping on validation NDCG@10, patience 20).
+with `evorec evaluate`'s defaults, which are `evorec.encoder.config`'s, unless an option
+after the script's own says otherwise. Each model and seed runs in its own `evorec evaluate`
+process, so the peak resident memory reported for a run is its own, not the high-water mark
+of the runs before it.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
+BASELINES = ("popular", "item-cosine", "markov")
 MODELS = "popular,item-cosine,markov,transformer-text,transformer,lstm-text,lstm"
 SOURCES = {
     "ml-100k": ("ml-100k", "loo"),
@@ -32,29 +36,42 @@ def evorec(*args: str) -> None:
     subprocess.run([sys.executable, "-m", "evorec", *args], cwd=ROOT, check=True)
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--datasets", type=Path, default=ROOT.parent / "shared" / "datasets")
     parser.add_argument("--seeds", default="0,1,2")
     parser.add_argument("--models", default=MODELS)
     parser.add_argument("--only", default=",".join(SOURCES))
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks-out")
-    parser.add_argument("--heads", default="1", help="attention heads of the Transformers")
-    parser.add_argument("--patience", default="20")
-    args = parser.parse_args()
+    args, evaluate_options = parser.parse_known_args(argv)
     for name in args.only.split(","):
         source, protocols = SOURCES[name]
         prepared = args.out / "datasets" / name
         if not (prepared / "manifest.json").exists():
             evorec("data", "prepare", str(args.datasets / source), "--out", str(prepared))
-        report = args.out / f"{name}.json"
-        evorec(
-            "evaluate", str(prepared), "--models", args.models, "--seeds", args.seeds,
-            "--protocols", protocols, "--json", str(report), "--plots", str(args.out / name),
-            "--heads", args.heads, "--patience", args.patience,
-        )  # fmt: skip
+        merged: dict[str, dict[str, dict[str, Any]]] = {}
+        for model in args.models.split(","):
+            # A baseline is deterministic: one run; an encoder: one run per seed.
+            seeds = ["0"] if model in BASELINES else args.seeds.split(",")
+            for seed in seeds:
+                run = f"{model}-seed{seed}"
+                report = args.out / name / f"{run}.json"
+                evorec(
+                    "evaluate", str(prepared), "--models", model, "--seeds", seed,
+                    "--protocols", protocols, "--json", str(report),
+                    "--plots", str(args.out / name / run), *evaluate_options,
+                )  # fmt: skip
+                for protocol, results in json.loads(report.read_text()).items():
+                    for result in results:
+                        kept = merged.setdefault(protocol, {}).setdefault(
+                            result["model"], {"model": result["model"], "runs": [], "training": []}
+                        )
+                        kept["runs"] += result["runs"]
+                        kept["training"] += result["training"]
+        tables = {protocol: list(models.values()) for protocol, models in merged.items()}
+        (args.out / f"{name}.json").write_text(json.dumps(tables, indent=2) + "\n")
         print(f"\n### {name}\n")
-        for protocol, results in json.loads(report.read_text()).items():
+        for protocol, results in tables.items():
             print_table(protocol, results)
 
 
@@ -75,7 +92,10 @@ def print_table(protocol: str, results: list[dict[str, Any]]) -> None:
         print(f"| {result['model']} | {len(runs)} | " + " | ".join(cells) + " |")
     trained = [r for r in results if r.get("training")]
     if trained:
-        print("\n| model | best epoch | wall time (s) | s/epoch | peak memory (MB) |")
+        print(
+            "\n| model | best epoch | wall time (s) | s/epoch "
+            "| peak resident memory of its process (MiB) |"
+        )
         print("|---|---|---|---|---|")
         for result in trained:
             runs = result["training"]
@@ -83,7 +103,7 @@ def print_table(protocol: str, results: list[dict[str, Any]]) -> None:
                 ", ".join(str(r["best_epoch"]) for r in runs),
                 ", ".join(f"{r['seconds']:.0f}" for r in runs),
                 ", ".join(f"{r['seconds_per_epoch']:.1f}" for r in runs),
-                ", ".join(f"{r['peak_memory_mb']:.0f}" for r in runs),
+                ", ".join(f"{r['peak_memory_mib']:.0f}" for r in runs),
             ]
             print(f"| {result['model']} | " + " | ".join(columns) + " |")
     print()

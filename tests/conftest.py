@@ -73,10 +73,11 @@ def export_small_model(dataset: Path, base: Path, version: int, seed: int = 0) -
     import numpy as np
 
     from evorec.data.artifacts import DatasetLayout
+    from evorec.data.sequences import LeaveOneOut
+    from evorec.encoder.config import EncoderConfig, TrainingConfig
     from evorec.encoder.export import export_model
-    from evorec.encoder.model import EncoderConfig, SequenceEncoder
-    from evorec.encoder.training import Trainer, TrainingConfig
-    from evorec.evaluation.sequences import LeaveOneOut
+    from evorec.encoder.model import SequenceEncoder
+    from evorec.encoder.training import Trainer
 
     layout = DatasetLayout(dataset)
     data = LeaveOneOut.load(layout)

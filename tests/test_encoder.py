@@ -14,11 +14,12 @@ import pytest
 import tensorflow as tf
 
 from evorec.data.artifacts import DatasetLayout
+from evorec.data.sequences import LeaveOneOut
+from evorec.encoder.config import EncoderConfig, TrainingConfig
 from evorec.encoder.export import export_model, next_version
-from evorec.encoder.model import EncoderConfig, SequenceEncoder, left_padded
-from evorec.encoder.training import Trainer, TrainingConfig, seen_logit, training_pairs
+from evorec.encoder.model import SequenceEncoder, left_padded
+from evorec.encoder.training import Trainer, seen_logit, training_pairs
 from evorec.evaluation.metrics import mask_seen, top_k
-from evorec.evaluation.sequences import LeaveOneOut
 from tests.conftest import ROOT
 
 

@@ -8,7 +8,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from evorec.encoder.baselines import ItemCosine, ItemMarkov, MostPopular
+from evorec.baselines import ItemCosine, ItemMarkov, MostPopular
+from evorec.data.sequences import LeaveOneOut
+from evorec.data.splits import leave_one_out
 from evorec.evaluation.metrics import (
     Positions,
     RankingMetrics,
@@ -17,7 +19,6 @@ from evorec.evaluation.metrics import (
     positions,
     top_k,
 )
-from evorec.evaluation.sequences import LeaveOneOut
 
 
 def test_ranks_count_items_scored_above_the_target_after_masking() -> None:
@@ -73,6 +74,22 @@ def test_leave_one_out_sequences() -> None:
     assert loo.valid_target.tolist() == [3, 1]
     assert loo.test_target.tolist() == [4, 2]
     assert [s.tolist() for s in loo.test_input] == [[1, 2, 3], [3, 1]]
+
+
+def test_leave_one_out_follows_the_stored_labels() -> None:
+    events = pd.DataFrame(
+        {"user_index": [0, 0, 0, 0, 1, 1, 1], "item_index": [1, 2, 3, 4, 1, 2, 3],
+         "timestamp": [1, 2, 3, 4, 1, 2, 3]}
+    )  # fmt: skip
+    computed = LeaveOneOut.from_events(events, n_items=4)
+    stored = LeaveOneOut.from_events(events, n_items=4, labels=leave_one_out(events))
+    assert [s.tolist() for s in stored.train] == [s.tolist() for s in computed.train]
+    assert stored.test_target.tolist() == computed.test_target.tolist() == [4, 3]
+    # Labels say what is held out: here user 1's last two events are both validation/test.
+    labels = pd.Series(["train", "train", "valid", "test", "train", "test", "valid"])
+    relabelled = LeaveOneOut.from_events(events, n_items=4, labels=labels)
+    assert relabelled.valid_target.tolist() == [3, 3]
+    assert relabelled.test_target.tolist() == [4, 2]
 
 
 SEQUENCES = [np.array([1, 2, 3]), np.array([1, 2]), np.array([2, 3])]

@@ -8,8 +8,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from evorec.baselines import MostPopular
 from evorec.data.artifacts import DatasetLayout
-from evorec.encoder.baselines import MostPopular
 from evorec.evaluation.cold_start import ColdStart
 from evorec.evaluation.evolution import Evolution
 from evorec.topic_distributions import normalized

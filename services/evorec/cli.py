@@ -12,9 +12,10 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Coroutine
 from pathlib import Path
 from types import FrameType
-from typing import Annotated
+from typing import Annotated, Any, TypeVar
 
 import grpc
 import typer
@@ -22,9 +23,12 @@ from rich.console import Console
 from rich.table import Table
 
 from evorec import __version__, model_cli
+from evorec.cli_options import ConfigOption
 from evorec.data.schema import DataError
 from evorec.data_cli import app as data_app
+from evorec.encoder.config import EncoderConfig, TrainingConfig
 from evorec.platform.config import CONFIG_FILE_ENV, ConfigError, Settings, load_settings
+from evorec.platform.enums import enum_label
 from evorec.platform.logs import configure_logging
 from evorec.platform.probes import check_health, wait_until_serving
 from evorec.platform.registry import SERVICES, create_service
@@ -42,15 +46,6 @@ app.command()(model_cli.evaluate)
 app.command()(model_cli.export)
 console = Console()
 
-ConfigOption = Annotated[
-    Path | None,
-    typer.Option(
-        "--config",
-        help=f"TOML settings file (else ${CONFIG_FILE_ENV}); EVOREC_* variables override it.",
-        exists=False,
-        dir_okay=False,
-    ),
-]
 ServiceName = Annotated[str, typer.Argument(help="One of: " + ", ".join(SERVICES))]
 
 
@@ -125,18 +120,20 @@ def recommend(
     config: ConfigOption = None,
 ) -> None:
     """Ask the ranking service what USER should see now, and print it."""
-    from evorec.ranking.recommender import source_name
-    from evorec.v1 import ranking_pb2, ranking_pb2_grpc
+    from evorec.platform.clients import ranking_client
+    from evorec.v1 import ranking_pb2
 
-    settings = load_settings(config)
-    with grpc.insecure_channel(settings.ranking.target) as channel:
-        try:
-            response = ranking_pb2_grpc.RankingServiceStub(channel).Recommend(
-                ranking_pb2.RecommendRequest(user_id=user, k=k, diversity=diversity),
-                timeout=settings.client.default_timeout_s,
+    async def ask(settings: Settings) -> ranking_pb2.RecommendResponse:
+        async with ranking_client(settings) as ranking:
+            return await ranking.stub.Recommend(
+                ranking_pb2.RecommendRequest(user_id=user, k=k, diversity=diversity)
             )
-        except grpc.RpcError as error:
-            raise RuntimeError(f"RankingService: {error.code().name}: {error.details()}") from error
+
+    response = _call("RankingService", ask(load_settings(config)))
+
+    def source_name(source: int) -> str:
+        return enum_label(ranking_pb2.CandidateSource, source)
+
     table = Table("#", "item", "title", "topic", "score", "sources", "reason")
     for number, item in enumerate(response.recommendations, 1):
         table.add_row(
@@ -156,6 +153,18 @@ def recommend(
     console.print("; ".join(notes))
 
 
+Response = TypeVar("Response")
+
+
+def _call(service: str, call: Coroutine[Any, Any, Response]) -> Response:
+    """Runs one call of a typed client; a failed call becomes an error that names the
+    service and the status."""
+    try:
+        return asyncio.run(call)
+    except grpc.RpcError as error:
+        raise RuntimeError(f"{service}: {error.code().name}: {error.details()}") from error
+
+
 @app.command()
 def profile(
     user: Annotated[str, typer.Argument(help="The user id.")],
@@ -167,19 +176,16 @@ def profile(
 ) -> None:
     """Print a user's interest profile and draw its timeline to a PNG."""
     from evorec.interest.plot import plot_profile
-    from evorec.v1 import interest_pb2, interest_pb2_grpc
+    from evorec.platform.clients import interest_client
+    from evorec.v1 import interest_pb2
 
-    settings = load_settings(config)
-    with grpc.insecure_channel(settings.interest.target) as channel:
-        try:
-            response = interest_pb2_grpc.InterestServiceStub(channel).GetInterestProfile(
-                interest_pb2.GetInterestProfileRequest(user_id=user, horizon=horizon),
-                timeout=settings.client.default_timeout_s,
+    async def ask(settings: Settings) -> interest_pb2.GetInterestProfileResponse:
+        async with interest_client(settings) as interest:
+            return await interest.stub.GetInterestProfile(
+                interest_pb2.GetInterestProfileRequest(user_id=user, horizon=horizon)
             )
-        except grpc.RpcError as error:
-            raise RuntimeError(
-                f"InterestService: {error.code().name}: {error.details()}"
-            ) from error
+
+    response = _call("InterestService", ask(load_settings(config)))
     found = response.profile
     table = Table(
         "",
@@ -192,7 +198,7 @@ def profile(
         ("short-term", found.short_term),
         *(
             (
-                f"next {horizon}: {interest_pb2.PredictionMethod.Name(p.method)[18:].lower()}",
+                f"next {horizon}: {enum_label(interest_pb2.PredictionMethod, p.method)}",
                 p.distribution,
             )
             for p in found.predictions
@@ -225,7 +231,7 @@ def health(
 
 # `evorec up` trains a quick model when there is none: minutes matter more than the last
 # point of NDCG there (`evorec train` has the full defaults).
-UP_TRAINING = {"epochs": 30, "patience": 5}
+UP_TRAINING = TrainingConfig(epochs=30, patience=5)
 
 
 def _ensure_dataset(settings: Settings) -> None:
@@ -260,8 +266,8 @@ def _ensure_model(settings: Settings) -> None:
     console.print(f"no model under {model_dir} yet: training one on {settings.dataset_path}")
     model_cli.train_and_export(
         DatasetLayout(settings.dataset_path),
-        "transformer-text",
-        {**model_cli.DEFAULT_OPTIONS, **UP_TRAINING},
+        EncoderConfig(),
+        UP_TRAINING,
         model_dir.parent,
         model_dir.name,
     )

@@ -12,12 +12,11 @@ from rich.console import Console
 from rich.progress import BarColumn, DownloadColumn, Progress, TransferSpeedColumn
 from rich.table import Table
 
+from evorec.cli_options import ConfigOption
 from evorec.platform.config import load_settings
 
 app = typer.Typer(help="Download, simulate and prepare interaction data.", no_args_is_help=True)
 console = Console()
-
-ConfigOption = Annotated[Path | None, typer.Option("--config", help="TOML settings file.")]
 
 
 @app.command()

@@ -34,10 +34,10 @@ import numpy as np
 import tensorflow as tf
 from scipy import sparse
 
+from evorec.baselines import ItemCosine, ItemMarkov, MostPopular
 from evorec.data.artifacts import DatasetLayout
-from evorec.encoder.baselines import ItemCosine, ItemMarkov, MostPopular
+from evorec.data.sequences import user_sequences
 from evorec.encoder.model import SequenceEncoder
-from evorec.evaluation.sequences import user_sequences
 
 HISTORY = tf.TensorSpec([None, None], tf.int32, name="history")
 LENGTH = tf.TensorSpec([None], tf.int32, name="length")

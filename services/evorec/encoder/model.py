@@ -13,32 +13,12 @@ the same table that represents items on the input side.
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
-from typing import Any, Literal
 
 import keras
 import numpy as np
 import tensorflow as tf
 
-EncoderKind = Literal["transformer", "gru", "lstm"]
-
-
-@dataclass(frozen=True)
-class EncoderConfig:
-    """Architecture of a sequence encoder."""
-
-    kind: EncoderKind = "transformer"
-    dim: int = 64
-    max_len: int = 200
-    blocks: int = 2
-    heads: int = 1
-    dropout: float = 0.2
-    use_text: bool = True
-    # Share of items whose id embedding is hidden in a training step (text models only).
-    id_dropout: float = 0.1
-
-    def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
+from evorec.encoder.config import EncoderConfig
 
 
 class TransformerBlock(keras.layers.Layer):

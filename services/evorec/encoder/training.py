@@ -12,7 +12,7 @@ from __future__ import annotations
 import resource
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
@@ -20,29 +20,10 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from evorec.data.sequences import LeaveOneOut
+from evorec.encoder.config import TrainingConfig
 from evorec.encoder.model import SequenceEncoder, left_padded
 from evorec.evaluation.metrics import RankingMetrics, mask_seen, positions
-from evorec.evaluation.sequences import LeaveOneOut
-
-
-@dataclass(frozen=True)
-class TrainingConfig:
-    epochs: int = 200
-    batch_size: int = 64
-    learning_rate: float = 1e-3
-    weight_decay: float = 0.01
-    warmup_steps: int = 100
-    # Stop after this many evaluations without a better validation NDCG@10.
-    patience: int = 20
-    loss: Literal["full", "sampled"] = "full"
-    sampled_negatives: int = 1000
-    # Leave the items already in the history out of each position's softmax (full loss only),
-    # as evaluation leaves them out of the ranking.
-    mask_seen: bool = True
-    seed: int = 0
-
-    def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
 
 
 @dataclass
@@ -59,7 +40,7 @@ class TrainingResult:
     valid: dict[str, float]
     history: list[EpochRecord] = field(default_factory=list)
     seconds: float = 0.0
-    peak_memory_mb: float = 0.0
+    peak_memory_mib: float = 0.0
 
 
 class WarmUp(keras.optimizers.schedules.LearningRateSchedule):
@@ -241,5 +222,5 @@ class Trainer:
             valid=valid,
             history=history,
             seconds=time.perf_counter() - started,
-            peak_memory_mb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+            peak_memory_mib=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
         )

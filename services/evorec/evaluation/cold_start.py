@@ -16,8 +16,8 @@ import numpy as np
 import pandas as pd
 
 from evorec.data.artifacts import DatasetLayout
+from evorec.data.sequences import LeaveOneOut
 from evorec.evaluation.metrics import RankingMetrics, mask_seen, positions
-from evorec.evaluation.sequences import LeaveOneOut
 
 
 @dataclass

@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 
 from evorec.data.artifacts import DatasetLayout
-from evorec.evaluation.sequences import LeaveOneOut
+from evorec.data.sequences import LeaveOneOut
 from evorec.topic_distributions import Distribution, js_divergence, markov_prediction, normalized
 
 WINDOW = 10

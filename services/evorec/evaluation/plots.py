@@ -4,26 +4,17 @@ users' interest timelines with the predicted next distribution beside the actual
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
-from evorec.evaluation.protocol import ModelResult
+from evorec.evaluation.results import ModelResult
+from evorec.plotting import pyplot
 from evorec.topic_distributions import Distribution, normalized
 
 TIMELINE_WINDOW = 10
 
 
-def _pyplot() -> Any:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
 def plot_metrics(results: list[ModelResult], path: Path) -> None:
     """NDCG@10 and HR@10 per model (mean over seeds, with the spread as error bars)."""
-    plt = _pyplot()
+    plt = pyplot()
     figure, axes = plt.subplots(1, 2, figsize=(11, 4), constrained_layout=True)
     names = [r.model for r in results]
     for axis, metric in zip(axes, ("ndcg@10", "hr@10"), strict=True):
@@ -38,7 +29,7 @@ def plot_metrics(results: list[ModelResult], path: Path) -> None:
 
 def plot_curves(curves: dict[str, list[float]], path: Path) -> None:
     """Validation NDCG@10 per epoch of each training run."""
-    plt = _pyplot()
+    plt = pyplot()
     figure, axis = plt.subplots(figsize=(8, 4), constrained_layout=True)
     for label, values in curves.items():
         axis.plot(range(1, len(values) + 1), values, label=label)
@@ -61,7 +52,7 @@ def plot_timelines(
     the actual distribution of their next events and each method's prediction as bars."""
     from collections import Counter
 
-    plt = _pyplot()
+    plt = pyplot()
 
     def moved(number: int) -> float:
         topics = history_topics[number]

@@ -7,21 +7,20 @@ Models: `popular`, `item-cosine`, `markov` (baselines) and encoders named
 
 from __future__ import annotations
 
-import statistics
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pandas as pd
 
+from evorec.baselines import ItemCosine, ItemMarkov, MostPopular, SequenceScorer
 from evorec.data.artifacts import DatasetLayout
-from evorec.encoder.baselines import ItemCosine, ItemMarkov, MostPopular, SequenceScorer
+from evorec.data.sequences import LeaveOneOut
 from evorec.evaluation.cold_start import ColdStart
 from evorec.evaluation.evolution import Evolution
 from evorec.evaluation.metrics import RankingMetrics, beyond_accuracy, mask_seen, positions, top_k
-from evorec.evaluation.sequences import LeaveOneOut
+from evorec.evaluation.plots import plot_timelines
+from evorec.evaluation.results import ModelResult
 
 BASELINES: dict[str, Callable[[list[np.ndarray], int], SequenceScorer]] = {
     "popular": MostPopular,
@@ -29,23 +28,6 @@ BASELINES: dict[str, Callable[[list[np.ndarray], int], SequenceScorer]] = {
     "markov": ItemMarkov,
 }
 ENCODERS = ("transformer-text", "transformer", "gru-text", "gru", "lstm-text", "lstm")
-
-
-@dataclass
-class ModelResult:
-    """One model's test metrics per seed, and training details of encoders."""
-
-    model: str
-    runs: list[dict[str, float]] = field(default_factory=list)
-    training: list[dict[str, Any]] = field(default_factory=list)
-
-    def mean(self) -> dict[str, float]:
-        return {k: statistics.fmean(r[k] for r in self.runs) for k in self.runs[0]}
-
-    def spread(self) -> dict[str, float]:
-        if len(self.runs) < 2:
-            return {k: 0.0 for k in self.runs[0]}
-        return {k: statistics.stdev(r[k] for r in self.runs) for k in self.runs[0]}
 
 
 def test_metrics(scores: np.ndarray, data: LeaveOneOut, layout: DatasetLayout) -> dict[str, float]:
@@ -143,28 +125,5 @@ def evaluate_evolution(
             result.runs.append(evolution.score(predictions[name]))
         results.append(result)
     if timelines is not None:
-        from evorec.evaluation.plots import plot_timelines
-
         plot_timelines(evolution.history_topics, evolution.futures, predictions, timelines)
     return results
-
-
-TABLE_METRICS = ("ndcg@10", "hr@10", "ndcg@5", "hr@5", "ndcg@20", "hr@20", "mrr")
-TABLE_EXTRAS = (
-    "coverage", "diversity", "novelty",
-    "recall@10", "recall@20", "js_divergence", "top_topic_accuracy",
-)  # fmt: skip
-
-
-def as_table(results: list[ModelResult]) -> pd.DataFrame:
-    """Mean (and, over several seeds, ± standard deviation) of each metric per model."""
-    rows = []
-    for result in results:
-        mean, spread = result.mean(), result.spread()
-        row: dict[str, object] = {"model": result.model, "seeds": len(result.runs)}
-        for key in (*TABLE_METRICS, *TABLE_EXTRAS):
-            if key in mean:
-                several = len(result.runs) > 1
-                row[key] = f"{mean[key]:.4f} ± {spread[key]:.4f}" if several else f"{mean[key]:.4f}"
-        rows.append(row)
-    return pd.DataFrame(rows)

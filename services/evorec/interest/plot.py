@@ -6,6 +6,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from pathlib import Path
 
+from evorec.plotting import pyplot
 from evorec.v1 import interest_pb2
 
 _METHODS = {
@@ -17,11 +18,7 @@ _METHODS = {
 
 def plot_profile(profile: interest_pb2.InterestProfile, path: Path) -> None:
     """Writes the profile's picture as a PNG at `path`."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     labels: dict[str, str] = {}
     for bucket in profile.timeline:
         for weight in bucket.distribution.weights:

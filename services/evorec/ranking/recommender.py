@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from evorec.platform.config import RecommendSettings
+from evorec.platform.enums import enum_label
 from evorec.ranking.item_space import ItemSpace
 from evorec.v1 import common_pb2, ranking_pb2
 
@@ -44,7 +45,7 @@ PERSONAL_SOURCES = (ENCODER, ITEM_SIMILARITY, MARKOV, TEXT_NEIGHBOURS)
 
 def source_name(source: int) -> str:
     """`encoder`, `item_similarity`, ... for a CandidateSource value."""
-    return ranking_pb2.CandidateSource.Name(source).removeprefix("CANDIDATE_SOURCE_").lower()  # type: ignore[arg-type]
+    return enum_label(ranking_pb2.CandidateSource, source)
 
 
 _DID: dict[int, str] = {

@@ -1,8 +1,9 @@
-"""Users' item sequences under leave-one-out by time, from a prepared dataset.
+"""Users' item sequences, and the same under leave-one-out by time, from a prepared dataset.
 
 For each user with at least three events: the training sequence is every item but the last
 two; validation asks for the second-to-last item given the training sequence; the test asks
-for the last item given everything before it. Item indexes are 1-based (0 is padding).
+for the last item given everything before it (the labels of `splits.leave_one_out`, which
+preparation stores as `split_loo`). Item indexes are 1-based (0 is padding).
 """
 
 from __future__ import annotations
@@ -13,6 +14,9 @@ import numpy as np
 import pandas as pd
 
 from evorec.data.artifacts import DatasetLayout
+from evorec.data.splits import TEST, TRAIN, VALID, leave_one_out
+
+COLUMNS = ["user_index", "item_index", "timestamp"]
 
 
 def _sequences(events: pd.DataFrame) -> list[np.ndarray]:
@@ -25,9 +29,7 @@ def _sequences(events: pd.DataFrame) -> list[np.ndarray]:
 
 def user_sequences(layout: DatasetLayout) -> list[np.ndarray]:
     """Every user's whole item sequence, oldest first."""
-    return _sequences(
-        pd.read_parquet(layout.events, columns=["user_index", "item_index", "timestamp"])
-    )
+    return _sequences(pd.read_parquet(layout.events, columns=COLUMNS))
 
 
 @dataclass
@@ -51,17 +53,26 @@ class LeaveOneOut:
         ]
 
     @classmethod
-    def from_events(cls, events: pd.DataFrame, n_items: int) -> LeaveOneOut:
-        long_enough = [s for s in _sequences(events) if len(s) >= 3]
+    def from_events(
+        cls, events: pd.DataFrame, n_items: int, labels: pd.Series | None = None
+    ) -> LeaveOneOut:
+        """The split of `events`, by their `split_loo` labels where given, else computed."""
+        ordered = events.sort_values(["user_index", "timestamp"], kind="stable")
+        split = leave_one_out(ordered) if labels is None else labels.loc[ordered.index]
+        evaluated = ordered["user_index"].isin(ordered.loc[split == TEST, "user_index"])
+
+        def targets(label: str) -> np.ndarray:
+            return ordered.loc[split == label, "item_index"].to_numpy(dtype=np.int64)
+
         return cls(
             n_items=n_items,
-            train=[s[:-2] for s in long_enough],
-            valid_target=np.array([s[-2] for s in long_enough], dtype=np.int64),
-            test_target=np.array([s[-1] for s in long_enough], dtype=np.int64),
+            train=_sequences(ordered[evaluated & (split == TRAIN)]),
+            valid_target=targets(VALID),
+            test_target=targets(TEST),
         )
 
     @classmethod
     def load(cls, layout: DatasetLayout) -> LeaveOneOut:
-        events = pd.read_parquet(layout.events, columns=["user_index", "item_index", "timestamp"])
+        events = pd.read_parquet(layout.events, columns=[*COLUMNS, "split_loo"])
         n_items = int(pd.read_parquet(layout.items, columns=["item_index"])["item_index"].max())
-        return cls.from_events(events, n_items)
+        return cls.from_events(events, n_items, events["split_loo"])
