@@ -199,6 +199,27 @@ async def test_history_time_bounds_and_bad_tokens(
         await interest.GetUserHistory(pb.GetUserHistoryRequest(user_id="w", page_token="!!"))
     assert raised.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert [v.field for v in field_violations(raised.value)] == ["page_token"]
+    with pytest.raises(grpc.aio.AioRpcError) as raised:
+        await interest.GetUserHistory(
+            pb.GetUserHistoryRequest(user_id="w", end_time={"seconds": 2**63 - 1})
+        )
+    assert [v.field for v in field_violations(raised.value)] == ["end_time"]
+
+
+@pytest.mark.parametrize("field", ["half_life", "timeline_bucket"])
+@pytest.mark.parametrize("seconds", [2**63 - 1, -(2**63)])
+async def test_an_extreme_duration_is_an_invalid_argument_not_an_internal_error(
+    interest: interest_pb2_grpc.InterestServiceAsyncStub, field: str, seconds: int
+) -> None:
+    await interest.IngestEvents(
+        pb.IngestEventsRequest(events=[event("d1", "d", "i0", 1_000_000_000)])
+    )
+    with pytest.raises(grpc.aio.AioRpcError) as raised:
+        await interest.GetInterestProfile(
+            pb.GetInterestProfileRequest(user_id="d", **{field: Duration(seconds=seconds)})
+        )
+    assert raised.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert [v.field for v in field_violations(raised.value)] == [field]
 
 
 async def test_the_profile_predicts_with_markov_and_sees_a_switch(

@@ -7,7 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from evorec.interest.store import MIGRATIONS, SCHEMA_VERSION, EventStore, NewEvent
+from evorec.interest.records import NewEvent
+from evorec.interest.schema import MIGRATIONS, SCHEMA_VERSION
+from evorec.interest.store import EventStore
 
 
 def test_a_version_1_database_is_migrated_with_its_events(tmp_path: Path) -> None:

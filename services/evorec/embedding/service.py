@@ -31,13 +31,12 @@ from evorec.platform.errors import (
     dependency_error,
 )
 from evorec.platform.server import GrpcService
-from evorec.preprocess.text import MAX_TEXT_CHARS
+from evorec.platform.validation import check_id, check_text, check_time, timestamp_seconds
 from evorec.v1 import embedding_pb2, embedding_pb2_grpc, preprocess_pb2, preprocess_pb2_grpc
 
 MAX_TEXTS = 1_000
 MAX_IDS = 10_000
 MAX_UPSERT = 1_000
-MAX_ID_CHARS = 128
 MAX_TITLE_CHARS = 1_000
 MAX_CATEGORIES = 64
 MAX_CATEGORY_CHARS = 200
@@ -48,12 +47,6 @@ MAX_ITEM_PAGE = 1_000
 OK = embedding_pb2.VECTOR_STATUS_OK
 NO_TEXT = embedding_pb2.VECTOR_STATUS_NO_USABLE_TEXT
 UNKNOWN_ITEM = embedding_pb2.VECTOR_STATUS_UNKNOWN_ITEM
-
-
-def check_id(violations: Violations, value: str, field: str) -> None:
-    violations.require(
-        0 < len(value) <= MAX_ID_CHARS, field, f"must be 1 to {MAX_ID_CHARS} characters"
-    )
 
 
 def item_text(title: str, text: str, categories: Sequence[str]) -> str:
@@ -147,7 +140,7 @@ class EmbeddingServicer(embedding_pb2_grpc.EmbeddingServiceServicer):
         violations = Violations()
         violations.within_limit(len(request.texts), MAX_TEXTS, "texts", "texts")
         for index, text in enumerate(request.texts):
-            violations.within_limit(len(text), MAX_TEXT_CHARS, f"texts[{index}]", "characters")
+            check_text(violations, text, f"texts[{index}]")
         violations.raise_if_any()
         embeddings = [
             embedding_pb2.TextEmbedding(
@@ -188,7 +181,7 @@ class EmbeddingServicer(embedding_pb2_grpc.EmbeddingServiceServicer):
             for given, (vector, _) in zip(request.items, vectors, strict=True):
                 existing = self.catalog.get(given.item_id)
                 created_at = (
-                    given.create_time.ToMicroseconds() / 1e6
+                    timestamp_seconds(given.create_time) or 0.0
                     if given.HasField("create_time")
                     else existing.create_time
                     if existing
@@ -227,7 +220,7 @@ class EmbeddingServicer(embedding_pb2_grpc.EmbeddingServiceServicer):
         if query == "item_id":
             check_id(violations, request.item_id, "item_id")
         if query == "text":
-            violations.within_limit(len(request.text), MAX_TEXT_CHARS, "text", "characters")
+            check_text(violations, request.text, "text")
         violations.raise_if_any()
         exclude = {
             row for i in request.exclude_item_ids if (row := self.catalog.rows.get(i)) is not None
@@ -348,7 +341,7 @@ def validate_upsert(request: embedding_pb2.UpsertItemsRequest) -> None:
             violations.add(f"{field}.item_id", f"duplicate of items[{first_index[item.item_id]}]")
         first_index.setdefault(item.item_id, index)
         violations.within_limit(len(item.title), MAX_TITLE_CHARS, f"{field}.title", "characters")
-        violations.within_limit(len(item.text), MAX_TEXT_CHARS, f"{field}.text", "characters")
+        check_text(violations, item.text, f"{field}.text")
         violations.within_limit(
             len(item.categories), MAX_CATEGORIES, f"{field}.categories", "categories"
         )
@@ -359,12 +352,7 @@ def validate_upsert(request: embedding_pb2.UpsertItemsRequest) -> None:
                 f"must be 1 to {MAX_CATEGORY_CHARS} characters",
             )
         if item.HasField("create_time"):
-            seconds = item.create_time.seconds
-            violations.require(
-                0 <= seconds <= time.time() + 86_400,
-                f"{field}.create_time",
-                "must lie between 1970 and one day from now",
-            )
+            check_time(violations, item.create_time, f"{field}.create_time")
     violations.raise_if_any()
 
 

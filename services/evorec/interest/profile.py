@@ -19,7 +19,8 @@ from collections import Counter, defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from evorec.interest.store import DAY, UserState
+from evorec.interest.records import UserState
+from evorec.platform.validation import DAY
 from evorec.topic_distributions import Distribution, js_divergence, markov_prediction, normalized
 
 TREND_THRESHOLD = 0.01

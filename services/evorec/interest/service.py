@@ -12,48 +12,38 @@ import time
 from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
-from google.protobuf.timestamp_pb2 import Timestamp
-
+from evorec.interest.maintenance import Maintenance
 from evorec.interest.profile import build_profile
-from evorec.interest.store import EventStore, NewEvent, StoredRow
+from evorec.interest.records import NewEvent, StoredRow
+from evorec.interest.store import EventStore
 from evorec.interest.topics import TopicResolver
 from evorec.interest.writer import GroupWriter
 from evorec.platform.clients import embedding_client
 from evorec.platform.config import InterestStateSettings, Settings
 from evorec.platform.errors import FieldViolation, NotFound, Violations
 from evorec.platform.server import GrpcService
+from evorec.platform.validation import (
+    DAY,
+    MAX_EVENT_TEXT_CHARS,
+    MAX_FUTURE_S,
+    MAX_ID_CHARS,
+    check_id,
+    duration_seconds,
+    timestamp,
+    timestamp_seconds,
+)
 from evorec.topic_distributions import Distribution
 from evorec.v1 import common_pb2, interest_pb2, interest_pb2_grpc
 
 log = logging.getLogger("evorec.interest")
 MAX_BATCH = 10_000
 STREAM_IN_FLIGHT = 4
-MAX_ID_CHARS = 128
-MAX_TEXT_CHARS = 10_000
-MAX_FUTURE_S = 86_400.0
 MAX_PAGE = 1_000
 DEFAULT_PAGE = 100
 DEFAULT_RECENT = 200
 MAX_HORIZON = 100
 DEFAULT_HORIZON = 10
-DAY = 86_400.0
 KNOWN_TYPES = set(common_pb2.EventType.values()) - {common_pb2.EVENT_TYPE_UNSPECIFIED}
-
-
-def seconds(stamp: Timestamp) -> float:
-    return stamp.seconds + stamp.nanos / 1e9
-
-
-def timestamp(value: float) -> Timestamp:
-    stamp = Timestamp()
-    stamp.FromNanoseconds(round(value * 1e9))
-    return stamp
-
-
-def check_id(value: str, field: str, violations: Violations) -> None:
-    violations.require(
-        0 < len(value) <= MAX_ID_CHARS, field, f"must be 1 to {MAX_ID_CHARS} characters"
-    )
 
 
 def event_problem(event: common_pb2.Event, field: str, now: float) -> FieldViolation | None:
@@ -66,11 +56,11 @@ def event_problem(event: common_pb2.Event, field: str, now: float) -> FieldViola
         return FieldViolation(f"{field}.type", "must be a known event type, not UNSPECIFIED")
     if event.HasField("value") and not math.isfinite(event.value):
         return FieldViolation(f"{field}.value", "must be a finite number")
-    if len(event.text) > MAX_TEXT_CHARS:
-        return FieldViolation(f"{field}.text", f"at most {MAX_TEXT_CHARS:,} characters")
+    if len(event.text) > MAX_EVENT_TEXT_CHARS:
+        return FieldViolation(f"{field}.text", f"at most {MAX_EVENT_TEXT_CHARS:,} characters")
     if event.HasField("event_time"):
-        at = seconds(event.event_time)
-        if at < 0 or at > now + MAX_FUTURE_S:
+        at = timestamp_seconds(event.event_time)
+        if at is None or at < 0 or at > now + MAX_FUTURE_S:
             return FieldViolation(
                 f"{field}.event_time", "must lie between 1970 and one day from now"
             )
@@ -130,7 +120,9 @@ class InterestServicer(interest_pb2_grpc.InterestServiceServicer):
                 event_type=int(event.type),
                 value=event.value if event.HasField("value") else None,
                 text=event.text,
-                event_time=seconds(event.event_time) if event.HasField("event_time") else now,
+                event_time=timestamp_seconds(event.event_time) or 0.0
+                if event.HasField("event_time")
+                else now,
                 ingest_time=now,
                 topic_id=topics[event.item_id][0],
                 unknown_item=topics[event.item_id][1],
@@ -182,7 +174,7 @@ class InterestServicer(interest_pb2_grpc.InterestServiceServicer):
         self, request: interest_pb2.GetUserHistoryRequest, context: Any
     ) -> interest_pb2.GetUserHistoryResponse:
         violations = Violations()
-        check_id(request.user_id, "user_id", violations)
+        check_id(violations, request.user_id, "user_id")
         size = request.page_size or DEFAULT_PAGE
         violations.require(1 <= size <= MAX_PAGE, "page_size", f"must be 1 to {MAX_PAGE:,}")
         before = decode_token(request.page_token) if request.page_token else None
@@ -191,9 +183,15 @@ class InterestServicer(interest_pb2_grpc.InterestServiceServicer):
             "page_token",
             "not a token this service issued",
         )
+        start = timestamp_seconds(request.start_time) if request.HasField("start_time") else None
+        end = timestamp_seconds(request.end_time) if request.HasField("end_time") else None
+        violations.require(
+            not request.HasField("start_time") or start is not None, "start_time", "out of range"
+        )
+        violations.require(
+            not request.HasField("end_time") or end is not None, "end_time", "out of range"
+        )
         violations.raise_if_any()
-        start = seconds(request.start_time) if request.HasField("start_time") else None
-        end = seconds(request.end_time) if request.HasField("end_time") else None
         rows = await asyncio.to_thread(
             self.store.history, request.user_id, size + 1, start, end, before
         )
@@ -207,7 +205,7 @@ class InterestServicer(interest_pb2_grpc.InterestServiceServicer):
         self, request: interest_pb2.GetRecentItemsRequest, context: Any
     ) -> interest_pb2.GetRecentItemsResponse:
         violations = Violations()
-        check_id(request.user_id, "user_id", violations)
+        check_id(violations, request.user_id, "user_id")
         limit = request.limit or DEFAULT_RECENT
         violations.require(1 <= limit <= MAX_PAGE, "limit", f"must be 1 to {MAX_PAGE:,}")
         violations.raise_if_any()
@@ -218,24 +216,28 @@ class InterestServicer(interest_pb2_grpc.InterestServiceServicer):
         self, request: interest_pb2.GetInterestProfileRequest, context: Any
     ) -> interest_pb2.GetInterestProfileResponse:
         violations = Violations()
-        check_id(request.user_id, "user_id", violations)
+        check_id(violations, request.user_id, "user_id")
         horizon = request.horizon or DEFAULT_HORIZON
         violations.require(1 <= horizon <= MAX_HORIZON, "horizon", f"must be 1 to {MAX_HORIZON}")
         half_life = (
-            request.half_life.ToTimedelta().total_seconds()
+            duration_seconds(request.half_life)
             if request.HasField("half_life")
             else self.config.half_life_days * DAY
         )
         violations.require(
-            0 < half_life <= 3650 * DAY, "half_life", "must be positive, at most 10 years"
+            half_life is not None and 0 < half_life <= 3650 * DAY,
+            "half_life",
+            "must be positive, at most 10 years",
         )
         bucket = (
-            request.timeline_bucket.ToTimedelta().total_seconds()
+            duration_seconds(request.timeline_bucket)
             if request.HasField("timeline_bucket")
             else None
         )
         violations.require(
-            bucket is None or bucket >= DAY, "timeline_bucket", "must be at least one day"
+            not request.HasField("timeline_bucket") or (bucket is not None and bucket >= DAY),
+            "timeline_bucket",
+            "must be at least one day",
         )
         violations.raise_if_any()
         state = await asyncio.to_thread(
@@ -243,7 +245,7 @@ class InterestServicer(interest_pb2_grpc.InterestServiceServicer):
         )
         if state is None:
             raise NotFound("user", request.user_id)
-        profile = build_profile(state, time.time(), half_life, horizon, bucket)
+        profile = build_profile(state, time.time(), half_life or 0.0, horizon, bucket)
         distribution = self.distribution
         return interest_pb2.GetInterestProfileResponse(
             profile=interest_pb2.InterestProfile(
@@ -301,7 +303,7 @@ class InterestServicer(interest_pb2_grpc.InterestServiceServicer):
         self, request: interest_pb2.DeleteUserRequest, context: Any
     ) -> interest_pb2.DeleteUserResponse:
         violations = Violations()
-        check_id(request.user_id, "user_id", violations)
+        check_id(violations, request.user_id, "user_id")
         violations.raise_if_any()
         events, state = await self.writer.run(self.store.delete_user, request.user_id)
         log.info("deleted user: %d events, %d state rows", events, state)
@@ -333,46 +335,14 @@ def create(settings: Settings) -> GrpcService:
     store = EventStore(settings.data_dir / "interest" / "events.sqlite", config.durability)
     writer = GroupWriter(store, config.max_group_events)
     servicer = InterestServicer(store, writer, TopicResolver(client.stub), config)
-    retention: list[asyncio.Task[None]] = []
-
-    async def enforce_retention() -> None:
-        while True:
-            await asyncio.sleep(config.retention_interval_s)
-            oldest = (
-                time.time() - config.retention_max_age_days * DAY
-                if config.retention_max_age_days
-                else None
-            )
-            try:
-                while await writer.run(
-                    store.enforce_retention, config.retention_max_events, oldest
-                ):
-                    pass
-            except Exception:
-                log.exception("retention failed; will try again")
-
-    async def resolve_topics() -> None:
-        """Events stored while the catalog could not be asked get their topics later."""
-        while True:
-            await asyncio.sleep(config.topic_backfill_interval_s)
-            try:
-                items = await asyncio.to_thread(store.unresolved_items, 1_000)
-                found = await servicer.resolver.resolve(items) if items else {}
-                topics = {item: topic for item, (topic, _) in found.items() if topic is not None}
-                if topics:
-                    updated = await writer.run(store.assign_topics, topics)
-                    log.info("topics resolved later for %d events", updated)
-            except Exception:
-                log.exception("topic back-fill failed; will try again")
+    maintenance = Maintenance(store, writer, servicer.resolver, config)
 
     async def start() -> None:
         writer.start()
-        retention.append(asyncio.create_task(enforce_retention()))
-        retention.append(asyncio.create_task(resolve_topics()))
+        maintenance.start()
 
     async def stop() -> None:
-        for task in retention:
-            task.cancel()
+        await maintenance.stop()
         await writer.stop()
         await client.close()
         store.close()

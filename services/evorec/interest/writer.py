@@ -9,7 +9,8 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import TypeVar
 
-from evorec.interest.store import EventStore, NewEvent
+from evorec.interest.records import NewEvent
+from evorec.interest.store import EventStore
 
 T = TypeVar("T")
 Outcome = tuple[list[int], list[int]]  # indexes of accepted and of duplicate events

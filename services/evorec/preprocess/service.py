@@ -8,7 +8,8 @@ from typing import Any
 from evorec.platform.config import Settings
 from evorec.platform.errors import Violations
 from evorec.platform.server import GrpcService
-from evorec.preprocess.text import MAX_TEXT_CHARS, MAX_TOKENS, Language, TextOptions, normalize
+from evorec.platform.validation import check_text
+from evorec.preprocess.text import MAX_TOKENS, Language, TextOptions, normalize
 from evorec.v1 import preprocess_pb2, preprocess_pb2_grpc
 
 MAX_TEXTS = 1_000
@@ -48,7 +49,7 @@ def validate(request: preprocess_pb2.NormalizeTextRequest) -> TextOptions:
     violations = Violations()
     violations.within_limit(len(request.texts), MAX_TEXTS, "texts", "texts")
     for index, text in enumerate(request.texts):
-        violations.within_limit(len(text), MAX_TEXT_CHARS, f"texts[{index}]", "characters")
+        check_text(violations, text, f"texts[{index}]")
     options = text_options(request, violations)
     violations.raise_if_any()
     return options

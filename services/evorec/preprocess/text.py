@@ -22,7 +22,6 @@ from typing import Any, Literal
 
 Language = Literal["en", "zh"]
 MAX_TOKENS = 5_000
-MAX_TEXT_CHARS = 100_000
 
 _URL = re.compile(r"(?:https?://|ftp://|www\.)\S+", re.IGNORECASE)
 _EMAIL = re.compile(r"\b[\w.+-]+@[\w-]+\.[\w.-]+\b")

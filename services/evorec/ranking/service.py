@@ -28,10 +28,12 @@ from evorec.encoder.backends import Batcher, EncoderBackend, InProcessBackend, T
 from evorec.encoder.bundle import ModelBundle
 from evorec.encoder.repository import ModelRepository
 from evorec.platform import context
+from evorec.platform.background import BackgroundTasks
 from evorec.platform.clients import embedding_client, interest_client
 from evorec.platform.config import RecommendSettings, Settings
 from evorec.platform.errors import FailedPrecondition, Violations
 from evorec.platform.server import GrpcService
+from evorec.platform.validation import check_id
 from evorec.ranking.catalog import CatalogMirror
 from evorec.ranking.item_space import ItemSpace
 from evorec.ranking.recommender import (
@@ -46,7 +48,6 @@ from evorec.v1 import interest_pb2, interest_pb2_grpc, ranking_pb2, ranking_pb2_
 
 log = logging.getLogger("evorec.ranking")
 MAX_K = 1_000
-MAX_ID_CHARS = 128
 MAX_INLINE_HISTORY = 10_000
 MAX_EXCLUDED_ITEMS = 10_000
 MAX_TOPICS = 1_000
@@ -63,12 +64,6 @@ class Subject:
     query: Query
     # Inline histories arrive as indexes; a stored user's is fetched.
     inline: bool
-
-
-def _check_id(violations: Violations, value: str, field: str) -> None:
-    violations.require(
-        0 < len(value) <= MAX_ID_CHARS, field, f"must be 1 to {MAX_ID_CHARS} characters"
-    )
 
 
 def parse_request(
@@ -94,7 +89,7 @@ def parse_request(
     if subject is None:
         violations.add(f"{prefix}user_id", "set user_id or history")
     elif subject == "user_id":
-        _check_id(violations, request.user_id, f"{prefix}user_id")
+        check_id(violations, request.user_id, f"{prefix}user_id")
     else:
         field = f"{prefix}history.items"
         violations.require(len(request.history.items) > 0, field, "must not be empty")
@@ -309,7 +304,7 @@ def create(settings: Settings) -> GrpcService:
     repository = ModelRepository(model_dir, backend_for(settings), settings.serving.keep_versions)
     mirror = CatalogMirror(embedding.stub, settings.recommend.catalog_stale_after_s)
     servicer = RankingServicer(settings, repository, mirror, interest.stub)
-    tasks: list[asyncio.Task[None]] = []
+    background = BackgroundTasks()
 
     async def start() -> None:
         # One request's products over the item table are small; BLAS threads for them would
@@ -324,21 +319,17 @@ def create(settings: Settings) -> GrpcService:
         except grpc.aio.AioRpcError as error:
             log.warning("starting without the catalog's new items: %s", _describe(error))
         await servicer.refresh_space()
-        tasks.append(
-            asyncio.create_task(
-                repository.watch(settings.serving.poll_interval_s, servicer.refresh_space)
-            )
+        background.start(
+            repository.watch(settings.serving.poll_interval_s, servicer.refresh_space),
+            "model versions",
         )
-        tasks.append(
-            asyncio.create_task(
-                mirror.watch(settings.recommend.catalog_poll_interval_s, servicer.refresh_space)
-            )
+        background.start(
+            mirror.watch(settings.recommend.catalog_poll_interval_s, servicer.refresh_space),
+            "catalog mirror",
         )
 
     async def stop() -> None:
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        await background.stop()
         await servicer.batcher.close()
         await repository.backend.close()
         await interest.close()

@@ -1,0 +1,89 @@
+"""The state derived from a user's events (topic counts, topic transitions, events per day,
+the user's span), changed by increments gathered during a transaction and applied at its end."""
+
+from __future__ import annotations
+
+import sqlite3
+from collections import Counter
+from collections.abc import Sequence
+
+from evorec.interest.records import NewEvent
+from evorec.platform.validation import DAY
+
+
+def neighbour_topic(
+    connection: sqlite3.Connection, user: str, time: float, seq: int, before: bool
+) -> str | None:
+    """Topic of the user's nearest event with a topic before (or after) position (time, seq)."""
+    if before:
+        sql = (
+            "SELECT topic_id FROM events WHERE user_id=? AND topic_id IS NOT NULL AND"
+            " (event_time < ? OR (event_time = ? AND seq < ?))"
+            " ORDER BY event_time DESC, seq DESC LIMIT 1"
+        )
+    else:
+        sql = (
+            "SELECT topic_id FROM events WHERE user_id=? AND topic_id IS NOT NULL AND"
+            " (event_time > ? OR (event_time = ? AND seq > ?))"
+            " ORDER BY event_time, seq LIMIT 1"
+        )
+    row = connection.execute(sql, (user, time, time, seq)).fetchone()
+    return None if row is None else str(row[0])
+
+
+class DerivedChanges:
+    """Changes to the derived tables, gathered during a transaction, applied at its end."""
+
+    def __init__(self) -> None:
+        self.topics: Counter[tuple[str, str]] = Counter()
+        self.transitions: Counter[tuple[str, str, str]] = Counter()
+        self.days: Counter[tuple[str, int, str]] = Counter()
+        self.users: dict[str, tuple[int, float, float]] = {}
+
+    def join_chain(self, user: str, before: str | None, topic: str, after: str | None) -> None:
+        """An event of `topic` now stands between events of topics `before` and `after` in
+        its user's chain of topics: before -> after becomes before -> topic -> after."""
+        if before is not None and after is not None:
+            self.transitions[(user, before, after)] -= 1
+        if before is not None:
+            self.transitions[(user, before, topic)] += 1
+        if after is not None:
+            self.transitions[(user, topic, after)] += 1
+
+    def add_counts(self, user: str, events: Sequence[NewEvent]) -> None:
+        for event in events:
+            if event.topic_id is not None:
+                self.topics[(user, event.topic_id)] += 1
+                self.days[(user, int(event.event_time // DAY), event.topic_id)] += 1
+        times = [e.event_time for e in events]
+        self.users[user] = (len(events), min(times), max(times))
+
+    def apply(self, connection: sqlite3.Connection) -> None:
+        upsert = "ON CONFLICT DO UPDATE SET count = count + excluded.count"
+        connection.executemany(
+            f"INSERT INTO topic_counts VALUES (?,?,?) {upsert}",
+            [(*k, n) for k, n in self.topics.items() if n],
+        )
+        connection.executemany(
+            f"INSERT INTO topic_transitions VALUES (?,?,?,?) {upsert}",
+            [(*k, n) for k, n in self.transitions.items() if n],
+        )
+        connection.executemany(
+            f"INSERT INTO topic_days VALUES (?,?,?,?) {upsert}",
+            [(*k, n) for k, n in self.days.items() if n],
+        )
+        connection.executemany(
+            "INSERT INTO users VALUES (?,?,?,?) ON CONFLICT DO UPDATE SET"
+            " event_count = event_count + excluded.event_count,"
+            " first_time = min(first_time, excluded.first_time),"
+            " last_time = max(last_time, excluded.last_time)",
+            [(user, *values) for user, values in self.users.items()],
+        )
+        # Rows that decrements brought to zero go (only those keys: no table scan).
+        for table, keys, columns in (
+            ("topic_counts", self.topics, "user_id=? AND topic_id=?"),
+            ("topic_transitions", self.transitions, "user_id=? AND from_topic=? AND to_topic=?"),
+            ("topic_days", self.days, "user_id=? AND day=? AND topic_id=?"),
+        ):
+            lowered = [key for key, n in keys.items() if n < 0]
+            connection.executemany(f"DELETE FROM {table} WHERE {columns} AND count <= 0", lowered)
