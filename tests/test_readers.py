@@ -171,6 +171,19 @@ def test_wrong_encoding_is_counted_per_line(tmp_path: Path) -> None:
     assert data.parse_errors.lines == {"not valid utf-8": ["events.csv:3"]}
 
 
+def test_a_quoted_csv_field_may_hold_newlines_and_rows_keep_their_line_numbers(
+    tmp_path: Path,
+) -> None:
+    (tmp_path / "events.csv").write_text(
+        'user_id,item_id,timestamp,text\nu1,i1,1,"two\nlines"\nu2,i2,oops,x\nu3,i3,3,"a, b"\n'
+    )
+    mapping = ColumnMapping.parse(["text=text"])
+    data = read_dataset(tmp_path / "events.csv", mapping=mapping)
+    assert data.events["text"].tolist() == ["two\nlines", "a, b"]
+    assert data.events["line"].tolist() == [2, 5]
+    assert data.parse_errors.lines == {"timestamp or value is not valid": ["events.csv:4"]}
+
+
 def test_unknown_layouts_and_mappings_are_clear_errors(tmp_path: Path) -> None:
     with pytest.raises(DataError, match="no known layout"):
         read_dataset(tmp_path)

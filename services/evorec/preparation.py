@@ -21,7 +21,7 @@ import pandas as pd
 from evorec.data.artifacts import FORMAT_VERSION, DatasetLayout, sha256_of
 from evorec.data.cleaning import CleaningOptions, clean
 from evorec.data.readers import read_dataset
-from evorec.data.schema import RawDataset
+from evorec.data.schema import RawDataset, item_document
 from evorec.data.splits import leave_one_out, new_item_split, time_split
 from evorec.data.synth import SimulatorConfig, simulate
 from evorec.embedding.text_vectors import DEFAULT_A, TextEmbedder, count_words
@@ -64,11 +64,6 @@ def prepare_synthetic(
     return prepare(read_dataset(raw), out, PrepareOptions(topics=config.topics), progress)
 
 
-def item_document(row: Any) -> str:
-    """The text an item is known by: title, description and categories."""
-    return " ".join([row.title, row.text, *row.categories]).strip()
-
-
 def prepare(
     raw: RawDataset,
     out: Path,
@@ -91,10 +86,15 @@ def prepare(
     )
 
     progress("normalizing text")
-    item_docs = [normalize(item_document(row), options.text).tokens for row in items.itertuples()]
-    unused_docs = [
-        normalize(item_document(row), options.text).tokens for row in data.unused_items.itertuples()
-    ]
+
+    def item_tokens(frame: pd.DataFrame) -> list[list[str]]:
+        rows: list[Any] = list(frame.itertuples())
+        return [
+            normalize(item_document(r.title, r.text, r.categories), options.text).tokens
+            for r in rows
+        ]
+
+    item_docs, unused_docs = item_tokens(items), item_tokens(data.unused_items)
     with_text = events[events["text"] != ""]
     user_docs = [normalize(text, options.text).tokens for text in with_text["text"]]
     corpus = item_docs + unused_docs + user_docs

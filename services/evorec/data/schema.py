@@ -9,6 +9,7 @@ Items (one row per catalog item): item_id, title, text: str; categories: list[st
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -21,6 +22,12 @@ EVENT_COLUMNS = ("user_id", "item_id", "timestamp", "event_type", "value", "text
 ITEM_COLUMNS = ("item_id", "title", "text", "categories")
 # How many offending line numbers a report keeps per reason; the count is always complete.
 KEPT_LINE_NUMBERS = 20
+
+
+def item_document(title: str, text: str, categories: Sequence[str]) -> str:
+    """The text an item is known by, in preparation and when it is upserted later: title,
+    description and categories."""
+    return " ".join([title, text, *categories]).strip()
 
 
 class DataError(Exception):

@@ -18,6 +18,7 @@ import grpc
 import numpy as np
 
 from evorec.data.artifacts import DatasetLayout
+from evorec.data.schema import item_document
 from evorec.embedding.bundle import TextModel
 from evorec.embedding.catalog import CatalogItem, CatalogStore, ExactIndex, ItemCatalog, VectorIndex
 from evorec.platform.clients import preprocess_client
@@ -47,11 +48,6 @@ MAX_ITEM_PAGE = 1_000
 OK = embedding_pb2.VECTOR_STATUS_OK
 NO_TEXT = embedding_pb2.VECTOR_STATUS_NO_USABLE_TEXT
 UNKNOWN_ITEM = embedding_pb2.VECTOR_STATUS_UNKNOWN_ITEM
-
-
-def item_text(title: str, text: str, categories: Sequence[str]) -> str:
-    """What an item is embedded from; the same composition as in preparation."""
-    return " ".join([title, text, *categories]).strip()
 
 
 @dataclass
@@ -99,7 +95,7 @@ class EmbeddingServicer(embedding_pb2_grpc.EmbeddingServiceServicer):
                 stale.append(item)
         self._loaded = Loaded(model, catalog, store, ExactIndex(catalog), uuid.uuid4().hex)
         if stale:
-            texts = [item_text(i.title, i.text, i.categories) for i in stale]
+            texts = [item_document(i.title, i.text, i.categories) for i in stale]
             for item, (vector, _) in zip(stale, await self.vectors(texts), strict=True):
                 item.vector = vector
                 item.topic_id = model.topics.classify(vector, item.categories)
@@ -173,7 +169,7 @@ class EmbeddingServicer(embedding_pb2_grpc.EmbeddingServiceServicer):
         self, request: embedding_pb2.UpsertItemsRequest, context: Any
     ) -> embedding_pb2.UpsertItemsResponse:
         validate_upsert(request)
-        texts = [item_text(i.title, i.text, i.categories) for i in request.items]
+        texts = [item_document(i.title, i.text, i.categories) for i in request.items]
         vectors = await self.vectors(texts)
         now = time.time()
         async with self.upserting:

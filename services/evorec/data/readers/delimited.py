@@ -1,4 +1,4 @@
-"""Line-by-line reading of delimited text files, counting every row that does not parse.
+"""Reading of delimited text files, counting every row that does not parse.
 
 The public formats are small enough to read this way, and doing it by hand (rather than with
 a CSV engine that skips bad rows silently) is what lets the report name each bad line.
@@ -8,11 +8,15 @@ from __future__ import annotations
 
 import csv
 import gzip
+import io
 from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, cast
 
 from evorec.data.schema import ParseErrors
+
+# What a byte that is not UTF-8 decodes to.
+_UNDECODABLE = "\ufffd"
 
 
 def open_text(path: Path) -> IO[bytes]:
@@ -69,17 +73,33 @@ def parse_number(text: str) -> float | None:
 
 
 def csv_rows(path: Path, fields: int, errors: ParseErrors) -> Iterator[tuple[int, list[str]]]:
-    """(line number, fields) of each row of a quoted CSV file with a header line."""
-    for number, line in decoded_lines(path, errors, skip_header=True):
-        parsed = next(csv.reader([line]))
-        if len(parsed) != fields:
-            errors.add(f"expected {fields} fields", f"{path.name}:{number}")
+    """(line number, fields) of each row of a quoted CSV file with a header line. One reader
+    reads the whole file, so a quoted field may hold newlines; a row is numbered by the line
+    it starts on. Rows with bytes that are not UTF-8 are counted and skipped."""
+    for number, row in _csv_records(path):
+        if number == 1:
             continue
-        yield number, parsed
+        if any(_UNDECODABLE in value for value in row):
+            errors.add("not valid utf-8", f"{path.name}:{number}")
+        elif row and any(value.strip() for value in row):
+            if len(row) != fields:
+                errors.add(f"expected {fields} fields", f"{path.name}:{number}")
+                continue
+            yield number, row
 
 
 def csv_header(path: Path) -> list[str]:
     """The column names on the first line of a CSV file."""
-    with open_text(path) as handle:
-        first = handle.readline().decode("utf-8-sig").rstrip("\r\n")
-    return next(csv.reader([first]), [])
+    return next((row for _, row in _csv_records(path)), [])
+
+
+def _csv_records(path: Path) -> Iterator[tuple[int, list[str]]]:
+    with (
+        open_text(path) as raw,
+        io.TextIOWrapper(raw, encoding="utf-8-sig", errors="replace", newline="") as handle,
+    ):
+        reader = csv.reader(handle)
+        start = 1
+        for row in reader:
+            yield start, row
+            start = reader.line_num + 1
