@@ -22,8 +22,9 @@ import tensorflow as tf
 from tensorflow.core.framework import tensor_pb2, tensor_shape_pb2, types_pb2
 from tensorflow_serving.apis import predict_pb2, prediction_service_pb2, prediction_service_pb2_grpc
 
+from evorec.encoder.settings import ServingSettings
 from evorec.platform.clients import open_channel
-from evorec.platform.config import ClientSettings, ServerSettings, ServingSettings
+from evorec.platform.config import ClientSettings, ServerSettings
 
 log = logging.getLogger("evorec.encoder")
 PREDICTION_SERVICE = prediction_service_pb2.DESCRIPTOR.services_by_name["PredictionService"]

@@ -7,11 +7,11 @@ import asyncio
 import logging
 import time
 
+from evorec.interest.settings import InterestStateSettings
 from evorec.interest.store import EventStore
 from evorec.interest.topics import TopicResolver
 from evorec.interest.writer import GroupWriter
 from evorec.platform.background import BackgroundTasks, every
-from evorec.platform.config import InterestStateSettings
 from evorec.platform.validation import DAY
 
 log = logging.getLogger("evorec.interest")

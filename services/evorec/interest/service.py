@@ -15,11 +15,12 @@ from typing import Any
 from evorec.interest.maintenance import Maintenance
 from evorec.interest.profile import build_profile
 from evorec.interest.records import NewEvent, StoredRow
+from evorec.interest.settings import InterestStateSettings
 from evorec.interest.store import EventStore
 from evorec.interest.topics import TopicResolver
 from evorec.interest.writer import GroupWriter
 from evorec.platform.clients import embedding_client
-from evorec.platform.config import InterestStateSettings, Settings
+from evorec.platform.config import Settings
 from evorec.platform.errors import FieldViolation, NotFound, Violations
 from evorec.platform.server import GrpcService
 from evorec.platform.validation import (

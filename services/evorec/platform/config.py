@@ -1,6 +1,10 @@
 """Configuration: embedded defaults, overridden by an optional TOML file, overridden by
 `EVOREC_...` environment variables (nested fields with `__`, e.g. `EVOREC_RANKING__PORT`).
 
+The settings every service shares (endpoints, server limits, client deadlines and retries)
+are defined here; each service's own settings are defined beside it (`interest.settings`,
+`ranking.settings`, `encoder.settings`) and composed here into one `Settings`.
+
 Everything is validated when a process starts; a bad value stops it with a message that
 names the setting, in both its environment and its file spelling.
 """
@@ -12,16 +16,20 @@ import tomllib
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import Field, ValidationError, model_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
 )
 
+from evorec.encoder.settings import ServingSettings
+from evorec.interest.settings import InterestStateSettings
+from evorec.platform.section import MIB, Section
+from evorec.ranking.settings import RecommendSettings
+
 ENV_PREFIX = "EVOREC_"
 CONFIG_FILE_ENV = "EVOREC_CONFIG_FILE"
-MIB = 1024 * 1024
 # Each service's ports when nothing else is said.
 DEFAULT_PORTS: dict[str, dict[str, int]] = {
     "preprocess": {"port": 50051, "metrics_port": 9101},
@@ -35,11 +43,7 @@ class ConfigError(Exception):
     """A setting is missing, malformed or out of range; the message names it."""
 
 
-class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class Endpoint(_Section):
+class Endpoint(Section):
     """Where one service listens for gRPC and serves its Prometheus metrics."""
 
     host: str = "127.0.0.1"
@@ -53,7 +57,7 @@ class Endpoint(_Section):
         return f"{self.host}:{self.port}"
 
 
-class ServerSettings(_Section):
+class ServerSettings(Section):
     """How every gRPC server behaves; the limits are explicit, never the library's defaults."""
 
     # In-flight calls get this long to finish after SIGTERM before they are cancelled.
@@ -69,7 +73,7 @@ class ServerSettings(_Section):
     max_connection_age_s: float = Field(default=1800.0, gt=0)
 
 
-class ClientSettings(_Section):
+class ClientSettings(Section):
     """How evorec calls services: deadlines and retries of idempotent calls."""
 
     # The deadline of a call whose caller gave none and that no inbound deadline bounds.
@@ -80,85 +84,6 @@ class ClientSettings(_Section):
     retry_initial_backoff_s: float = Field(default=0.05, gt=0)
     retry_max_backoff_s: float = Field(default=1.0, gt=0)
     retry_backoff_multiplier: float = Field(default=2.0, ge=1)
-
-
-class InterestStateSettings(_Section):
-    """The interest service's event store and profiles."""
-
-    # full: SQLite fsyncs every commit, so an acknowledged event survives kill -9 and a power
-    # cut; normal: it survives kill -9, and a power cut may lose the last commits (WAL mode).
-    durability: Literal["full", "normal"] = "full"
-    # Per user, only the newest this many events are kept...
-    retention_max_events: int = Field(default=10_000, ge=1, le=10_000_000)
-    # ...and, when set, only those younger than this many days.
-    retention_max_age_days: float | None = Field(default=None, gt=0)
-    # How often retention runs (in small steps between ingest batches).
-    retention_interval_s: float = Field(default=5.0, gt=0)
-    # Half-life of the time decay of the "current" interest distribution.
-    half_life_days: float = Field(default=14.0, gt=0)
-    # The short-term distribution is over this many most recent events.
-    short_term_events: int = Field(default=20, ge=1, le=1000)
-    # How often events stored without a topic (catalog unreachable) are looked up again.
-    topic_backfill_interval_s: float = Field(default=30.0, gt=0)
-    # Concurrent ingest calls are committed together, up to this many events at once.
-    max_group_events: int = Field(default=20_000, ge=1, le=1_000_000)
-
-
-class ServingSettings(_Section):
-    """Where the ranking service gets its sequence encoder, and how it calls it."""
-
-    # TF Serving's model base path: versions are <base_path>/<model_name>/<version>/. The
-    # ranking service reads each version's bundle from here whichever backend runs the model.
-    # Default: <data_dir>/models.
-    base_path: Path | None = None
-    model_name: str = Field(default="encoder", min_length=1)
-    # in_process: the SavedModel loaded by the ranking service (no GPU, no extra server);
-    # tf_serving: TensorFlow Serving's PredictionService at tf_serving_target.
-    backend: Literal["in_process", "tf_serving"] = "in_process"
-    tf_serving_target: str = "127.0.0.1:8500"
-    signature_name: str = Field(default="serving_default", min_length=1)
-    # Ask TF Serving for this version label (stable, canary); empty: the newest version
-    # found under base_path.
-    version_label: str = ""
-    # How often base_path is checked for a new version (TF Serving polls the same way).
-    poll_interval_s: float = Field(default=2.0, gt=0, le=3600)
-    # User vectors of requests arriving within this window go to the model as one batch...
-    batch_window_ms: float = Field(default=2.0, ge=0, le=1000)
-    # ...of at most this many histories.
-    max_batch_size: int = Field(default=64, ge=1, le=4096)
-    # The longest wait for the encoder, whatever the inbound deadline leaves; beyond it the
-    # answer comes from the other candidate sources.
-    timeout_s: float = Field(default=1.0, gt=0, le=60)
-    # Older versions kept loaded beside the newest, for answers that name them.
-    keep_versions: int = Field(default=1, ge=0, le=10)
-    # Largest Predict response accepted from TF Serving.
-    max_receive_message_bytes: int = Field(default=64 * MIB, ge=1024, le=1024 * MIB)
-
-    def model_dir(self, data_dir: Path) -> Path:
-        return (self.base_path or data_dir / "models") / self.model_name
-
-
-class RecommendSettings(_Section):
-    """How the ranking service builds an answer."""
-
-    default_k: int = Field(default=10, ge=1, le=1000)
-    # Default strength of the MMR diversity re-ranking, 0 (pure relevance) to 1.
-    diversity: float = Field(default=0.2, ge=0, le=1)
-    # The newest this many events of a user are read: all count as seen, the newest
-    # max_len (the model's window) go to the encoder.
-    history_events: int = Field(default=1000, ge=1, le=1000)
-    # Each candidate source proposes at most this many items.
-    candidates_per_source: int = Field(default=200, ge=10, le=100_000)
-    # Weights of the sources in the blend (weighted reciprocal-rank fusion).
-    weight_encoder: float = Field(default=1.0, ge=0)
-    weight_item_similarity: float = Field(default=0.3, ge=0)
-    weight_markov: float = Field(default=0.3, ge=0)
-    weight_text_neighbours: float = Field(default=0.3, ge=0)
-    weight_popularity: float = Field(default=0.1, ge=0)
-    # How often the catalog's new and changed items are fetched from the embedding service.
-    catalog_poll_interval_s: float = Field(default=2.0, gt=0, le=3600)
-    # Text neighbours are reported degraded after this long without reaching it.
-    catalog_stale_after_s: float = Field(default=30.0, gt=0)
 
 
 class Settings(BaseSettings):

@@ -25,9 +25,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from evorec.platform.config import RecommendSettings
 from evorec.platform.enums import enum_label
 from evorec.ranking.item_space import ItemSpace
+from evorec.ranking.settings import RecommendSettings
 from evorec.v1 import common_pb2, ranking_pb2
 
 RRF_K = 10.0

@@ -30,7 +30,7 @@ from evorec.encoder.repository import ModelRepository
 from evorec.platform import context
 from evorec.platform.background import BackgroundTasks
 from evorec.platform.clients import embedding_client, interest_client
-from evorec.platform.config import RecommendSettings, Settings
+from evorec.platform.config import Settings
 from evorec.platform.errors import FailedPrecondition, Violations
 from evorec.platform.server import GrpcService
 from evorec.platform.validation import check_id
@@ -44,6 +44,7 @@ from evorec.ranking.recommender import (
     Query,
     recommend,
 )
+from evorec.ranking.settings import RecommendSettings
 from evorec.v1 import interest_pb2, interest_pb2_grpc, ranking_pb2, ranking_pb2_grpc
 
 log = logging.getLogger("evorec.ranking")
