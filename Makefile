@@ -3,7 +3,7 @@ VENV ?= .venv
 PYTHON ?= python3
 BIN := $(VENV)/bin
 
-.PHONY: up test check stubs install
+.PHONY: up test test-quick check stubs install
 
 $(BIN)/evorec: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -21,8 +21,12 @@ tests/node/node_modules/.package-lock.json: tests/node/package-lock.json
 up: install
 	$(BIN)/evorec up
 
-## Run the test suite.
+## Run the whole test suite, the slow tests too (what CI runs).
 test: install tests/node/node_modules/.package-lock.json
+	$(BIN)/pytest -q -m "slow or not slow"
+
+## Run the quick tests only (those not marked slow), for the edit-test loop.
+test-quick: install tests/node/node_modules/.package-lock.json
 	$(BIN)/pytest -q
 
 ## Contract lint and compatibility, fresh stubs, lint, format, types.

@@ -104,6 +104,8 @@ def calls_across_services(env: dict[str, str]) -> None:
     assert shown.stdout.count("because you") + shown.stdout.count("often chosen") >= 1
 
 
+@pytest.mark.slow
+@pytest.mark.timeout(420)  # above the 300 s it waits for the services (it trains a model first)
 def test_up_starts_all_four_services_and_ctrl_c_stops_them(env: dict[str, str]) -> None:
     process = subprocess.Popen(
         [sys.executable, "-m", "evorec", "up"],

@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 
 import grpc
+import pytest
 
 from evorec.platform.probes import free_port
 from evorec.v1 import common_pb2, interest_pb2_grpc
@@ -62,6 +63,7 @@ def ingest_until_killed(port: int, acknowledged: list[str], stop: threading.Even
             batch += 1
 
 
+@pytest.mark.slow
 def test_every_acknowledged_event_survives_sigkill(tmp_path: Path) -> None:
     rng = random.Random(5)
     acknowledged: list[str] = []
