@@ -13,10 +13,6 @@ $(BIN)/evorec: pyproject.toml
 
 install: $(BIN)/evorec
 
-# The cross-language client test needs Node.js; without it that one test skips.
-tests/node/node_modules/.package-lock.json: tests/node/package-lock.json
-	if command -v npm >/dev/null; then npm ci --prefix tests/node --no-audit --no-fund --silent; fi
-
 # The TypeScript client's generator and compiler (pinned in its package-lock.json); without
 # npm, its test skips (and fails in CI) and `make stubs` cannot regenerate it.
 NODE_CLIENT_DEPS := clients/node/node_modules/.package-lock.json
@@ -28,7 +24,7 @@ up: install
 	$(BIN)/evorec up
 
 ## Run the test suite.
-test: install tests/node/node_modules/.package-lock.json
+test: install $(NODE_CLIENT_DEPS)
 	$(BIN)/pytest -q
 
 ## Contract lint and compatibility, fresh stubs, lint, format, types.
