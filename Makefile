@@ -13,26 +13,29 @@ $(BIN)/evorec: pyproject.toml
 
 install: $(BIN)/evorec
 
-# The cross-language client test needs Node.js; without it that one test skips.
-tests/node/node_modules/.package-lock.json: tests/node/package-lock.json
-	if command -v npm >/dev/null; then npm ci --prefix tests/node --no-audit --no-fund --silent; fi
+# The TypeScript client's generator and compiler (pinned in its package-lock.json); without
+# npm, its test skips (and fails in CI) and `make stubs` cannot regenerate it.
+NODE_CLIENT_DEPS := clients/node/node_modules/.package-lock.json
+$(NODE_CLIENT_DEPS): clients/node/package-lock.json
+	if command -v npm >/dev/null; then npm ci --prefix clients/node --no-audit --no-fund --silent; fi
 
 ## Run all four services on embedded defaults (Ctrl-C stops them).
 up: install
 	$(BIN)/evorec up
 
 ## Run the whole test suite, the slow tests too (what CI runs).
-test: install tests/node/node_modules/.package-lock.json
+test: install $(NODE_CLIENT_DEPS)
 	$(BIN)/pytest -q -m "slow or not slow"
 
 ## Run the quick tests only (those not marked slow), for the edit-test loop.
-test-quick: install tests/node/node_modules/.package-lock.json
+test-quick: install $(NODE_CLIENT_DEPS)
 	$(BIN)/pytest -q
 
 ## Contract lint and compatibility, fresh stubs, lint, format, types.
-check: install
+check: install $(NODE_CLIENT_DEPS)
 	bash .ci/checks
 
-## Regenerate the Python stubs from protos/.
-stubs: install
+## Regenerate the Python, Go and TypeScript stubs from protos/.
+stubs: install $(NODE_CLIENT_DEPS)
 	$(BIN)/python scripts/generate_stubs.py
+	$(BIN)/python scripts/generate_clients.py

@@ -52,3 +52,23 @@ def test_every_unary_rpc_declares_whether_a_retry_is_safe() -> None:
         if not method.client_streaming and method.GetOptions().idempotency_level == unknown
     ]
     assert undeclared == []
+
+
+# The import path of the published Go client (clients/go); changing it breaks every Go caller.
+GO_PACKAGE = "github.com/evorec/evorec/clients/go/evorec/v1;evorecv1"
+
+
+def test_every_contract_file_keeps_the_go_package_of_the_go_client() -> None:
+    files = {entry.descriptor.file for entry in SERVICES.values()}
+    files |= {dependency for file in set(files) for dependency in file.dependencies}
+    evorec_files = sorted(f.name for f in files if f.package == "evorec.v1")
+    assert evorec_files == [
+        "evorec/v1/common.proto",
+        "evorec/v1/embedding.proto",
+        "evorec/v1/interest.proto",
+        "evorec/v1/preprocess.proto",
+        "evorec/v1/ranking.proto",
+    ]
+    assert {
+        f.name: f.GetOptions().go_package for f in files if f.package == "evorec.v1"
+    } == dict.fromkeys(evorec_files, GO_PACKAGE)

@@ -1,45 +1,63 @@
-"""A client in another language: Node.js, with stubs loaded from protos/, calls a service."""
+"""The TypeScript client (clients/node): its example, compiled with tsc from the committed
+code, runs on Node.js against the four real services."""
 
 from __future__ import annotations
 
-import asyncio
-import json
-import shutil
-from typing import Any
+import subprocess
+from pathlib import Path
 
 import pytest
 
-from evorec.platform.config import Settings
-from evorec.platform.registry import create_service
-from tests.conftest import ROOT
+from tests.conftest import ROOT, Stack
+from tests.cross_language import (
+    USER,
+    missing,
+    require_tool,
+    run_quickstart,
+    start_services,
+)
 
-NODE = shutil.which("node")
+PACKAGE = ROOT / "clients/node"
 
 
-@pytest.mark.skipif(NODE is None, reason="Node.js is not installed")
-async def test_a_node_client_calls_health_and_an_evorec_rpc(
-    started: Any, settings: Settings
+@pytest.fixture(scope="session")
+def node_quickstart(tmp_path_factory: pytest.TempPathFactory) -> list[str]:
+    """The command that runs the example, compiled into a temporary folder."""
+    node = require_tool("node", "Node.js 18 or later")
+    if not (PACKAGE / "node_modules/.bin/tsc").is_file():
+        missing("the Node.js client's dependencies are not installed: npm ci --prefix clients/node")
+    out = tmp_path_factory.mktemp("node-client")
+    built = subprocess.run(
+        [str(PACKAGE / "node_modules/.bin/tsc"), "-p", str(PACKAGE), "--outDir", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert built.returncode == 0, built.stdout + built.stderr
+    return [node, str(out / "examples/quickstart.js")]
+
+
+async def test_the_typescript_example_runs_against_the_services(
+    node_quickstart: list[str],
+    stack: Stack,
+    monkeypatch: pytest.MonkeyPatch,
+    prepared: Path,
+    model_base: Path,
+    tmp_path: Path,
 ) -> None:
-    assert (ROOT / "tests/node/node_modules/@grpc/grpc-js").is_dir(), (
-        "run `npm ci --prefix tests/node` (make test does)"
+    services = await start_services(stack, monkeypatch, prepared, model_base, tmp_path)
+    await run_quickstart(
+        services,
+        lambda interest, ranking: [
+            *node_quickstart,
+            "--interest",
+            interest,
+            "--ranking",
+            ranking,
+            "--user",
+            USER,
+            *services.items,
+        ],
+        # The compiled example sits outside the package; its dependencies are the package's.
+        env={"NODE_PATH": str(PACKAGE / "node_modules")},
     )
-    server = await started(create_service("preprocess", settings))
-    process = await asyncio.create_subprocess_exec(
-        str(NODE),
-        str(ROOT / "tests/node/client.js"),
-        f"127.0.0.1:{server.port}",
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
-    stdout, stderr = await asyncio.wait_for(process.communicate(), timeout=60)
-    assert process.returncode == 0, stderr.decode()
-    result = json.loads(stdout)
-    assert result["health"] == {"code": "OK", "response": {"status": "SERVING"}}
-    assert result["normalize"] == {
-        "code": "OK",
-        "response": {
-            "results": [
-                {"tokens": ["hello", "world"], "language": "LANGUAGE_ENGLISH", "truncated": False}
-            ]
-        },
-    }

@@ -25,13 +25,14 @@ _sym_db = _symbol_database.Default()
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x16\x65vorec/v1/common.proto\x12\tevorec.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\xbb\x01\n\x05\x45vent\x12\x10\n\x08\x65vent_id\x18\x01 \x01(\t\x12\x0f\n\x07user_id\x18\x02 \x01(\t\x12\x0f\n\x07item_id\x18\x03 \x01(\t\x12\"\n\x04type\x18\x04 \x01(\x0e\x32\x14.evorec.v1.EventType\x12\x12\n\x05value\x18\x05 \x01(\x01H\x00\x88\x01\x01\x12\x0c\n\x04text\x18\x06 \x01(\t\x12.\n\nevent_time\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x08\n\x06_value\">\n\x0bTopicWeight\x12\x10\n\x08topic_id\x18\x01 \x01(\t\x12\r\n\x05label\x18\x02 \x01(\t\x12\x0e\n\x06weight\x18\x03 \x01(\x01\"<\n\x11TopicDistribution\x12\'\n\x07weights\x18\x01 \x03(\x0b\x32\x16.evorec.v1.TopicWeight*\xc3\x01\n\tEventType\x12\x1a\n\x16\x45VENT_TYPE_UNSPECIFIED\x10\x00\x12\x13\n\x0f\x45VENT_TYPE_VIEW\x10\x01\x12\x14\n\x10\x45VENT_TYPE_CLICK\x10\x02\x12\x15\n\x11\x45VENT_TYPE_RATING\x10\x03\x12\x17\n\x13\x45VENT_TYPE_PURCHASE\x10\x04\x12\x15\n\x11\x45VENT_TYPE_REVIEW\x10\x05\x12\x12\n\x0e\x45VENT_TYPE_TAG\x10\x06\x12\x14\n\x10\x45VENT_TYPE_QUERY\x10\x07\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x16\x65vorec/v1/common.proto\x12\tevorec.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\xbb\x01\n\x05\x45vent\x12\x10\n\x08\x65vent_id\x18\x01 \x01(\t\x12\x0f\n\x07user_id\x18\x02 \x01(\t\x12\x0f\n\x07item_id\x18\x03 \x01(\t\x12\"\n\x04type\x18\x04 \x01(\x0e\x32\x14.evorec.v1.EventType\x12\x12\n\x05value\x18\x05 \x01(\x01H\x00\x88\x01\x01\x12\x0c\n\x04text\x18\x06 \x01(\t\x12.\n\nevent_time\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x08\n\x06_value\">\n\x0bTopicWeight\x12\x10\n\x08topic_id\x18\x01 \x01(\t\x12\r\n\x05label\x18\x02 \x01(\t\x12\x0e\n\x06weight\x18\x03 \x01(\x01\"<\n\x11TopicDistribution\x12\'\n\x07weights\x18\x01 \x03(\x0b\x32\x16.evorec.v1.TopicWeight*\xc3\x01\n\tEventType\x12\x1a\n\x16\x45VENT_TYPE_UNSPECIFIED\x10\x00\x12\x13\n\x0f\x45VENT_TYPE_VIEW\x10\x01\x12\x14\n\x10\x45VENT_TYPE_CLICK\x10\x02\x12\x15\n\x11\x45VENT_TYPE_RATING\x10\x03\x12\x17\n\x13\x45VENT_TYPE_PURCHASE\x10\x04\x12\x15\n\x11\x45VENT_TYPE_REVIEW\x10\x05\x12\x12\n\x0e\x45VENT_TYPE_TAG\x10\x06\x12\x14\n\x10\x45VENT_TYPE_QUERY\x10\x07\x42\x38Z6github.com/evorec/evorec/clients/go/evorec/v1;evorecv1b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'evorec.v1.common_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
-  DESCRIPTOR._loaded_options = None
+  _globals['DESCRIPTOR']._loaded_options = None
+  _globals['DESCRIPTOR']._serialized_options = b'Z6github.com/evorec/evorec/clients/go/evorec/v1;evorecv1'
   _globals['_EVENTTYPE']._serialized_start=387
   _globals['_EVENTTYPE']._serialized_end=582
   _globals['_EVENT']._serialized_start=71

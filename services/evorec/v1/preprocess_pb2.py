@@ -24,13 +24,14 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1a\x65vorec/v1/preprocess.proto\x12\tevorec.v1\"\xac\x01\n\x0bTextOptions\x12\x1d\n\x10remove_stopwords\x18\x01 \x01(\x08H\x00\x88\x01\x01\x12\x11\n\x04stem\x18\x02 \x01(\x08H\x01\x88\x01\x01\x12\x17\n\nmax_tokens\x18\x03 \x01(\x05H\x02\x88\x01\x01\x12%\n\x08language\x18\x04 \x01(\x0e\x32\x13.evorec.v1.LanguageB\x13\n\x11_remove_stopwordsB\x07\n\x05_stemB\r\n\x0b_max_tokens\"N\n\x14NormalizeTextRequest\x12\r\n\x05texts\x18\x01 \x03(\t\x12\'\n\x07options\x18\x02 \x01(\x0b\x32\x16.evorec.v1.TextOptions\"Z\n\x0eNormalizedText\x12\x0e\n\x06tokens\x18\x01 \x03(\t\x12%\n\x08language\x18\x02 \x01(\x0e\x32\x13.evorec.v1.Language\x12\x11\n\ttruncated\x18\x03 \x01(\x08\"C\n\x15NormalizeTextResponse\x12*\n\x07results\x18\x01 \x03(\x0b\x32\x19.evorec.v1.NormalizedText*P\n\x08Language\x12\x18\n\x14LANGUAGE_UNSPECIFIED\x10\x00\x12\x14\n\x10LANGUAGE_ENGLISH\x10\x01\x12\x14\n\x10LANGUAGE_CHINESE\x10\x02\x32l\n\x11PreprocessService\x12W\n\rNormalizeText\x12\x1f.evorec.v1.NormalizeTextRequest\x1a .evorec.v1.NormalizeTextResponse\"\x03\x90\x02\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1a\x65vorec/v1/preprocess.proto\x12\tevorec.v1\"\xac\x01\n\x0bTextOptions\x12\x1d\n\x10remove_stopwords\x18\x01 \x01(\x08H\x00\x88\x01\x01\x12\x11\n\x04stem\x18\x02 \x01(\x08H\x01\x88\x01\x01\x12\x17\n\nmax_tokens\x18\x03 \x01(\x05H\x02\x88\x01\x01\x12%\n\x08language\x18\x04 \x01(\x0e\x32\x13.evorec.v1.LanguageB\x13\n\x11_remove_stopwordsB\x07\n\x05_stemB\r\n\x0b_max_tokens\"N\n\x14NormalizeTextRequest\x12\r\n\x05texts\x18\x01 \x03(\t\x12\'\n\x07options\x18\x02 \x01(\x0b\x32\x16.evorec.v1.TextOptions\"Z\n\x0eNormalizedText\x12\x0e\n\x06tokens\x18\x01 \x03(\t\x12%\n\x08language\x18\x02 \x01(\x0e\x32\x13.evorec.v1.Language\x12\x11\n\ttruncated\x18\x03 \x01(\x08\"C\n\x15NormalizeTextResponse\x12*\n\x07results\x18\x01 \x03(\x0b\x32\x19.evorec.v1.NormalizedText*P\n\x08Language\x12\x18\n\x14LANGUAGE_UNSPECIFIED\x10\x00\x12\x14\n\x10LANGUAGE_ENGLISH\x10\x01\x12\x14\n\x10LANGUAGE_CHINESE\x10\x02\x32l\n\x11PreprocessService\x12W\n\rNormalizeText\x12\x1f.evorec.v1.NormalizeTextRequest\x1a .evorec.v1.NormalizeTextResponse\"\x03\x90\x02\x01\x42\x38Z6github.com/evorec/evorec/clients/go/evorec/v1;evorecv1b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'evorec.v1.preprocess_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
-  DESCRIPTOR._loaded_options = None
+  _globals['DESCRIPTOR']._loaded_options = None
+  _globals['DESCRIPTOR']._serialized_options = b'Z6github.com/evorec/evorec/clients/go/evorec/v1;evorecv1'
   _globals['_PREPROCESSSERVICE'].methods_by_name['NormalizeText']._loaded_options = None
   _globals['_PREPROCESSSERVICE'].methods_by_name['NormalizeText']._serialized_options = b'\220\002\001'
   _globals['_LANGUAGE']._serialized_start=457
