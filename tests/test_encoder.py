@@ -8,17 +8,20 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
+import keras
 import numpy as np
 import pytest
 import tensorflow as tf
+from tensorflow_serving.apis import prediction_log_pb2
 
 from evorec.data.artifacts import DatasetLayout
 from evorec.data.sequences import LeaveOneOut
-from evorec.encoder.config import EncoderConfig, TrainingConfig
+from evorec.encoder.config import EncoderConfig, EncoderKind, TrainingConfig
 from evorec.encoder.export import export_model, next_version
 from evorec.encoder.model import SequenceEncoder, left_padded
-from evorec.encoder.training import Trainer, seen_logit, training_pairs
+from evorec.encoder.training import Trainer, TrainingResult, seen_logit, training_pairs
 from evorec.evaluation.metrics import mask_seen, top_k
 from tests.conftest import ROOT
 
@@ -63,7 +66,7 @@ def test_the_transformer_learns_beyond_chance(trained: Trainer) -> None:
 
 
 @pytest.mark.parametrize("kind", ["gru", "lstm"])
-def test_recurrent_encoders_and_id_only_models_train(prepared: Path, kind: str) -> None:
+def test_recurrent_encoders_and_id_only_models_train(prepared: Path, kind: EncoderKind) -> None:
     data = LeaveOneOut.load(DatasetLayout(prepared))
     model = SequenceEncoder(
         data.n_items, EncoderConfig(kind=kind, dim=16, max_len=30, use_text=False), None
@@ -81,7 +84,6 @@ def test_the_export_ranks_as_the_training_code(
     path = export_model(trained.model, layout, tmp_path, "encoder", {"metrics": {}})
     assert path == tmp_path / "encoder" / "1"
     assert next_version(tmp_path / "encoder") == 2
-    assert (path / "assets.extra" / "tf_serving_warmup_requests").stat().st_size > 0
     bundle = path / "assets.extra" / "evorec"
     manifest = json.loads((bundle / "manifest.json").read_text())
     assert manifest["n_items"] == trained.model.n_items
@@ -93,6 +95,7 @@ def test_the_export_ranks_as_the_training_code(
 
     loaded = tf.saved_model.load(str(path))
     assert set(loaded.signatures) == {"serving_default", "top_k"}
+    assert_the_warmup_requests_replay(path, loaded, trained.model)
     histories = trained.data.test_input[:20]
     width = max(len(h) for h in histories)
     padded = np.zeros((len(histories), width), np.int32)
@@ -118,6 +121,34 @@ def test_the_export_ranks_as_the_training_code(
     assert shown.returncode == 0, shown.stderr
     assert "signature_def['serving_default']" in shown.stdout
     assert "signature_def['top_k']" in shown.stdout
+
+
+def assert_the_warmup_requests_replay(path: Path, loaded: Any, model: SequenceEncoder) -> None:
+    """TF Serving replays `assets.extra/tf_serving_warmup_requests` (a TFRecord file of
+    `PredictionLog`s) at load: each must name this model and a signature it has, give exactly
+    that signature's inputs with their dtypes, and answer as the model does."""
+    records = list(
+        tf.data.TFRecordDataset(str(path / "assets.extra" / "tf_serving_warmup_requests"))
+    )
+    assert len(records) == 1
+    for record in records:
+        log = prediction_log_pb2.PredictionLog.FromString(record.numpy())
+        assert log.WhichOneof("log_type") == "predict_log"
+        request = log.predict_log.request
+        assert request.model_spec.name == "encoder"
+        signature = loaded.signatures[request.model_spec.signature_name]
+        expected = signature.structured_input_signature[1]
+        inputs = {name: tf.make_ndarray(t) for name, t in request.inputs.items()}
+        assert {name: value.dtype for name, value in inputs.items()} == {
+            name: spec.dtype.as_numpy_dtype for name, spec in expected.items()
+        }
+        vectors = signature(**{name: tf.constant(value) for name, value in inputs.items()})
+        vectors = vectors["user_vector"].numpy()
+        assert vectors.shape == (len(inputs["history"]), model.config.dim)
+        assert np.isfinite(vectors).all()
+        histories = [row[:n] for row, n in zip(inputs["history"], inputs["length"], strict=True)]
+        direct = model(tf.constant(left_padded(histories, model.config.max_len))).numpy()
+        np.testing.assert_allclose(vectors, direct, rtol=1e-4, atol=1e-5)
 
 
 def test_train_and_evaluate_commands(prepared: Path, tmp_path: Path) -> None:
@@ -162,3 +193,54 @@ def test_the_last_position_shortcut_gives_the_full_encoders_user_vectors(
     shortcut = model.encode(sequences, table, last_only=True)
     assert shortcut.shape == (16, 1, model.config.dim)
     np.testing.assert_allclose(shortcut[:, -1, :], full, rtol=1e-4, atol=1e-5)
+
+
+def train_resumable(
+    prepared: Path, checkpoints: Path, epochs: int, patience: int = 20
+) -> tuple[TrainingResult, list[np.ndarray]]:
+    """A small Transformer with text, dropout and id dropout, trained with checkpoints in
+    `checkpoints`; the result and the weights it ends with."""
+    keras.utils.set_random_seed(0)
+    layout = DatasetLayout(prepared)
+    data = LeaveOneOut.load(layout)
+    config = EncoderConfig(dim=16, max_len=20, blocks=1, dropout=0.2, id_dropout=0.1)
+    model = SequenceEncoder(data.n_items, config, np.load(layout.item_vectors))
+    training = TrainingConfig(
+        epochs=epochs, patience=patience, batch_size=32, warmup_steps=5, learning_rate=5e-3
+    )
+    result = Trainer(model, data, training, checkpoints).fit()
+    return result, model.get_weights()
+
+
+def assert_same_training(
+    got: tuple[TrainingResult, list[np.ndarray]], expected: tuple[TrainingResult, list[np.ndarray]]
+) -> None:
+    (result, weights), (expected_result, expected_weights) = got, expected
+    assert result.best_epoch == expected_result.best_epoch
+    assert result.valid == expected_result.valid
+    assert [(r.epoch, r.loss, r.valid_ndcg10) for r in result.history] == [
+        (r.epoch, r.loss, r.valid_ndcg10) for r in expected_result.history
+    ]
+    assert len(weights) == len(expected_weights)
+    for weight, expected_weight in zip(weights, expected_weights, strict=True):
+        np.testing.assert_array_equal(weight, expected_weight)
+
+
+def test_a_resumed_training_ends_as_an_uninterrupted_one(prepared: Path, tmp_path: Path) -> None:
+    uninterrupted = train_resumable(prepared, tmp_path / "uninterrupted", epochs=4)
+    interrupted, _ = train_resumable(prepared, tmp_path / "resumed", epochs=2)
+    assert [r.epoch for r in interrupted.history] == [1, 2]
+    resumed = train_resumable(prepared, tmp_path / "resumed", epochs=4)
+    assert [r.epoch for r in resumed[0].history] == [1, 2, 3, 4]
+    assert_same_training(resumed, uninterrupted)
+
+
+def test_resuming_a_stopped_training_keeps_its_best_epoch_and_weights(
+    prepared: Path, tmp_path: Path
+) -> None:
+    stopped = train_resumable(prepared, tmp_path, epochs=30, patience=2)
+    epochs_run = len(stopped[0].history)
+    assert epochs_run < 30, "early stopping should end this run"
+    assert stopped[0].best_epoch == epochs_run - 2
+    resumed = train_resumable(prepared, tmp_path, epochs=30, patience=2)
+    assert_same_training(resumed, stopped)

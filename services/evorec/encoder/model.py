@@ -81,6 +81,9 @@ class SequenceEncoder(keras.Model):
         self.known_items = tf.Variable(
             tf.ones([n_items + 1, 1]), trainable=False, name="known_items"
         )
+        # A generator with its own state variable, so that a checkpoint holds where the id
+        # dropout's draws stand and a resumed run draws as an uninterrupted one would.
+        self.id_dropout_seeds = keras.random.SeedGenerator()
         self.text_projection: keras.layers.Dense | None = None
         if config.use_text:
             if text_vectors is None or text_vectors.shape[0] != n_items + 1:
@@ -111,7 +114,9 @@ class SequenceEncoder(keras.Model):
             return table
         if training and self.config.id_dropout > 0:
             keep = tf.cast(
-                tf.random.uniform([self.n_items + 1, 1]) >= self.config.id_dropout, table.dtype
+                keras.random.uniform([self.n_items + 1, 1], seed=self.id_dropout_seeds)
+                >= self.config.id_dropout,
+                table.dtype,
             )
             table = table * keep
         return table + self.text_projection(self.text_vectors)

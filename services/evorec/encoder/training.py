@@ -9,10 +9,11 @@ are kept); seeds fixed; resumable checkpoints.
 
 from __future__ import annotations
 
+import json
 import resource
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
@@ -41,6 +42,40 @@ class TrainingResult:
     history: list[EpochRecord] = field(default_factory=list)
     seconds: float = 0.0
     peak_memory_mib: float = 0.0
+
+
+@dataclass
+class Progress:
+    """Where early stopping stands after the epochs so far: the best validation NDCG@10, its
+    epoch and metrics, the epochs since it, every epoch's record and the seconds spent (over
+    all runs of a resumed training)."""
+
+    best: float = -1.0
+    best_epoch: int = 0
+    valid: dict[str, float] = field(default_factory=dict)
+    waited: int = 0
+    history: list[EpochRecord] = field(default_factory=list)
+    seconds: float = 0.0
+
+    def add(self, record: EpochRecord, metrics: dict[str, float]) -> bool:
+        """Records an epoch; True when it is the best so far."""
+        self.history.append(record)
+        if record.valid_ndcg10 > self.best:
+            self.best, self.best_epoch, self.valid, self.waited = (
+                record.valid_ndcg10, record.epoch, metrics, 0
+            )  # fmt: skip
+            return True
+        self.waited += 1
+        return False
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self))
+
+    @classmethod
+    def from_json(cls, text: str) -> Progress:
+        state = json.loads(text)
+        state["history"] = [EpochRecord(**record) for record in state["history"]]
+        return cls(**state)
 
 
 class WarmUp(keras.optimizers.schedules.LearningRateSchedule):
@@ -105,9 +140,11 @@ class Trainer:
             learning_rate=WarmUp(config.learning_rate, config.warmup_steps),
             weight_decay=config.weight_decay,
         )
-        self.epoch = tf.Variable(0, dtype=tf.int64, trainable=False)
         self.checkpoints = checkpoints
         self.manager: tf.train.CheckpointManager | None = None
+        # Early stopping's state, as JSON in a variable so that checkpoints hold it.
+        self.progress = tf.Variable(Progress().to_json(), dtype=tf.string, trainable=False)
+        self.best_weights: list[tf.Variable] = []
         self.inputs, self.targets = training_pairs(data.train, model.config.max_len)
         # Items absent from training are neither targets nor in the softmax: a catalog item
         # that arrives later was not there to be pushed down either (see known_items).
@@ -166,61 +203,72 @@ class Trainer:
         scores = mask_seen(self.scores(histories), histories)
         return RankingMetrics.from_positions(positions(scores, targets)).values
 
-    def _restore(self) -> None:
+    def _checkpoint(self) -> None:
+        """Restores the latest checkpoint, if any. A checkpoint holds every variable a run's
+        future depends on: the model's weights and its dropout seed states (`variables`, not
+        just `weights`), the optimizer's moments and step, and the early-stopping state with a
+        copy of the best epoch's weights, so a resumed run ends as an uninterrupted one would.
+        Variables are listed, not found through the model's attributes: a Keras 3 model's
+        object graph leaves out layers kept in a list (the Transformer blocks)."""
         if self.checkpoints is None:
             return
         checkpoint = tf.train.Checkpoint(
-            model=self.model, optimizer=self.optimizer, epoch=self.epoch
+            model=list(self.model.variables),
+            optimizer=list(self.optimizer.variables),
+            best_weights=self.best_weights,
+            progress=self.progress,
         )
         self.manager = tf.train.CheckpointManager(checkpoint, str(self.checkpoints), max_to_keep=2)
         if self.manager.latest_checkpoint:
-            checkpoint.restore(self.manager.latest_checkpoint)
+            checkpoint.restore(self.manager.latest_checkpoint).assert_consumed()
+
+    def _epoch(self, epoch: int) -> float:
+        """One pass over the training pairs in an order that depends on the seed and the
+        epoch only, so a resumed run shuffles as the uninterrupted one did; the mean loss."""
+        order = np.random.default_rng([self.config.seed, epoch]).permutation(len(self.inputs))
+        losses = []
+        for start in range(0, len(order), self.config.batch_size):
+            rows = order[start : start + self.config.batch_size]
+            loss = self._step(tf.constant(self.inputs[rows]), tf.constant(self.targets[rows]))
+            losses.append(float(loss))
+        return float(np.mean(losses))
 
     def fit(self, on_epoch: Callable[[EpochRecord], None] = lambda record: None) -> TrainingResult:
+        """Trains until `epochs` or `patience` epochs without a better validation NDCG@10, then
+        keeps the best epoch's weights. With `checkpoints`, saves after every epoch and goes on
+        from the latest checkpoint there."""
         keras.utils.set_random_seed(self.config.seed)
         started = time.perf_counter()
         self.model(tf.constant(self.inputs[:1]))  # build the weights
-        self._restore()
-        rng = np.random.default_rng(self.config.seed + int(self.epoch.numpy()))
-        best = -1.0
-        best_epoch = 0
-        best_weights = self.model.get_weights()
-        valid: dict[str, float] = {}
-        waited = 0
-        history: list[EpochRecord] = []
-        while int(self.epoch.numpy()) < self.config.epochs and waited < self.config.patience:
+        self.optimizer.build(self.model.trainable_variables)
+        self.best_weights = [tf.Variable(w, trainable=False) for w in self.model.weights]
+        self._checkpoint()
+        progress = Progress.from_json(self.progress.numpy().decode())
+        before = progress.seconds
+        while len(progress.history) < self.config.epochs and progress.waited < self.config.patience:
             epoch_started = time.perf_counter()
-            order = rng.permutation(len(self.inputs))
-            losses = []
-            for start in range(0, len(order), self.config.batch_size):
-                rows = order[start : start + self.config.batch_size]
-                losses.append(
-                    float(
-                        self._step(tf.constant(self.inputs[rows]), tf.constant(self.targets[rows]))
-                    )
-                )
-            self.epoch.assign_add(1)
+            loss = self._epoch(len(progress.history) + 1)
             metrics = self.evaluate("valid")
             record = EpochRecord(
-                int(self.epoch.numpy()),
-                float(np.mean(losses)),
+                len(progress.history) + 1,
+                loss,
                 metrics["ndcg@10"],
                 time.perf_counter() - epoch_started,
             )
-            history.append(record)
+            if progress.add(record, metrics):
+                for kept, weight in zip(self.best_weights, self.model.weights, strict=True):
+                    kept.assign(weight)
+            progress.seconds = before + time.perf_counter() - started
+            self.progress.assign(progress.to_json())
             on_epoch(record)
-            if metrics["ndcg@10"] > best:
-                best, best_epoch, valid, waited = metrics["ndcg@10"], record.epoch, metrics, 0
-                best_weights = self.model.get_weights()
-            else:
-                waited += 1
             if self.manager is not None:
                 self.manager.save(checkpoint_number=record.epoch)
-        self.model.set_weights(best_weights)
+        for weight, kept in zip(self.model.weights, self.best_weights, strict=True):
+            weight.assign(kept)
         return TrainingResult(
-            best_epoch=best_epoch,
-            valid=valid,
-            history=history,
-            seconds=time.perf_counter() - started,
+            best_epoch=progress.best_epoch,
+            valid=progress.valid,
+            history=progress.history,
+            seconds=before + time.perf_counter() - started,
             peak_memory_mib=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
         )
