@@ -21,7 +21,7 @@ from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
 from evorec.encoder.bundle import model_versions
 
 
-class SavedModelPredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
+class SavedModelPredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):  # type: ignore[misc]
     def __init__(self, base: Path, labels: dict[str, int] | None = None) -> None:
         self.base = base
         self.labels = labels or {}
@@ -37,7 +37,7 @@ class SavedModelPredictionService(prediction_service_pb2_grpc.PredictionServiceS
         return versions[-1] if versions else None
 
     async def Predict(
-        self, request: predict_pb2.PredictRequest, context: grpc.aio.ServicerContext
+        self, request: predict_pb2.PredictRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> predict_pb2.PredictResponse:
         self.requests.append(request)
         spec = request.model_spec

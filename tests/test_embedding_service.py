@@ -40,7 +40,9 @@ def items_by_topic(prepared: Path) -> pd.DataFrame:
 
 
 async def test_texts_are_embedded_or_said_to_have_no_usable_words(
-    embedding: embedding_pb2_grpc.EmbeddingServiceAsyncStub, synthetic: SyntheticDataset
+    embedding: embedding_pb2_grpc.EmbeddingServiceAsyncStub,
+    synthetic: SyntheticDataset,
+    prepared: Path,
 ) -> None:
     response = await embedding.EmbedTexts(
         pb.EmbedTextsRequest(texts=[topic_text(synthetic, 0), "zzzz qqqq", ""])
@@ -51,7 +53,9 @@ async def test_texts_are_embedded_or_said_to_have_no_usable_words(
     assert [e.known_token_count for e in response.embeddings] == [8, 0, 0]
     assert len(response.embeddings[0].vector.values) == response.dimension == 64
     assert np.linalg.norm(response.embeddings[0].vector.values) == pytest.approx(1, abs=1e-5)
-    assert response.model_version.endswith(response.model_version.split("@")[-1])
+    manifest = DatasetLayout(prepared).read_manifest()
+    digest = manifest["outputs"]["text/word_vectors.bin"][:12]
+    assert response.model_version == f"{manifest['name']}@{digest}"
 
 
 async def test_item_vectors_are_the_prepared_ones(

@@ -14,7 +14,6 @@ from tensorflow_serving.config import model_server_config_pb2
 from evorec.encoder.backends import Batcher, right_padded
 from evorec.encoder.bundle import ModelBundle, model_versions
 from evorec.encoder.publish import publish, set_version_label
-from evorec.platform.config import RecommendSettings
 from evorec.ranking.catalog import MirroredItem
 from evorec.ranking.item_space import ItemSpace
 from evorec.ranking.recommender import (
@@ -26,6 +25,7 @@ from evorec.ranking.recommender import (
     recent_items,
     recommend,
 )
+from evorec.ranking.settings import RecommendSettings
 
 
 def test_mmr_without_diversity_is_relevance_order() -> None:
@@ -95,16 +95,42 @@ def test_an_empty_history_is_answered_by_popularity(bundle: ModelBundle) -> None
     assert [r.index for r in answer.items] == expected.tolist()
 
 
-def test_the_encoder_leads_and_filters_hold(bundle: ModelBundle) -> None:
+ENCODER_ONLY = RecommendSettings(
+    weight_item_similarity=0, weight_markov=0, weight_text_neighbours=0, weight_popularity=0
+)
+
+
+def test_the_encoder_ranks_by_dot_product_and_leads_the_blend(bundle: ModelBundle) -> None:
     space = ItemSpace(bundle, {})
     history = np.array([1, 2, 3])
-    user = space.table[10]  # a user vector pointing at item 10
+    # The longest item vector, as a user vector, scores its own item highest for certain
+    # (a.b <= |a||b| <= |a|^2, equal only for a copy of a).
+    norms = np.linalg.norm(space.table, axis=1)
+    norms[[0, *history]] = 0
+    target = int(np.argmax(norms))
+    user = space.table[target]
     query = Query(history=history, event_types=np.ones(3, np.int32), k=10, diversity=0)
-    answer = recommend(space, query, user, RecommendSettings())
-    assert ENCODER in answer.sources_used
-    assert not {1, 2, 3} & {r.index for r in answer.items}
-    assert answer.items[0].sources[0] == ENCODER
-    topic = space.topic_of(answer.items[0].index)
+    alone = recommend(space, query, user, ENCODER_ONLY)
+    scores = space.table @ user
+    scores[[0, *history]] = -np.inf
+    expected = np.argsort(-scores, kind="stable")[:10]
+    assert [r.index for r in alone.items] == expected.tolist()
+    assert alone.items[0].index == target
+    assert alone.sources_used == [ENCODER]
+
+    blended = recommend(space, query, user, RecommendSettings())
+    assert ENCODER in blended.sources_used
+    assert not {1, 2, 3} & {r.index for r in blended.items}
+    assert blended.items[0].sources[0] == ENCODER
+
+
+def test_a_topic_filter_holds_against_the_encoders_choice(bundle: ModelBundle) -> None:
+    space = ItemSpace(bundle, {})
+    history = np.array([1, 2, 3])
+    user = space.table[10]
+    query = Query(history=history, event_types=np.ones(3, np.int32), k=10, diversity=0)
+    first = recommend(space, query, user, ENCODER_ONLY).items[0].index
+    topic = space.topic_of(first)
     filtered = recommend(
         space,
         Query(history=history, event_types=np.ones(3, np.int32), k=10, diversity=0,
@@ -112,6 +138,7 @@ def test_the_encoder_leads_and_filters_hold(bundle: ModelBundle) -> None:
         user,
         RecommendSettings(),
     )  # fmt: skip
+    assert len(filtered.items) == 10
     assert topic not in {space.topic_of(r.index) for r in filtered.items}
 
 

@@ -10,6 +10,7 @@ import shutil
 import time
 from collections import Counter
 from pathlib import Path
+from typing import Any
 
 import grpc
 import pandas as pd
@@ -19,7 +20,7 @@ from google.protobuf.timestamp_pb2 import Timestamp
 from evorec.platform.clients import embedding_client, interest_client, ranking_client
 from evorec.platform.errors import field_violations
 from evorec.v1 import common_pb2, embedding_pb2, interest_pb2, ranking_pb2
-from tests.conftest import Stack
+from tests.conftest import Stack, export_small_model
 from tests.prediction_service import start_prediction_service
 
 VIEW = common_pb2.EVENT_TYPE_VIEW
@@ -29,16 +30,24 @@ POPULARITY = ranking_pb2.CANDIDATE_SOURCE_POPULARITY
 
 def items_by_topic(prepared: Path) -> dict[str, list[str]]:
     items = pd.read_parquet(prepared / "items.parquet")
-    return {t: group["item_id"].tolist() for t, group in items.groupby("topic_id")}
+    return {str(t): group["item_id"].tolist() for t, group in items.groupby("topic_id")}
 
 
-def copy_version(base: Path, source: int, target: int) -> None:
-    """Another version of the model (the same weights), written as export writes one."""
+def copy_version(source: Path, base: Path, target: int) -> None:
+    """Publishes the version folder `source` as version `target` of `base`'s encoder, as
+    export writes one: staged under a hidden name, then renamed into place."""
     staging = base / "encoder" / f".{target}.partial"
-    shutil.copytree(base / "encoder" / str(source), staging)
+    shutil.copytree(source, staging)
     manifest = staging / "assets.extra" / "evorec" / "manifest.json"
     manifest.write_text(json.dumps({**json.loads(manifest.read_text()), "version": target}))
     staging.rename(base / "encoder" / str(target))
+
+
+@pytest.fixture(scope="module")
+def other_weights(tmp_path_factory: pytest.TempPathFactory, prepared: Path) -> Path:
+    """A version of the model trained with another seed: the same data, other weights."""
+    base = tmp_path_factory.mktemp("other-weights")
+    return export_small_model(prepared, base, version=1, seed=1)
 
 
 @pytest.fixture
@@ -79,7 +88,7 @@ async def ingest(stack: Stack, user: str, items: list[str], start: float) -> Non
         await interest.stub.IngestEvents(interest_pb2.IngestEventsRequest(events=events))
 
 
-async def recommend(stack: Stack, **fields: object) -> ranking_pb2.RecommendResponse:
+async def recommend(stack: Stack, **fields: Any) -> ranking_pb2.RecommendResponse:
     async with ranking_client(stack.settings()) as ranking:
         return await ranking.stub.Recommend(ranking_pb2.RecommendRequest(**fields))
 
@@ -190,7 +199,8 @@ async def test_inline_histories_filters_and_the_model_window(
     with_seen = await recommend(
         services, history=ranking_pb2.InlineHistory(items=items), k=5, exclude_seen=False
     )
-    assert len(with_seen.recommendations) == 5
+    # The history holds the whole of one topic; allowed back, its items lead.
+    assert [r.item_id in history for r in with_seen.recommendations] == [True] * 5
 
 
 @pytest.mark.parametrize(
@@ -273,22 +283,57 @@ async def test_batches_answer_per_user_and_name_the_bad_request(
         assert caught.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
 
 
+def ranked(response: ranking_pb2.RecommendResponse) -> list[tuple[str, float]]:
+    return [(r.item_id, r.score) for r in response.recommendations]
+
+
 async def test_a_new_model_version_is_served_without_a_restart(
-    services: Stack, base: Path, prepared: Path
+    services: Stack, base: Path, prepared: Path, other_weights: Path
 ) -> None:
     await services.start("ranking")
     items = items_by_topic(prepared)[sorted(items_by_topic(prepared))[0]][:5]
-    history = ranking_pb2.InlineHistory(items=[ranking_pb2.HistoryItem(item_id=i) for i in items])
-    assert (await recommend(services, history=history)).model_version == "1"
+    request = ranking_pb2.RecommendRequest(
+        history=ranking_pb2.InlineHistory(
+            items=[ranking_pb2.HistoryItem(item_id=i) for i in items]
+        ),
+        k=20,
+        diversity=0.0,
+    )
+    old = await recommend(services, history=request.history, k=20, diversity=0.0)
+    assert old.model_version == "1"
     (base / "encoder" / ".2.partial").mkdir()  # a version being written is not picked up
     await asyncio.sleep(0.5)
-    assert (await recommend(services, history=history)).model_version == "1"
+    assert (await recommend(services, history=request.history)).model_version == "1"
     shutil.rmtree(base / "encoder" / ".2.partial")
-    copy_version(base, 1, 2)
-    deadline = time.monotonic() + 10
-    while (await recommend(services, history=history)).model_version != "2":
-        assert time.monotonic() < deadline, "version 2 was not picked up"
-        await asyncio.sleep(0.1)
+
+    switched = asyncio.Event()
+
+    async def call_until_switched() -> list[ranking_pb2.RecommendResponse]:
+        """Calls one after another on its own channel until shortly after the switch."""
+        answers = []
+        async with ranking_client(services.settings()) as ranking:
+            while not switched.is_set():
+                answers.append(await ranking.stub.Recommend(request, timeout=10))
+                if answers[-1].model_version == "2":
+                    switched.set()
+            answers.append(await ranking.stub.Recommend(request, timeout=10))
+        return answers
+
+    callers = [asyncio.create_task(call_until_switched()) for _ in range(4)]
+    await asyncio.sleep(0.3)
+    copy_version(other_weights, base, 2)
+    per_caller = await asyncio.wait_for(asyncio.gather(*callers), timeout=20)
+
+    new = await recommend(services, history=request.history, k=20, diversity=0.0)
+    assert new.model_version == "2"
+    assert ranked(new) != ranked(old)
+    for answers in per_caller:
+        versions = [a.model_version for a in answers]
+        assert versions[0] == "1"
+        assert versions[-1] == "2"
+        assert versions == sorted(versions)  # never back to 1 once 2 answered
+        for answer in answers:
+            assert ranked(answer) == ranked(old if answer.model_version == "1" else new)
 
 
 async def test_without_the_interest_service_the_answer_degrades(services: Stack) -> None:
@@ -312,7 +357,7 @@ async def test_the_tf_serving_backend_matches_in_process_routes_labels_and_degra
     in_process = await recommend(services, history=history, k=10)
     await services.stop("ranking")
 
-    copy_version(base, 1, 2)
+    copy_version(base / "encoder" / "1", base, 2)
     server, port, servicer = await start_prediction_service(base, {"stable": 1, "canary": 2})
     try:
         monkeypatch.setenv("EVOREC_SERVING__BACKEND", "tf_serving")
