@@ -2,6 +2,12 @@
 NormalizeText and GetItemVectors through real services on loopback.
 
     .venv/bin/python scripts/bench_data.py [--datasets ../shared/datasets] [--seconds 10]
+        [--sources PATH,PATH] [--texts REVIEWS.json[.gz]]
+
+By default it prepares ml-100k and the Amazon Magazine Subscriptions reviews under
+--datasets, and sends those reviews' texts to NormalizeText; --sources (datasets to prepare;
+the first one's items serve GetItemVectors) and --texts (JSON lines with a `reviewText`) point
+it elsewhere, e.g. at a small simulated dataset for the test suite's smoke run.
 
 The services run as `evorec serve` processes, the load comes from this process (asyncio,
 several calls in flight). Prints what it measured as a Markdown table, and as JSON with --json.
@@ -103,36 +109,49 @@ async def measure_services(
     mean_chars = statistics.mean(len(t) for t in batch)
     return {
         "normalize_texts_per_s": round(texts_per_s),
+        "normalize_batch": len(batch),
         "normalize_mean_chars": round(mean_chars),
         "normalize_one_p50_ms": round(percentile(single, 0.5) * 1000, 2),
         "normalize_one_p99_ms": round(percentile(single, 0.99) * 1000, 2),
+        "item_vectors_batch": len(ids),
         "item_vectors_per_s": round(vectors_per_s),
     }
 
 
-def main() -> None:
+AMAZON = Path("amazon") / "Magazine_Subscriptions_5.json.gz"
+
+
+def review_texts(path: Path) -> list[str]:
+    """The non-empty `reviewText` of each line of an Amazon review file (gzipped or not)."""
+    with gzip.open(path, "rt") if path.suffix == ".gz" else path.open() as lines:
+        texts = (json.loads(line).get("reviewText", "") for line in lines)
+        return [text for text in texts if text]
+
+
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--datasets", type=Path, default=ROOT.parent / "shared" / "datasets")
+    parser.add_argument("--sources", help="datasets to prepare (default: ml-100k, amazon)")
+    parser.add_argument("--texts", type=Path, help="reviews for NormalizeText (default: amazon)")
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--json", action="store_true")
-    args = parser.parse_args()
-    ml100k = args.datasets / "ml-100k"
-    amazon = args.datasets / "amazon" / "Magazine_Subscriptions_5.json.gz"
+    args = parser.parse_args(argv)
+    sources = (
+        [Path(p) for p in args.sources.split(",")]
+        if args.sources
+        else [args.datasets / "ml-100k", args.datasets / AMAZON]
+    )
     results: dict[str, object] = {"machine": f"{platform.machine()}, {os.cpu_count()} cores"}
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
-        prepared = [time_prepare(ml100k, work / "ml-100k"), time_prepare(amazon, work / "amazon")]
+        outs = [work / f"dataset-{number}" for number in range(len(sources))]
+        prepared = [time_prepare(source, out) for source, out in zip(sources, outs, strict=True)]
         results["prepare"] = prepared
-        texts = []
-        with gzip.open(amazon, "rt") as lines:
-            for line in lines:
-                text = json.loads(line).get("reviewText", "")
-                if text:
-                    texts.append(text)
+        texts = review_texts(args.texts or args.datasets / AMAZON)
         env = {k: v for k, v in os.environ.items() if not k.startswith("EVOREC_")}
         env.update(
             EVOREC_DATA_DIR=str(work / "data"),
-            EVOREC_DATASET=str(work / "ml-100k"),
+            EVOREC_DATASET=str(outs[0]),
             EVOREC_LOG_LEVEL="WARNING",
         )
         for name in ("preprocess", "embedding"):
@@ -148,7 +167,7 @@ def main() -> None:
                 )
             import pandas as pd
 
-            item_ids = pd.read_parquet(work / "ml-100k" / "items.parquet")["item_id"].tolist()
+            item_ids = pd.read_parquet(outs[0] / "items.parquet")["item_id"].tolist()
             services = asyncio.run(measure_services(env, texts, item_ids, args.seconds))
             results["services"] = services
         finally:
@@ -165,8 +184,8 @@ def main() -> None:
         print(f"| prepare {row['dataset']} ({shape}) | {row['seconds']} s |")
     for label, value in (
         (
-            f"NormalizeText, batches of 100 reviews (mean {services['normalize_mean_chars']} "
-            "chars), 4 in flight",
+            f"NormalizeText, batches of {services['normalize_batch']} reviews "
+            f"(mean {services['normalize_mean_chars']} chars), 4 in flight",
             f"{services['normalize_texts_per_s']:,} texts/s",
         ),
         (
@@ -174,7 +193,8 @@ def main() -> None:
             f"{services['normalize_one_p50_ms']} / {services['normalize_one_p99_ms']} ms",
         ),
         (
-            "GetItemVectors, batches of 100 ids (dim 64), 4 in flight",
+            f"GetItemVectors, batches of {services['item_vectors_batch']} ids (dim 64), "
+            "4 in flight",
             f"{services['item_vectors_per_s']:,} vectors/s",
         ),
     ):

@@ -1,10 +1,11 @@
 """Benchmarks of the interest service: ingest rate through IngestEvents and StreamEvents,
 GetInterestProfile latency for a user with 1,000 events, database size per million events.
 
-    .venv/bin/python scripts/bench_interest.py [--events 1000000]
+    .venv/bin/python scripts/bench_interest.py [--events 1000000] [--items 10000 --users 2000]
 
 Starts the preprocess, embedding and interest services as `evorec serve` processes over a
-simulated catalog of 10,000 items (so that every event's topic is resolved, as in
+simulated catalog of 10,000 items (--items; --users simulated users prepare it; the test
+suite's smoke run uses small numbers) (so that every event's topic is resolved, as in
 production), with the durability setting `full` (each commit fsynced). The load comes from
 this process over loopback; request messages are built before the clock starts.
 """
@@ -23,6 +24,7 @@ import time
 from pathlib import Path
 
 import grpc
+from google.protobuf.timestamp_pb2 import Timestamp
 
 from evorec.data.synth import SimulatorConfig
 from evorec.platform.probes import free_port, wait_until_serving
@@ -41,7 +43,7 @@ def batches(prefix: str, count: int, users: int, items: int) -> list[list[common
             user_id=f"user{n % users}",
             item_id=f"i{(n * 7919) % items}",
             type=common_pb2.EVENT_TYPE_VIEW,
-            event_time={"seconds": 1_600_000_000 + n // users},
+            event_time=Timestamp(seconds=1_600_000_000 + n // users),
         )
         for n in range(count)
     ]
@@ -91,7 +93,8 @@ async def measure(port: int, total: int, items: int) -> dict[str, float]:
         heavy = [
             common_pb2.Event(
                 event_id=f"h{n}", user_id="heavy", item_id=f"i{n % items}",
-                type=common_pb2.EVENT_TYPE_VIEW, event_time={"seconds": 1_600_000_000 + 600 * n},
+                type=common_pb2.EVENT_TYPE_VIEW,
+                event_time=Timestamp(seconds=1_600_000_000 + 600 * n),
             )
             for n in range(1_000)
         ]  # fmt: skip
@@ -113,15 +116,19 @@ async def measure(port: int, total: int, items: int) -> dict[str, float]:
     }
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--events", type=int, default=1_000_000)
-    args = parser.parse_args()
-    items = 10_000
+    parser.add_argument("--items", type=int, default=10_000, help="items of the catalog")
+    parser.add_argument("--users", type=int, default=2_000, help="users that prepare it")
+    args = parser.parse_args(argv)
+    items = args.items
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         prepare_synthetic(
-            work / "dataset", work / "raw", SimulatorConfig(users=2_000, items=items, topics=20)
+            work / "dataset",
+            work / "raw",
+            SimulatorConfig(users=args.users, items=items, topics=20),
         )
         env = {k: v for k, v in os.environ.items() if not k.startswith("EVOREC_")}
         env.update(

@@ -2,16 +2,23 @@
 fixed offered load, the bare model beside it, the latency the TF Serving path adds, and the
 start-up time of `evorec up`.
 
-    .venv/bin/python scripts/bench_ranking.py [--seconds 20] [--rate 200]
+    .venv/bin/python scripts/bench_ranking.py [--seconds 20] [--rate 200] [--workers 32]
+        [--ranking-processes 1] [--users 1000 --items 10000 --events-per-user 200]
 
-A simulated catalog of 10,000 items and 1,000 users with 200 events each is prepared, a
-transformer with text (d=64, 2 blocks, max length 200: the reported architecture; two epochs,
-since speed, not accuracy, is measured) is trained and exported, the users' events are
+A simulated catalog of 10,000 items and 1,000 users with 200 events each is prepared (smaller
+with --users, --items, --events-per-user: the test suite's smoke run), a transformer with text
+(d=64, 2 blocks, max length 200: the reported architecture; two epochs, since speed, not
+accuracy, is measured) is trained and exported, the users' events are
 ingested, and the four services run as `evorec serve` processes; the load comes from this
 process over loopback (k=10, users drawn at random), so client and services share the
 machine's cores. The TF Serving path is measured against tests/prediction_service.py (the
 PredictionService stand-in of the tests, over the same SavedModel, in its own process): the
 TF Serving binary cannot be installed here.
+
+Every call has a deadline (--call-timeout); a call that fails or times out is counted and
+printed beside the figure it belongs to. The start-up of `evorec up` has a deadline too
+(--up-deadline): the script exits non-zero, printing no time, when `evorec up` exits early or
+its four services do not all report SERVING by then.
 """
 
 from __future__ import annotations
@@ -32,6 +39,7 @@ from pathlib import Path
 import grpc
 import numpy as np
 import pandas as pd
+from google.protobuf.timestamp_pb2 import Timestamp
 
 from evorec.data.artifacts import DatasetLayout
 from evorec.data.synth import SimulatorConfig
@@ -42,7 +50,6 @@ from evorec.preparation import prepare_synthetic
 from evorec.v1 import common_pb2, interest_pb2, interest_pb2_grpc, ranking_pb2, ranking_pb2_grpc
 
 ROOT = Path(__file__).resolve().parent.parent
-USERS, ITEMS, EVENTS_PER_USER = 1_000, 10_000, 200
 SERVICE_NAMES = {"ranking": "evorec.v1.RankingService"}
 STAND_IN = """
 import asyncio, sys
@@ -110,7 +117,7 @@ async def ingest(target: str, layout: DatasetLayout) -> None:
     messages = [
         common_pb2.Event(
             event_id=f"e{n}", user_id=user, item_id=item, type=common_pb2.EVENT_TYPE_VIEW,
-            event_time={"seconds": int(when)},
+            event_time=Timestamp(seconds=int(when)),
         )
         for n, (user, item, when) in enumerate(events.itertuples(index=False))
     ]  # fmt: skip
@@ -131,39 +138,62 @@ def channels(target: str, count: int) -> list[grpc.aio.Channel]:
 
 
 async def saturate(
-    target: str, users: list[str], seconds: float, workers: int, connections: int
+    target: str,
+    users: list[str],
+    seconds: float,
+    workers: int,
+    connections: int,
+    call_timeout: float,
 ) -> dict[str, float]:
-    """`workers` callers back to back: throughput and latency at saturation."""
+    """`workers` callers back to back: throughput and latency at saturation. Only complete,
+    undegraded answers count; a call that fails (its deadline included) or comes back short
+    or degraded is counted apart, so that a stuck call cannot stall the run."""
     latencies: list[float] = []
+    failed = 0
+    degraded = 0
     end = time.perf_counter() + seconds
     opened = channels(target, connections)
     try:
 
         async def worker(number: int) -> None:
+            nonlocal failed, degraded
             stub = ranking_pb2_grpc.RankingServiceStub(opened[number % len(opened)])
             while time.perf_counter() < end:
                 request = ranking_pb2.RecommendRequest(user_id=random.choice(users), k=10)
                 started = time.perf_counter()
-                response = await stub.Recommend(request)
+                try:
+                    response = await stub.Recommend(request, timeout=call_timeout)
+                except grpc.aio.AioRpcError:
+                    failed += 1
+                    continue
+                if len(response.recommendations) < 10 or response.degraded_sources:
+                    degraded += 1
+                    continue
                 latencies.append(time.perf_counter() - started)
-                assert len(response.recommendations) == 10
-                assert not response.degraded_sources
 
         started = time.perf_counter()
         await asyncio.gather(*(worker(n) for n in range(workers)))
         elapsed = time.perf_counter() - started
     finally:
         for channel in opened:
-            await channel.close()
+            await channel.close(None)
     return {
         "per_s": len(latencies) / elapsed,
-        "p50_ms": statistics.median(latencies) * 1000,
-        "p99_ms": percentile(latencies, 0.99) * 1000,
+        "p50_ms": statistics.median(latencies) * 1000 if latencies else float("nan"),
+        "p99_ms": percentile(latencies, 0.99) * 1000 if latencies else float("nan"),
+        "failed": failed,
+        "degraded": degraded,
+        "sent": len(latencies) + failed + degraded,
     }
 
 
 async def offered(
-    target: str, users: list[str], seconds: float, rate: float, connections: int
+    target: str,
+    users: list[str],
+    seconds: float,
+    rate: float,
+    connections: int,
+    call_timeout: float,
 ) -> dict[str, float]:
     """Open-loop load: a request every 1/rate s whether or not earlier ones have answered, so
     that a slow answer cannot slow the load down (no coordinated omission)."""
@@ -178,7 +208,7 @@ async def offered(
             stub = random.choice(stubs)
             request = ranking_pb2.RecommendRequest(user_id=random.choice(users), k=10)
             try:
-                response = await stub.Recommend(request, timeout=10)
+                response = await stub.Recommend(request, timeout=call_timeout)
             except grpc.aio.AioRpcError:
                 failed.append(scheduled)
                 return
@@ -195,7 +225,7 @@ async def offered(
         await asyncio.gather(*tasks)
     finally:
         for channel in opened:
-            await channel.close()
+            await channel.close(None)
     return {
         "p50_ms": statistics.median(latencies) * 1000 if latencies else float("nan"),
         "p99_ms": percentile(latencies, 0.99) * 1000 if latencies else float("nan"),
@@ -205,8 +235,8 @@ async def offered(
     }
 
 
-def bare_model(version_dir: Path, layout: DatasetLayout) -> dict[str, float]:
-    """The SavedModel alone: users/s in batches of 256 and one user's latency, 200-item
+def bare_model(version_dir: Path, history: int) -> dict[str, float]:
+    """The SavedModel alone: users/s in batches of 256 and one user's latency, `history`-item
     histories, scores over every item (user vectors times the item table)."""
     import tensorflow as tf
 
@@ -215,8 +245,8 @@ def bare_model(version_dir: Path, layout: DatasetLayout) -> dict[str, float]:
     table = np.load(version_dir / "assets.extra" / "evorec" / "item_table.npy")
     rng = np.random.default_rng(0)
     n_items = table.shape[0] - 1
-    batch = rng.integers(1, n_items + 1, size=(256, EVENTS_PER_USER)).astype(np.int32)
-    length = np.full(256, EVENTS_PER_USER, np.int32)
+    batch = rng.integers(1, n_items + 1, size=(256, history)).astype(np.int32)
+    length = np.full(256, history, np.int32)
 
     def score(rows: int) -> None:
         vectors = signature(history=tf.constant(batch[:rows]), length=tf.constant(length[:rows]))
@@ -236,43 +266,59 @@ def bare_model(version_dir: Path, layout: DatasetLayout) -> dict[str, float]:
     return {"users_per_s": per_s, "one_user_ms": statistics.median(single) * 1000}
 
 
-async def sequential_p50(target: str, users: list[str], count: int = 300) -> float:
+async def sequential_p50(
+    target: str, users: list[str], call_timeout: float, count: int = 300
+) -> float:
+    """The median latency of `count` calls made one at a time on one connection; every call
+    must answer in time and undegraded, or the run fails."""
     async with grpc.aio.insecure_channel(target) as channel:
         stub = ranking_pb2_grpc.RankingServiceStub(channel)
         latencies = []
         for _ in range(count):
             request = ranking_pb2.RecommendRequest(user_id=random.choice(users), k=10)
             started = time.perf_counter()
-            response = await stub.Recommend(request)
+            response = await stub.Recommend(request, timeout=call_timeout)
             latencies.append(time.perf_counter() - started)
-            assert response.model_version
-            assert not response.degraded_sources
+            if not response.model_version or response.degraded_sources:
+                raise SystemExit(f"a one-at-a-time call was not answered by the model: {response}")
     return statistics.median(latencies) * 1000
 
 
-def up_start_time(env: dict[str, str]) -> float:
-    """Seconds from launching `evorec up` (dataset and model present) to all four SERVING."""
+def up_start_time(env: dict[str, str], deadline_s: float, log: Path) -> float:
+    """Seconds from launching `evorec up` (dataset and model present) to all four services
+    reporting SERVING on their health checks. Exits the script, non-zero and with no time,
+    when `evorec up` exits first or the deadline passes; its output is in `log`."""
     up_env = {**env, "EVOREC_LOG_LEVEL": "WARNING"}
+    targets = []
     for name in ("preprocess", "embedding", "interest", "ranking"):
         up_env[f"EVOREC_{name.upper()}__PORT"] = str(free_port())
+        targets.append(f"127.0.0.1:{up_env[f'EVOREC_{name.upper()}__PORT']}")
     started = time.perf_counter()
-    process = subprocess.Popen(
-        [sys.executable, "-m", "evorec", "up"], env=up_env, stdout=subprocess.PIPE, text=True
-    )
-    assert process.stdout is not None
-    for line in process.stdout:
-        if "all services up" in line:
-            break
-    elapsed = time.perf_counter() - started
-    process.send_signal(signal.SIGTERM)
+    with log.open("wb") as output:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "evorec", "up"], env=up_env, stdout=output, stderr=output
+        )
     try:
-        process.communicate(timeout=60)
+        for target in targets:
+            left = deadline_s - (time.perf_counter() - started)
+            wait_until_serving(target, timeout=max(0.0, left), process=process)
+        elapsed = time.perf_counter() - started
+        if process.poll() is not None:
+            raise RuntimeError(f"evorec up exited with status {process.returncode}")
+    except RuntimeError as error:
+        tail = log.read_text(errors="replace")[-2000:]
+        raise SystemExit(f"`evorec up` start-up failed: {error}\n{tail}") from error
     finally:
-        process.kill()
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
     return elapsed
 
 
-def main() -> None:
+def options(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=20.0)
     parser.add_argument("--rate", type=float, default=200.0)
@@ -280,13 +326,25 @@ def main() -> None:
     parser.add_argument(
         "--ranking-processes", type=int, default=1, help="ranking processes sharing its port"
     )
-    args = parser.parse_args()
+    parser.add_argument("--users", type=int, default=1_000)
+    parser.add_argument("--items", type=int, default=10_000)
+    parser.add_argument("--events-per-user", type=int, default=200)
+    parser.add_argument("--call-timeout", type=float, default=10.0, help="seconds per call")
+    parser.add_argument(
+        "--up-deadline", type=float, default=300.0, help="seconds `evorec up` has to start"
+    )
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = options(argv)
     connections = 1 if args.ranking_processes == 1 else 2 * args.ranking_processes
+    timeout = args.call_timeout
     random.seed(0)
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         config = SimulatorConfig(
-            users=USERS, items=ITEMS, topics=20, events_per_user=EVENTS_PER_USER
+            users=args.users, items=args.items, topics=20, events_per_user=args.events_per_user
         )
         prepare_synthetic(work / "dataset", work / "raw", config)
         layout = DatasetLayout(work / "dataset")
@@ -297,11 +355,12 @@ def main() -> None:
         users = sorted(user_ids.unique())
         events_per_user = len(user_ids) / len(users)
         print(
-            f"machine: {platform.machine()}, {os.cpu_count()} cores; {ITEMS:,} items, "
-            f"{len(users):,} users with {events_per_user:.0f} events on average; k=10"
+            f"machine: {platform.machine()}, {os.cpu_count()} cores; {args.items:,} items, "
+            f"{len(users):,} users with {events_per_user:.0f} events on average; k=10; "
+            f"{connections} connection(s) from this process to the ranking port"
         )
         print("| measure | value |\n|---|---|", flush=True)
-        bare = bare_model(version_dir, layout)
+        bare = bare_model(version_dir, args.events_per_user)
         print(
             f"| bare model, batches of 256: users/s; one user | {bare['users_per_s']:,.0f} "
             f"users/s; {bare['one_user_ms']:.1f} ms |",
@@ -323,26 +382,28 @@ def main() -> None:
                 services.add_replica("ranking", work / f"ranking-{number}.log")
             asyncio.run(ingest(services.target("interest"), layout))
             ranking = services.target("ranking")
-            asyncio.run(saturate(ranking, users, 3, args.workers, connections))  # warm up
+            load = (ranking, users)
+            asyncio.run(saturate(*load, 3, args.workers, connections, timeout))  # warm up
             saturated = asyncio.run(
-                saturate(ranking, users, args.seconds, args.workers, connections)
+                saturate(*load, args.seconds, args.workers, connections, timeout)
             )
             print(
-                f"| Recommend at saturation ({args.workers} callers, {args.ranking_processes} "
-                "ranking process(es)) | "
+                f"| Recommend at saturation ({args.workers} callers over {connections} "
+                f"connection(s), {args.ranking_processes} ranking process(es)) | "
                 f"{saturated['per_s']:,.0f} recommendations/s (p50 {saturated['p50_ms']:.1f} ms, "
-                f"p99 {saturated['p99_ms']:.1f} ms) |",
+                f"p99 {saturated['p99_ms']:.1f} ms; {saturated['failed']} of "
+                f"{saturated['sent']} failed, {saturated['degraded']} degraded) |",
                 flush=True,
             )
-            steady = asyncio.run(offered(ranking, users, args.seconds, args.rate, connections))
+            steady = asyncio.run(offered(*load, args.seconds, args.rate, connections, timeout))
             print(
-                f"| Recommend at {args.rate:.0f}/s offered ({args.ranking_processes} ranking "
-                "process(es)): p50 / p99 | "
+                f"| Recommend at {args.rate:.0f}/s offered over {connections} connection(s) "
+                f"({args.ranking_processes} ranking process(es)): p50 / p99 | "
                 f"{steady['p50_ms']:.1f} / {steady['p99_ms']:.1f} ms ({steady['failed']} of "
                 f"{steady['sent']} failed, {steady['degraded']} degraded) |",
                 flush=True,
             )
-            in_process = asyncio.run(sequential_p50(ranking, users))
+            in_process = asyncio.run(sequential_p50(ranking, users, timeout))
             services.stop("ranking")
             port = free_port()
             stand_in = subprocess.Popen(
@@ -353,11 +414,10 @@ def main() -> None:
                 EVOREC_SERVING__TF_SERVING_TARGET=f"127.0.0.1:{port}",
             )
             services.start("ranking")
-            via_tf_serving = asyncio.run(sequential_p50(services.target("ranking"), users))
+            via_tf_serving = asyncio.run(sequential_p50(services.target("ranking"), users, timeout))
             print(
-                f"| one call at a time, p50: in-process / TF Serving stand-in | "
-                f"{in_process:.1f} / {via_tf_serving:.1f} ms "
-                f"(+{via_tf_serving - in_process:.1f} ms) |",
+                "| one call at a time on one connection, p50 of each of two separate runs: "
+                f"in-process / TF Serving stand-in | {in_process:.1f} / {via_tf_serving:.1f} ms |",
                 flush=True,
             )
         finally:
@@ -365,8 +425,11 @@ def main() -> None:
             if stand_in is not None:
                 stand_in.terminate()
                 stand_in.wait()
-        start_up = up_start_time(env)
-        print(f"| `evorec up` start-up, dataset and model present | {start_up:.1f} s |")
+        start_up = up_start_time(env, args.up_deadline, work / "up.log")
+        print(
+            "| `evorec up` start-up, dataset and model present, to all four SERVING | "
+            f"{start_up:.1f} s |"
+        )
 
 
 if __name__ == "__main__":

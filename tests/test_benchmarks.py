@@ -1,0 +1,151 @@
+"""Smoke runs of the benchmark scripts at tiny sizes, so that a change that breaks one is
+caught here rather than on the day its figures are needed. The figures themselves mean nothing
+at these sizes; what is checked is that each script runs to the end and prints every line it
+measures. Slow (each starts services or trains a model): run with `-m slow`."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+
+from evorec.data.synth import SyntheticDataset
+from tests.conftest import ROOT, SYNTH
+
+pytestmark = pytest.mark.slow
+
+NUMBER = r"[\d,.]+"
+
+
+def run_script(name: str, *args: str, timeout: float = 240) -> str:
+    """Runs scripts/`name` with `args` to the end; its standard output."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("EVOREC_")}
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "scripts" / name), *args],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    return done.stdout
+
+
+def assert_rows(output: str, rows: list[str]) -> None:
+    """Each pattern matches a whole Markdown table row of `output`."""
+    lines = output.splitlines()
+    for row in rows:
+        assert any(re.fullmatch(row, line) for line in lines), (row, output)
+
+
+@pytest.mark.timeout(300)
+def test_bench_data(tmp_path: Path, synthetic: SyntheticDataset) -> None:
+    synthetic.write(tmp_path / "raw", SYNTH)
+    reviews = tmp_path / "reviews.json"  # the simulated items' texts, as Amazon reviews
+    lines = [json.dumps({"reviewText": text}) for text in synthetic.items["text"]]
+    reviews.write_text("\n".join(lines) + "\n")
+    output = run_script(
+        "bench_data.py", "--sources", str(tmp_path / "raw"), "--texts", str(reviews),
+        "--seconds", "0.5",
+    )  # fmt: skip
+    assert_rows(
+        output,
+        [
+            rf"\| prepare .* \({NUMBER} events, {NUMBER} items\) \| {NUMBER} s \|",
+            rf"\| NormalizeText, batches of 100 reviews .* \| {NUMBER} texts/s \|",
+            rf"\| NormalizeText, one review per call, .* \| {NUMBER} / {NUMBER} ms \|",
+            rf"\| GetItemVectors, batches of 100 ids .* \| {NUMBER} vectors/s \|",
+        ],
+    )
+
+
+@pytest.mark.timeout(300)
+def test_bench_interest() -> None:
+    output = run_script("bench_interest.py", "--events", "4000", "--items", "200", "--users", "50")
+    assert_rows(
+        output,
+        [
+            rf"\| IngestEvents, batches of 1,000, 4 in flight \| {NUMBER} events/s \|",
+            rf"\| StreamEvents, one stream, messages of 1,000 \| {NUMBER} events/s \|",
+            rf"\| StreamEvents, 4 streams at once, .* \| {NUMBER} events/s \|",
+            rf"\| GetInterestProfile, .* p50 / p99 \| {NUMBER} / {NUMBER} ms \|",
+            rf"\| database size per million events \| {NUMBER} MiB \|",
+        ],
+    )
+
+
+@pytest.mark.timeout(400)
+def test_bench_ranking() -> None:
+    output = run_script(
+        "bench_ranking.py", "--users", "60", "--items", "300", "--events-per-user", "30",
+        "--seconds", "1", "--rate", "20", "--workers", "4", "--up-deadline", "120",
+        timeout=360,
+    )  # fmt: skip
+    assert_rows(
+        output,
+        [
+            rf"\| bare model, .* \| {NUMBER} users/s; {NUMBER} ms \|",
+            rf"\| Recommend at saturation \(4 callers over 1 connection\(s\), 1 ranking "
+            rf"process\(es\)\) \| {NUMBER} recommendations/s \(p50 {NUMBER} ms, p99 {NUMBER} "
+            rf"ms; \d+ of \d+ failed, \d+ degraded\) \|",
+            rf"\| Recommend at 20/s offered .* \| {NUMBER} / {NUMBER} ms \(\d+ of 20 failed, "
+            rf"\d+ degraded\) \|",
+            rf"\| one call at a time .* \| {NUMBER} / {NUMBER} ms \|",
+            rf"\| `evorec up` start-up, .* \| {NUMBER} s \|",
+        ],
+    )
+
+
+def bench_ranking_module() -> ModuleType:
+    spec = importlib.util.spec_from_file_location(
+        "bench_ranking", ROOT / "scripts" / "bench_ranking.py"
+    )
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.parametrize(
+    ("setting", "deadline", "why"),
+    [
+        ({"EVOREC_RECOMMEND__DIVERSITY": "5"}, 120.0, "exited with status"),
+        ({}, 0.5, "did not become SERVING"),
+    ],
+)
+def test_the_start_up_timing_fails_without_a_time_when_up_does_not_come_up(
+    tmp_path: Path, setting: dict[str, str], deadline: float, why: str
+) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("EVOREC_")}
+    env.update(EVOREC_DATA_DIR=str(tmp_path / "data"), **setting)
+    with pytest.raises(SystemExit, match=why):
+        bench_ranking_module().up_start_time(env, deadline, tmp_path / "up.log")
+
+
+@pytest.mark.timeout(300)
+def test_compare_models(tmp_path: Path, prepared: Path) -> None:
+    output = run_script(
+        "compare_models.py", "--source", f"synthetic={prepared}", "--seeds", "0",
+        "--models", "popular,transformer", "--out", str(tmp_path),
+        "--epochs", "1", "--dim", "16", "--max-len", "20", "--blocks", "1",
+    )  # fmt: skip
+    cell = rf"{NUMBER} ± {NUMBER} \[{NUMBER}\]"
+    assert "### synthetic" in output
+    assert_rows(
+        output,
+        [
+            rf"\| popular \| 1 \| {cell} \| {cell} \| {cell} \|",
+            rf"\| transformer \| 1 \| {cell} \| {cell} \| {cell} \|",
+            rf"\| transformer \| 1 \| \d+ \| {NUMBER} \| \d+ \|",
+        ],
+    )
+    assert (tmp_path / "synthetic.json").exists()
