@@ -26,6 +26,7 @@ from pydantic_settings import (
 from evorec.encoder.settings import ServingSettings
 from evorec.interest.settings import InterestStateSettings
 from evorec.platform.section import MIB, Section
+from evorec.platform.tls import TlsSettings
 from evorec.ranking.settings import RecommendSettings
 
 ENV_PREFIX = "EVOREC_"
@@ -50,6 +51,9 @@ class Endpoint(Section):
     # 0 asks the operating system for a free port (tests use it).
     port: int = Field(ge=0, le=65535)
     metrics_port: int = Field(ge=0, le=65535)
+    # A second, plaintext gRPC port on the same host that serves only grpc.health.v1, for
+    # Kubernetes' native gRPC probes (they do not speak TLS). Unset: no such port.
+    health_port: int | None = Field(default=None, ge=0, le=65535)
 
     @property
     def target(self) -> str:
@@ -106,6 +110,7 @@ class Settings(BaseSettings):
     log_format: Literal["json", "text"] = "json"
     server: ServerSettings = ServerSettings()
     client: ClientSettings = ClientSettings()
+    tls: TlsSettings = TlsSettings()
     interest_state: InterestStateSettings = InterestStateSettings()
     serving: ServingSettings = ServingSettings()
     recommend: RecommendSettings = RecommendSettings()
