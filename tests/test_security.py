@@ -488,6 +488,58 @@ async def test_typed_clients_and_the_health_probe_use_the_tls_settings(
     assert await asyncio.to_thread(probes) == ("SERVING", "UNAVAILABLE")
 
 
+# --- TF Serving's channel --------------------------------------------------------------------
+
+
+async def test_the_tf_serving_channel_speaks_mutual_tls_when_configured(pki: Pki) -> None:
+    from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
+
+    from evorec.encoder.backends import TFServingBackend
+    from evorec.encoder.settings import ServingSettings
+    from evorec.platform.config import ClientSettings, ServerSettings
+    from evorec.platform.tls import server_credentials
+
+    class LabelledVersion(prediction_service_pb2_grpc.PredictionServiceServicer):
+        """Answers any Predict as version 7, as TF Serving resolves a label."""
+
+        async def Predict(self, request: Any, context: Any) -> Any:
+            response = predict_pb2.PredictResponse()
+            response.model_spec.version.value = 7
+            return response
+
+    server = grpc.aio.server()
+    prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(LabelledVersion(), server)
+    # TF Serving's ssl_config with client_verify: a client certificate is required.
+    tls = server_tls(pki, authorization={})
+    port = server.add_secure_port("127.0.0.1:0", server_credentials(tls))
+    await server.start()
+    serving = ServingSettings(tf_serving_target=f"127.0.0.1:{port}", version_label="stable")
+    try:
+        for tf_serving_tls, expected in ((True, 7), (False, grpc.StatusCode.UNAVAILABLE)):
+            backend = TFServingBackend(
+                serving.model_copy(update={"tf_serving_tls": tf_serving_tls}),
+                ClientSettings(retry_max_attempts=1),
+                ServerSettings(),
+                client_tls(pki, "ranking"),
+            )
+            try:
+                answer: Any = await backend.pick_version([1])
+            except grpc.aio.AioRpcError as error:
+                answer = error.code()
+            finally:
+                await backend.close()
+            assert answer == expected
+    finally:
+        await server.stop(None)
+
+
+def test_tf_serving_tls_without_a_ca_is_a_config_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("EVOREC_SERVING__TF_SERVING_TLS", "true")
+
+    with pytest.raises(ConfigError, match="needs EVOREC_TLS__CA_FILE"):
+        _load(monkeypatch)
+
+
 # --- the warning beyond loopback ----------------------------------------------------------
 
 

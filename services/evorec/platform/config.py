@@ -129,6 +129,15 @@ class Settings(BaseSettings):
                     data[name] = {**ports, **data[name]}
         return data
 
+    @model_validator(mode="after")
+    def _tf_serving_tls_has_a_ca(self) -> Settings:
+        if self.serving.tf_serving_tls and self.tls.ca_file is None:
+            raise ValueError(
+                "EVOREC_SERVING__TF_SERVING_TLS (serving.tf_serving_tls) needs "
+                "EVOREC_TLS__CA_FILE (tls.ca_file) to verify TF Serving"
+            )
+        return self
+
     @classmethod
     def settings_customise_sources(
         cls,
@@ -179,6 +188,9 @@ def _describe(exc: ValidationError, path: Path | None) -> str:
     problems = []
     for error in exc.errors():
         location = [str(part) for part in error["loc"]]
+        if not location:  # a rule across sections: its message names the settings
+            problems.append(f"invalid settings: {error['msg']}")
+            continue
         env_name = ENV_PREFIX + "__".join(location).upper()
         file_name = ".".join(location)
         where = f"{env_name} (or {file_name} in {path})" if path else env_name
