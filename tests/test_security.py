@@ -7,6 +7,7 @@ import asyncio
 import datetime as dt
 import ipaddress
 import logging
+import tomllib
 import urllib.request
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
@@ -21,7 +22,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from evorec.platform.authorization import Policy, caller_identities
+from evorec.platform.authorization import Policy, caller_identities, validate_rules
 from evorec.platform.clients import interest_client
 from evorec.platform.config import ConfigError, Settings, load_settings
 from evorec.platform.errors import PermissionDenied, Unauthenticated
@@ -29,6 +30,7 @@ from evorec.platform.probes import check_health
 from evorec.platform.server import GrpcService, RunningServer, start_server
 from evorec.platform.tls import TlsSettings, channel_credentials
 from evorec.v1 import interest_pb2, interest_pb2_grpc, ranking_pb2, ranking_pb2_grpc
+from tests.conftest import ROOT
 
 INTEREST = "evorec.v1.InterestService"
 INGEST_SPIFFE_ID = "spiffe://evorec.test/ns/prod/sa/ingest"
@@ -699,3 +701,28 @@ def test_bad_tls_settings_stop_the_start_with_a_message_naming_them(
         _load(monkeypatch, **env)
 
     assert message in str(raised.value)
+
+
+def test_the_readme_example_policy_is_valid_and_lets_the_services_call_each_other() -> None:
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    security = readme.split("\n## Security\n", 1)[1].split("\n## ", 1)[0]
+    example = tomllib.loads(security.split("```toml\n", 1)[1].split("```", 1)[0])
+
+    policy = Policy(validate_rules(example["tls"]["authorization"]))
+
+    for caller, method in [
+        ("embedding", "evorec.v1.PreprocessService/NormalizeText"),
+        ("interest", "evorec.v1.EmbeddingService/GetItemVectors"),
+        ("interest", "evorec.v1.EmbeddingService/ListTopics"),
+        ("ranking", "evorec.v1.EmbeddingService/ListItems"),
+        ("ranking", "evorec.v1.InterestService/GetRecentItems"),
+        ("admin", "evorec.v1.InterestService/DeleteUser"),
+        ("anyone", "evorec.v1.RankingService/Recommend"),
+    ]:
+        policy.check(method, {caller})
+    for caller, method in [
+        ("admin", "evorec.v1.InterestService/GetRecentItems"),
+        ("ranking", "evorec.v1.InterestService/DeleteUser"),
+    ]:
+        with pytest.raises(PermissionDenied):
+            policy.check(method, {caller})
