@@ -116,6 +116,15 @@ def _spiffe(name: str) -> x509.GeneralName:
     return x509.UniformResourceIdentifier(f"spiffe://evorec.test/{name}")
 
 
+def _loopback_sans(name: str) -> list[x509.GeneralName]:
+    """What a server's certificate names: the hosts its clients dial, and its SPIFFE ID."""
+    return [
+        x509.DNSName("localhost"),
+        x509.IPAddress(ipaddress.ip_address("127.0.0.1")),
+        _spiffe(name),
+    ]
+
+
 @dataclass(frozen=True)
 class Pki:
     ca: Path
@@ -127,18 +136,11 @@ class Pki:
 def pki(tmp_path_factory: pytest.TempPathFactory) -> Pki:
     """A CA; a server certificate for 127.0.0.1 and localhost; client certificates for
     ranking, admin and other (each a CN and a SPIFFE ID); one whose SPIFFE ID alone is in the
-    policy; an expired admin certificate; and an admin certificate of another CA."""
+    policy; an expired admin certificate; an admin certificate of another CA; and server
+    certificates for the real preprocess and embedding services."""
     directory = tmp_path_factory.mktemp("pki")
     ca = Authority(directory, "evorec-test-ca")
-    server = ca.issue(
-        "interest",
-        "interest",
-        [
-            x509.DNSName("localhost"),
-            x509.IPAddress(ipaddress.ip_address("127.0.0.1")),
-            _spiffe("interest"),
-        ],
-    )
+    server = ca.issue("interest", "interest", _loopback_sans("interest"))
     clients = {
         name: ca.issue(name, name, [_spiffe(name)]) for name in ("ranking", "admin", "other")
     }
@@ -149,6 +151,8 @@ def pki(tmp_path_factory: pytest.TempPathFactory) -> Pki:
     clients["foreign"] = Authority(directory, "another-ca").issue(
         "foreign", "admin", [_spiffe("admin")]
     )
+    for name in ("preprocess", "embedding"):  # the real services', server and client alike
+        clients[name] = ca.issue(name, name, _loopback_sans(name))
     return Pki(ca.cert, server, clients)
 
 
@@ -488,6 +492,68 @@ async def test_typed_clients_and_the_health_probe_use_the_tls_settings(
         return with_tls, plaintext
 
     assert await asyncio.to_thread(probes) == ("SERVING", "UNAVAILABLE")
+
+
+# --- the real services, calling each other ------------------------------------------------
+
+
+async def test_real_services_call_each_other_with_their_own_certificates(
+    pki: Pki, settings: Settings, prepared: Path
+) -> None:
+    from evorec.platform.registry import create_service
+    from evorec.v1 import embedding_pb2, embedding_pb2_grpc
+
+    policy = {
+        "evorec.v1.PreprocessService": ["embedding"],
+        "evorec.v1.EmbeddingService/EmbedTexts": ["admin"],
+    }
+
+    def as_service(identity: Identity, **changes: Any) -> Settings:
+        tls = server_tls(pki, authorization=policy, cert_file=identity.cert, key_file=identity.key)
+        return settings.model_copy(update={"tls": tls, "dataset": prepared, **changes})
+
+    running: list[RunningServer] = []
+
+    async def start(name: str, service_settings: Settings) -> RunningServer:
+        server = await start_server(
+            create_service(name, service_settings),
+            service_settings.endpoint(name),
+            service_settings.server,
+            service_settings.tls,
+        )
+        running.append(server)
+        await server.ready()
+        return server
+
+    async def embed_as_admin(embedding: RunningServer) -> Outcome:
+        async with open_channel_to(
+            f"127.0.0.1:{embedding.port}", client_tls(pki, "admin")
+        ) as channel:
+            try:
+                await embedding_pb2_grpc.EmbeddingServiceStub(channel).EmbedTexts(
+                    embedding_pb2.EmbedTextsRequest(texts=["anything at all"]), timeout=10
+                )
+            except grpc.aio.AioRpcError as error:
+                return Outcome(error.code(), error.details() or "")
+        return Outcome(grpc.StatusCode.OK)
+
+    try:
+        preprocess = await start("preprocess", as_service(pki.clients["preprocess"]))
+        to_preprocess = settings.preprocess.model_copy(update={"port": preprocess.port})
+        # embedding -> preprocess, as "embedding": allowed.
+        embedding = await start(
+            "embedding", as_service(pki.clients["embedding"], preprocess=to_preprocess)
+        )
+        assert await embed_as_admin(embedding) == Outcome(grpc.StatusCode.OK)
+        # The same service holding another identity (CN interest) is denied by preprocess.
+        impostor = await start("embedding", as_service(pki.server, preprocess=to_preprocess))
+        outcome = await embed_as_admin(impostor)
+        assert outcome.code == grpc.StatusCode.UNAVAILABLE
+        assert outcome.details.startswith("PreprocessService: PERMISSION_DENIED")
+        assert "interest, spiffe://evorec.test/interest may not call" in outcome.details
+    finally:
+        for server in reversed(running):
+            await server.shutdown()
 
 
 # --- TF Serving's channel --------------------------------------------------------------------
