@@ -21,6 +21,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
 from evorec.platform.authorization import Policy, caller_identities, validate_rules
 from evorec.platform.clients import interest_client
@@ -40,6 +41,7 @@ POLICY = {
     f"{INTEREST}/StreamEvents": [INGEST_SPIFFE_ID],
     INTEREST: ["ranking", "admin"],
     "evorec.v1.RankingService/Recommend": ["*"],
+    "grpc.reflection.v1alpha.ServerReflection": ["admin"],
 }
 NOW = dt.datetime.now(dt.UTC)
 HOUR = dt.timedelta(hours=1)
@@ -415,6 +417,29 @@ async def test_denials_are_counted_in_the_metrics_by_their_code(serve: Any, pki:
     labels = f'grpc_method="DeleteUser",grpc_service="{INTEREST}",grpc_type="unary"'
     assert f'grpc_server_handled_total{{grpc_code="PERMISSION_DENIED",{labels}}} 2.0' in metrics
     assert f'grpc_server_handled_total{{grpc_code="OK",{labels}}} 1.0' in metrics
+
+
+@pytest.mark.parametrize(("who", "expected"), [("admin", "OK"), ("other", "PERMISSION_DENIED")])
+async def test_reflection_a_bidirectional_stream_is_under_the_policy_too(
+    serve: Any, pki: Pki, who: str, expected: str
+) -> None:
+    served = await serve(server_tls(pki))
+    request = reflection_pb2.ServerReflectionRequest(list_services="")
+
+    async with open_channel_to(served.target, client_tls(pki, who)) as channel:
+        stream = reflection_pb2_grpc.ServerReflectionStub(channel).ServerReflectionInfo(
+            iter([request]), timeout=5
+        )
+        try:
+            responses = [response async for response in stream]
+            code = "OK"
+        except grpc.aio.AioRpcError as error:
+            code = error.code().name
+
+    assert code == expected
+    if code == "OK":
+        listed = {s.name for s in responses[0].list_services_response.service}
+        assert INTEREST in listed
 
 
 # --- TLS without client certificates, and plaintext ---------------------------------------

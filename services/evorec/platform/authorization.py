@@ -141,9 +141,10 @@ class AuthorizationInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[type
         handler_call_details: grpc.HandlerCallDetails,
     ) -> grpc.RpcMethodHandler[Any, Any]:
         handler = await continuation(handler_call_details)
-        if not handler:  # no such method: gRPC itself answers UNIMPLEMENTED
-            return handler
         method = handler_call_details.method.lstrip("/")
+        # No such method (gRPC itself answers UNIMPLEMENTED), or one open to every caller.
+        if not handler or method.partition("/")[0] in ALWAYS_ALLOWED:
+            return handler
         for kind in _HANDLER_KINDS:
             behavior = getattr(handler, kind)
             if behavior is not None:
