@@ -365,16 +365,20 @@ async def test_a_client_refuses_a_server_its_ca_did_not_sign(serve: Any, pki: Pk
     ],
 )
 async def test_a_wrong_identity_is_denied_naming_the_rpc_and_the_caller(
-    serve: Any, pki: Pki, who: str, rpc: str
+    serve: Any, pki: Pki, caplog: pytest.LogCaptureFixture, who: str, rpc: str
 ) -> None:
     served = await serve(server_tls(pki))
 
-    outcome = await call(served, client_tls(pki, who), rpc)
+    with caplog.at_level(logging.WARNING, logger="evorec.authorization"):
+        outcome = await call(served, client_tls(pki, who), rpc)
 
     assert outcome.code == grpc.StatusCode.PERMISSION_DENIED
     assert f"{INTEREST}/{rpc}" in outcome.details
     assert f"spiffe://evorec.test/{who}" in outcome.details
     assert served.interest.served == []
+    denials = [r.getMessage() for r in caplog.records if r.name == "evorec.authorization"]
+    assert len(denials) == 1
+    assert denials[0].startswith(f"denied: {outcome.details} (peer ipv4:127.0.0.1:")
 
 
 async def test_an_rpc_no_rule_names_is_denied_even_to_an_admin(serve: Any, pki: Pki) -> None:

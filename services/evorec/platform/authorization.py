@@ -15,6 +15,7 @@ An empty policy authorizes nothing and denies nothing: every caller that passes 
 from __future__ import annotations
 
 import inspect
+import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -23,9 +24,10 @@ import grpc
 from grpc_health.v1 import health_pb2
 from grpc_reflection.v1alpha import reflection_pb2
 
-from evorec.platform.errors import PermissionDenied, Unauthenticated
+from evorec.platform.errors import EvorecError, PermissionDenied, Unauthenticated
 from evorec.v1 import embedding_pb2, interest_pb2, preprocess_pb2, ranking_pb2
 
+log = logging.getLogger("evorec.authorization")
 ANY = "*"
 SPIFFE_SCHEME = "spiffe://"
 # Callable by anyone who reaches the port: liveness and readiness must never need a rule.
@@ -158,7 +160,12 @@ class AuthorizationInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[type
         return handler
 
     def _check(self, method: str, servicer_context: Any) -> None:
-        self.policy.check(method, caller_identities(servicer_context.auth_context()))
+        try:
+            self.policy.check(method, caller_identities(servicer_context.auth_context()))
+        except EvorecError as denied:
+            # The access log line has the status; this one says who, for an audit trail.
+            log.warning("denied: %s (peer %s)", denied.message, servicer_context.peer())
+            raise
 
     def _checked(self, behavior: Behavior, method: str) -> Behavior:
         if inspect.isasyncgenfunction(behavior):
