@@ -29,7 +29,7 @@ from evorec.platform.config import ConfigError, Settings, load_settings
 from evorec.platform.errors import PermissionDenied, Unauthenticated
 from evorec.platform.probes import check_health
 from evorec.platform.server import GrpcService, RunningServer, start_server
-from evorec.platform.tls import TlsSettings, channel_credentials
+from evorec.platform.tls import TlsSettings, channel_credentials, is_loopback
 from evorec.v1 import interest_pb2, interest_pb2_grpc, ranking_pb2, ranking_pb2_grpc
 from tests.conftest import ROOT
 
@@ -656,6 +656,24 @@ async def test_listening_beyond_loopback_without_tls_logs_a_warning(
     if warns:
         assert warnings[0].levelno == logging.WARNING
         assert "0.0.0.0" in warnings[0].getMessage()
+
+
+@pytest.mark.parametrize(
+    ("host", "loopback"),
+    [
+        ("127.0.0.1", True),
+        ("127.0.0.2", True),
+        ("localhost", True),
+        ("::1", True),
+        ("[::1]", True),
+        ("0.0.0.0", False),
+        ("::", False),
+        ("10.1.2.3", False),
+        ("interest.evorec.svc", False),  # a name may resolve anywhere
+    ],
+)
+def test_loopback_is_told_apart_from_everything_else(host: str, loopback: bool) -> None:
+    assert is_loopback(host) is loopback
 
 
 # --- the policy and the settings, without servers -------------------------------------------
