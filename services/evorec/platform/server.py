@@ -149,6 +149,8 @@ def _health_server(
     """A plaintext server of grpc.health.v1 alone, sharing the service's health statuses:
     Kubernetes' native gRPC probes cannot speak TLS, and a port that answers nothing but
     health gives a caller without a certificate nothing else to call."""
+    # Probes come a few a second at most; the bound keeps a flood on this unauthenticated
+    # port from taking more than a sliver of the service.
     server = grpc.aio.server(options=server_options(settings), maximum_concurrent_rpcs=100)
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     return server, _listen(server, f"{host}:{port}", TlsSettings())
