@@ -33,6 +33,7 @@ from evorec.platform.logs import configure_logging
 from evorec.platform.probes import check_health, wait_until_serving
 from evorec.platform.registry import SERVICES, create_service
 from evorec.platform.server import serve as serve_service
+from evorec.platform.tls import channel_credentials
 
 app = typer.Typer(
     help="evorec: predicts how users' interests evolve and serves recommendations over gRPC.",
@@ -66,7 +67,7 @@ def serve(name: ServiceName, config: ConfigOption = None) -> None:
     async def run() -> None:
         # Created inside the event loop: a service's gRPC clients belong to the loop.
         service = create_service(name, settings)
-        await serve_service(service, settings.endpoint(name), settings.server)
+        await serve_service(service, settings.endpoint(name), settings.server, settings.tls)
 
     asyncio.run(run())
 
@@ -95,7 +96,11 @@ def up(
             )
         for name, process in processes.items():
             wait_until_serving(
-                settings.endpoint(name).target, SERVICES[name].full_name, start_timeout, process
+                settings.endpoint(name).target,
+                SERVICES[name].full_name,
+                start_timeout,
+                process,
+                channel_credentials(settings.tls),
             )
         console.print(_status_table(settings, {name: "SERVING" for name in SERVICES}))
         console.print("all services up; Ctrl-C stops them")
@@ -274,7 +279,12 @@ def _ensure_model(settings: Settings) -> None:
 
 
 def _check_health(name: str, settings: Settings, timeout: float) -> str:
-    return check_health(settings.endpoint(name).target, SERVICES[name].full_name, timeout)
+    return check_health(
+        settings.endpoint(name).target,
+        SERVICES[name].full_name,
+        timeout,
+        channel_credentials(settings.tls),
+    )
 
 
 def _stop_all(processes: dict[str, subprocess.Popen[bytes]], wait_s: float) -> None:

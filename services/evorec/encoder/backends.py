@@ -25,6 +25,7 @@ from tensorflow_serving.apis import predict_pb2, prediction_service_pb2, predict
 from evorec.encoder.settings import ServingSettings
 from evorec.platform.clients import open_channel
 from evorec.platform.config import ClientSettings, ServerSettings
+from evorec.platform.tls import TlsSettings
 
 log = logging.getLogger("evorec.encoder")
 PREDICTION_SERVICE = prediction_service_pb2.DESCRIPTOR.services_by_name["PredictionService"]
@@ -119,10 +120,15 @@ def int32_tensor(array: np.ndarray) -> tensor_pb2.TensorProto:
 
 
 class TFServingBackend:
-    """TensorFlow Serving's PredictionService.Predict, over one gRPC channel."""
+    """TensorFlow Serving's PredictionService.Predict, over one gRPC channel (with TLS from
+    `tls` when `serving.tf_serving_tls` says so)."""
 
     def __init__(
-        self, serving: ServingSettings, client: ClientSettings, limits: ServerSettings
+        self,
+        serving: ServingSettings,
+        client: ClientSettings,
+        limits: ServerSettings,
+        tls: TlsSettings | None = None,
     ) -> None:
         self.serving = serving
         self.description = f"TensorFlow Serving at {serving.tf_serving_target}"
@@ -134,6 +140,7 @@ class TFServingBackend:
                 update={"max_receive_message_bytes": serving.max_receive_message_bytes}
             ),
             retried=["Predict"],  # no side effects
+            tls=tls if serving.tf_serving_tls else None,
         )
         self.stub = prediction_service_pb2_grpc.PredictionServiceStub(self.channel)
 

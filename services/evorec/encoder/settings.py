@@ -22,6 +22,10 @@ class ServingSettings(Section):
     # tf_serving: TensorFlow Serving's PredictionService at tf_serving_target.
     backend: Literal["in_process", "tf_serving"] = "in_process"
     tf_serving_target: str = "127.0.0.1:8500"
+    # Dial TF Serving with TLS (its --ssl_config_file), verified with the `tls` section's
+    # ca_file, and presenting this process's certificate should TF Serving ask for one
+    # (client_verify).
+    tf_serving_tls: bool = False
     signature_name: str = Field(default="serving_default", min_length=1)
     # Ask TF Serving for this version label (stable, canary); empty: the newest version
     # found under base_path.

@@ -4,7 +4,8 @@ Every call gets a deadline: the caller's, else the configured default, and never
 the deadline of the inbound call being handled (so a slow dependency cannot outlive the
 caller). The request id travels with it. Retries are gRPC's own (its service-config retry
 policy, which keeps within the deadline), switched on exactly for the RPCs that the contract
-declares idempotent (`option idempotency_level`), and only on UNAVAILABLE.
+declares idempotent (`option idempotency_level`), and only on UNAVAILABLE. Channels speak TLS
+(presenting this process's certificate, for mutual TLS) when the `tls` settings say so.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from google.protobuf.descriptor import ServiceDescriptor
 
 from evorec.platform import context
 from evorec.platform.config import ClientSettings, Endpoint, ServerSettings, Settings
+from evorec.platform.tls import TlsSettings, channel_credentials
 from evorec.v1 import (
     embedding_pb2,
     embedding_pb2_grpc,
@@ -116,8 +118,10 @@ def open_channel(
     client: ClientSettings,
     limits: ServerSettings | None = None,
     retried: list[str] | None = None,
+    tls: TlsSettings | None = None,
 ) -> grpc.aio.Channel:
-    """An asyncio channel to `target` with deadlines, request ids and retries set up."""
+    """An asyncio channel to `target` with deadlines, request ids and retries set up; with
+    TLS when `tls` enables it for clients, else plaintext."""
     limits = limits or ServerSettings()
     options = [
         ("grpc.service_config", service_config(service, client, retried)),
@@ -127,11 +131,11 @@ def open_channel(
         ("grpc.keepalive_time_ms", int(limits.keepalive_time_s * 1000)),
         ("grpc.keepalive_timeout_ms", int(limits.keepalive_timeout_s * 1000)),
     ]
-    return grpc.aio.insecure_channel(
-        target,
-        options=options,
-        interceptors=[cast(Any, _ContextInterceptor(client.default_timeout_s))],
-    )
+    interceptors = [cast(Any, _ContextInterceptor(client.default_timeout_s))]
+    credentials = channel_credentials(tls or TlsSettings())
+    if credentials is None:
+        return grpc.aio.insecure_channel(target, options=options, interceptors=interceptors)
+    return grpc.aio.secure_channel(target, credentials, options=options, interceptors=interceptors)
 
 
 class ServiceClient(Generic[StubT]):
@@ -161,7 +165,9 @@ def _client(
     service: ServiceDescriptor,
     stub_class: Callable[[grpc.aio.Channel], StubT],
 ) -> ServiceClient[StubT]:
-    channel = open_channel(endpoint.target, service, settings.client, settings.server)
+    channel = open_channel(
+        endpoint.target, service, settings.client, settings.server, tls=settings.tls
+    )
     return ServiceClient(channel, stub_class(channel))
 
 

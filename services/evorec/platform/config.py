@@ -26,6 +26,7 @@ from pydantic_settings import (
 from evorec.encoder.settings import ServingSettings
 from evorec.interest.settings import InterestStateSettings
 from evorec.platform.section import MIB, Section
+from evorec.platform.tls import TlsSettings
 from evorec.ranking.settings import RecommendSettings
 
 ENV_PREFIX = "EVOREC_"
@@ -50,6 +51,9 @@ class Endpoint(Section):
     # 0 asks the operating system for a free port (tests use it).
     port: int = Field(ge=0, le=65535)
     metrics_port: int = Field(ge=0, le=65535)
+    # A second, plaintext gRPC port on the same host that serves only grpc.health.v1, for
+    # Kubernetes' native gRPC probes (they do not speak TLS). Unset: no such port.
+    health_port: int | None = Field(default=None, ge=0, le=65535)
 
     @property
     def target(self) -> str:
@@ -106,6 +110,7 @@ class Settings(BaseSettings):
     log_format: Literal["json", "text"] = "json"
     server: ServerSettings = ServerSettings()
     client: ClientSettings = ClientSettings()
+    tls: TlsSettings = TlsSettings()
     interest_state: InterestStateSettings = InterestStateSettings()
     serving: ServingSettings = ServingSettings()
     recommend: RecommendSettings = RecommendSettings()
@@ -123,6 +128,15 @@ class Settings(BaseSettings):
                 if isinstance(data.get(name), dict):
                     data[name] = {**ports, **data[name]}
         return data
+
+    @model_validator(mode="after")
+    def _tf_serving_tls_has_a_ca(self) -> Settings:
+        if self.serving.tf_serving_tls and self.tls.ca_file is None:
+            raise ValueError(
+                "EVOREC_SERVING__TF_SERVING_TLS (serving.tf_serving_tls) needs "
+                "EVOREC_TLS__CA_FILE (tls.ca_file) to verify TF Serving"
+            )
+        return self
 
     @classmethod
     def settings_customise_sources(
@@ -174,6 +188,9 @@ def _describe(exc: ValidationError, path: Path | None) -> str:
     problems = []
     for error in exc.errors():
         location = [str(part) for part in error["loc"]]
+        if not location:  # a rule across sections: its message names the settings
+            problems.append(f"invalid settings: {error['msg']}")
+            continue
         env_name = ENV_PREFIX + "__".join(location).upper()
         file_name = ".".join(location)
         where = f"{env_name} (or {file_name} in {path})" if path else env_name

@@ -100,6 +100,19 @@ class FailedPrecondition(EvorecError):
     code = grpc.StatusCode.FAILED_PRECONDITION
 
 
+class Unauthenticated(EvorecError):
+    """The caller proved no identity (no client certificate) where the policy needs one."""
+
+    code = grpc.StatusCode.UNAUTHENTICATED
+
+
+class PermissionDenied(EvorecError):
+    """The caller's identity is known, and the authorization policy does not allow it this
+    RPC; the message names both."""
+
+    code = grpc.StatusCode.PERMISSION_DENIED
+
+
 class Unavailable(EvorecError):
     """A dependency cannot be reached; the caller may retry."""
 

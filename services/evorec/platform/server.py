@@ -5,7 +5,9 @@ to a server, and how to load and release what it needs. The runtime adds the res
 for all: health per service name (NOT_SERVING until `start` has loaded everything, SERVING
 after, NOT_SERVING again while draining), server reflection, Prometheus metrics over HTTP,
 the interceptor (request ids, deadlines, errors, metrics), explicit keepalive and message
-limits, and a graceful shutdown on SIGTERM that lets in-flight calls finish.
+limits, and a graceful shutdown on SIGTERM that lets in-flight calls finish. With the `tls`
+settings it listens with TLS or mutual TLS and checks each call against the authorization
+policy; a plaintext health-only port can serve probes beside it.
 """
 
 from __future__ import annotations
@@ -22,9 +24,11 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
+from evorec.platform.authorization import AuthorizationInterceptor, Policy
 from evorec.platform.config import Endpoint, ServerSettings
 from evorec.platform.interceptors import ServerInterceptor
 from evorec.platform.metrics import RpcMetrics
+from evorec.platform.tls import TlsSettings, is_loopback, server_credentials
 
 log = logging.getLogger("evorec.server")
 # grpc-stubs describes grpc_health without its asyncio servicer.
@@ -82,6 +86,9 @@ class RunningServer:
     port: int
     grace_period_s: float
     loading: asyncio.Task[None] | None = None
+    # The plaintext health-only server and its port, when the endpoint has a health_port.
+    health_server: grpc.aio.Server | None = None
+    health_port: int | None = None
 
     @property
     def metrics_port(self) -> int:
@@ -118,23 +125,57 @@ class RunningServer:
         # The metrics server notices its shutdown within half a second: let it, meanwhile.
         metrics_stopped = asyncio.create_task(asyncio.to_thread(self.metrics_http.shutdown))
         await self.server.stop(self.grace_period_s)
+        if self.health_server is not None:
+            await self.health_server.stop(None)
         await self.service.stop()
         await metrics_stopped
         self.metrics_http.server_close()
         log.info("stopped %s", self.service.name)
 
 
+def _listen(server: grpc.aio.Server, address: str, tls: TlsSettings) -> int:
+    """Adds the service's port, with TLS when configured; returns the bound port."""
+    try:
+        if tls.server_enabled:
+            return server.add_secure_port(address, server_credentials(tls))
+        return server.add_insecure_port(address)
+    except RuntimeError as exc:
+        raise OSError(f"cannot listen on {address}: {exc}") from exc
+
+
+def _health_server(
+    health_servicer: Any, host: str, port: int, settings: ServerSettings
+) -> tuple[grpc.aio.Server, int]:
+    """A plaintext server of grpc.health.v1 alone, sharing the service's health statuses:
+    Kubernetes' native gRPC probes cannot speak TLS, and a port that answers nothing but
+    health gives a caller without a certificate nothing else to call."""
+    # Probes come a few a second at most; the bound keeps a flood on this unauthenticated
+    # port from taking more than a sliver of the service.
+    server = grpc.aio.server(options=server_options(settings), maximum_concurrent_rpcs=100)
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    return server, _listen(server, f"{host}:{port}", TlsSettings())
+
+
 async def start_server(
-    service: GrpcService, endpoint: Endpoint, settings: ServerSettings
+    service: GrpcService,
+    endpoint: Endpoint,
+    settings: ServerSettings,
+    tls: TlsSettings | None = None,
 ) -> RunningServer:
     """Starts `service` on `endpoint`: listening at once, loading in the background.
 
     Health answers NOT_SERVING while the service loads, so that an orchestrator routes around
     it, and SERVING once `service.start` returns; `await running.ready()` waits for that.
+    `tls` (default: none, plaintext) secures the port and holds the authorization policy.
     """
+    tls = tls or TlsSettings()
     metrics = RpcMetrics.create()
+    interceptors: list[grpc.aio.ServerInterceptor] = [ServerInterceptor(metrics)]  # type: ignore[type-arg]
+    if tls.authorization:
+        # After the ServerInterceptor, which logs, counts and answers its denials.
+        interceptors.append(AuthorizationInterceptor(Policy(tls.authorization)))
     server = grpc.aio.server(
-        interceptors=[ServerInterceptor(metrics)],
+        interceptors=interceptors,
         options=server_options(settings),
         maximum_concurrent_rpcs=settings.max_concurrent_rpcs,
     )
@@ -144,10 +185,19 @@ async def start_server(
     reflection.enable_server_reflection(
         (service.name, health.SERVICE_NAME, reflection.SERVICE_NAME), server
     )
-    try:
-        port = server.add_insecure_port(f"{endpoint.host}:{endpoint.port}")
-    except RuntimeError as exc:
-        raise OSError(f"cannot listen on {endpoint.target}: {exc}") from exc
+    port = _listen(server, endpoint.target, tls)
+    health_server, health_port = (
+        _health_server(health_servicer, endpoint.host, endpoint.health_port, settings)
+        if endpoint.health_port is not None
+        else (None, None)
+    )
+    if not tls.server_enabled and not is_loopback(endpoint.host):
+        log.warning(
+            "%s listens on %s without TLS: anyone who reaches the port can call every RPC; "
+            "set EVOREC_TLS__CERT_FILE and EVOREC_TLS__KEY_FILE (see README, Security)",
+            service.name,
+            endpoint.host,
+        )
     running = RunningServer(
         service=service,
         server=server,
@@ -155,23 +205,34 @@ async def start_server(
         metrics_http=metrics.serve(endpoint.host, endpoint.metrics_port),
         port=port,
         grace_period_s=settings.grace_period_s,
+        health_server=health_server,
+        health_port=health_port,
     )
     await running.set_serving(False)
     await server.start()
+    if health_server is not None:
+        await health_server.start()
     log.info(
-        "%s listening on %s:%d, metrics on :%d",
+        "%s listening on %s:%d (%s), metrics on :%d%s",
         service.name,
         endpoint.host,
         port,
+        tls.describe(),
         running.metrics_port,
+        "" if health_port is None else f", plaintext health on :{health_port}",
     )
     running.loading = asyncio.create_task(running.load())
     return running
 
 
-async def serve(service: GrpcService, endpoint: Endpoint, settings: ServerSettings) -> None:
+async def serve(
+    service: GrpcService,
+    endpoint: Endpoint,
+    settings: ServerSettings,
+    tls: TlsSettings | None = None,
+) -> None:
     """Runs `service` until SIGTERM or SIGINT, then drains it gracefully."""
-    running = await start_server(service, endpoint, settings)
+    running = await start_server(service, endpoint, settings, tls)
     try:
         await running.ready()
     except BaseException:

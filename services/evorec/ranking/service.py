@@ -292,7 +292,7 @@ def _describe(error: BaseException) -> str:
 
 def backend_for(settings: Settings) -> EncoderBackend:
     if settings.serving.backend == "tf_serving":
-        return TFServingBackend(settings.serving, settings.client, settings.server)
+        return TFServingBackend(settings.serving, settings.client, settings.server, settings.tls)
     return InProcessBackend(settings.serving.signature_name)
 
 
