@@ -10,6 +10,7 @@ import shutil
 import time
 from collections import Counter
 from pathlib import Path
+from typing import Any
 
 import grpc
 import pandas as pd
@@ -18,7 +19,8 @@ from google.protobuf.timestamp_pb2 import Timestamp
 
 from evorec.platform.clients import embedding_client, interest_client, ranking_client
 from evorec.platform.errors import field_violations
-from evorec.v1 import common_pb2, embedding_pb2, interest_pb2, ranking_pb2
+from evorec.platform.server import GrpcService
+from evorec.v1 import common_pb2, embedding_pb2, interest_pb2, interest_pb2_grpc, ranking_pb2
 from tests.conftest import Stack
 from tests.prediction_service import start_prediction_service
 
@@ -342,3 +344,37 @@ async def test_the_tf_serving_backend_matches_in_process_routes_labels_and_degra
     assert degraded.model_version == ""
     assert len(degraded.recommendations) == 10
     assert ENCODER not in degraded.sources_used
+
+
+class HungInterest(interest_pb2_grpc.InterestServiceServicer):
+    """An interest service that accepts calls and never answers them in time."""
+
+    async def GetRecentItems(
+        self, request: interest_pb2.GetRecentItemsRequest, context: object
+    ) -> interest_pb2.GetRecentItemsResponse:
+        await asyncio.sleep(60)
+        return interest_pb2.GetRecentItemsResponse()
+
+
+async def test_a_hung_interest_service_degrades_the_answer_within_the_deadline(
+    services: Stack, monkeypatch: pytest.MonkeyPatch, started: Any
+) -> None:
+    hung = await started(
+        GrpcService(
+            name=interest_pb2.DESCRIPTOR.services_by_name["InterestService"].full_name,
+            register=lambda server: interest_pb2_grpc.add_InterestServiceServicer_to_server(
+                HungInterest(), server
+            ),
+        )
+    )
+    monkeypatch.setenv("EVOREC_INTEREST__PORT", str(hung.port))
+    await services.start("ranking")
+    async with ranking_client(services.settings()) as ranking:
+        began = time.monotonic()
+        response = await ranking.stub.Recommend(
+            ranking_pb2.RecommendRequest(user_id="someone", k=5), timeout=1.0
+        )
+    assert time.monotonic() - began < 1.0
+    assert len(response.recommendations) == 5
+    assert list(response.sources_used) == [POPULARITY]
+    assert ENCODER in response.degraded_sources

@@ -53,7 +53,10 @@ MAX_INLINE_HISTORY = 10_000
 MAX_EXCLUDED_ITEMS = 10_000
 MAX_TOPICS = 1_000
 MAX_BATCH = 256
-# Share of the inbound deadline left to the encoder; the rest answers without it.
+# Shares of what is left of the inbound deadline that each dependency may take, so that a
+# hung one leaves time to answer without it: the interest service first (its history), then
+# the encoder (of what is left after the history came).
+INTEREST_SHARE_OF_DEADLINE = 0.3
 ENCODER_SHARE_OF_DEADLINE = 0.7
 
 
@@ -219,7 +222,8 @@ class RankingServicer(ranking_pb2_grpc.RankingServiceServicer):
             response = await self.interest.GetRecentItems(
                 interest_pb2.GetRecentItemsRequest(
                     user_id=subject.user_id, limit=self.settings.history_events
-                )
+                ),
+                timeout=share_of_deadline(INTEREST_SHARE_OF_DEADLINE),
             )
         except grpc.aio.AioRpcError as error:
             log.warning("no history for the answer: InterestService %s", error.code().name)
@@ -239,10 +243,7 @@ class RankingServicer(ranking_pb2_grpc.RankingServiceServicer):
         window = history[history <= space.n_model_items][-space.bundle.max_len :]
         if len(window) == 0:
             return None
-        remaining = context.remaining_seconds()
-        limit = self.serving.timeout_s
-        if remaining is not None:
-            limit = min(limit, remaining * ENCODER_SHARE_OF_DEADLINE)
+        limit = share_of_deadline(ENCODER_SHARE_OF_DEADLINE, self.serving.timeout_s)
         vector, version = await self.batcher.user_vector(window, space.bundle.version, limit)
         if version != space.bundle.version:
             raise RuntimeError(f"the encoder answered with version {version}, not the one asked")
@@ -282,6 +283,16 @@ class RankingServicer(ranking_pb2_grpc.RankingServiceServicer):
             degraded_sources=sorted(degraded),  # type: ignore[arg-type]
             cold_start=answer.cold_start and not degraded,
         )
+
+
+def share_of_deadline(share: float, cap: float | None = None) -> float | None:
+    """Seconds a dependency may take: `share` of what is left of the inbound deadline, at
+    most `cap`; `cap` when the caller set no deadline (None: the client's default)."""
+    remaining = context.remaining_seconds()
+    if remaining is None:
+        return cap
+    limit = max(0.0, remaining * share)
+    return limit if cap is None else min(cap, limit)
 
 
 def _describe(error: BaseException) -> str:
