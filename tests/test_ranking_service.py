@@ -17,12 +17,14 @@ import pandas as pd
 import pytest
 from google.protobuf.timestamp_pb2 import Timestamp
 
+from evorec.encoder.backends import InProcessBackend
 from evorec.platform.clients import embedding_client, interest_client, ranking_client
 from evorec.platform.errors import field_violations
 from evorec.platform.server import GrpcService
 from evorec.v1 import common_pb2, embedding_pb2, interest_pb2, interest_pb2_grpc, ranking_pb2
 from tests.conftest import Stack
 from tests.prediction_service import start_prediction_service
+from tests.test_server import scrape
 
 VIEW = common_pb2.EVENT_TYPE_VIEW
 ENCODER = ranking_pb2.CANDIDATE_SOURCE_ENCODER
@@ -378,3 +380,22 @@ async def test_a_hung_interest_service_degrades_the_answer_within_the_deadline(
     assert len(response.recommendations) == 5
     assert list(response.sources_used) == [POPULARITY]
     assert ENCODER in response.degraded_sources
+
+
+async def test_a_bug_in_the_encoder_is_internal_and_counted_not_degraded(
+    services: Stack, monkeypatch: pytest.MonkeyPatch, prepared: Path
+) -> None:
+    async def broken(*args: object) -> object:
+        raise ValueError("a bug in the encoder backend")
+
+    monkeypatch.setattr(InProcessBackend, "user_vectors", broken)
+    ranking = await services.start("ranking")
+    items = items_by_topic(prepared)[sorted(items_by_topic(prepared))[0]][:5]
+    history = ranking_pb2.InlineHistory(items=[ranking_pb2.HistoryItem(item_id=i) for i in items])
+    for _ in range(2):
+        with pytest.raises(grpc.aio.AioRpcError) as raised:
+            await recommend(services, history=history)
+        assert raised.value.code() == grpc.StatusCode.INTERNAL
+        assert "request id" in (raised.value.details() or "")
+    metrics = await asyncio.to_thread(scrape, ranking.metrics_port)
+    assert "evorec_ranking_encoder_errors_total 2.0" in metrics

@@ -5,11 +5,14 @@ history) -> the user vector from the encoder backend (in-process SavedModel or T
 batched with concurrent requests) -> the candidate sources, blend, filters and MMR of
 `evorec.ranking.recommender` -> items with their sources and reasons.
 
-It degrades rather than fails: when the encoder is unreachable or too slow for what is left
-of the deadline, the answer comes from the other sources; when the interest service is
-unreachable, from popularity; when the catalog mirror is stale, from the items it has. The
-response names the sources that were wanted but missing. Health is NOT_SERVING only until a
-model bundle is loaded: with one, popularity alone is still a useful answer.
+It degrades rather than fails: when the encoder is unreachable, overloaded or too slow for
+what is left of the deadline, the answer comes from the other sources; when the interest
+service is unreachable or too slow, from popularity; when the catalog mirror is stale, from
+the items it has. Each dependency gets a bounded share of the deadline, so that time is left
+to answer without it. The response names the sources that were wanted but missing. Any other
+failure of the encoder is a bug, not an outage: the call fails with INTERNAL, logged with
+its request id and counted (`evorec_ranking_encoder_errors_total`). Health is NOT_SERVING
+only until a model bundle is loaded: with one, popularity alone is still a useful answer.
 """
 
 from __future__ import annotations
@@ -22,9 +25,16 @@ from typing import Any
 
 import grpc
 import numpy as np
+from prometheus_client import Counter
 from threadpoolctl import threadpool_limits
 
-from evorec.encoder.backends import Batcher, EncoderBackend, InProcessBackend, TFServingBackend
+from evorec.encoder.backends import (
+    Batcher,
+    EncoderBackend,
+    InProcessBackend,
+    TFServingBackend,
+    is_expected_failure,
+)
 from evorec.encoder.bundle import ModelBundle
 from evorec.encoder.repository import ModelRepository
 from evorec.platform import context
@@ -163,6 +173,13 @@ class RankingServicer(ranking_pb2_grpc.RankingServiceServicer):
         )
         self._space: ItemSpace | None = None
         self._space_key: tuple[int, int] = (-1, -1)
+        # Served on the service's metrics port (GrpcService.collectors), not the global registry.
+        self.encoder_errors = Counter(
+            "evorec_ranking_encoder_errors",
+            "Encoder failures that were not an outage, deadline or overload (bugs): each"
+            " failed its call with INTERNAL.",
+            registry=None,
+        )
 
     def _current(self) -> tuple[ModelBundle, tuple[int, int]]:
         bundle = self.repository.current
@@ -256,6 +273,14 @@ class RankingServicer(ranking_pb2_grpc.RankingServiceServicer):
             try:
                 vector = await self.user_vector(space, subject.query.history)
             except Exception as error:
+                if not is_expected_failure(error):
+                    self.encoder_errors.inc()
+                    log.error(
+                        "the encoder failed unexpectedly (request id %s): %s",
+                        context.request_id.get(),
+                        _describe(error),
+                    )
+                    raise
                 log.warning("answering without the encoder: %s", _describe(error))
                 degraded.add(ENCODER)
         if self.mirror.stale and len(subject.query.history):
@@ -354,4 +379,5 @@ def create(settings: Settings) -> GrpcService:
         ),
         start=start,
         stop=stop,
+        collectors=(servicer.encoder_errors,),
     )
