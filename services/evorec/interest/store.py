@@ -192,8 +192,8 @@ class EventStore:
 
     # Topic back-fill, retention and reads live in their own modules -------------------
 
-    def unresolved_items(self, limit: int) -> list[str]:
-        return backfill.unresolved_items(self.reader, limit)
+    def unresolved_items(self, limit: int, after: str = "") -> list[str]:
+        return backfill.unresolved_items(self.reader, limit, after)
 
     @retry_transient
     def assign_topics(self, topics: dict[str, str]) -> int:
