@@ -74,3 +74,28 @@ def test_items_without_a_topic_are_walked_page_by_page_unknown_ones_too(tmp_path
         assert "events_to_backfill" in str(plan)
     finally:
         store.close()
+
+
+def test_a_deleted_users_bytes_leave_the_database_and_its_wal(tmp_path: Path) -> None:
+    path = tmp_path / "events.sqlite"
+    store = EventStore(path)
+    try:
+
+        def events(user: str, text: str, count: int) -> list[NewEvent]:
+            return [
+                NewEvent(n, f"{user}-{n}", user, f"i{n}", 1, None, text, float(n), 0.0, "t", False)
+                for n in range(count)
+            ]
+
+        for start in range(0, 300, 50):  # several commits, as ingest makes them
+            store.write(events("keeper", "kept words", 300)[start : start + 50])
+            store.write(events("leaver", "PRIVATE-7f3a9c", 300)[start : start + 50])
+        assert store.delete_user("leaver")[0] == 300
+        for file in (path, path.with_name(path.name + "-wal")):
+            if file.exists():
+                raw = file.read_bytes()
+                assert b"PRIVATE-7f3a9c" not in raw, file.name
+                assert b"leaver" not in raw, file.name
+        assert len(store.history("keeper", 1000)) == 300
+    finally:
+        store.close()
