@@ -233,6 +233,21 @@ async def test_inline_histories_filters_and_the_model_window(
             grpc.StatusCode.RESOURCE_EXHAUSTED,
             "filter.exclude_item_ids",
         ),
+        *(
+            (
+                {
+                    "history": ranking_pb2.InlineHistory(
+                        items=[
+                            ranking_pb2.HistoryItem(item_id="i1", event_time={"seconds": 5}),
+                            ranking_pb2.HistoryItem(item_id="i2", event_time={"seconds": seconds}),
+                        ]
+                    )
+                },
+                grpc.StatusCode.INVALID_ARGUMENT,
+                "history.items[1].event_time",
+            )
+            for seconds in (2**63 - 1, -(2**63))
+        ),
     ],
 )
 async def test_bad_requests_name_the_field(

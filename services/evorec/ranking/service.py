@@ -43,7 +43,7 @@ from evorec.platform.clients import embedding_client, interest_client
 from evorec.platform.config import Settings
 from evorec.platform.errors import FailedPrecondition, Violations
 from evorec.platform.server import GrpcService
-from evorec.platform.validation import check_id
+from evorec.platform.validation import check_id, check_time
 from evorec.ranking.catalog import CatalogMirror
 from evorec.ranking.item_space import ItemSpace
 from evorec.ranking.recommender import (
@@ -114,9 +114,18 @@ def parse_request(
             index = space.index.get(item.item_id)
             violations.require(index is not None, f"{field}[{number}].item_id", "unknown item")
             indexes.append(index or 0)
+        for number, item in enumerate(items):
+            # The shared rule: a caller's Timestamp may hold any int64.
+            if item.HasField("event_time"):
+                check_time(violations, item.event_time, f"{field}[{number}].event_time")
         order = np.arange(len(indexes))
         if items and all(item.HasField("event_time") for item in items):
-            order = np.argsort([item.event_time.ToNanoseconds() for item in items], kind="stable")
+            order = np.array(
+                sorted(
+                    order, key=lambda i: (items[i].event_time.seconds, items[i].event_time.nanos)
+                ),
+                dtype=np.int64,
+            )
         history = np.array(indexes, dtype=np.int64)[order]
         types = np.array([item.type for item in items], np.int32)[order]
     excluded = request.filter.exclude_item_ids
