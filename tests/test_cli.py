@@ -198,10 +198,22 @@ def service_pids(launcher: int) -> list[int]:
     return [int(pid) for pid in children.split()]
 
 
+def command_line(pid: int) -> bytes:
+    """The process's command line, NUL-separated (b"" once it is gone)."""
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes()
+    except FileNotFoundError:
+        return b""
+
+
+def any_child_runs(launcher: int, command: str) -> bool:
+    """True once a child of the launcher runs `evorec COMMAND` (exec'd, not just forked)."""
+    return any(command.encode() in command_line(pid) for pid in service_pids(launcher))
+
+
 def service_pid(launcher: int, name: str) -> int:
     for pid in service_pids(launcher):
-        command = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
-        if name.encode() in command:
+        if name.encode() in command_line(pid).split(b"\0"):
             return pid
     raise AssertionError(f"no process of {name}")
 
@@ -271,6 +283,29 @@ def test_a_service_that_keeps_exiting_stops_up_with_a_message(ready_env: dict[st
         stderr = (Path(ready_env["EVOREC_DATA_DIR"]) / "stderr.txt").read_text()
         assert "error: service embedding exited with status -9 after 0 restarts in a row" in stderr
         assert not ports_in_use(ready_env)
+    finally:
+        process.kill()
+        process.wait()
+
+
+@pytest.mark.timeout(60)
+def test_ctrl_c_during_the_first_run_stops_its_preparation(env: dict[str, str]) -> None:
+    process = subprocess.Popen(
+        [sys.executable, "-m", "evorec", "up"],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        wait_for(lambda: any_child_runs(process.pid, "prepare-first-run"), timeout=30)
+        (preparing,) = service_pids(process.pid)
+        process.send_signal(signal.SIGINT)
+        assert process.wait(timeout=15) == 0
+        assert process.stderr is not None
+        assert "Traceback" not in process.stderr.read()
+        assert not Path(f"/proc/{preparing}").exists()
     finally:
         process.kill()
         process.wait()

@@ -98,14 +98,14 @@ def up(
     env.setdefault("EVOREC_LOG_FORMAT", "text")
     if config is not None:
         env[CONFIG_FILE_ENV] = str(config)
-    if _needs_first_run(settings):
-        # In a child process: the launcher runs as long as the services and must not keep
-        # the dataset and TensorFlow in memory after training.
-        supervisor.run_to_end(["prepare-first-run"], env)
     services = supervisor.Supervisor(
         env, supervisor.RestartPolicy(max_restarts, restart_backoff), console.print
     )
     try:
+        if _needs_first_run(settings):
+            # In a child process: the launcher runs as long as the services and must not
+            # keep the dataset and TensorFlow in memory after training.
+            supervisor.run_to_end(["prepare-first-run"], env)
         for name in SERVICES:
             services.start(name)
         for name in SERVICES:
