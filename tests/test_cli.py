@@ -274,6 +274,7 @@ def test_up_restarts_a_killed_service_and_a_sigint_stops_it_though_ignored_when_
         process.wait()
 
 
+@pytest.mark.slow  # the limit itself is tested quickly in test_supervisor.py
 @pytest.mark.timeout(180)
 def test_a_service_that_keeps_exiting_stops_up_with_a_message(ready_env: dict[str, str]) -> None:
     process, _ = start_up(ready_env, "--max-restarts", "0")

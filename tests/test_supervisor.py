@@ -38,7 +38,7 @@ def test_a_service_is_restarted_until_its_restarts_in_a_row_run_out(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setattr(supervisor, "spawn", sleeper)
-    monkeypatch.setattr(supervisor, "STABLE_AFTER_S", 0.5)
+    monkeypatch.setattr(supervisor, "STABLE_AFTER_S", 1.5)
     said: list[str] = []
     services = supervisor.Supervisor({}, supervisor.RestartPolicy(2, 0.05), said.append)
     services.start("interest")
@@ -46,7 +46,7 @@ def test_a_service_is_restarted_until_its_restarts_in_a_row_run_out(
         for _ in range(2):
             kill_and_reap(services.processes["interest"])
             check_until_restarted(services, "interest")
-        time.sleep(0.6)  # up long enough: the next exit starts a new row
+        time.sleep(1.6)  # up long enough: the next exit starts a new row
         for _ in range(2):
             kill_and_reap(services.processes["interest"])
             check_until_restarted(services, "interest")
