@@ -80,11 +80,13 @@ def up(
     max_restarts: Annotated[
         int,
         typer.Option(
-            help="Restarts of a service that keeps exiting before everything is stopped (0: none)."
+            min=0,
+            help="Restarts of a service that keeps exiting before everything is stopped (0: none).",
         ),
     ] = 5,
     restart_backoff: Annotated[
-        float, typer.Option(help="Seconds before the first restart; doubled for each next one.")
+        float,
+        typer.Option(min=0, help="Seconds before the first restart; doubled for each next one."),
     ] = 1.0,
 ) -> None:
     """Run all four services on embedded defaults, one process each, and supervise them: a
