@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import grpc
 import pytest
 
+from evorec.platform.probes import check_health
 from evorec.v1 import common_pb2, embedding_pb2, embedding_pb2_grpc, interest_pb2, interest_pb2_grpc
 from tests.conftest import ROOT
 
@@ -125,6 +128,8 @@ def test_up_starts_all_four_services_and_ctrl_c_stops_them(env: dict[str, str]) 
             printed.append(process.stdout.readline())
         for name in SERVICE_NAMES:
             assert f"127.0.0.1:{env[f'EVOREC_{name.upper()}__PORT']}" in "".join(printed)
+        # It trained in a child process: the launcher holds no TensorFlow (it held 1.3 GB).
+        assert resident_kib(process.pid) < 400_000
 
         health = evorec("health", env=env)
         assert health.returncode == 0, health.stdout
@@ -140,6 +145,168 @@ def test_up_starts_all_four_services_and_ctrl_c_stops_them(env: dict[str, str]) 
         assert process.wait(timeout=30) == 0
         after = evorec("health", "--timeout", "0.5", env=env)
         assert after.stdout.count("UNAVAILABLE") == 4
+    finally:
+        process.kill()
+        process.wait()
+
+
+@pytest.fixture
+def ready_env(env: dict[str, str], prepared: Path, model_base: Path) -> dict[str, str]:
+    """`env` with a prepared dataset and a trained model: `evorec up` starts at once."""
+    return {**env, "EVOREC_DATASET": str(prepared), "EVOREC_SERVING__BASE_PATH": str(model_base)}
+
+
+def start_up(
+    env: dict[str, str], *options: str, ignore_sigint: bool = False
+) -> tuple[subprocess.Popen[str], list[str]]:
+    """Starts `evorec up` and returns once it says all services are up, with what it printed;
+    its stderr (and its services') goes to `stderr.txt` in the data directory.
+    `ignore_sigint`: it inherits SIGINT ignored, as a shell's background job does."""
+
+    def ignoring() -> None:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+    process = subprocess.Popen(
+        [sys.executable, "-m", "evorec", "up", *options],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=(Path(env["EVOREC_DATA_DIR"]) / "stderr.txt").open("w"),
+        text=True,
+        preexec_fn=ignoring if ignore_sigint else None,
+    )
+    assert process.stdout is not None
+    printed: list[str] = []
+    deadline = time.monotonic() + 120
+    while not any("all services up" in line for line in printed):
+        if time.monotonic() > deadline or process.poll() is not None:
+            process.kill()
+            pytest.fail("evorec up did not start:\n" + "".join(printed))
+        printed.append(process.stdout.readline())
+    return process, printed
+
+
+def resident_kib(pid: int) -> int:
+    """The resident memory of a process (Linux /proc), in KiB."""
+    status = Path(f"/proc/{pid}/status").read_text()
+    return int(status.split("VmRSS:")[1].split()[0])
+
+
+def service_pids(launcher: int) -> list[int]:
+    """The launcher's child processes (Linux /proc)."""
+    children = Path(f"/proc/{launcher}/task/{launcher}/children").read_text()
+    return [int(pid) for pid in children.split()]
+
+
+def command_line(pid: int) -> bytes:
+    """The process's command line, NUL-separated (b"" once it is gone)."""
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes()
+    except FileNotFoundError:
+        return b""
+
+
+def any_child_runs(launcher: int, command: str) -> bool:
+    """True once a child of the launcher runs `evorec COMMAND` (exec'd, not just forked)."""
+    return any(command.encode() in command_line(pid) for pid in service_pids(launcher))
+
+
+def service_pid(launcher: int, name: str) -> int:
+    for pid in service_pids(launcher):
+        if name.encode() in command_line(pid).split(b"\0"):
+            return pid
+    raise AssertionError(f"no process of {name}")
+
+
+def ports_in_use(env: dict[str, str]) -> list[str]:
+    """The services' gRPC and metrics ports that something still listens on."""
+    busy = []
+    for name in SERVICE_NAMES:
+        for kind in ("PORT", "METRICS_PORT"):
+            port = int(env[f"EVOREC_{name.upper()}__{kind}"])
+            with socket.socket() as sock:
+                if sock.connect_ex(("127.0.0.1", port)) == 0:
+                    busy.append(f"{name} {kind.lower()} {port}")
+    return busy
+
+
+def wait_for(condition: Callable[[], bool], timeout: float) -> float:
+    """Seconds until `condition` held; fails after `timeout`."""
+    start = time.monotonic()
+    while not condition():
+        assert time.monotonic() - start < timeout
+        time.sleep(0.1)
+    return time.monotonic() - start
+
+
+@pytest.mark.timeout(180)
+def test_the_services_exit_when_up_is_killed_with_sigkill(ready_env: dict[str, str]) -> None:
+    process, _ = start_up(ready_env)
+    pids = service_pids(process.pid)
+    assert len(pids) == 4
+    try:
+        process.kill()
+        process.wait()
+        took = wait_for(lambda: not ports_in_use(ready_env), timeout=10)
+        print(f"ports free {took:.2f} s after SIGKILL of evorec up")
+    finally:
+        for pid in pids:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+
+
+@pytest.mark.timeout(240)
+def test_up_restarts_a_killed_service_and_a_sigint_stops_it_though_ignored_when_started(
+    ready_env: dict[str, str],
+) -> None:
+    process, _ = start_up(ready_env, ignore_sigint=True)
+    try:
+        os.kill(service_pid(process.pid, "interest"), signal.SIGKILL)
+        target = f"127.0.0.1:{ready_env['EVOREC_INTEREST__PORT']}"
+        wait_for(lambda: check_health(target, timeout=0.5) == "SERVING", timeout=60)
+        assert len(service_pids(process.pid)) == 4
+
+        process.send_signal(signal.SIGINT)
+        assert process.wait(timeout=30) == 0
+        assert not ports_in_use(ready_env)
+    finally:
+        process.kill()
+        process.wait()
+
+
+@pytest.mark.slow  # the limit itself is tested quickly in test_supervisor.py
+@pytest.mark.timeout(180)
+def test_a_service_that_keeps_exiting_stops_up_with_a_message(ready_env: dict[str, str]) -> None:
+    process, _ = start_up(ready_env, "--max-restarts", "0")
+    try:
+        os.kill(service_pid(process.pid, "embedding"), signal.SIGKILL)
+        assert process.wait(timeout=30) == 1
+        stderr = (Path(ready_env["EVOREC_DATA_DIR"]) / "stderr.txt").read_text()
+        assert "error: service embedding exited with status -9 after 0 restarts in a row" in stderr
+        assert not ports_in_use(ready_env)
+    finally:
+        process.kill()
+        process.wait()
+
+
+@pytest.mark.timeout(60)
+def test_ctrl_c_during_the_first_run_stops_its_preparation(env: dict[str, str]) -> None:
+    process = subprocess.Popen(
+        [sys.executable, "-m", "evorec", "up"],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        wait_for(lambda: any_child_runs(process.pid, "prepare-first-run"), timeout=30)
+        (preparing,) = service_pids(process.pid)
+        process.send_signal(signal.SIGINT)
+        assert process.wait(timeout=15) == 0
+        assert process.stderr is not None
+        assert "Traceback" not in process.stderr.read()
+        assert not Path(f"/proc/{preparing}").exists()
     finally:
         process.kill()
         process.wait()

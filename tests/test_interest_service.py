@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import random
 import sqlite3
 from collections import Counter
@@ -415,3 +416,57 @@ async def test_recent_items_are_the_newest_events_items_compactly(
         await interest.GetRecentItems(pb.GetRecentItemsRequest(user_id="reader", limit=1001))
     assert raised.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert [v.field for v in field_violations(raised.value)] == ["limit"]
+
+
+async def test_events_of_an_item_the_catalog_learns_later_get_its_topic(
+    stack: Stack, prepared: Path, monkeypatch: pytest.MonkeyPatch, settings: object
+) -> None:
+    from evorec.interest import topics as topic_cache
+    from evorec.v1 import embedding_pb2, embedding_pb2_grpc
+
+    monkeypatch.setenv("EVOREC_DATASET", str(prepared))
+    monkeypatch.setenv("EVOREC_INTEREST_STATE__TOPIC_BACKFILL_INTERVAL_S", "0.2")
+    monkeypatch.setattr(topic_cache, "UNKNOWN_ITEM_RETRY_S", 0.2)
+    for name in ("preprocess", "embedding"):
+        await stack.start(name)
+    server = await stack.start("interest")
+    known = synthetic_events(prepared, "u9")[:12]
+    # The new item's events fall before, between and after the known ones.
+    late = [event(f"late-{n}", "u9", "late-item", int(known[n].event_time.seconds) + 1)
+            for n in (0, 5, 11)]  # fmt: skip
+    described = json.loads((prepared / "text" / "topics.json").read_text())["topics"][1]
+    async with channel(server.port) as ch:
+        stub = interest_pb2_grpc.InterestServiceStub(ch)
+        ingested = await stub.IngestEvents(pb.IngestEventsRequest(events=known + late))
+        assert ingested.summary.unknown_item_count == len(late)
+        async with channel(stack.running["embedding"].port) as embedding_channel:
+            await embedding_pb2_grpc.EmbeddingServiceStub(embedding_channel).UpsertItems(
+                embedding_pb2.UpsertItemsRequest(
+                    items=[
+                        embedding_pb2.Item(
+                            item_id="late-item",
+                            title="Late",
+                            text=" ".join(described["top_words"] * 4),
+                        )
+                    ]
+                )
+            )
+        for _ in range(100):
+            if _resolved(settings) == len(known) + len(late):
+                break
+            await asyncio.sleep(0.1)
+        profile = (
+            await stub.GetInterestProfile(pb.GetInterestProfileRequest(user_id="u9"))
+        ).profile
+    assert profile.event_count == len(known) + len(late)
+    with database(settings.data_dir) as db:  # type: ignore[attr-defined]
+        (late_topic,) = db.execute(
+            "SELECT DISTINCT topic_id FROM events WHERE item_id='late-item'"
+        ).fetchone()
+        derived_state_is_consistent(db, "u9")
+    assert late_topic == described["topic_id"]
+    topics = topic_of(prepared)
+    expected = Counter([topics[e.item_id] for e in known] + [late_topic] * len(late))
+    assert {w.topic_id: round(w.weight, 6) for w in profile.long_term.weights} == {
+        t: round(n / (len(known) + len(late)), 6) for t, n in expected.items()
+    }

@@ -25,10 +25,10 @@ def test_a_version_1_database_is_migrated_with_its_events(tmp_path: Path) -> Non
         db.execute("PRAGMA user_version=1")
     store = EventStore(path)
     try:
-        assert store.db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 2
+        assert store.db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 3
         assert store.unresolved_items(10) == ["i"]
         indexes = {row[1] for row in store.db.execute("PRAGMA index_list(events)")}
-        assert "events_without_topic" in indexes
+        assert "events_to_backfill" in indexes
     finally:
         store.close()
 
@@ -51,5 +51,51 @@ def test_writes_report_accepted_and_duplicate_indexes(tmp_path: Path) -> None:
         assert store.write([event(0, "a", 1), event(1, "b", 2), event(2, "a", 3)]) == ([0, 1], [2])
         assert store.write([event(5, "b", 2), event(6, "c", 0.5)]) == ([6], [5])
         assert [r.event_id for r in store.history("u", 10)] == ["b", "a", "c"]
+    finally:
+        store.close()
+
+
+def test_items_without_a_topic_are_walked_page_by_page_unknown_ones_too(tmp_path: Path) -> None:
+    store = EventStore(tmp_path / "events.sqlite", durability="normal")
+    try:
+        events = [
+            NewEvent(n, f"e{n}", "u", item, 1, None, "", float(n), 0.0, topic, unknown)
+            for n, (item, topic, unknown) in enumerate(
+                [("c", None, True), ("a", None, False), ("b", "t", False), ("d", None, True)]
+            )
+        ]
+        store.write(events)
+        assert store.unresolved_items(2) == ["a", "c"]
+        assert store.unresolved_items(2, after="c") == ["d"]
+        plan = store.db.execute(
+            "EXPLAIN QUERY PLAN SELECT DISTINCT item_id FROM events"
+            " WHERE topic_id IS NULL AND item_id > '' ORDER BY item_id LIMIT 10"
+        ).fetchall()
+        assert "events_to_backfill" in str(plan)
+    finally:
+        store.close()
+
+
+def test_a_deleted_users_bytes_leave_the_database_and_its_wal(tmp_path: Path) -> None:
+    path = tmp_path / "events.sqlite"
+    store = EventStore(path)
+    try:
+
+        def events(user: str, text: str, count: int) -> list[NewEvent]:
+            return [
+                NewEvent(n, f"{user}-{n}", user, f"i{n}", 1, None, text, float(n), 0.0, "t", False)
+                for n in range(count)
+            ]
+
+        for start in range(0, 300, 50):  # several commits, as ingest makes them
+            store.write(events("keeper", "kept words", 300)[start : start + 50])
+            store.write(events("leaver", "PRIVATE-7f3a9c", 300)[start : start + 50])
+        assert store.delete_user("leaver")[0] == 300
+        for file in (path, path.with_name(path.name + "-wal")):
+            if file.exists():
+                raw = file.read_bytes()
+                assert b"PRIVATE-7f3a9c" not in raw, file.name
+                assert b"leaver" not in raw, file.name
+        assert len(store.history("keeper", 1000)) == 300
     finally:
         store.close()

@@ -17,11 +17,14 @@ import pandas as pd
 import pytest
 from google.protobuf.timestamp_pb2 import Timestamp
 
+from evorec.encoder.backends import InProcessBackend
 from evorec.platform.clients import embedding_client, interest_client, ranking_client
 from evorec.platform.errors import field_violations
-from evorec.v1 import common_pb2, embedding_pb2, interest_pb2, ranking_pb2
+from evorec.platform.server import GrpcService
+from evorec.v1 import common_pb2, embedding_pb2, interest_pb2, interest_pb2_grpc, ranking_pb2
 from tests.conftest import Stack, export_small_model
 from tests.prediction_service import start_prediction_service
+from tests.test_server import scrape
 
 VIEW = common_pb2.EVENT_TYPE_VIEW
 ENCODER = ranking_pb2.CANDIDATE_SOURCE_ENCODER
@@ -239,6 +242,21 @@ async def test_inline_histories_filters_and_the_model_window(
             grpc.StatusCode.RESOURCE_EXHAUSTED,
             "filter.exclude_item_ids",
         ),
+        *(
+            (
+                {
+                    "history": ranking_pb2.InlineHistory(
+                        items=[
+                            ranking_pb2.HistoryItem(item_id="i1", event_time={"seconds": 5}),
+                            ranking_pb2.HistoryItem(item_id="i2", event_time={"seconds": seconds}),
+                        ]
+                    )
+                },
+                grpc.StatusCode.INVALID_ARGUMENT,
+                "history.items[1].event_time",
+            )
+            for seconds in (2**63 - 1, -(2**63))
+        ),
     ],
 )
 async def test_bad_requests_name_the_field(
@@ -387,3 +405,56 @@ async def test_the_tf_serving_backend_matches_in_process_routes_labels_and_degra
     assert degraded.model_version == ""
     assert len(degraded.recommendations) == 10
     assert ENCODER not in degraded.sources_used
+
+
+class HungInterest(interest_pb2_grpc.InterestServiceServicer):
+    """An interest service that accepts calls and never answers them in time."""
+
+    async def GetRecentItems(
+        self, request: interest_pb2.GetRecentItemsRequest, context: object
+    ) -> interest_pb2.GetRecentItemsResponse:
+        await asyncio.sleep(60)
+        return interest_pb2.GetRecentItemsResponse()
+
+
+async def test_a_hung_interest_service_degrades_the_answer_within_the_deadline(
+    services: Stack, monkeypatch: pytest.MonkeyPatch, started: Any
+) -> None:
+    hung = await started(
+        GrpcService(
+            name=interest_pb2.DESCRIPTOR.services_by_name["InterestService"].full_name,
+            register=lambda server: interest_pb2_grpc.add_InterestServiceServicer_to_server(
+                HungInterest(), server
+            ),
+        )
+    )
+    monkeypatch.setenv("EVOREC_INTEREST__PORT", str(hung.port))
+    await services.start("ranking")
+    async with ranking_client(services.settings()) as ranking:
+        began = time.monotonic()
+        response = await ranking.stub.Recommend(
+            ranking_pb2.RecommendRequest(user_id="someone", k=5), timeout=1.0
+        )
+    assert time.monotonic() - began < 1.0
+    assert len(response.recommendations) == 5
+    assert list(response.sources_used) == [POPULARITY]
+    assert ENCODER in response.degraded_sources
+
+
+async def test_a_bug_in_the_encoder_is_internal_and_counted_not_degraded(
+    services: Stack, monkeypatch: pytest.MonkeyPatch, prepared: Path
+) -> None:
+    async def broken(*args: object) -> object:
+        raise ValueError("a bug in the encoder backend")
+
+    monkeypatch.setattr(InProcessBackend, "user_vectors", broken)
+    ranking = await services.start("ranking")
+    items = items_by_topic(prepared)[sorted(items_by_topic(prepared))[0]][:5]
+    history = ranking_pb2.InlineHistory(items=[ranking_pb2.HistoryItem(item_id=i) for i in items])
+    for _ in range(2):
+        with pytest.raises(grpc.aio.AioRpcError) as raised:
+            await recommend(services, history=history)
+        assert raised.value.code() == grpc.StatusCode.INTERNAL
+        assert "request id" in (raised.value.details() or "")
+    metrics = await asyncio.to_thread(scrape, ranking.metrics_port)
+    assert "evorec_ranking_encoder_errors_total 2.0" in metrics

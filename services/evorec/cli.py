@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-import subprocess
 import sys
 import time
 from collections.abc import Coroutine
@@ -22,7 +21,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from evorec import __version__, model_cli
+from evorec import __version__, model_cli, supervisor
 from evorec.cli_options import ConfigOption
 from evorec.data.schema import DataError
 from evorec.data_cli import app as data_app
@@ -63,6 +62,7 @@ def serve(name: ServiceName, config: ConfigOption = None) -> None:
         raise ConfigError(f"unknown service {name!r}; choose one of {', '.join(SERVICES)}")
     settings = load_settings(config)
     configure_logging(SERVICES[name].full_name, settings.log_level, settings.log_format)
+    supervisor.watch_parent()
 
     async def run() -> None:
         # Created inside the event loop: a service's gRPC clients belong to the loop.
@@ -78,41 +78,69 @@ def up(
     start_timeout: Annotated[
         float, typer.Option(help="Seconds each service may take to become SERVING.")
     ] = 120.0,
+    max_restarts: Annotated[
+        int,
+        typer.Option(
+            min=0,
+            help="Restarts of a service that keeps exiting before everything is stopped (0: none).",
+        ),
+    ] = 5,
+    restart_backoff: Annotated[
+        float,
+        typer.Option(min=0, help="Seconds before the first restart; doubled for each next one."),
+    ] = 1.0,
 ) -> None:
-    """Run all four services on embedded defaults, one process each; Ctrl-C stops them."""
+    """Run all four services on embedded defaults, one process each, and supervise them: a
+    service that exits is restarted; they all stop with this command, even when it is killed.
+    Ctrl-C or SIGTERM stops them."""
     settings = load_settings(config)
-    _ensure_dataset(settings)
-    _ensure_model(settings)
+    # Installed explicitly: a shell starts a background job with SIGINT ignored, and Python
+    # then installs no KeyboardInterrupt handler of its own.
+    _raise_on_stop_signals()
     env = dict(os.environ)
     env.setdefault("EVOREC_LOG_FORMAT", "text")
     if config is not None:
         env[CONFIG_FILE_ENV] = str(config)
-    processes: dict[str, subprocess.Popen[bytes]] = {}
-    _raise_on_sigterm()
+    services = supervisor.Supervisor(
+        env, supervisor.RestartPolicy(max_restarts, restart_backoff), console.print
+    )
     try:
+        if _needs_first_run(settings):
+            # In a child process: the launcher runs as long as the services and must not
+            # keep the dataset and TensorFlow in memory after training.
+            supervisor.run_to_end(["prepare-first-run"], env)
         for name in SERVICES:
-            processes[name] = subprocess.Popen(
-                [sys.executable, "-m", "evorec", "serve", name], env=env
-            )
-        for name, process in processes.items():
+            services.start(name)
+        for name in SERVICES:
             wait_until_serving(
                 settings.endpoint(name).target,
                 SERVICES[name].full_name,
                 start_timeout,
-                process,
+                services.processes[name],
                 channel_credentials(settings.tls),
             )
         console.print(_status_table(settings, {name: "SERVING" for name in SERVICES}))
         console.print("all services up; Ctrl-C stops them")
         while True:
-            for name, process in processes.items():
-                if process.poll() is not None:
-                    raise RuntimeError(f"service {name} exited with status {process.returncode}")
-            time.sleep(0.5)
+            services.check()
+            time.sleep(supervisor.POLL_S)
     except KeyboardInterrupt:
         console.print("stopping...")
     finally:
-        _stop_all(processes, settings.server.grace_period_s + 5)
+        # A second Ctrl-C must not cut the orderly stop short (it ends within its own limit).
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(signum, signal.SIG_IGN)
+        services.stop_all(settings.server.grace_period_s + 5)
+
+
+@app.command(hidden=True)
+def prepare_first_run(config: ConfigOption = None) -> None:
+    """What `evorec up` runs in a child process on a first run: the embedded default dataset
+    and model, where there are none yet."""
+    settings = load_settings(config)
+    supervisor.watch_parent()
+    _ensure_dataset(settings)
+    _ensure_model(settings)
 
 
 @app.command()
@@ -239,16 +267,34 @@ def health(
 UP_TRAINING = TrainingConfig(epochs=30, patience=5)
 
 
-def _ensure_dataset(settings: Settings) -> None:
-    """Makes the embedded default dataset (simulated) when none is configured or there yet."""
+def _needs_first_run(settings: Settings) -> bool:
+    """True when the dataset or the model `evorec up` serves is still to be made."""
+    from evorec.encoder.bundle import model_versions
+
+    if _needs_dataset(settings):
+        return True
+    model_dir = settings.serving.model_dir(settings.data_dir)
+    return not model_versions(model_dir) and settings.serving.backend != "tf_serving"
+
+
+def _needs_dataset(settings: Settings) -> bool:
+    """True when the embedded default dataset is still to be made; a configured dataset that
+    is missing is a ConfigError (it is not evorec's to make)."""
     from evorec.data.artifacts import DatasetLayout
 
     if DatasetLayout(settings.dataset_path).exists():
-        return
+        return False
     if settings.dataset is not None:
         raise ConfigError(
             f"invalid setting EVOREC_DATASET: no prepared dataset at {settings.dataset}"
         )
+    return True
+
+
+def _ensure_dataset(settings: Settings) -> None:
+    """Makes the embedded default dataset (simulated) when none is configured or there yet."""
+    if not _needs_dataset(settings):
+        return
     from evorec.preparation import prepare_synthetic
 
     with console.status("no dataset yet: simulating one") as status:
@@ -287,25 +333,14 @@ def _check_health(name: str, settings: Settings, timeout: float) -> str:
     )
 
 
-def _stop_all(processes: dict[str, subprocess.Popen[bytes]], wait_s: float) -> None:
-    """SIGTERM to every service (they drain), then SIGKILL to any still running after `wait_s`."""
-    for process in processes.values():
-        if process.poll() is None:
-            process.send_signal(signal.SIGTERM)
-    deadline = time.monotonic() + wait_s
-    for process in processes.values():
-        try:
-            process.wait(timeout=max(0.0, deadline - time.monotonic()))
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+def _raise_on_stop_signals() -> None:
+    """SIGINT and SIGTERM raise KeyboardInterrupt, whatever this process inherited."""
 
-
-def _raise_on_sigterm() -> None:
     def handler(signum: int, frame: FrameType | None) -> None:
         raise KeyboardInterrupt
 
-    signal.signal(signal.SIGTERM, handler)
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, handler)
 
 
 def _status_table(settings: Settings, statuses: dict[str, str]) -> Table:

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
+import grpc
 import numpy as np
 import tensorflow as tf
 from tensorflow.core.framework import tensor_pb2, tensor_shape_pb2, types_pb2
@@ -29,6 +30,25 @@ from evorec.platform.tls import TlsSettings
 
 log = logging.getLogger("evorec.encoder")
 PREDICTION_SERVICE = prediction_service_pb2.DESCRIPTOR.services_by_name["PredictionService"]
+# The statuses of a model server that is down, too slow or overloaded, or that has just
+# unloaded the version asked for (NOT_FOUND: TF Serving moved on before ranking noticed, for
+# up to one poll interval of a rollout).
+EXPECTED_CODES = frozenset(
+    {
+        grpc.StatusCode.UNAVAILABLE,
+        grpc.StatusCode.DEADLINE_EXCEEDED,
+        grpc.StatusCode.RESOURCE_EXHAUSTED,
+        grpc.StatusCode.NOT_FOUND,
+    }
+)
+
+
+def is_expected_failure(error: BaseException) -> bool:
+    """True when `error` says the encoder is down, out of time or overloaded, which a caller
+    may answer without; False for anything else: a bug, that must not pass for an outage."""
+    if isinstance(error, grpc.aio.AioRpcError):
+        return error.code() in EXPECTED_CODES
+    return isinstance(error, TimeoutError | tf.errors.ResourceExhaustedError)
 
 
 class EncoderBackend(Protocol):

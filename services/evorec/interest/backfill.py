@@ -1,5 +1,9 @@
 """The topic back-fill: events stored while the catalog was unreachable, or before it knew
-their item, get their topic later, and the derived state follows as if they had had it."""
+their item, get their topic later, and the derived state follows as if they had had it.
+
+Items of events without a topic are walked in pages, in item id order, each step resuming
+after the last item of the one before, so that items that stay unknown cannot keep the
+others from being asked."""
 
 from __future__ import annotations
 
@@ -9,11 +13,13 @@ from evorec.interest.derived import DerivedChanges, neighbour_topic
 from evorec.platform.validation import DAY
 
 
-def unresolved_items(connection: sqlite3.Connection, limit: int) -> list[str]:
-    """Items of stored events whose topic is not known yet (the catalog was unreachable)."""
+def unresolved_items(connection: sqlite3.Connection, limit: int, after: str = "") -> list[str]:
+    """Up to `limit` items, after item id `after`, of stored events that have no topic yet
+    (the catalog was unreachable, or did not know the item then)."""
     rows = connection.execute(
-        "SELECT DISTINCT item_id FROM events WHERE topic_id IS NULL AND unknown_item = 0 LIMIT ?",
-        (limit,),
+        "SELECT DISTINCT item_id FROM events WHERE topic_id IS NULL AND item_id > ?"
+        " ORDER BY item_id LIMIT ?",
+        (after, limit),
     )
     return [str(row[0]) for row in rows]
 

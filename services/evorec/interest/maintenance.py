@@ -1,5 +1,5 @@
 """The interest service's background work: retention, and topics for events stored while
-the catalog could not be asked."""
+the catalog could not be asked or did not know their item."""
 
 from __future__ import annotations
 
@@ -33,6 +33,8 @@ class Maintenance:
         self.resolver = resolver
         self.config = config
         self.tasks = BackgroundTasks()
+        # The back-fill's place in its walk over the items without a topic (see `backfill`).
+        self.backfill_after = ""
 
     def start(self) -> None:
         self.tasks.start(
@@ -59,8 +61,12 @@ class Maintenance:
             pass
 
     async def backfill_topics(self) -> None:
-        """Gives events stored without a topic the topic their item has now."""
-        items = await asyncio.to_thread(self.store.unresolved_items, BACKFILL_ITEMS)
+        """Gives events stored without a topic the topic their item has now; items that the
+        catalog did not know are asked again once the resolver's memory of that expires."""
+        items = await asyncio.to_thread(
+            self.store.unresolved_items, BACKFILL_ITEMS, self.backfill_after
+        )
+        self.backfill_after = items[-1] if len(items) == BACKFILL_ITEMS else ""
         found = await self.resolver.resolve(items) if items else {}
         topics = {item: topic for item, (topic, _) in found.items() if topic is not None}
         if topics:

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import sqlite_utils
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 _DDL = [
     """CREATE TABLE events (
@@ -56,6 +56,11 @@ MIGRATIONS: dict[int, list[str]] = {
     2: [
         "CREATE INDEX events_without_topic ON events (item_id)"
         " WHERE topic_id IS NULL AND unknown_item = 0"
+    ],
+    # 3: ... and the events of items the catalog did not know yet, too.
+    3: [
+        "DROP INDEX events_without_topic",
+        "CREATE INDEX events_to_backfill ON events (item_id) WHERE topic_id IS NULL",
     ],
 }
 DERIVED_TABLES = ("users", "topic_counts", "topic_transitions", "topic_days")

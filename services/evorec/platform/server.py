@@ -23,6 +23,7 @@ from wsgiref.simple_server import WSGIServer
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
+from prometheus_client.registry import Collector
 
 from evorec.platform.authorization import AuthorizationInterceptor, Policy
 from evorec.platform.config import Endpoint, ServerSettings
@@ -50,12 +51,14 @@ class GrpcService:
       start: loads what the service needs (models, tables, files); health turns SERVING
         only once it returns.
       stop: releases what `start` acquired, after in-flight calls have drained.
+      collectors: the service's own Prometheus metrics, served beside the RPC metrics.
     """
 
     name: str
     register: Callable[[grpc.aio.Server], None]
     start: Callable[[], Awaitable[None]] = _nothing
     stop: Callable[[], Awaitable[None]] = _nothing
+    collectors: tuple[Collector, ...] = ()
 
 
 def server_options(settings: ServerSettings) -> list[tuple[str, int]]:
@@ -170,6 +173,8 @@ async def start_server(
     """
     tls = tls or TlsSettings()
     metrics = RpcMetrics.create()
+    for collector in service.collectors:
+        metrics.registry.register(collector)
     interceptors: list[grpc.aio.ServerInterceptor] = [ServerInterceptor(metrics)]  # type: ignore[type-arg]
     if tls.authorization:
         # After the ServerInterceptor, which logs, counts and answers its denials.

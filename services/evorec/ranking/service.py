@@ -5,11 +5,14 @@ history) -> the user vector from the encoder backend (in-process SavedModel or T
 batched with concurrent requests) -> the candidate sources, blend, filters and MMR of
 `evorec.ranking.recommender` -> items with their sources and reasons.
 
-It degrades rather than fails: when the encoder is unreachable or too slow for what is left
-of the deadline, the answer comes from the other sources; when the interest service is
-unreachable, from popularity; when the catalog mirror is stale, from the items it has. The
-response names the sources that were wanted but missing. Health is NOT_SERVING only until a
-model bundle is loaded: with one, popularity alone is still a useful answer.
+It degrades rather than fails: when the encoder is unreachable, overloaded or too slow for
+what is left of the deadline, the answer comes from the other sources; when the interest
+service is unreachable or too slow, from popularity; when the catalog mirror is stale, from
+the items it has. Each dependency gets a bounded share of the deadline, so that time is left
+to answer without it. The response names the sources that were wanted but missing. Any other
+failure of the encoder is a bug, not an outage: the call fails with INTERNAL, logged with
+its request id and counted (`evorec_ranking_encoder_errors_total`). Health is NOT_SERVING
+only until a model bundle is loaded: with one, popularity alone is still a useful answer.
 """
 
 from __future__ import annotations
@@ -22,9 +25,16 @@ from typing import Any
 
 import grpc
 import numpy as np
+from prometheus_client import Counter
 from threadpoolctl import threadpool_limits
 
-from evorec.encoder.backends import Batcher, EncoderBackend, InProcessBackend, TFServingBackend
+from evorec.encoder.backends import (
+    Batcher,
+    EncoderBackend,
+    InProcessBackend,
+    TFServingBackend,
+    is_expected_failure,
+)
 from evorec.encoder.bundle import ModelBundle
 from evorec.encoder.repository import ModelRepository
 from evorec.platform import context
@@ -33,7 +43,7 @@ from evorec.platform.clients import embedding_client, interest_client
 from evorec.platform.config import Settings
 from evorec.platform.errors import FailedPrecondition, Violations
 from evorec.platform.server import GrpcService
-from evorec.platform.validation import check_id
+from evorec.platform.validation import check_id, check_time
 from evorec.ranking.catalog import CatalogMirror
 from evorec.ranking.item_space import ItemSpace
 from evorec.ranking.recommender import (
@@ -53,7 +63,10 @@ MAX_INLINE_HISTORY = 10_000
 MAX_EXCLUDED_ITEMS = 10_000
 MAX_TOPICS = 1_000
 MAX_BATCH = 256
-# Share of the inbound deadline left to the encoder; the rest answers without it.
+# Shares of what is left of the inbound deadline that each dependency may take, so that a
+# hung one leaves time to answer without it: the interest service first (its history), then
+# the encoder (of what is left after the history came).
+INTEREST_SHARE_OF_DEADLINE = 0.3
 ENCODER_SHARE_OF_DEADLINE = 0.7
 
 
@@ -101,9 +114,18 @@ def parse_request(
             index = space.index.get(item.item_id)
             violations.require(index is not None, f"{field}[{number}].item_id", "unknown item")
             indexes.append(index or 0)
+        for number, item in enumerate(items):
+            # The shared rule: a caller's Timestamp may hold any int64.
+            if item.HasField("event_time"):
+                check_time(violations, item.event_time, f"{field}[{number}].event_time")
         order = np.arange(len(indexes))
         if items and all(item.HasField("event_time") for item in items):
-            order = np.argsort([item.event_time.ToNanoseconds() for item in items], kind="stable")
+            order = np.array(
+                sorted(
+                    order, key=lambda i: (items[i].event_time.seconds, items[i].event_time.nanos)
+                ),
+                dtype=np.int64,
+            )
         history = np.array(indexes, dtype=np.int64)[order]
         types = np.array([item.type for item in items], np.int32)[order]
     excluded = request.filter.exclude_item_ids
@@ -160,6 +182,13 @@ class RankingServicer(ranking_pb2_grpc.RankingServiceServicer):
         )
         self._space: ItemSpace | None = None
         self._space_key: tuple[int, int] = (-1, -1)
+        # Served on the service's metrics port (GrpcService.collectors), not the global registry.
+        self.encoder_errors = Counter(
+            "evorec_ranking_encoder_errors",
+            "Encoder failures that were not an outage, deadline or overload (bugs): each"
+            " failed its call with INTERNAL.",
+            registry=None,
+        )
 
     def _current(self) -> tuple[ModelBundle, tuple[int, int]]:
         bundle = self.repository.current
@@ -219,7 +248,8 @@ class RankingServicer(ranking_pb2_grpc.RankingServiceServicer):
             response = await self.interest.GetRecentItems(
                 interest_pb2.GetRecentItemsRequest(
                     user_id=subject.user_id, limit=self.settings.history_events
-                )
+                ),
+                timeout=share_of_deadline(INTEREST_SHARE_OF_DEADLINE),
             )
         except grpc.aio.AioRpcError as error:
             log.warning("no history for the answer: InterestService %s", error.code().name)
@@ -239,10 +269,7 @@ class RankingServicer(ranking_pb2_grpc.RankingServiceServicer):
         window = history[history <= space.n_model_items][-space.bundle.max_len :]
         if len(window) == 0:
             return None
-        remaining = context.remaining_seconds()
-        limit = self.serving.timeout_s
-        if remaining is not None:
-            limit = min(limit, remaining * ENCODER_SHARE_OF_DEADLINE)
+        limit = share_of_deadline(ENCODER_SHARE_OF_DEADLINE, self.serving.timeout_s)
         vector, version = await self.batcher.user_vector(window, space.bundle.version, limit)
         if version != space.bundle.version:
             raise RuntimeError(f"the encoder answered with version {version}, not the one asked")
@@ -255,6 +282,14 @@ class RankingServicer(ranking_pb2_grpc.RankingServiceServicer):
             try:
                 vector = await self.user_vector(space, subject.query.history)
             except Exception as error:
+                if not is_expected_failure(error):
+                    self.encoder_errors.inc()
+                    log.error(
+                        "the encoder failed unexpectedly (request id %s): %s",
+                        context.request_id.get(),
+                        _describe(error),
+                    )
+                    raise
                 log.warning("answering without the encoder: %s", _describe(error))
                 degraded.add(ENCODER)
         if self.mirror.stale and len(subject.query.history):
@@ -282,6 +317,16 @@ class RankingServicer(ranking_pb2_grpc.RankingServiceServicer):
             degraded_sources=sorted(degraded),  # type: ignore[arg-type]
             cold_start=answer.cold_start and not degraded,
         )
+
+
+def share_of_deadline(share: float, cap: float | None = None) -> float | None:
+    """Seconds a dependency may take: `share` of what is left of the inbound deadline, at
+    most `cap`; `cap` when the caller set no deadline (None: the client's default)."""
+    remaining = context.remaining_seconds()
+    if remaining is None:
+        return cap
+    limit = max(0.0, remaining * share)
+    return limit if cap is None else min(cap, limit)
 
 
 def _describe(error: BaseException) -> str:
@@ -343,4 +388,5 @@ def create(settings: Settings) -> GrpcService:
         ),
         start=start,
         stop=stop,
+        collectors=(servicer.encoder_errors,),
     )
