@@ -40,7 +40,11 @@ def test_evolution_scores_predictions_against_the_next_topics(prepared: Path) ->
     evolution = Evolution.load(DatasetLayout(prepared))
     assert len(evolution.histories) == len(evolution.futures) > 0
     actual = [normalized(Counter(f)) for f in evolution.futures]
-    assert evolution.score(actual) == {"js_divergence": 0.0, "top_topic_accuracy": 1.0}
+    assert evolution.score(actual) == {
+        "js_divergence": 0.0,
+        "top_topic_accuracy": 1.0,
+        "empty_predictions": 0.0,
+    }
     window = evolution.score(evolution.last_window())
     assert 0 < window["js_divergence"] < 1
     assert all(abs(sum(p.values()) - 1) < 1e-9 for p in evolution.markov())

@@ -5,23 +5,22 @@ next-item distribution summed per topic.
 Protocol: the dataset's global time split. A user's history is their events before the cut;
 what is predicted is the topic distribution of their first `horizon` events after it. Each
 prediction is scored against it by Jensen-Shannon divergence (base 2, lower is better) and
-top-topic accuracy (the predicted heaviest topic is the actual heaviest).
+top-topic accuracy (the predicted heaviest topic is the actual heaviest); an empty prediction
+scores as the worst case and is counted (see `evorec.evolution.methods.score`).
 """
 
 from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass
-from itertools import pairwise
 
 import numpy as np
 import pandas as pd
 
 from evorec.data.artifacts import DatasetLayout
 from evorec.data.sequences import LeaveOneOut
-from evorec.topic_distributions import Distribution, js_divergence, markov_prediction, normalized
-
-WINDOW = 10
+from evorec.evolution import methods
+from evorec.topic_distributions import Distribution, normalized
 
 
 @dataclass
@@ -61,43 +60,16 @@ class Evolution:
         )
 
     def last_window(self) -> list[Distribution]:
-        return [normalized(Counter(t[-WINDOW:])) for t in self.history_topics]
+        return [methods.last_window(t) for t in self.history_topics]
 
     def markov(self, horizon: int = 10) -> list[Distribution]:
-        predictions = []
-        for topics in self.history_topics:
-            transitions = Counter(pairwise(topics))
-            predictions.append(
-                markov_prediction(
-                    transitions,
-                    topics[-1] if topics else None,
-                    normalized(Counter(topics)),
-                    horizon,
-                )
-            )
-        return predictions
+        return [methods.topic_markov(t, horizon) for t in self.history_topics]
 
     def from_item_scores(self, scores: np.ndarray) -> list[Distribution]:
         """The next-item softmax of each user, summed per topic."""
-        shifted = scores - scores.max(axis=1, keepdims=True)
-        probabilities = np.exp(shifted)
-        probabilities[:, 0] = 0
-        probabilities /= probabilities.sum(axis=1, keepdims=True)
-        names = sorted({t for t in self.item_topics[1:] if t})
-        membership = np.array(
-            [[t == name for name in names] for t in self.item_topics], dtype=np.float64
+        return methods.topic_mass(
+            methods.next_item_probabilities(scores), self.item_topics.tolist()
         )
-        mass = probabilities @ membership  # [users, topics]
-        return [normalized(dict(zip(names, row.tolist(), strict=True))) for row in mass]
 
     def score(self, predictions: list[Distribution]) -> dict[str, float]:
-        actual = [normalized(Counter(f)) for f in self.futures]
-        divergence = [js_divergence(p, a) for p, a in zip(predictions, actual, strict=True)]
-        top = [
-            bool(p) and max(p, key=lambda t: (p[t], t)) == max(a, key=lambda t: (a[t], t))
-            for p, a in zip(predictions, actual, strict=True)
-        ]
-        return {
-            "js_divergence": float(np.mean(divergence)),
-            "top_topic_accuracy": float(np.mean(top)),
-        }
+        return methods.score(predictions, [normalized(Counter(f)) for f in self.futures])
