@@ -54,19 +54,20 @@ class EvolutionModel:
     hmm: InterestHMM | None
     score_horizon: int = SCORE_HORIZON
 
-    def score_of(self, method: str, length: int) -> dict[str, float] | None:
-        """The method's score on histories as long as `length` (all histories where that band
-        had too few users)."""
+    def score_of(self, method: str, length: int) -> tuple[str, dict[str, float]] | None:
+        """The method's score on histories as long as `length`, with the band it was measured
+        on (`all` where that band had too few users); None without a track record."""
         by_band = self.scores.get(method, {})
-        found = by_band.get(band(length))
+        name = band(length)
+        found = by_band.get(name)
         if found is not None and found["users"] >= MIN_USERS:
-            return found
-        return by_band.get(ALL)
+            return name, found
+        return (ALL, by_band[ALL]) if ALL in by_band else None
 
     def recommended(self, length: int, available: Collection[str]) -> str | None:
         """The available method with the lowest divergence on histories like this one."""
         scored = {m: self.score_of(m, length) for m in available}
-        known = {m: s["js_divergence"] for m, s in scored.items() if s is not None}
+        known = {m: s[1]["js_divergence"] for m, s in scored.items() if s is not None}
         return min(known, key=lambda m: (known[m], m)) if known else None
 
     def write(self, folder: Path) -> None:
