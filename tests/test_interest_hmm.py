@@ -3,6 +3,8 @@ two sticky regimes, one mostly topic `a`, the other mostly `b`."""
 
 from __future__ import annotations
 
+from unittest.mock import patch
+
 import numpy as np
 import pytest
 
@@ -86,3 +88,25 @@ def test_too_little_to_fit_is_no_model() -> None:
 def test_regime_changes_on_a_given_path() -> None:
     assert regime_changes(np.array([0, 0, 1, 1, 0])) == [2, 4]
     assert regime_changes(np.array([3])) == []
+
+
+def test_a_users_own_topics_shape_the_states_emissions(hmm: InterestHMM) -> None:
+    only_a = hmm.codes(["a"] * 30)
+    own = hmm.user_emissions(only_a)
+    assert np.allclose(own.sum(axis=1), 1)
+    # Every state this user was in now emits a more than the population's state does.
+    assert (own[:, 0] >= hmm.emissions[:, 0] - 1e-9).all()
+    assert hmm.user_emissions(hmm.codes([])).tolist() == hmm.emissions.tolist()
+
+
+def test_a_topic_missing_from_the_fit_keeps_a_history_possible() -> None:
+    rng = np.random.default_rng(1)
+    sequences = [regimes(rng, 40) for _ in range(30)] + [["c", "a"]]
+    with patch("evorec.evolution.hmm.MAX_FIT_EVENTS", 200):
+        fitted = fit_interest_hmm(sequences, {}, candidates=(2,))
+    assert fitted is not None
+    assert fitted.topics == ["a", "b", "c"]
+    assert (fitted.emissions > 0).all()
+    posterior = fitted.posterior(fitted.codes(["c", "c", "a"]))
+    assert np.isfinite(posterior).all()
+    assert posterior.sum() == pytest.approx(1)

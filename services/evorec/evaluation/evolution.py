@@ -1,6 +1,7 @@
 """Interest evolution: how well the topic distribution of a user's next interactions is
-predicted, by the last window repeated, a Markov chain over topics, and the encoder's
-next-item distribution summed per topic.
+predicted, by the four forecasts of `evorec.evolution` (last window, the user's topic Markov
+chain, the hidden Markov model of interest states fitted on every user's history, the
+encoder's next-item distribution summed per topic and rolled forward).
 
 Protocol: the dataset's global time split. A user's history is their events before the cut;
 what is predicted is the topic distribution of their first `horizon` events after it. Each
@@ -20,6 +21,7 @@ import pandas as pd
 from evorec.data.artifacts import DatasetLayout
 from evorec.data.sequences import LeaveOneOut
 from evorec.evolution import methods
+from evorec.evolution.hmm import fit_interest_hmm
 from evorec.topic_distributions import Distribution, normalized
 
 
@@ -32,44 +34,72 @@ class Evolution:
     histories: list[np.ndarray]
     history_topics: list[list[str]]
     futures: list[list[str]]
+    user_ids: list[str]
+    # Each future event's line in the raw events file (its ground truth in the simulator's).
+    future_lines: list[np.ndarray]
+    horizon: int = 10
 
     @classmethod
     def load(cls, layout: DatasetLayout, horizon: int = 10, min_history: int = 5) -> Evolution:
         events = pd.read_parquet(
-            layout.events, columns=["user_index", "item_index", "timestamp", "split_time"]
+            layout.events,
+            columns=["user_id", "user_index", "item_index", "timestamp", "split_time", "line"],
         ).sort_values(["user_index", "timestamp"], kind="stable")
         items = pd.read_parquet(layout.items, columns=["item_index", "topic_id"])
         topics = np.array([""] * (int(items["item_index"].max()) + 1), dtype=object)
         topics[items["item_index"].to_numpy()] = items["topic_id"].to_numpy()
         before = events[events["split_time"] == "train"]
-        histories, history_topics, futures = [], [], []
+        histories, history_topics, futures, user_ids, future_lines = [], [], [], [], []
         for _, group in events.groupby("user_index", sort=True):
             past = group[group["split_time"] == "train"]["item_index"].to_numpy()
-            future = group[group["split_time"] == "test"]["item_index"].to_numpy()[:horizon]
+            after = group[group["split_time"] == "test"][:horizon]
+            future = after["item_index"].to_numpy()
             future_topics = [t for t in topics[future] if t]
             if len(past) >= min_history and future_topics:
                 histories.append(past)
                 history_topics.append([t for t in topics[past] if t])
                 futures.append(future_topics)
+                user_ids.append(str(group["user_id"].iloc[0]))
+                future_lines.append(after["line"].to_numpy())
         return cls(
             training=LeaveOneOut.from_events(before, len(topics) - 1),
             item_topics=topics,
             histories=histories,
             history_topics=history_topics,
             futures=futures,
+            user_ids=user_ids,
+            future_lines=future_lines,
+            horizon=horizon,
         )
 
     def last_window(self) -> list[Distribution]:
         return [methods.last_window(t) for t in self.history_topics]
 
-    def markov(self, horizon: int = 10) -> list[Distribution]:
-        return [methods.topic_markov(t, horizon) for t in self.history_topics]
+    def markov(self) -> list[Distribution]:
+        return [methods.topic_markov(t, self.horizon) for t in self.history_topics]
+
+    def hidden_markov(self, seed: int = 0) -> list[Distribution]:
+        """The hidden Markov model fitted on every user's history (the events before the cut,
+        as export fits it on the training sequences); empty forecasts if it cannot be fitted."""
+        hmm = fit_interest_hmm(self.history_topics, {}, seed=seed)
+        if hmm is None:
+            return [{} for _ in self.history_topics]
+        return [hmm.mean_forecast(hmm.codes(t), self.horizon) for t in self.history_topics]
 
     def from_item_scores(self, scores: np.ndarray) -> list[Distribution]:
         """The next-item softmax of each user, summed per topic."""
         return methods.topic_mass(
             methods.next_item_probabilities(scores), self.item_topics.tolist()
         )
+
+    def encoder(self, scores: np.ndarray) -> list[Distribution]:
+        """The encoder's next-topic distribution, rolled forward over the horizon by the
+        population's topic transitions in the histories (as the service does)."""
+        transitions = methods.population_transitions(self.history_topics)
+        return [
+            methods.roll_forward(first, transitions, self.horizon)
+            for first in self.from_item_scores(scores)
+        ]
 
     def score(self, predictions: list[Distribution]) -> dict[str, float]:
         return methods.score(predictions, [normalized(Counter(f)) for f in self.futures])
