@@ -86,9 +86,9 @@ def test_the_export_ranks_as_the_training_code(
     manifest = json.loads((bundle / "manifest.json").read_text())
     assert manifest["n_items"] == trained.model.n_items
     assert sorted(p.name for p in bundle.iterdir()) == [
-        "evolution.json", "hmm.json", "item_similarity.npz", "item_table.npy", "items.parquet", "manifest.json", "markov.npz",
-        "popularity.npy", "text_projection.npy", "text_vectors.npy", "topics.json",
-        "word_vectors.bin",
+        "evolution.json", "hmm.json", "item_similarity.npz", "item_table.npy", "items.parquet",
+        "manifest.json", "markov.npz", "popularity.npy", "text_projection.npy", "text_vectors.npy",
+        "topics.json", "word_vectors.bin",
     ]  # fmt: skip
 
     loaded = tf.saved_model.load(str(path))
