@@ -19,12 +19,17 @@ def test_topic_markov_follows_the_users_own_transitions() -> None:
     assert methods.topic_markov(["a", "b", "a", "b"], 1) == {"a": 1.0}
 
 
-def test_population_transitions_count_every_users_consecutive_topics() -> None:
-    transitions = methods.population_transitions([["a", "b"], ["a", "a", "b"]])
+def test_transitions_count_consecutive_topics() -> None:
+    transitions = methods.transitions([["a", "b"], ["a", "a", "b"]])
     assert transitions == {"a": {"a": 1 / 3, "b": 2 / 3}}
 
 
-def test_the_encoders_first_step_is_rolled_forward_by_the_population() -> None:
+def test_the_encoders_first_step_is_rolled_forward_by_the_users_own_transitions() -> None:
+    # The user always went a -> b and stayed on b: steps a, b, b, b.
+    assert methods.encoder({"a": 1.0}, ["a", "b", "b"], 4) == pytest.approx({"a": 0.25, "b": 0.75})
+
+
+def test_rolling_forward() -> None:
     transitions = {"a": {"b": 1.0}, "b": {"b": 1.0}}
     assert methods.roll_forward({"a": 1.0}, transitions, 1) == {"a": 1.0}
     # Steps: a, b, b, b.

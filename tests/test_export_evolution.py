@@ -12,7 +12,7 @@ from evorec.evolution import methods
 from evorec.evolution.track_record import EvolutionModel, band
 
 
-def test_export_stores_the_hmm_the_transitions_and_each_methods_track_record(
+def test_export_stores_the_hmm_and_each_methods_track_record(
     model_base: Path,
 ) -> None:
     bundle = ModelBundle.load(model_base / "encoder" / "1")
@@ -61,7 +61,6 @@ def test_the_recommendation_is_the_lowest_divergence_in_the_band() -> None:
         return {"js_divergence": js, "top_topic_accuracy": 0.5, "users": users}
 
     evolution = EvolutionModel(
-        transitions={},
         scores={
             methods.LAST_WINDOW: {"all": scored(0.3, 100), "1-9": scored(0.1, 40)},
             methods.ENCODER: {"all": scored(0.2, 100), "1-9": scored(0.4, 40)},

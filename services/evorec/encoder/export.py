@@ -14,8 +14,8 @@ services need beside it.
                                                event (popularity.npy, item_similarity.npz with
                                                each item's nearest neighbours, markov.npz),
                                                evolution.json and hmm.json (the interest
-                                               forecasts' track record, the population's topic
-                                               transitions, the hidden Markov model of interest
+                                               forecasts' track record, the hidden Markov
+                                               model of interest
                                                states: see evorec.evolution.track_record), and
                                                manifest.json (dataset and its hash, model and
                                                training parameters, metrics, creation time)
@@ -169,8 +169,8 @@ def _encoder_next_topics(
 def _write_evolution(
     model: SequenceEncoder, table: tf.Tensor, dataset: DatasetLayout, bundle: Path, seed: int
 ) -> None:
-    """The interest forecasts' track record on the validation split, the population's topic
-    transitions and the hidden Markov model, all fitted on the training sequences."""
+    """The interest forecasts' track record on the validation split and the hidden Markov
+    model, fitted on the training sequences."""
     data = LeaveOneOut.load(dataset)
     items = pd.read_parquet(dataset.items, columns=["item_index", "topic_id"])
     item_topics = [""] * (model.n_items + 1)

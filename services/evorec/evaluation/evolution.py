@@ -93,12 +93,13 @@ class Evolution:
         )
 
     def encoder(self, scores: np.ndarray) -> list[Distribution]:
-        """The encoder's next-topic distribution, rolled forward over the horizon by the
-        population's topic transitions in the histories (as the service does)."""
-        transitions = methods.population_transitions(self.history_topics)
+        """The encoder's next-topic distribution, rolled forward over the horizon by each
+        user's own topic transitions (as the service does)."""
         return [
-            methods.roll_forward(first, transitions, self.horizon)
-            for first in self.from_item_scores(scores)
+            methods.encoder(first, topics, self.horizon)
+            for first, topics in zip(
+                self.from_item_scores(scores), self.history_topics, strict=True
+            )
         ]
 
     def score(self, predictions: list[Distribution]) -> dict[str, float]:

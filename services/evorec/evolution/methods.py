@@ -8,10 +8,11 @@ Every forecast is the mean topic distribution of the next `horizon` interactions
   never left has their whole distribution as its row);
 - encoder: the encoder's next-item softmax summed per topic is step 1. The encoder predicts
   one item; feeding its own guesses back in (N encoder calls) is greedy and collapses onto
-  one topic. Step k + 1 is instead step k carried by the population's topic transitions (fitted
-  on every user's sequence at export): the encoder decides where the user goes next, and the
-  farther future relaxes towards how everyone's interests move, which is what an uncertain
-  far future should look like.
+  one topic. Step k + 1 is instead step k carried by the user's own topic transitions: the
+  encoder says where the user goes next, the user's habits how they move on from there.
+  Measured on the simulator (BENCHMARKS.md, `scripts/evolution_roll_forward.py`), this beat
+  repeating step 1, and carrying it by the population's transitions, which pulls every user
+  towards everyone's mix.
 """
 
 from __future__ import annotations
@@ -47,8 +48,9 @@ def topic_markov(topics: Sequence[str], horizon: int) -> Distribution:
     )
 
 
-def population_transitions(sequences: Sequence[Sequence[str]]) -> Transitions:
-    """Every topic's row of P_ij = n_ij / n_i, counted over all users' consecutive topics."""
+def transitions(sequences: Sequence[Sequence[str]]) -> Transitions:
+    """Every topic's row of P_ij = n_ij / n_i, counted over the sequences' consecutive
+    topics (one user's history, or everyone's)."""
     counts: dict[str, Counter[str]] = defaultdict(Counter)
     for topics in sequences:
         for a, b in pairwise(topics):
@@ -73,6 +75,12 @@ def roll_forward(
         for topic, mass in current.items():
             total[topic] += mass / horizon
     return normalized(total)
+
+
+def encoder(first: Distribution, topics: Sequence[str], horizon: int) -> Distribution:
+    """The encoder's forecast: its next-topic distribution `first`, carried forward by the
+    transitions of the user's own `topics`."""
+    return roll_forward(first, transitions([topics]), horizon)
 
 
 def next_item_probabilities(scores: np.ndarray) -> np.ndarray:

@@ -1,14 +1,13 @@
-"""What export stores about interest evolution beside the model: the population's topic
-transitions (which roll the encoder's forecast forward), the hidden Markov model, and each
-forecast's track record, from which the service recommends a method per history length.
+"""What export stores about interest evolution beside the model: the hidden Markov model and
+each forecast's track record, from which the service recommends a method per history length.
 
 The track record is measured on the leave-one-out validation split: every user's training
 sequence is the history, the validation item's topic is what happened next. The encoder never
-trained on that item, and the hidden Markov model and the transitions are fitted on the
-training sequences only, so no method has seen the answer. It is therefore a next-1 score
-(`score_horizon`); `evorec evaluate --protocols evolution` measures longer horizons.
+trained on that item, and the hidden Markov model is fitted on the training sequences only,
+so no method has seen the answer. It is therefore a next-1 score (`score_horizon`);
+`evorec evaluate --protocols evolution` measures longer horizons.
 
-Files in the bundle: `evolution.json` (transitions, scores) and `hmm.json` (the model); an
+Files in the bundle: `evolution.json` (the scores) and `hmm.json` (the model); an
 older export has neither, and a dataset too small for a hidden Markov model has no `hmm.json`.
 """
 
@@ -48,7 +47,6 @@ def band(length: int) -> str:
 class EvolutionModel:
     """The evolution part of a model bundle."""
 
-    transitions: methods.Transitions
     # method -> band (or "all") -> js_divergence, top_topic_accuracy, users
     scores: dict[str, dict[str, dict[str, float]]]
     hmm: InterestHMM | None
@@ -76,7 +74,6 @@ class EvolutionModel:
                 {
                     "score_horizon": self.score_horizon,
                     "scores": self.scores,
-                    "transitions": self.transitions,
                 },
                 indent=1,
             )
@@ -94,7 +91,6 @@ class EvolutionModel:
         data: dict[str, Any] = json.loads(path.read_text())
         hmm_path = folder / HMM_FILE
         return cls(
-            transitions=data["transitions"],
             scores=data["scores"],
             hmm=InterestHMM.from_json(json.loads(hmm_path.read_text()))
             if hmm_path.exists()
@@ -106,7 +102,6 @@ class EvolutionModel:
 def forecasts(
     topics: Sequence[str],
     encoder_first: Distribution | None,
-    transitions: methods.Transitions,
     hmm: InterestHMM | None,
     horizon: int,
 ) -> dict[str, Distribution]:
@@ -117,7 +112,7 @@ def forecasts(
         methods.LAST_WINDOW: methods.last_window(topics),
     }
     if encoder_first is not None:
-        found[methods.ENCODER] = methods.roll_forward(encoder_first, transitions, horizon)
+        found[methods.ENCODER] = methods.encoder(encoder_first, topics, horizon)
     if hmm is not None:
         found[methods.HIDDEN_MARKOV] = hmm.mean_forecast(hmm.codes(topics), horizon)
     return found
@@ -130,11 +125,10 @@ def fit_evolution(
     topic_labels: dict[str, str],
     seed: int = 0,
 ) -> EvolutionModel:
-    """Fits the transitions and the hidden Markov model on `histories` (every user's topics,
+    """Fits the hidden Markov model on `histories` (every user's topics,
     oldest first) and scores each method against `next_topics` ("" where the next item has
     no topic: that user is not scored); `encoder_first` is the encoder's next-topic
     distribution for each history."""
-    transitions = methods.population_transitions(histories)
     hmm = fit_interest_hmm(histories, topic_labels, seed=seed)
     predictions: dict[str, dict[str, list[Distribution]]] = {}
     actual: dict[str, list[Distribution]] = {}
@@ -144,7 +138,7 @@ def fit_evolution(
         groups = (ALL, band(len(topics)))
         for group in groups:
             actual.setdefault(group, []).append({following: 1.0})
-        for method, forecast in forecasts(topics, first, transitions, hmm, SCORE_HORIZON).items():
+        for method, forecast in forecasts(topics, first, hmm, SCORE_HORIZON).items():
             for group in groups:
                 predictions.setdefault(method, {}).setdefault(group, []).append(forecast)
     scores = {
@@ -157,4 +151,4 @@ def fit_evolution(
         }
         for method, by_group in predictions.items()
     }
-    return EvolutionModel(transitions=transitions, scores=scores, hmm=hmm)
+    return EvolutionModel(scores=scores, hmm=hmm)

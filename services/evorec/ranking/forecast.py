@@ -184,7 +184,6 @@ def forecast_response(
     found = forecasts(
         topics,
         first,
-        evolution.transitions if evolution is not None else {},
         evolution.hmm if evolution is not None else None,
         query.horizon,
     )

@@ -67,7 +67,7 @@ class _ForecastMethodEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_Foreca
     """Not set; as `recommended_method`: the model has no track record to recommend by."""
     FORECAST_METHOD_ENCODER: _ForecastMethod.ValueType  # 1
     """The encoder's next-item distribution summed per topic, carried forward over the horizon
-    by the population's topic transitions.
+    by the user's own topic transitions.
     """
     FORECAST_METHOD_HIDDEN_MARKOV: _ForecastMethod.ValueType  # 2
     """The hidden Markov model of interest states: the current state posterior, moved forward."""
@@ -83,7 +83,7 @@ FORECAST_METHOD_UNSPECIFIED: ForecastMethod.ValueType  # 0
 """Not set; as `recommended_method`: the model has no track record to recommend by."""
 FORECAST_METHOD_ENCODER: ForecastMethod.ValueType  # 1
 """The encoder's next-item distribution summed per topic, carried forward over the horizon
-by the population's topic transitions.
+by the user's own topic transitions.
 """
 FORECAST_METHOD_HIDDEN_MARKOV: ForecastMethod.ValueType  # 2
 """The hidden Markov model of interest states: the current state posterior, moved forward."""

@@ -95,7 +95,7 @@ const (
 	// Not set; as `recommended_method`: the model has no track record to recommend by.
 	ForecastMethod_FORECAST_METHOD_UNSPECIFIED ForecastMethod = 0
 	// The encoder's next-item distribution summed per topic, carried forward over the horizon
-	// by the population's topic transitions.
+	// by the user's own topic transitions.
 	ForecastMethod_FORECAST_METHOD_ENCODER ForecastMethod = 1
 	// The hidden Markov model of interest states: the current state posterior, moved forward.
 	ForecastMethod_FORECAST_METHOD_HIDDEN_MARKOV ForecastMethod = 2

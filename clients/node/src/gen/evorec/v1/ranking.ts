@@ -91,7 +91,7 @@ export enum ForecastMethod {
   FORECAST_METHOD_UNSPECIFIED = 0,
   /**
    * FORECAST_METHOD_ENCODER - The encoder's next-item distribution summed per topic, carried forward over the horizon
-   * by the population's topic transitions.
+   * by the user's own topic transitions.
    */
   FORECAST_METHOD_ENCODER = 1,
   /** FORECAST_METHOD_HIDDEN_MARKOV - The hidden Markov model of interest states: the current state posterior, moved forward. */
