@@ -58,12 +58,18 @@ def synthetic() -> SyntheticDataset:
 
 
 @pytest.fixture(scope="session")
-def prepared(tmp_path_factory: pytest.TempPathFactory, synthetic: SyntheticDataset) -> Path:
-    """The small simulated dataset, prepared (clusters into its 4 topics); shared, read only."""
+def synthetic_raw(tmp_path_factory: pytest.TempPathFactory, synthetic: SyntheticDataset) -> Path:
+    """The small simulated dataset as `evorec data synth` writes it (with truth/); read only."""
     raw_dir = tmp_path_factory.mktemp("synthetic-raw")
     synthetic.write(raw_dir, SYNTH)
+    return raw_dir
+
+
+@pytest.fixture(scope="session")
+def prepared(tmp_path_factory: pytest.TempPathFactory, synthetic_raw: Path) -> Path:
+    """The small simulated dataset, prepared (clusters into its 4 topics); shared, read only."""
     out = tmp_path_factory.mktemp("synthetic-prepared")
-    prepare(read_dataset(raw_dir), out, PrepareOptions(topics=SYNTH.topics))
+    prepare(read_dataset(synthetic_raw), out, PrepareOptions(topics=SYNTH.topics))
     return out
 
 

@@ -88,9 +88,9 @@ def test_the_export_ranks_as_the_training_code(
     manifest = json.loads((bundle / "manifest.json").read_text())
     assert manifest["n_items"] == trained.model.n_items
     assert sorted(p.name for p in bundle.iterdir()) == [
-        "item_similarity.npz", "item_table.npy", "items.parquet", "manifest.json", "markov.npz",
-        "popularity.npy", "text_projection.npy", "text_vectors.npy", "topics.json",
-        "word_vectors.bin",
+        "evolution.json", "hmm.json", "item_similarity.npz", "item_table.npy", "items.parquet",
+        "manifest.json", "markov.npz", "popularity.npy", "text_projection.npy", "text_vectors.npy",
+        "topics.json", "word_vectors.bin",
     ]  # fmt: skip
 
     loaded = tf.saved_model.load(str(path))
@@ -178,7 +178,11 @@ def test_train_and_evaluate_commands(prepared: Path, tmp_path: Path) -> None:
     assert [r["model"] for r in results["loo"]] == ["popular", "markov"]
     assert 0 <= results["loo"][1]["runs"][0]["ndcg@10"] <= 1
     assert (tmp_path / "plots" / "metrics.png").exists()
-    assert [r["model"] for r in results["evolution"]] == ["last-window", "topic-markov"]
+    assert [r["model"] for r in results["evolution"]] == [
+        "last-window",
+        "topic-markov",
+        "hidden-markov",
+    ]
     assert (tmp_path / "plots" / "timelines.png").read_bytes()[:4] == b"\x89PNG"
 
 

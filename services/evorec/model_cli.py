@@ -144,6 +144,13 @@ def evaluate(
     ] = "loo",
     json_out: Annotated[Path | None, typer.Option("--json", help="Write the results here.")] = None,
     plots: Annotated[Path | None, typer.Option(help="Write PNG plots into this folder.")] = None,
+    truth: Annotated[
+        Path | None,
+        typer.Option(
+            help="Evolution on simulated data: the folder `evorec data synth` wrote (events.csv, "
+            "truth/); adds each method per kind of user against the ground truth."
+        ),
+    ] = None,
     config: ConfigOption = None,
     *,
     encoder: EncoderConfig,
@@ -189,8 +196,9 @@ def evaluate(
             results = protocol.evaluate_evolution(
                 layout, encoders, seed_list, train_encoder, console.print,
                 timelines=plots / "timelines.png" if plots is not None else None,
+                truth=truth,
             )  # fmt: skip
-            shown = ["model", "seeds", "js_divergence", "top_topic_accuracy"]
+            shown = ["model", "seeds", "js_divergence", "top_topic_accuracy", "empty"]
         else:
             raise ValueError(f"unknown protocol {name!r}: use loo, cold-start or evolution")
         frame = as_table(results)[shown]

@@ -4,9 +4,11 @@ and by the evaluation of interest-evolution predictions."""
 
 from __future__ import annotations
 
-import math
 from collections import Counter, defaultdict
 from collections.abc import Mapping
+
+import numpy as np
+from scipy.spatial.distance import jensenshannon
 
 Distribution = dict[str, float]
 
@@ -17,13 +19,21 @@ def normalized(counts: Mapping[str, float]) -> Distribution:
 
 
 def js_divergence(p: Distribution, q: Distribution) -> float:
-    """Jensen-Shannon divergence in bits, in [0, 1]; 0 for identical distributions."""
-    mixture = {k: (p.get(k, 0.0) + q.get(k, 0.0)) / 2 for k in p.keys() | q.keys()}
+    """Jensen-Shannon divergence in bits, in [0, 1]; 0 for identical distributions.
 
-    def kl(a: Distribution) -> float:
-        return sum(v * math.log2(v / mixture[k]) for k, v in a.items() if v > 0)
-
-    return max(0.0, min(1.0, (kl(p) + kl(q)) / 2)) if p and q else 0.0
+    An empty distribution (no topic at all) is as far as it can be from a non-empty one, 1:
+    a forecast that names no topic must never score as a perfect one. Two empty ones are
+    identical, 0 (a profile with nothing short-term nor long-term has not drifted). scipy's
+    `jensenshannon` returns the distance, the square root of the divergence."""
+    if not p or not q:
+        return 0.0 if not p and not q else 1.0
+    topics = sorted(p.keys() | q.keys())
+    distance = jensenshannon(
+        np.array([p.get(t, 0.0) for t in topics]),
+        np.array([q.get(t, 0.0) for t in topics]),
+        base=2,
+    )
+    return float(min(1.0, max(0.0, float(distance) ** 2)))
 
 
 def markov_prediction(

@@ -1,5 +1,6 @@
 """An exported model version, loaded: the bundle that `evorec.encoder.export` writes beside
-the SavedModel (item table, text projection, items, topics, fallback sources, manifest).
+the SavedModel (item table, text projection, items, topics, fallback sources, interest forecasts,
+manifest).
 
 The ranking service reads it whichever backend computes the user vectors, so that a user
 vector from TF Serving and the item table it is scored against come from the same version.
@@ -15,6 +16,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 from scipy import sparse
+
+from evorec.evolution.track_record import EvolutionModel
 
 BUNDLE_DIR = Path("assets.extra") / "evorec"
 
@@ -53,6 +56,9 @@ class ModelBundle:
     popularity: np.ndarray
     item_similarity: sparse.csr_matrix
     markov: sparse.csr_matrix
+    # The interest forecasts' part (track record, transitions, hidden Markov model); None
+    # for an export that predates it.
+    evolution: EvolutionModel | None
 
     @property
     def n_items(self) -> int:
@@ -86,4 +92,5 @@ class ModelBundle:
             popularity=np.load(bundle / "popularity.npy"),
             item_similarity=sparse.load_npz(bundle / "item_similarity.npz").tocsr(),
             markov=sparse.load_npz(bundle / "markov.npz").tocsr(),
+            evolution=EvolutionModel.load(bundle),
         )

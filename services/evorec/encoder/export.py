@@ -12,7 +12,11 @@ services need beside it.
                                                text_vectors.npy (each item's SIF text vector),
                                                the fallback candidate sources fitted on every
                                                event (popularity.npy, item_similarity.npz with
-                                               each item's nearest neighbours, markov.npz), and
+                                               each item's nearest neighbours, markov.npz),
+                                               evolution.json and hmm.json (the interest
+                                               forecasts' track record, the hidden Markov
+                                               model of interest
+                                               states: see evorec.evolution.track_record), and
                                                manifest.json (dataset and its hash, model and
                                                training parameters, metrics, creation time)
 
@@ -31,13 +35,17 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pandas as pd
 import tensorflow as tf
 from scipy import sparse
 
 from evorec.baselines import ItemCosine, ItemMarkov, MostPopular
 from evorec.data.artifacts import DatasetLayout
-from evorec.data.sequences import user_sequences
-from evorec.encoder.model import SequenceEncoder
+from evorec.data.sequences import LeaveOneOut, user_sequences
+from evorec.encoder.model import SequenceEncoder, left_padded
+from evorec.evolution import methods
+from evorec.evolution.track_record import fit_evolution
+from evorec.topic_distributions import Distribution
 
 HISTORY = tf.TensorSpec([None, None], tf.int32, name="history")
 LENGTH = tf.TensorSpec([None], tf.int32, name="length")
@@ -144,6 +152,40 @@ def _write_candidate_sources(dataset: DatasetLayout, n_items: int, bundle: Path)
     sparse.save_npz(bundle / "markov.npz", transitions)
 
 
+def _encoder_next_topics(
+    model: SequenceEncoder, table: tf.Tensor, histories: list[np.ndarray], item_topics: list[str]
+) -> list[Distribution]:
+    """The encoder's next-item distribution after each history, summed per topic (in batches,
+    so that no [users, items] matrix is held whole)."""
+    found: list[Distribution] = []
+    for start in range(0, len(histories), 256):
+        batch = left_padded(histories[start : start + 256], model.config.max_len)
+        users = model.encode(tf.constant(batch), table, training=False, last_only=True)[:, -1, :]
+        scores = tf.matmul(users, table, transpose_b=True).numpy()
+        found += methods.topic_mass(methods.next_item_probabilities(scores), item_topics)
+    return found
+
+
+def _write_evolution(
+    model: SequenceEncoder, table: tf.Tensor, dataset: DatasetLayout, bundle: Path, seed: int
+) -> None:
+    """The interest forecasts' track record on the validation split and the hidden Markov
+    model, fitted on the training sequences."""
+    data = LeaveOneOut.load(dataset)
+    items = pd.read_parquet(dataset.items, columns=["item_index", "topic_id"])
+    item_topics = [""] * (model.n_items + 1)
+    for index, topic in zip(items["item_index"], items["topic_id"], strict=True):
+        item_topics[int(index)] = str(topic or "")
+    topics = json.loads(dataset.topics.read_text())["topics"]
+    fit_evolution(
+        histories=[[item_topics[i] for i in h if item_topics[i]] for h in data.train],
+        next_topics=[item_topics[int(i)] for i in data.valid_target],
+        encoder_first=_encoder_next_topics(model, table, data.train, item_topics),
+        topic_labels={t["topic_id"]: t["label"] for t in topics},
+        seed=seed,
+    ).write(bundle)
+
+
 def export_model(
     model: SequenceEncoder,
     dataset: DatasetLayout,
@@ -176,6 +218,9 @@ def export_model(
         shutil.copy(source, bundle / source.name)
     shutil.copy(dataset.item_vectors, bundle / "text_vectors.npy")
     _write_candidate_sources(dataset, model.n_items, bundle)
+    _write_evolution(
+        model, module.table, dataset, bundle, int(details.get("training", {}).get("seed", 0))
+    )
     dataset_manifest = dataset.read_manifest()
     manifest = {
         "model_name": model_name,

@@ -18,9 +18,12 @@ from evorec.data.artifacts import DatasetLayout
 from evorec.data.sequences import LeaveOneOut
 from evorec.evaluation.cold_start import ColdStart
 from evorec.evaluation.evolution import Evolution
+from evorec.evaluation.ground_truth import SimulatorTruth
 from evorec.evaluation.metrics import RankingMetrics, beyond_accuracy, mask_seen, positions, top_k
 from evorec.evaluation.plots import plot_timelines
 from evorec.evaluation.results import ModelResult
+from evorec.evolution import methods
+from evorec.topic_distributions import Distribution
 
 BASELINES: dict[str, Callable[[list[np.ndarray], int], SequenceScorer]] = {
     "popular": MostPopular,
@@ -111,19 +114,58 @@ def evaluate_evolution(
     train_encoder: TrainEncoder,
     progress: Callable[[str], None] = lambda message: None,
     timelines: Path | None = None,
+    truth: Path | None = None,
 ) -> list[ModelResult]:
-    """Predicted topic distributions of the next interactions, by the last window, a Markov
-    chain over topics and each encoder (the last seed's); see evaluation.evolution. With
-    `timelines`, a PNG of a few users' timelines and predictions is written there."""
+    """Predicted topic distributions of the next interactions, by the last window, the topic
+    Markov chain, the hidden Markov model and each encoder (the last seed's for the plot);
+    see evaluation.evolution. Each is scored against what users did next; with `truth` (the
+    folder of simulated data that `layout` was prepared from), also per kind of user against
+    the simulator's ground truth (rows `<method> / <kind> / truth`). With `timelines`, a PNG
+    of a few users' timelines and predictions is written there."""
     evolution = Evolution.load(layout)
-    predictions = {"last-window": evolution.last_window(), "topic-markov": evolution.markov()}
+    progress("hidden Markov model")
+    predictions = {
+        "last-window": evolution.last_window(),
+        "topic-markov": evolution.markov(),
+        "hidden-markov": evolution.hidden_markov(),
+    }
     results = [ModelResult(name, [evolution.score(p)]) for name, p in predictions.items()]
+    runs: dict[str, list[list[Distribution]]] = {}
     for name in encoders:
         result = ModelResult(name)
         for scorer, _ in _runs(name, seeds, evolution.training, train_encoder, progress):
-            predictions[name] = evolution.from_item_scores(scorer(evolution.histories))
+            predictions[name] = evolution.encoder(scorer(evolution.histories))
+            runs.setdefault(name, []).append(predictions[name])
             result.runs.append(evolution.score(predictions[name]))
         results.append(result)
+    if truth is not None:
+        results += _against_truth(evolution, SimulatorTruth.load(truth, layout), predictions, runs)
     if timelines is not None:
         plot_timelines(evolution.history_topics, evolution.futures, predictions, timelines)
+    return results
+
+
+def _against_truth(
+    evolution: Evolution,
+    truth: SimulatorTruth,
+    predictions: dict[str, list[Distribution]],
+    runs: dict[str, list[list[Distribution]]],
+) -> list[ModelResult]:
+    """Each method per kind of simulated user, against the mean true preference over the
+    forecast events (every seed of an encoder)."""
+    actual = [truth.actual(lines) for lines in evolution.future_lines]
+    results = []
+    for kind, where in sorted(truth.kinds(evolution.user_ids).items()):
+        for name, forecast in predictions.items():
+            result = ModelResult(f"{name} / {kind} / truth")
+            for run in runs.get(name, [forecast]):
+                result.runs.append(
+                    {
+                        **methods.score(
+                            [truth.mapped(run[i]) for i in where], [actual[i] for i in where]
+                        ),
+                        "users": float(len(where)),
+                    }
+                )
+            results.append(result)
     return results

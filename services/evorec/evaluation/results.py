@@ -31,6 +31,8 @@ TABLE_EXTRAS = (
     "coverage", "diversity", "novelty",
     "recall@10", "recall@20", "js_divergence", "top_topic_accuracy",
 )  # fmt: skip
+# Counts, shown as their mean without decimals.
+TABLE_COUNTS = {"empty_predictions": "empty"}
 
 
 def as_table(results: list[ModelResult]) -> pd.DataFrame:
@@ -43,5 +45,8 @@ def as_table(results: list[ModelResult]) -> pd.DataFrame:
             if key in mean:
                 several = len(result.runs) > 1
                 row[key] = f"{mean[key]:.4f} ± {spread[key]:.4f}" if several else f"{mean[key]:.4f}"
+        for key, column in TABLE_COUNTS.items():
+            if key in mean:
+                row[column] = f"{mean[key]:.0f}"
         rows.append(row)
     return pd.DataFrame(rows)

@@ -1,8 +1,11 @@
 """The picture of a user's interest profile: the timeline as stacked areas per topic, and
-the predicted distributions of the next interactions beside it."""
+the predicted distributions of the next interactions beside it. A stretch of buckets without
+events is a gap in the areas, not a drop to zero: the user did nothing then, which says
+nothing about their interests."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -14,6 +17,19 @@ _METHODS = {
     interest_pb2.PREDICTION_METHOD_MARKOV: "Markov",
     interest_pb2.PREDICTION_METHOD_ENCODER: "encoder",
 }
+
+
+def active_runs(event_counts: Sequence[int]) -> list[range]:
+    """The runs of consecutive buckets with events, as ranges of bucket positions."""
+    runs: list[range] = []
+    start: int | None = None
+    for position, count in enumerate([*event_counts, 0]):
+        if count > 0 and start is None:
+            start = position
+        elif count == 0 and start is not None:
+            runs.append(range(start, position))
+            start = None
+    return runs
 
 
 def plot_profile(profile: interest_pb2.InterestProfile, path: Path) -> None:
@@ -39,9 +55,16 @@ def plot_profile(profile: interest_pb2.InterestProfile, path: Path) -> None:
     figure, (left, right) = plt.subplots(
         1, 2, figsize=(12, 5.5), gridspec_kw={"width_ratios": [3, 1]}, constrained_layout=True
     )
-    if times:
+    for number, run in enumerate(active_runs([b.event_count for b in profile.timeline])):
+        # A lone bucket is drawn from its start to its end, so that it is visible.
+        ends = [datetime.fromtimestamp(profile.timeline[run[-1]].end_time.seconds, UTC)]
+        run_times = [times[i] for i in run] + (ends if len(run) == 1 else [])
+        run_shares = [[row[i] for i in run] * (2 if len(run) == 1 else 1) for row in shares]
         left.stackplot(
-            times, shares, labels=[labels[t] for t in topics], colors=[colours[t] for t in topics]
+            run_times,
+            run_shares,
+            labels=[labels[t] for t in topics] if number == 0 else (),
+            colors=[colours[t] for t in topics],
         )
     left.set_title(f"interests of {profile.user_id} over time ({profile.event_count} events)")
     left.set_ylabel("share of events")

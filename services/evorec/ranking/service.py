@@ -1,6 +1,9 @@
 """RankingService: what a user should see now.
 
-For each request: the user's newest events from the InterestService (or the inline
+ForecastInterests (evorec.ranking.forecast) answers where a user's interests are going, by
+every forecast the model version holds.
+
+For each Recommend request: the user's newest events from the InterestService (or the inline
 history) -> the user vector from the encoder backend (in-process SavedModel or TF Serving,
 batched with concurrent requests) -> the candidate sources, blend, filters and MMR of
 `evorec.ranking.recommender` -> items with their sources and reasons.
@@ -45,6 +48,7 @@ from evorec.platform.errors import FailedPrecondition, Violations
 from evorec.platform.server import GrpcService
 from evorec.platform.validation import check_id, check_time
 from evorec.ranking.catalog import CatalogMirror
+from evorec.ranking.forecast import forecast_response, parse_forecast_request, stored_history
 from evorec.ranking.item_space import ItemSpace
 from evorec.ranking.recommender import (
     ENCODER,
@@ -238,6 +242,26 @@ class RankingServicer(ranking_pb2_grpc.RankingServiceServicer):
         violations.raise_if_any()
         answers = await asyncio.gather(*(self.answer(space, s) for s in subjects))
         return ranking_pb2.RecommendBatchResponse(responses=answers)
+
+    async def ForecastInterests(
+        self, request: ranking_pb2.ForecastInterestsRequest, context: Any
+    ) -> ranking_pb2.ForecastInterestsResponse:
+        """See evorec.ranking.forecast; the encoder's failure leaves only its method out."""
+        space = self.space()
+        violations = Violations()
+        query = parse_forecast_request(request, space, violations)
+        violations.raise_if_any()
+        if not query.inline:
+            query.history = await stored_history(
+                self.interest, space, query.user_id, self.settings.history_events
+            )
+        vector, problem = None, ""
+        try:
+            vector = await self.user_vector(space, query.history)
+        except Exception as error:
+            problem = f"the encoder did not answer: {_describe(error)}"
+            log.warning("forecasting without the encoder: %s", _describe(error))
+        return forecast_response(space, query, vector, problem)
 
     async def history(self, space: ItemSpace, subject: Subject) -> set[int]:
         """Fills the subject's history from the interest service; returns the sources left

@@ -57,6 +57,42 @@ CANDIDATE_SOURCE_POPULARITY: CandidateSource.ValueType  # 5
 """The most popular items, for users with little or no history."""
 Global___CandidateSource: _TypeAlias = CandidateSource  # noqa: Y015
 
+class _ForecastMethod:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _ForecastMethodEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_ForecastMethod.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    FORECAST_METHOD_UNSPECIFIED: _ForecastMethod.ValueType  # 0
+    """Not set; as `recommended_method`: the model has no track record to recommend by."""
+    FORECAST_METHOD_ENCODER: _ForecastMethod.ValueType  # 1
+    """The encoder's next-item distribution summed per topic, carried forward over the horizon
+    by the user's own topic transitions.
+    """
+    FORECAST_METHOD_HIDDEN_MARKOV: _ForecastMethod.ValueType  # 2
+    """The hidden Markov model of interest states: the current state posterior, moved forward."""
+    FORECAST_METHOD_TOPIC_MARKOV: _ForecastMethod.ValueType  # 3
+    """The user's own topic Markov chain, P_ij = n_ij / n_i, from the last topic."""
+    FORECAST_METHOD_LAST_WINDOW: _ForecastMethod.ValueType  # 4
+    """The topics of the user's most recent 10 events, repeated."""
+
+class ForecastMethod(_ForecastMethod, metaclass=_ForecastMethodEnumTypeWrapper):
+    """A way of forecasting a user's next topics."""
+
+FORECAST_METHOD_UNSPECIFIED: ForecastMethod.ValueType  # 0
+"""Not set; as `recommended_method`: the model has no track record to recommend by."""
+FORECAST_METHOD_ENCODER: ForecastMethod.ValueType  # 1
+"""The encoder's next-item distribution summed per topic, carried forward over the horizon
+by the user's own topic transitions.
+"""
+FORECAST_METHOD_HIDDEN_MARKOV: ForecastMethod.ValueType  # 2
+"""The hidden Markov model of interest states: the current state posterior, moved forward."""
+FORECAST_METHOD_TOPIC_MARKOV: ForecastMethod.ValueType  # 3
+"""The user's own topic Markov chain, P_ij = n_ij / n_i, from the last topic."""
+FORECAST_METHOD_LAST_WINDOW: ForecastMethod.ValueType  # 4
+"""The topics of the user's most recent 10 events, repeated."""
+Global___ForecastMethod: _TypeAlias = ForecastMethod  # noqa: Y015
+
 @_typing.final
 class HistoryItem(_message.Message):
     """One past interaction of an anonymous user."""
@@ -353,3 +389,265 @@ class RecommendBatchResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___RecommendBatchResponse: _TypeAlias = RecommendBatchResponse  # noqa: Y015
+
+@_typing.final
+class ForecastInterestsRequest(_message.Message):
+    """Whose interests to forecast, and how far."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    USER_ID_FIELD_NUMBER: _builtins.int
+    HISTORY_FIELD_NUMBER: _builtins.int
+    HORIZON_FIELD_NUMBER: _builtins.int
+    user_id: _builtins.str
+    """A user whose events the interest service stores, 1 to 128 characters."""
+    horizon: _builtins.int
+    """How many next interactions the forecast covers, 1 to 100 (required)."""
+    @_builtins.property
+    def history(self) -> Global___InlineHistory:
+        """An anonymous user's history, given inline; every item must be known."""
+
+    def __init__(
+        self,
+        *,
+        user_id: _builtins.str = ...,
+        history: Global___InlineHistory | None = ...,
+        horizon: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["history", b"history", "subject", b"subject", "user_id", b"user_id"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["history", b"history", "horizon", b"horizon", "subject", b"subject", "user_id", b"user_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType_subject: _TypeAlias = _typing.Literal["user_id", "history"]  # noqa: Y015
+    _WhichOneofArgType_subject: _TypeAlias = _typing.Literal["subject", b"subject"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType_subject) -> _WhichOneofReturnType_subject | None: ...
+
+Global___ForecastInterestsRequest: _TypeAlias = ForecastInterestsRequest  # noqa: Y015
+
+@_typing.final
+class ForecastScore(_message.Message):
+    """How well a method forecast on held-out data, measured when the model was exported."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    JS_DIVERGENCE_FIELD_NUMBER: _builtins.int
+    TOP_TOPIC_ACCURACY_FIELD_NUMBER: _builtins.int
+    USERS_FIELD_NUMBER: _builtins.int
+    HORIZON_FIELD_NUMBER: _builtins.int
+    HISTORY_BAND_FIELD_NUMBER: _builtins.int
+    js_divergence: _builtins.float
+    """Mean Jensen-Shannon divergence (base 2, 0 to 1; lower is better) from what happened."""
+    top_topic_accuracy: _builtins.float
+    """Share of users whose heaviest forecast topic was their actual heaviest topic."""
+    users: _builtins.int
+    """How many users it was measured on."""
+    horizon: _builtins.int
+    """How many next interactions were forecast when it was measured."""
+    history_band: _builtins.str
+    """The band of history lengths it was measured on ("1-9", "10-49", "50+", or "all")."""
+    def __init__(
+        self,
+        *,
+        js_divergence: _builtins.float = ...,
+        top_topic_accuracy: _builtins.float = ...,
+        users: _builtins.int = ...,
+        horizon: _builtins.int = ...,
+        history_band: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["history_band", b"history_band", "horizon", b"horizon", "js_divergence", b"js_divergence", "top_topic_accuracy", b"top_topic_accuracy", "users", b"users"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ForecastScore: _TypeAlias = ForecastScore  # noqa: Y015
+
+@_typing.final
+class MethodForecast(_message.Message):
+    """One method's forecast."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    METHOD_FIELD_NUMBER: _builtins.int
+    AVAILABLE_FIELD_NUMBER: _builtins.int
+    UNAVAILABLE_REASON_FIELD_NUMBER: _builtins.int
+    DISTRIBUTION_FIELD_NUMBER: _builtins.int
+    OFFLINE_SCORE_FIELD_NUMBER: _builtins.int
+    method: Global___ForecastMethod.ValueType
+    """The method."""
+    available: _builtins.bool
+    """False when the model cannot give this method (an export without a hidden Markov
+    model, an encoder that did not answer); `distribution` is then empty.
+    """
+    unavailable_reason: _builtins.str
+    """Why it is not available; empty when it is."""
+    @_builtins.property
+    def distribution(self) -> _common_pb2.TopicDistribution:
+        """The topic distribution of the next `horizon` interactions together."""
+
+    @_builtins.property
+    def offline_score(self) -> Global___ForecastScore:
+        """Its track record; unset when the model has none for this method."""
+
+    def __init__(
+        self,
+        *,
+        method: Global___ForecastMethod.ValueType = ...,
+        available: _builtins.bool = ...,
+        unavailable_reason: _builtins.str = ...,
+        distribution: _common_pb2.TopicDistribution | None = ...,
+        offline_score: Global___ForecastScore | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["distribution", b"distribution", "offline_score", b"offline_score"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["available", b"available", "distribution", b"distribution", "method", b"method", "offline_score", b"offline_score", "unavailable_reason", b"unavailable_reason"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___MethodForecast: _TypeAlias = MethodForecast  # noqa: Y015
+
+@_typing.final
+class InterestState(_message.Message):
+    """One latent interest state of the hidden Markov model."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    STATE_FIELD_NUMBER: _builtins.int
+    LABEL_FIELD_NUMBER: _builtins.int
+    PROBABILITY_FIELD_NUMBER: _builtins.int
+    state: _builtins.int
+    """The state's number, 0 to states - 1."""
+    label: _builtins.str
+    """Named by its dominant topics, such as "Comedy (62%) + Drama (20%)"."""
+    probability: _builtins.float
+    """The probability that the user is in this state now."""
+    def __init__(
+        self,
+        *,
+        state: _builtins.int = ...,
+        label: _builtins.str = ...,
+        probability: _builtins.float = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["label", b"label", "probability", b"probability", "state", b"state"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___InterestState: _TypeAlias = InterestState  # noqa: Y015
+
+@_typing.final
+class RegimeChange(_message.Message):
+    """A moment the most likely state path switched."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    POSITION_FIELD_NUMBER: _builtins.int
+    FROM_STATE_FIELD_NUMBER: _builtins.int
+    TO_STATE_FIELD_NUMBER: _builtins.int
+    position: _builtins.int
+    """The event that starts the new regime: its position among the history's events with a
+    known topic, 0 = oldest.
+    """
+    from_state: _builtins.int
+    """The state before."""
+    to_state: _builtins.int
+    """The state after."""
+    def __init__(
+        self,
+        *,
+        position: _builtins.int = ...,
+        from_state: _builtins.int = ...,
+        to_state: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["from_state", b"from_state", "position", b"position", "to_state", b"to_state"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RegimeChange: _TypeAlias = RegimeChange  # noqa: Y015
+
+@_typing.final
+class HiddenMarkovForecast(_message.Message):
+    """The hidden Markov model's view of the user."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    STATES_FIELD_NUMBER: _builtins.int
+    PATH_FIELD_NUMBER: _builtins.int
+    REGIME_CHANGES_FIELD_NUMBER: _builtins.int
+    STEPS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def states(self) -> _containers.RepeatedCompositeFieldContainer[Global___InterestState]:
+        """Every state, with the probability that the user is in it now (forward algorithm)."""
+
+    @_builtins.property
+    def path(self) -> _containers.RepeatedScalarFieldContainer[_builtins.int]:
+        """The most likely state of each history event with a known topic, oldest first (Viterbi)."""
+
+    @_builtins.property
+    def regime_changes(self) -> _containers.RepeatedCompositeFieldContainer[Global___RegimeChange]:
+        """Where that path switches state."""
+
+    @_builtins.property
+    def steps(self) -> _containers.RepeatedCompositeFieldContainer[_common_pb2.TopicDistribution]:
+        """The topic distribution of each of the next `horizon` interactions, one by one."""
+
+    def __init__(
+        self,
+        *,
+        states: _abc.Iterable[Global___InterestState] | None = ...,
+        path: _abc.Iterable[_builtins.int] | None = ...,
+        regime_changes: _abc.Iterable[Global___RegimeChange] | None = ...,
+        steps: _abc.Iterable[_common_pb2.TopicDistribution] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["path", b"path", "regime_changes", b"regime_changes", "states", b"states", "steps", b"steps"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___HiddenMarkovForecast: _TypeAlias = HiddenMarkovForecast  # noqa: Y015
+
+@_typing.final
+class ForecastInterestsResponse(_message.Message):
+    """Where a user's interests are going."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    FORECASTS_FIELD_NUMBER: _builtins.int
+    RECOMMENDED_METHOD_FIELD_NUMBER: _builtins.int
+    HISTORY_LENGTH_FIELD_NUMBER: _builtins.int
+    HIDDEN_MARKOV_FIELD_NUMBER: _builtins.int
+    MODEL_VERSION_FIELD_NUMBER: _builtins.int
+    recommended_method: Global___ForecastMethod.ValueType
+    """The available method with the best track record on histories this long."""
+    history_length: _builtins.int
+    """How many of the history's events have a known topic (the length that was forecast from)."""
+    model_version: _builtins.str
+    """The model version that made the forecast."""
+    @_builtins.property
+    def forecasts(self) -> _containers.RepeatedCompositeFieldContainer[Global___MethodForecast]:
+        """Every method, available or not, in the order of ForecastMethod."""
+
+    @_builtins.property
+    def hidden_markov(self) -> Global___HiddenMarkovForecast:
+        """The hidden Markov model's states, path and steps; unset when the model has none."""
+
+    def __init__(
+        self,
+        *,
+        forecasts: _abc.Iterable[Global___MethodForecast] | None = ...,
+        recommended_method: Global___ForecastMethod.ValueType = ...,
+        history_length: _builtins.int = ...,
+        hidden_markov: Global___HiddenMarkovForecast | None = ...,
+        model_version: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["hidden_markov", b"hidden_markov"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["forecasts", b"forecasts", "hidden_markov", b"hidden_markov", "history_length", b"history_length", "model_version", b"model_version", "recommended_method", b"recommended_method"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ForecastInterestsResponse: _TypeAlias = ForecastInterestsResponse  # noqa: Y015

@@ -46,6 +46,11 @@ class RankingServiceStub:
                 request_serializer=evorec_dot_v1_dot_ranking__pb2.RecommendBatchRequest.SerializeToString,
                 response_deserializer=evorec_dot_v1_dot_ranking__pb2.RecommendBatchResponse.FromString,
                 _registered_method=True)
+        self.ForecastInterests = channel.unary_unary(
+                '/evorec.v1.RankingService/ForecastInterests',
+                request_serializer=evorec_dot_v1_dot_ranking__pb2.ForecastInterestsRequest.SerializeToString,
+                response_deserializer=evorec_dot_v1_dot_ranking__pb2.ForecastInterestsResponse.FromString,
+                _registered_method=True)
 
 
 class RankingServiceServicer:
@@ -68,6 +73,15 @@ class RankingServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ForecastInterests(self, request, context):
+        """Forecasts where a user's interests go over the next interactions, by each method the
+        model holds, with each method's measured track record and the one recommended for a
+        history this long. An unknown user is NOT_FOUND.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_RankingServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -80,6 +94,11 @@ def add_RankingServiceServicer_to_server(servicer, server):
                     servicer.RecommendBatch,
                     request_deserializer=evorec_dot_v1_dot_ranking__pb2.RecommendBatchRequest.FromString,
                     response_serializer=evorec_dot_v1_dot_ranking__pb2.RecommendBatchResponse.SerializeToString,
+            ),
+            'ForecastInterests': grpc.unary_unary_rpc_method_handler(
+                    servicer.ForecastInterests,
+                    request_deserializer=evorec_dot_v1_dot_ranking__pb2.ForecastInterestsRequest.FromString,
+                    response_serializer=evorec_dot_v1_dot_ranking__pb2.ForecastInterestsResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -138,6 +157,33 @@ class RankingService:
             '/evorec.v1.RankingService/RecommendBatch',
             evorec_dot_v1_dot_ranking__pb2.RecommendBatchRequest.SerializeToString,
             evorec_dot_v1_dot_ranking__pb2.RecommendBatchResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ForecastInterests(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/evorec.v1.RankingService/ForecastInterests',
+            evorec_dot_v1_dot_ranking__pb2.ForecastInterestsRequest.SerializeToString,
+            evorec_dot_v1_dot_ranking__pb2.ForecastInterestsResponse.FromString,
             options,
             channel_credentials,
             insecure,

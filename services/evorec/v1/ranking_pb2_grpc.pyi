@@ -41,6 +41,11 @@ class RankingServiceStub:
     """
     RecommendBatch: _grpc.UnaryUnaryMultiCallable[_ranking_pb2.RecommendBatchRequest, _ranking_pb2.RecommendBatchResponse]
     """Recommends items to many users in one call."""
+    ForecastInterests: _grpc.UnaryUnaryMultiCallable[_ranking_pb2.ForecastInterestsRequest, _ranking_pb2.ForecastInterestsResponse]
+    """Forecasts where a user's interests go over the next interactions, by each method the
+    model holds, with each method's measured track record and the one recommended for a
+    history this long. An unknown user is NOT_FOUND.
+    """
 
 @_typing.type_check_only
 class RankingServiceAsyncStub(RankingServiceStub):
@@ -55,6 +60,11 @@ class RankingServiceAsyncStub(RankingServiceStub):
     """
     RecommendBatch: _aio.UnaryUnaryMultiCallable[_ranking_pb2.RecommendBatchRequest, _ranking_pb2.RecommendBatchResponse]  # type: ignore[assignment]
     """Recommends items to many users in one call."""
+    ForecastInterests: _aio.UnaryUnaryMultiCallable[_ranking_pb2.ForecastInterestsRequest, _ranking_pb2.ForecastInterestsResponse]  # type: ignore[assignment]
+    """Forecasts where a user's interests go over the next interactions, by each method the
+    model holds, with each method's measured track record and the one recommended for a
+    history this long. An unknown user is NOT_FOUND.
+    """
 
 class RankingServiceServicer(metaclass=_abc_1.ABCMeta):
     """Answers "what should this user see now?" from the user's latest events, the sequence
@@ -78,5 +88,16 @@ class RankingServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_ranking_pb2.RecommendBatchResponse, _abc.Awaitable[_ranking_pb2.RecommendBatchResponse]]:
         """Recommends items to many users in one call."""
+
+    @_abc_1.abstractmethod
+    def ForecastInterests(
+        self,
+        request: _ranking_pb2.ForecastInterestsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_ranking_pb2.ForecastInterestsResponse, _abc.Awaitable[_ranking_pb2.ForecastInterestsResponse]]:
+        """Forecasts where a user's interests go over the next interactions, by each method the
+        model holds, with each method's measured track record and the one recommended for a
+        history this long. An unknown user is NOT_FOUND.
+        """
 
 def add_RankingServiceServicer_to_server(servicer: RankingServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -22,6 +22,10 @@ type RankingServiceClient interface {
 	Recommend(ctx context.Context, in *RecommendRequest, opts ...grpc.CallOption) (*RecommendResponse, error)
 	// Recommends items to many users in one call.
 	RecommendBatch(ctx context.Context, in *RecommendBatchRequest, opts ...grpc.CallOption) (*RecommendBatchResponse, error)
+	// Forecasts where a user's interests go over the next interactions, by each method the
+	// model holds, with each method's measured track record and the one recommended for a
+	// history this long. An unknown user is NOT_FOUND.
+	ForecastInterests(ctx context.Context, in *ForecastInterestsRequest, opts ...grpc.CallOption) (*ForecastInterestsResponse, error)
 }
 
 type rankingServiceClient struct {
@@ -50,6 +54,15 @@ func (c *rankingServiceClient) RecommendBatch(ctx context.Context, in *Recommend
 	return out, nil
 }
 
+func (c *rankingServiceClient) ForecastInterests(ctx context.Context, in *ForecastInterestsRequest, opts ...grpc.CallOption) (*ForecastInterestsResponse, error) {
+	out := new(ForecastInterestsResponse)
+	err := c.cc.Invoke(ctx, "/evorec.v1.RankingService/ForecastInterests", in, out, opts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // RankingServiceServer is the server API for RankingService service.
 // All implementations must embed UnimplementedRankingServiceServer
 // for forward compatibility
@@ -59,6 +72,10 @@ type RankingServiceServer interface {
 	Recommend(context.Context, *RecommendRequest) (*RecommendResponse, error)
 	// Recommends items to many users in one call.
 	RecommendBatch(context.Context, *RecommendBatchRequest) (*RecommendBatchResponse, error)
+	// Forecasts where a user's interests go over the next interactions, by each method the
+	// model holds, with each method's measured track record and the one recommended for a
+	// history this long. An unknown user is NOT_FOUND.
+	ForecastInterests(context.Context, *ForecastInterestsRequest) (*ForecastInterestsResponse, error)
 	mustEmbedUnimplementedRankingServiceServer()
 }
 
@@ -71,6 +88,9 @@ func (UnimplementedRankingServiceServer) Recommend(context.Context, *RecommendRe
 }
 func (UnimplementedRankingServiceServer) RecommendBatch(context.Context, *RecommendBatchRequest) (*RecommendBatchResponse, error) {
 	return nil, status.Errorf(codes.Unimplemented, "method RecommendBatch not implemented")
+}
+func (UnimplementedRankingServiceServer) ForecastInterests(context.Context, *ForecastInterestsRequest) (*ForecastInterestsResponse, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method ForecastInterests not implemented")
 }
 func (UnimplementedRankingServiceServer) mustEmbedUnimplementedRankingServiceServer() {}
 
@@ -121,6 +141,24 @@ func _RankingService_RecommendBatch_Handler(srv interface{}, ctx context.Context
 	return interceptor(ctx, in, info, handler)
 }
 
+func _RankingService_ForecastInterests_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ForecastInterestsRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(RankingServiceServer).ForecastInterests(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: "/evorec.v1.RankingService/ForecastInterests",
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(RankingServiceServer).ForecastInterests(ctx, req.(*ForecastInterestsRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 var _RankingService_serviceDesc = grpc.ServiceDesc{
 	ServiceName: "evorec.v1.RankingService",
 	HandlerType: (*RankingServiceServer)(nil),
@@ -132,6 +170,10 @@ var _RankingService_serviceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "RecommendBatch",
 			Handler:    _RankingService_RecommendBatch_Handler,
+		},
+		{
+			MethodName: "ForecastInterests",
+			Handler:    _RankingService_ForecastInterests_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},

@@ -19,7 +19,7 @@ import {
   type UntypedServiceImplementation,
 } from "@grpc/grpc-js";
 import { Timestamp } from "../../google/protobuf/timestamp";
-import { EventType, eventTypeFromJSON, eventTypeToJSON } from "./common";
+import { EventType, eventTypeFromJSON, eventTypeToJSON, TopicDistribution } from "./common";
 
 /** A source of candidate items. */
 export enum CandidateSource {
@@ -80,6 +80,66 @@ export function candidateSourceToJSON(object: CandidateSource): string {
     case CandidateSource.CANDIDATE_SOURCE_POPULARITY:
       return "CANDIDATE_SOURCE_POPULARITY";
     case CandidateSource.UNRECOGNIZED:
+    default:
+      return "UNRECOGNIZED";
+  }
+}
+
+/** A way of forecasting a user's next topics. */
+export enum ForecastMethod {
+  /** FORECAST_METHOD_UNSPECIFIED - Not set; as `recommended_method`: the model has no track record to recommend by. */
+  FORECAST_METHOD_UNSPECIFIED = 0,
+  /**
+   * FORECAST_METHOD_ENCODER - The encoder's next-item distribution summed per topic, carried forward over the horizon
+   * by the user's own topic transitions.
+   */
+  FORECAST_METHOD_ENCODER = 1,
+  /** FORECAST_METHOD_HIDDEN_MARKOV - The hidden Markov model of interest states: the current state posterior, moved forward. */
+  FORECAST_METHOD_HIDDEN_MARKOV = 2,
+  /** FORECAST_METHOD_TOPIC_MARKOV - The user's own topic Markov chain, P_ij = n_ij / n_i, from the last topic. */
+  FORECAST_METHOD_TOPIC_MARKOV = 3,
+  /** FORECAST_METHOD_LAST_WINDOW - The topics of the user's most recent 10 events, repeated. */
+  FORECAST_METHOD_LAST_WINDOW = 4,
+  UNRECOGNIZED = -1,
+}
+
+export function forecastMethodFromJSON(object: any): ForecastMethod {
+  switch (object) {
+    case 0:
+    case "FORECAST_METHOD_UNSPECIFIED":
+      return ForecastMethod.FORECAST_METHOD_UNSPECIFIED;
+    case 1:
+    case "FORECAST_METHOD_ENCODER":
+      return ForecastMethod.FORECAST_METHOD_ENCODER;
+    case 2:
+    case "FORECAST_METHOD_HIDDEN_MARKOV":
+      return ForecastMethod.FORECAST_METHOD_HIDDEN_MARKOV;
+    case 3:
+    case "FORECAST_METHOD_TOPIC_MARKOV":
+      return ForecastMethod.FORECAST_METHOD_TOPIC_MARKOV;
+    case 4:
+    case "FORECAST_METHOD_LAST_WINDOW":
+      return ForecastMethod.FORECAST_METHOD_LAST_WINDOW;
+    case -1:
+    case "UNRECOGNIZED":
+    default:
+      return ForecastMethod.UNRECOGNIZED;
+  }
+}
+
+export function forecastMethodToJSON(object: ForecastMethod): string {
+  switch (object) {
+    case ForecastMethod.FORECAST_METHOD_UNSPECIFIED:
+      return "FORECAST_METHOD_UNSPECIFIED";
+    case ForecastMethod.FORECAST_METHOD_ENCODER:
+      return "FORECAST_METHOD_ENCODER";
+    case ForecastMethod.FORECAST_METHOD_HIDDEN_MARKOV:
+      return "FORECAST_METHOD_HIDDEN_MARKOV";
+    case ForecastMethod.FORECAST_METHOD_TOPIC_MARKOV:
+      return "FORECAST_METHOD_TOPIC_MARKOV";
+    case ForecastMethod.FORECAST_METHOD_LAST_WINDOW:
+      return "FORECAST_METHOD_LAST_WINDOW";
+    case ForecastMethod.UNRECOGNIZED:
     default:
       return "UNRECOGNIZED";
   }
@@ -189,6 +249,104 @@ export interface RecommendBatchRequest {
 export interface RecommendBatchResponse {
   /** One per request, same order. */
   responses: RecommendResponse[];
+}
+
+/** Whose interests to forecast, and how far. */
+export interface ForecastInterestsRequest {
+  /** A user whose events the interest service stores, 1 to 128 characters. */
+  userId?:
+    | string
+    | undefined;
+  /** An anonymous user's history, given inline; every item must be known. */
+  history?:
+    | InlineHistory
+    | undefined;
+  /** How many next interactions the forecast covers, 1 to 100 (required). */
+  horizon: number;
+}
+
+/** How well a method forecast on held-out data, measured when the model was exported. */
+export interface ForecastScore {
+  /** Mean Jensen-Shannon divergence (base 2, 0 to 1; lower is better) from what happened. */
+  jsDivergence: number;
+  /** Share of users whose heaviest forecast topic was their actual heaviest topic. */
+  topTopicAccuracy: number;
+  /** How many users it was measured on. */
+  users: number;
+  /** How many next interactions were forecast when it was measured. */
+  horizon: number;
+  /** The band of history lengths it was measured on ("1-9", "10-49", "50+", or "all"). */
+  historyBand: string;
+}
+
+/** One method's forecast. */
+export interface MethodForecast {
+  /** The method. */
+  method: ForecastMethod;
+  /**
+   * False when the model cannot give this method (an export without a hidden Markov
+   * model, an encoder that did not answer); `distribution` is then empty.
+   */
+  available: boolean;
+  /** Why it is not available; empty when it is. */
+  unavailableReason: string;
+  /** The topic distribution of the next `horizon` interactions together. */
+  distribution:
+    | TopicDistribution
+    | undefined;
+  /** Its track record; unset when the model has none for this method. */
+  offlineScore: ForecastScore | undefined;
+}
+
+/** One latent interest state of the hidden Markov model. */
+export interface InterestState {
+  /** The state's number, 0 to states - 1. */
+  state: number;
+  /** Named by its dominant topics, such as "Comedy (62%) + Drama (20%)". */
+  label: string;
+  /** The probability that the user is in this state now. */
+  probability: number;
+}
+
+/** A moment the most likely state path switched. */
+export interface RegimeChange {
+  /**
+   * The event that starts the new regime: its position among the history's events with a
+   * known topic, 0 = oldest.
+   */
+  position: number;
+  /** The state before. */
+  fromState: number;
+  /** The state after. */
+  toState: number;
+}
+
+/** The hidden Markov model's view of the user. */
+export interface HiddenMarkovForecast {
+  /** Every state, with the probability that the user is in it now (forward algorithm). */
+  states: InterestState[];
+  /** The most likely state of each history event with a known topic, oldest first (Viterbi). */
+  path: number[];
+  /** Where that path switches state. */
+  regimeChanges: RegimeChange[];
+  /** The topic distribution of each of the next `horizon` interactions, one by one. */
+  steps: TopicDistribution[];
+}
+
+/** Where a user's interests are going. */
+export interface ForecastInterestsResponse {
+  /** Every method, available or not, in the order of ForecastMethod. */
+  forecasts: MethodForecast[];
+  /** The available method with the best track record on histories this long. */
+  recommendedMethod: ForecastMethod;
+  /** How many of the history's events have a known topic (the length that was forecast from). */
+  historyLength: number;
+  /** The hidden Markov model's states, path and steps; unset when the model has none. */
+  hiddenMarkov:
+    | HiddenMarkovForecast
+    | undefined;
+  /** The model version that made the forecast. */
+  modelVersion: string;
 }
 
 function createBaseHistoryItem(): HistoryItem {
@@ -1144,6 +1302,901 @@ export const RecommendBatchResponse: MessageFns<RecommendBatchResponse> = {
   },
 };
 
+function createBaseForecastInterestsRequest(): ForecastInterestsRequest {
+  return { userId: undefined, history: undefined, horizon: 0 };
+}
+
+export const ForecastInterestsRequest: MessageFns<ForecastInterestsRequest> = {
+  encode(message: ForecastInterestsRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.userId !== undefined) {
+      writer.uint32(10).string(message.userId);
+    }
+    if (message.history !== undefined) {
+      InlineHistory.encode(message.history, writer.uint32(18).fork()).join();
+    }
+    if (message.horizon !== 0) {
+      writer.uint32(24).int32(message.horizon);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ForecastInterestsRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseForecastInterestsRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.userId = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.history = InlineHistory.decode(reader, reader.uint32());
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.horizon = reader.int32();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ForecastInterestsRequest {
+    return {
+      userId: isSet(object.userId)
+        ? globalThis.String(object.userId)
+        : isSet(object.user_id)
+        ? globalThis.String(object.user_id)
+        : undefined,
+      history: isSet(object.history) ? InlineHistory.fromJSON(object.history) : undefined,
+      horizon: isSet(object.horizon) ? globalThis.Number(object.horizon) : 0,
+    };
+  },
+
+  toJSON(message: ForecastInterestsRequest): unknown {
+    const obj: any = {};
+    if (message.userId !== undefined) {
+      obj.userId = message.userId;
+    }
+    if (message.history !== undefined) {
+      obj.history = InlineHistory.toJSON(message.history);
+    }
+    if (message.horizon !== 0) {
+      obj.horizon = Math.round(message.horizon);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<ForecastInterestsRequest>, I>>(base?: I): ForecastInterestsRequest {
+    return ForecastInterestsRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<ForecastInterestsRequest>, I>>(object: I): ForecastInterestsRequest {
+    const message = createBaseForecastInterestsRequest();
+    message.userId = object.userId ?? undefined;
+    message.history = (object.history !== undefined && object.history !== null)
+      ? InlineHistory.fromPartial(object.history)
+      : undefined;
+    message.horizon = object.horizon ?? 0;
+    return message;
+  },
+};
+
+function createBaseForecastScore(): ForecastScore {
+  return { jsDivergence: 0, topTopicAccuracy: 0, users: 0, horizon: 0, historyBand: "" };
+}
+
+export const ForecastScore: MessageFns<ForecastScore> = {
+  encode(message: ForecastScore, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.jsDivergence !== 0) {
+      writer.uint32(9).double(message.jsDivergence);
+    }
+    if (message.topTopicAccuracy !== 0) {
+      writer.uint32(17).double(message.topTopicAccuracy);
+    }
+    if (message.users !== 0) {
+      writer.uint32(24).int32(message.users);
+    }
+    if (message.horizon !== 0) {
+      writer.uint32(32).int32(message.horizon);
+    }
+    if (message.historyBand !== "") {
+      writer.uint32(42).string(message.historyBand);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ForecastScore {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseForecastScore();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 9) {
+              break;
+            }
+
+            message.jsDivergence = reader.double();
+            continue;
+          }
+          case 2: {
+            if (tag !== 17) {
+              break;
+            }
+
+            message.topTopicAccuracy = reader.double();
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.users = reader.int32();
+            continue;
+          }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.horizon = reader.int32();
+            continue;
+          }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.historyBand = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ForecastScore {
+    return {
+      jsDivergence: isSet(object.jsDivergence)
+        ? globalThis.Number(object.jsDivergence)
+        : isSet(object.js_divergence)
+        ? globalThis.Number(object.js_divergence)
+        : 0,
+      topTopicAccuracy: isSet(object.topTopicAccuracy)
+        ? globalThis.Number(object.topTopicAccuracy)
+        : isSet(object.top_topic_accuracy)
+        ? globalThis.Number(object.top_topic_accuracy)
+        : 0,
+      users: isSet(object.users) ? globalThis.Number(object.users) : 0,
+      horizon: isSet(object.horizon) ? globalThis.Number(object.horizon) : 0,
+      historyBand: isSet(object.historyBand)
+        ? globalThis.String(object.historyBand)
+        : isSet(object.history_band)
+        ? globalThis.String(object.history_band)
+        : "",
+    };
+  },
+
+  toJSON(message: ForecastScore): unknown {
+    const obj: any = {};
+    if (message.jsDivergence !== 0) {
+      obj.jsDivergence = floatToJson(message.jsDivergence);
+    }
+    if (message.topTopicAccuracy !== 0) {
+      obj.topTopicAccuracy = floatToJson(message.topTopicAccuracy);
+    }
+    if (message.users !== 0) {
+      obj.users = Math.round(message.users);
+    }
+    if (message.horizon !== 0) {
+      obj.horizon = Math.round(message.horizon);
+    }
+    if (message.historyBand !== "") {
+      obj.historyBand = message.historyBand;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<ForecastScore>, I>>(base?: I): ForecastScore {
+    return ForecastScore.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<ForecastScore>, I>>(object: I): ForecastScore {
+    const message = createBaseForecastScore();
+    message.jsDivergence = object.jsDivergence ?? 0;
+    message.topTopicAccuracy = object.topTopicAccuracy ?? 0;
+    message.users = object.users ?? 0;
+    message.horizon = object.horizon ?? 0;
+    message.historyBand = object.historyBand ?? "";
+    return message;
+  },
+};
+
+function createBaseMethodForecast(): MethodForecast {
+  return { method: 0, available: false, unavailableReason: "", distribution: undefined, offlineScore: undefined };
+}
+
+export const MethodForecast: MessageFns<MethodForecast> = {
+  encode(message: MethodForecast, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.method !== 0) {
+      writer.uint32(8).int32(message.method);
+    }
+    if (message.available !== false) {
+      writer.uint32(16).bool(message.available);
+    }
+    if (message.unavailableReason !== "") {
+      writer.uint32(26).string(message.unavailableReason);
+    }
+    if (message.distribution !== undefined) {
+      TopicDistribution.encode(message.distribution, writer.uint32(34).fork()).join();
+    }
+    if (message.offlineScore !== undefined) {
+      ForecastScore.encode(message.offlineScore, writer.uint32(42).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): MethodForecast {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseMethodForecast();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.method = reader.int32() as any;
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.available = reader.bool();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.unavailableReason = reader.string();
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.distribution = TopicDistribution.decode(reader, reader.uint32());
+            continue;
+          }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.offlineScore = ForecastScore.decode(reader, reader.uint32());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): MethodForecast {
+    return {
+      method: isSet(object.method) ? forecastMethodFromJSON(object.method) : 0,
+      available: isSet(object.available) ? globalThis.Boolean(object.available) : false,
+      unavailableReason: isSet(object.unavailableReason)
+        ? globalThis.String(object.unavailableReason)
+        : isSet(object.unavailable_reason)
+        ? globalThis.String(object.unavailable_reason)
+        : "",
+      distribution: isSet(object.distribution) ? TopicDistribution.fromJSON(object.distribution) : undefined,
+      offlineScore: isSet(object.offlineScore)
+        ? ForecastScore.fromJSON(object.offlineScore)
+        : isSet(object.offline_score)
+        ? ForecastScore.fromJSON(object.offline_score)
+        : undefined,
+    };
+  },
+
+  toJSON(message: MethodForecast): unknown {
+    const obj: any = {};
+    if (message.method !== 0) {
+      obj.method = forecastMethodToJSON(message.method);
+    }
+    if (message.available !== false) {
+      obj.available = message.available;
+    }
+    if (message.unavailableReason !== "") {
+      obj.unavailableReason = message.unavailableReason;
+    }
+    if (message.distribution !== undefined) {
+      obj.distribution = TopicDistribution.toJSON(message.distribution);
+    }
+    if (message.offlineScore !== undefined) {
+      obj.offlineScore = ForecastScore.toJSON(message.offlineScore);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<MethodForecast>, I>>(base?: I): MethodForecast {
+    return MethodForecast.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<MethodForecast>, I>>(object: I): MethodForecast {
+    const message = createBaseMethodForecast();
+    message.method = object.method ?? 0;
+    message.available = object.available ?? false;
+    message.unavailableReason = object.unavailableReason ?? "";
+    message.distribution = (object.distribution !== undefined && object.distribution !== null)
+      ? TopicDistribution.fromPartial(object.distribution)
+      : undefined;
+    message.offlineScore = (object.offlineScore !== undefined && object.offlineScore !== null)
+      ? ForecastScore.fromPartial(object.offlineScore)
+      : undefined;
+    return message;
+  },
+};
+
+function createBaseInterestState(): InterestState {
+  return { state: 0, label: "", probability: 0 };
+}
+
+export const InterestState: MessageFns<InterestState> = {
+  encode(message: InterestState, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.state !== 0) {
+      writer.uint32(8).int32(message.state);
+    }
+    if (message.label !== "") {
+      writer.uint32(18).string(message.label);
+    }
+    if (message.probability !== 0) {
+      writer.uint32(25).double(message.probability);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): InterestState {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseInterestState();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.state = reader.int32();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.label = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 25) {
+              break;
+            }
+
+            message.probability = reader.double();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): InterestState {
+    return {
+      state: isSet(object.state) ? globalThis.Number(object.state) : 0,
+      label: isSet(object.label) ? globalThis.String(object.label) : "",
+      probability: isSet(object.probability) ? globalThis.Number(object.probability) : 0,
+    };
+  },
+
+  toJSON(message: InterestState): unknown {
+    const obj: any = {};
+    if (message.state !== 0) {
+      obj.state = Math.round(message.state);
+    }
+    if (message.label !== "") {
+      obj.label = message.label;
+    }
+    if (message.probability !== 0) {
+      obj.probability = floatToJson(message.probability);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<InterestState>, I>>(base?: I): InterestState {
+    return InterestState.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<InterestState>, I>>(object: I): InterestState {
+    const message = createBaseInterestState();
+    message.state = object.state ?? 0;
+    message.label = object.label ?? "";
+    message.probability = object.probability ?? 0;
+    return message;
+  },
+};
+
+function createBaseRegimeChange(): RegimeChange {
+  return { position: 0, fromState: 0, toState: 0 };
+}
+
+export const RegimeChange: MessageFns<RegimeChange> = {
+  encode(message: RegimeChange, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.position !== 0) {
+      writer.uint32(8).int32(message.position);
+    }
+    if (message.fromState !== 0) {
+      writer.uint32(16).int32(message.fromState);
+    }
+    if (message.toState !== 0) {
+      writer.uint32(24).int32(message.toState);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): RegimeChange {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseRegimeChange();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.position = reader.int32();
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.fromState = reader.int32();
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.toState = reader.int32();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): RegimeChange {
+    return {
+      position: isSet(object.position) ? globalThis.Number(object.position) : 0,
+      fromState: isSet(object.fromState)
+        ? globalThis.Number(object.fromState)
+        : isSet(object.from_state)
+        ? globalThis.Number(object.from_state)
+        : 0,
+      toState: isSet(object.toState)
+        ? globalThis.Number(object.toState)
+        : isSet(object.to_state)
+        ? globalThis.Number(object.to_state)
+        : 0,
+    };
+  },
+
+  toJSON(message: RegimeChange): unknown {
+    const obj: any = {};
+    if (message.position !== 0) {
+      obj.position = Math.round(message.position);
+    }
+    if (message.fromState !== 0) {
+      obj.fromState = Math.round(message.fromState);
+    }
+    if (message.toState !== 0) {
+      obj.toState = Math.round(message.toState);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<RegimeChange>, I>>(base?: I): RegimeChange {
+    return RegimeChange.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<RegimeChange>, I>>(object: I): RegimeChange {
+    const message = createBaseRegimeChange();
+    message.position = object.position ?? 0;
+    message.fromState = object.fromState ?? 0;
+    message.toState = object.toState ?? 0;
+    return message;
+  },
+};
+
+function createBaseHiddenMarkovForecast(): HiddenMarkovForecast {
+  return { states: [], path: [], regimeChanges: [], steps: [] };
+}
+
+export const HiddenMarkovForecast: MessageFns<HiddenMarkovForecast> = {
+  encode(message: HiddenMarkovForecast, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    for (const v of message.states) {
+      InterestState.encode(v!, writer.uint32(10).fork()).join();
+    }
+    if (message.path.length !== 0) {
+      writer.uint32(18).fork();
+      for (const v of message.path) {
+        writer.int32(v);
+      }
+      writer.join();
+    }
+    for (const v of message.regimeChanges) {
+      RegimeChange.encode(v!, writer.uint32(26).fork()).join();
+    }
+    for (const v of message.steps) {
+      TopicDistribution.encode(v!, writer.uint32(34).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): HiddenMarkovForecast {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseHiddenMarkovForecast();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.states.push(InterestState.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 2: {
+            if (tag === 16) {
+              message.path.push(reader.int32());
+
+              continue;
+            }
+
+            if (tag === 18) {
+              const end2 = reader.uint32() + reader.pos;
+              while (reader.pos < end2) {
+                message.path.push(reader.int32());
+              }
+
+              continue;
+            }
+
+            break;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.regimeChanges.push(RegimeChange.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.steps.push(TopicDistribution.decode(reader, reader.uint32()));
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): HiddenMarkovForecast {
+    return {
+      states: globalThis.Array.isArray(object?.states) ? object.states.map((e: any) => InterestState.fromJSON(e)) : [],
+      path: globalThis.Array.isArray(object?.path) ? object.path.map((e: any) => globalThis.Number(e)) : [],
+      regimeChanges: globalThis.Array.isArray(object?.regimeChanges)
+        ? object.regimeChanges.map((e: any) => RegimeChange.fromJSON(e))
+        : globalThis.Array.isArray(object?.regime_changes)
+        ? object.regime_changes.map((e: any) => RegimeChange.fromJSON(e))
+        : [],
+      steps: globalThis.Array.isArray(object?.steps) ? object.steps.map((e: any) => TopicDistribution.fromJSON(e)) : [],
+    };
+  },
+
+  toJSON(message: HiddenMarkovForecast): unknown {
+    const obj: any = {};
+    if (message.states?.length) {
+      obj.states = message.states.map((e) => InterestState.toJSON(e));
+    }
+    if (message.path?.length) {
+      obj.path = message.path.map((e) => Math.round(e));
+    }
+    if (message.regimeChanges?.length) {
+      obj.regimeChanges = message.regimeChanges.map((e) => RegimeChange.toJSON(e));
+    }
+    if (message.steps?.length) {
+      obj.steps = message.steps.map((e) => TopicDistribution.toJSON(e));
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<HiddenMarkovForecast>, I>>(base?: I): HiddenMarkovForecast {
+    return HiddenMarkovForecast.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<HiddenMarkovForecast>, I>>(object: I): HiddenMarkovForecast {
+    const message = createBaseHiddenMarkovForecast();
+    message.states = object.states?.map((e) => InterestState.fromPartial(e)) || [];
+    message.path = object.path?.map((e) => e) || [];
+    message.regimeChanges = object.regimeChanges?.map((e) => RegimeChange.fromPartial(e)) || [];
+    message.steps = object.steps?.map((e) => TopicDistribution.fromPartial(e)) || [];
+    return message;
+  },
+};
+
+function createBaseForecastInterestsResponse(): ForecastInterestsResponse {
+  return { forecasts: [], recommendedMethod: 0, historyLength: 0, hiddenMarkov: undefined, modelVersion: "" };
+}
+
+export const ForecastInterestsResponse: MessageFns<ForecastInterestsResponse> = {
+  encode(message: ForecastInterestsResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    for (const v of message.forecasts) {
+      MethodForecast.encode(v!, writer.uint32(10).fork()).join();
+    }
+    if (message.recommendedMethod !== 0) {
+      writer.uint32(16).int32(message.recommendedMethod);
+    }
+    if (message.historyLength !== 0) {
+      writer.uint32(24).int32(message.historyLength);
+    }
+    if (message.hiddenMarkov !== undefined) {
+      HiddenMarkovForecast.encode(message.hiddenMarkov, writer.uint32(34).fork()).join();
+    }
+    if (message.modelVersion !== "") {
+      writer.uint32(42).string(message.modelVersion);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ForecastInterestsResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseForecastInterestsResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.forecasts.push(MethodForecast.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.recommendedMethod = reader.int32() as any;
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.historyLength = reader.int32();
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.hiddenMarkov = HiddenMarkovForecast.decode(reader, reader.uint32());
+            continue;
+          }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.modelVersion = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ForecastInterestsResponse {
+    return {
+      forecasts: globalThis.Array.isArray(object?.forecasts)
+        ? object.forecasts.map((e: any) => MethodForecast.fromJSON(e))
+        : [],
+      recommendedMethod: isSet(object.recommendedMethod)
+        ? forecastMethodFromJSON(object.recommendedMethod)
+        : isSet(object.recommended_method)
+        ? forecastMethodFromJSON(object.recommended_method)
+        : 0,
+      historyLength: isSet(object.historyLength)
+        ? globalThis.Number(object.historyLength)
+        : isSet(object.history_length)
+        ? globalThis.Number(object.history_length)
+        : 0,
+      hiddenMarkov: isSet(object.hiddenMarkov)
+        ? HiddenMarkovForecast.fromJSON(object.hiddenMarkov)
+        : isSet(object.hidden_markov)
+        ? HiddenMarkovForecast.fromJSON(object.hidden_markov)
+        : undefined,
+      modelVersion: isSet(object.modelVersion)
+        ? globalThis.String(object.modelVersion)
+        : isSet(object.model_version)
+        ? globalThis.String(object.model_version)
+        : "",
+    };
+  },
+
+  toJSON(message: ForecastInterestsResponse): unknown {
+    const obj: any = {};
+    if (message.forecasts?.length) {
+      obj.forecasts = message.forecasts.map((e) => MethodForecast.toJSON(e));
+    }
+    if (message.recommendedMethod !== 0) {
+      obj.recommendedMethod = forecastMethodToJSON(message.recommendedMethod);
+    }
+    if (message.historyLength !== 0) {
+      obj.historyLength = Math.round(message.historyLength);
+    }
+    if (message.hiddenMarkov !== undefined) {
+      obj.hiddenMarkov = HiddenMarkovForecast.toJSON(message.hiddenMarkov);
+    }
+    if (message.modelVersion !== "") {
+      obj.modelVersion = message.modelVersion;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<ForecastInterestsResponse>, I>>(base?: I): ForecastInterestsResponse {
+    return ForecastInterestsResponse.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<ForecastInterestsResponse>, I>>(object: I): ForecastInterestsResponse {
+    const message = createBaseForecastInterestsResponse();
+    message.forecasts = object.forecasts?.map((e) => MethodForecast.fromPartial(e)) || [];
+    message.recommendedMethod = object.recommendedMethod ?? 0;
+    message.historyLength = object.historyLength ?? 0;
+    message.hiddenMarkov = (object.hiddenMarkov !== undefined && object.hiddenMarkov !== null)
+      ? HiddenMarkovForecast.fromPartial(object.hiddenMarkov)
+      : undefined;
+    message.modelVersion = object.modelVersion ?? "";
+    return message;
+  },
+};
+
 /**
  * Answers "what should this user see now?" from the user's latest events, the sequence
  * encoder and the other candidate sources, with a reason per item.
@@ -1171,6 +2224,19 @@ export const RankingServiceDefinition = {
       requestType: RecommendBatchRequest as typeof RecommendBatchRequest,
       requestStream: false,
       responseType: RecommendBatchResponse as typeof RecommendBatchResponse,
+      responseStream: false,
+      options: { idempotencyLevel: "NO_SIDE_EFFECTS" },
+    },
+    /**
+     * Forecasts where a user's interests go over the next interactions, by each method the
+     * model holds, with each method's measured track record and the one recommended for a
+     * history this long. An unknown user is NOT_FOUND.
+     */
+    forecastInterests: {
+      name: "ForecastInterests",
+      requestType: ForecastInterestsRequest as typeof ForecastInterestsRequest,
+      requestStream: false,
+      responseType: ForecastInterestsResponse as typeof ForecastInterestsResponse,
       responseStream: false,
       options: { idempotencyLevel: "NO_SIDE_EFFECTS" },
     },
@@ -1208,6 +2274,22 @@ export const RankingServiceService = {
       Buffer.from(RecommendBatchResponse.encode(value).finish()),
     responseDeserialize: (value: Buffer): RecommendBatchResponse => RecommendBatchResponse.decode(value),
   },
+  /**
+   * Forecasts where a user's interests go over the next interactions, by each method the
+   * model holds, with each method's measured track record and the one recommended for a
+   * history this long. An unknown user is NOT_FOUND.
+   */
+  forecastInterests: {
+    path: "/evorec.v1.RankingService/ForecastInterests" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: ForecastInterestsRequest): Buffer =>
+      Buffer.from(ForecastInterestsRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): ForecastInterestsRequest => ForecastInterestsRequest.decode(value),
+    responseSerialize: (value: ForecastInterestsResponse): Buffer =>
+      Buffer.from(ForecastInterestsResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): ForecastInterestsResponse => ForecastInterestsResponse.decode(value),
+  },
 } as const;
 
 export interface RankingServiceServer extends UntypedServiceImplementation {
@@ -1218,6 +2300,12 @@ export interface RankingServiceServer extends UntypedServiceImplementation {
   recommend: handleUnaryCall<RecommendRequest, RecommendResponse>;
   /** Recommends items to many users in one call. */
   recommendBatch: handleUnaryCall<RecommendBatchRequest, RecommendBatchResponse>;
+  /**
+   * Forecasts where a user's interests go over the next interactions, by each method the
+   * model holds, with each method's measured track record and the one recommended for a
+   * history this long. An unknown user is NOT_FOUND.
+   */
+  forecastInterests: handleUnaryCall<ForecastInterestsRequest, ForecastInterestsResponse>;
 }
 
 export interface RankingServiceClient extends Client {
@@ -1255,6 +2343,26 @@ export interface RankingServiceClient extends Client {
     metadata: Metadata,
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: RecommendBatchResponse) => void,
+  ): ClientUnaryCall;
+  /**
+   * Forecasts where a user's interests go over the next interactions, by each method the
+   * model holds, with each method's measured track record and the one recommended for a
+   * history this long. An unknown user is NOT_FOUND.
+   */
+  forecastInterests(
+    request: ForecastInterestsRequest,
+    callback: (error: ServiceError | null, response: ForecastInterestsResponse) => void,
+  ): ClientUnaryCall;
+  forecastInterests(
+    request: ForecastInterestsRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: ForecastInterestsResponse) => void,
+  ): ClientUnaryCall;
+  forecastInterests(
+    request: ForecastInterestsRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: ForecastInterestsResponse) => void,
   ): ClientUnaryCall;
 }
 
