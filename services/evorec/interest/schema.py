@@ -14,7 +14,7 @@ from pathlib import Path
 
 import sqlite_utils
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 _DDL = [
     """CREATE TABLE events (
@@ -57,6 +57,8 @@ MIGRATIONS: dict[int, list[str]] = {
         "CREATE INDEX events_without_topic ON events (item_id)"
         " WHERE topic_id IS NULL AND unknown_item = 0"
     ],
+    # 3: ExportEvents reads the whole log in time order, one page after another.
+    3: ["CREATE INDEX events_by_time ON events (event_time, seq)"],
 }
 DERIVED_TABLES = ("users", "topic_counts", "topic_transitions", "topic_days")
 
