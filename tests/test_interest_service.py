@@ -438,14 +438,16 @@ async def test_export_streams_every_event_in_time_order_then_only_what_came_late
     assert all(len(m.events) <= 7 for m in messages)
     assert len(messages) == -(-len(events) // 7)
     watermark = messages[0].watermark
-    assert watermark > 0 and {m.watermark for m in messages} == {watermark}
+    assert watermark > 0
+    assert {m.watermark for m in messages} == {watermark}
     # A late event (older than all) and a deletion after the cut: the next export since the
     # watermark holds just the late event; a full export no longer holds the deleted user.
     late = event("late-1", "u4", "i1", 1)
     await interest.IngestEvents(pb.IngestEventsRequest(events=[late]))
     await interest.DeleteUser(pb.DeleteUserRequest(user_id="u2"))
     since, since_ids = await export_all(interest, after_watermark=watermark)
-    assert since_ids == ["late-1"] and since[0].watermark > watermark
+    assert since_ids == ["late-1"]
+    assert since[0].watermark > watermark
     _, everything = await export_all(interest, page_size=10_000)
     assert everything[0] == "late-1"
     assert not {e.event_id for e in synthetic_events(prepared, "u2")} & set(everything)
@@ -456,7 +458,8 @@ async def test_an_empty_export_still_says_its_watermark_and_bad_requests_are_ref
     interest: interest_pb2_grpc.InterestServiceAsyncStub,
 ) -> None:
     messages, ids = await export_all(interest)
-    assert ids == [] and [m.watermark for m in messages] == [0]
+    assert ids == []
+    assert [m.watermark for m in messages] == [0]
     for request, field in (
         (pb.ExportEventsRequest(page_size=10_001), "page_size"),
         (pb.ExportEventsRequest(after_watermark=-1), "after_watermark"),
