@@ -22,7 +22,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from evorec import __version__, model_cli
+from evorec import __version__, model_cli, retrain_cli
 from evorec.cli_options import ConfigOption
 from evorec.data.schema import DataError
 from evorec.data_cli import app as data_app
@@ -44,6 +44,7 @@ app.add_typer(data_app, name="data")
 app.command()(model_cli.train)
 app.command()(model_cli.evaluate)
 app.command()(model_cli.export)
+app.command()(retrain_cli.retrain)
 console = Console()
 
 ServiceName = Annotated[str, typer.Argument(help="One of: " + ", ".join(SERVICES))]

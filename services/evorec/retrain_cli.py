@@ -1,0 +1,68 @@
+"""`evorec retrain`: retrain from the live services, gate, publish (see evorec.learning.retrain)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+from evorec.cli_options import ConfigOption, config_options
+from evorec.encoder.config import EncoderConfig, TrainingConfig
+from evorec.platform.config import load_settings
+
+console = Console()
+
+
+@config_options()
+def retrain(
+    from_scratch: Annotated[
+        bool, typer.Option(help="Start from random weights, not from the serving version.")
+    ] = False,
+    model: Annotated[
+        str, typer.Option(help="From scratch: transformer, gru or lstm (-text for text).")
+    ] = "transformer-text",
+    label: Annotated[
+        str | None, typer.Option(help="Point this version label (canary) at a published one.")
+    ] = None,
+    model_config: Annotated[
+        Path, typer.Option(help="TF Serving's model config file whose label it sets.")
+    ] = Path("serving/models.config"),
+    config: ConfigOption = None,
+    *,
+    encoder: EncoderConfig,
+    training: TrainingConfig,
+) -> None:
+    """Build a dataset from the live services, train a candidate (warm-started from the
+    serving version), and publish it as the next version only if it is not worse than the
+    serving one on each user's newest event by more than retrain.ndcg_margin."""
+    from evorec.learning.retrain import RetrainFailed, RetrainRequest
+    from evorec.learning.retrain import retrain as run
+
+    settings = load_settings(config)
+    request = RetrainRequest(
+        encoder=encoder.named(model),
+        training=training,
+        from_scratch=from_scratch,
+        label=label,
+        model_config=model_config if label is not None else None,
+    )
+    with console.status("retraining") as status:
+        try:
+            report = run(settings, request, status.update)
+        except RetrainFailed as error:
+            raise RuntimeError(f"{error} (report: {error.report['report_path']})") from error
+    serving = report["serving"]
+    console.print(
+        f"candidate version {report['candidate_version']} ({report['mode']}): "
+        f"NDCG@10 {report['candidate']['ndcg@10']:.4f} on each user's newest event"
+        + (
+            f", serving version {report['serving_version']}: {serving['ndcg@10']:.4f}"
+            if serving
+            else ""
+        )
+    )
+    verb = "published" if report["decision"] == "published" else "kept aside"
+    console.print(f"{verb}: {report['reason']} -> {report['candidate_path']}")
+    console.print(f"report: {report['report_path']}")
