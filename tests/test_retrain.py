@@ -19,6 +19,7 @@ from evorec.encoder.bundle import BUNDLE_DIR, ModelBundle, model_versions
 from evorec.encoder.config import EncoderConfig, TrainingConfig
 from evorec.learning.comparison import dataset_item_ids
 from evorec.learning.lock import Busy, exclusive
+from evorec.learning.promote import labels, promote
 from evorec.learning.retrain import REPORT_NAME, RetrainFailed, RetrainRequest, retrain
 from evorec.platform.clients import embedding_client, interest_client
 from evorec.v1 import common_pb2, embedding_pb2, interest_pb2
@@ -77,7 +78,9 @@ async def test_a_warm_retrain_is_published_then_a_worse_one_is_kept_aside(
 ) -> None:
     monkeypatch.setenv("EVOREC_RETRAIN__NDCG_MARGIN", "1")
     settings = live.settings()
-    report = await asyncio.to_thread(retrain, settings, RetrainRequest(SMALL, QUICK))
+    model_config = settings.data_dir / "models.config"
+    request = RetrainRequest(SMALL, QUICK, label="canary", model_config=model_config)
+    report = await asyncio.to_thread(retrain, settings, request)
 
     assert report["decision"] == "published"
     assert (report["mode"], report["serving_version"], report["candidate_version"]) == (
@@ -97,6 +100,7 @@ async def test_a_warm_retrain_is_published_then_a_worse_one_is_kept_aside(
     assert published.popularity.sum() == report["dataset"]["events"]
     assert report["dataset"]["users"] == 80 - 1
     assert read_json(report["report_path"]) == report
+    assert labels(model_config, "encoder") == {"canary": 2}
 
     # From scratch without learning, and no margin: worse than the serving version.
     monkeypatch.setenv("EVOREC_RETRAIN__NDCG_MARGIN", "0")
@@ -171,3 +175,23 @@ def test_evorec_retrain_says_when_another_one_runs(settings: object) -> None:
         )  # fmt: skip
     assert result.returncode == 1
     assert result.stderr.startswith(f"error: a retrain is already running (pid {os.getpid()};")
+
+
+@pytest.mark.slow
+def test_promote_moves_stable_only_to_a_version_that_answers(served: Path, tmp_path: Path) -> None:
+    from evorec.encoder.publish import set_version_label
+
+    config = tmp_path / "models.config"
+    broken = served / "2"
+    shutil.copytree(served / "1", broken)
+    (broken / "saved_model.pb").write_bytes(b"not a SavedModel")
+    set_version_label(config, "encoder", "canary", 2)
+    with pytest.raises(ValueError, match="does not load and answer"):
+        promote(config, served, "canary", "stable")
+    assert labels(config, "encoder") == {"canary": 2}
+    set_version_label(config, "encoder", "canary", 1)
+    moved = promote(config, served, "canary", "stable")
+    assert (moved.version, moved.previous) == (1, None)
+    assert labels(config, "encoder") == {"canary": 1, "stable": 1}
+    with pytest.raises(ValueError, match="no label 'nightly'"):
+        promote(config, served, "nightly", "stable")

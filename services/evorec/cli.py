@@ -45,6 +45,7 @@ app.command()(model_cli.train)
 app.command()(model_cli.evaluate)
 app.command()(model_cli.export)
 app.command()(retrain_cli.retrain)
+app.command()(retrain_cli.promote)
 console = Console()
 
 ServiceName = Annotated[str, typer.Argument(help="One of: " + ", ".join(SERVICES))]

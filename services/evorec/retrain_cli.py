@@ -1,4 +1,5 @@
-"""`evorec retrain`: retrain from the live services, gate, publish (see evorec.learning.retrain)."""
+"""`evorec retrain` (retrain from the live services, gate, publish; see evorec.learning.retrain)
+and `evorec promote` (move the stable label to the canary's version)."""
 
 from __future__ import annotations
 
@@ -66,3 +67,21 @@ def retrain(
     verb = "published" if report["decision"] == "published" else "kept aside"
     console.print(f"{verb}: {report['reason']} -> {report['candidate_path']}")
     console.print(f"report: {report['report_path']}")
+
+
+def promote(
+    source: Annotated[str, typer.Option("--from", help="The label whose version moves up.")] = (
+        "canary"
+    ),
+    target: Annotated[str, typer.Option("--to", help="The label that moves.")] = "stable",
+    model_config: Annotated[
+        Path, typer.Option(help="TF Serving's model config file holding the labels.")
+    ] = Path("serving/models.config"),
+    config: ConfigOption = None,
+) -> None:
+    """Point the stable label at the canary's version, once that version loads and answers."""
+    from evorec.learning.promote import promote as run
+
+    settings = load_settings(config)
+    moved = run(model_config, settings.serving.model_dir(settings.data_dir), source, target)
+    console.print(f"{model_config}: label {target} {moved.previous} -> {moved.version}")
