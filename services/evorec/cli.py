@@ -22,7 +22,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from evorec import __version__, model_cli, retrain_cli
+from evorec import __version__, model_cli, replay_cli, retrain_cli
 from evorec.cli_options import ConfigOption
 from evorec.data.schema import DataError
 from evorec.data_cli import app as data_app
@@ -46,6 +46,7 @@ app.command()(model_cli.evaluate)
 app.command()(model_cli.export)
 app.command()(retrain_cli.retrain)
 app.command()(retrain_cli.promote)
+app.command()(replay_cli.replay)
 console = Console()
 
 ServiceName = Annotated[str, typer.Argument(help="One of: " + ", ".join(SERVICES))]
@@ -99,6 +100,7 @@ def up(
             wait_until_serving(
                 settings.endpoint(name).target, SERVICES[name].full_name, start_timeout, process
             )
+        replay_cli.replay_default_once(settings)
         console.print(_status_table(settings, {name: "SERVING" for name in SERVICES}))
         console.print("all services up; Ctrl-C stops them")
         while True:
