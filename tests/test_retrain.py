@@ -6,6 +6,7 @@ import asyncio
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 from dataclasses import replace
@@ -195,3 +196,27 @@ def test_promote_moves_stable_only_to_a_version_that_answers(served: Path, tmp_p
     assert labels(config, "encoder") == {"canary": 1, "stable": 1}
     with pytest.raises(ValueError, match="no label 'nightly'"):
         promote(config, served, "nightly", "stable")
+
+
+def test_retrain_every_goes_on_after_a_failed_turn_until_stopped(settings: object) -> None:
+    process = subprocess.Popen(
+        [sys.executable, "-m", "evorec", "retrain", "--every", "1s"],
+        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        env={**os.environ, "COLUMNS": "300", "EVOREC_CLIENT__RETRY_MAX_ATTEMPTS": "1"},
+    )  # fmt: skip
+    assert process.stdout is not None
+    lines: list[str] = []
+    try:
+        while sum("retrain failed, nothing published" in line for line in lines) < 2:
+            line = process.stdout.readline()
+            assert line, "".join(lines)
+            lines.append(line)
+        process.send_signal(signal.SIGINT)
+        rest, _ = process.communicate(timeout=60)
+    finally:
+        process.kill()
+    assert lines[0].startswith("retraining every 1s")
+    assert "stopped" in rest
+    assert process.returncode == 0
+    reports = list((settings.data_dir / "retrain").glob("*-failed.json"))  # type: ignore[attr-defined]
+    assert len(reports) >= 2

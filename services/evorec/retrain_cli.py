@@ -4,14 +4,17 @@ and `evorec promote` (move the stable label to the canary's version)."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
 
 from evorec.cli_options import ConfigOption, config_options
 from evorec.encoder.config import EncoderConfig, TrainingConfig
-from evorec.platform.config import load_settings
+from evorec.platform.config import Settings, load_settings
+
+if TYPE_CHECKING:
+    from evorec.learning.retrain import RetrainRequest as Request
 
 console = Console()
 
@@ -30,6 +33,13 @@ def retrain(
     model_config: Annotated[
         Path, typer.Option(help="TF Serving's model config file whose label it sets.")
     ] = Path("serving/models.config"),
+    every: Annotated[
+        str | None,
+        typer.Option(
+            help="Retrain on this period (30m, 6h, 1d) until stopped; a run that "
+            "fails is reported and the next one comes."
+        ),
+    ] = None,
     config: ConfigOption = None,
     *,
     encoder: EncoderConfig,
@@ -38,8 +48,9 @@ def retrain(
     """Build a dataset from the live services, train a candidate (warm-started from the
     serving version), and publish it as the next version only if it is not worse than the
     serving one on each user's newest event by more than retrain.ndcg_margin."""
-    from evorec.learning.retrain import RetrainFailed, RetrainRequest
-    from evorec.learning.retrain import retrain as run
+    from evorec.learning.retrain import RetrainRequest
+    from evorec.learning.schedule import every as repeat
+    from evorec.learning.schedule import parse_duration
 
     settings = load_settings(config)
     request = RetrainRequest(
@@ -49,6 +60,28 @@ def retrain(
         label=label,
         model_config=model_config if label is not None else None,
     )
+    if every is None:
+        _retrain_once(settings, request)
+        return
+    period = parse_duration(every)
+
+    def turn() -> None:
+        try:
+            _retrain_once(settings, request)
+        except RuntimeError as error:  # RetrainFailed, lock.Busy: the next turn may do better
+            console.print(f"[red]{error}[/red]")
+
+    console.print(f"retraining every {every}; Ctrl-C stops")
+    try:
+        repeat(period, turn)
+    except KeyboardInterrupt:
+        console.print("stopped")
+
+
+def _retrain_once(settings: Settings, request: Request) -> None:
+    from evorec.learning.retrain import RetrainFailed
+    from evorec.learning.retrain import retrain as run
+
     with console.status("retraining") as status:
         try:
             report = run(settings, request, status.update)
