@@ -13,6 +13,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from evorec.data.artifacts import DatasetLayout
@@ -103,18 +104,51 @@ async def test_a_warm_retrain_is_published_then_a_worse_one_is_kept_aside(
     assert read_json(report["report_path"]) == report
     assert labels(model_config, "encoder") == {"canary": 2}
 
-    # From scratch without learning, and no margin: worse than the serving version.
+    # Nothing newer than what version 2 was trained on: nothing to judge a candidate on.
     monkeypatch.setenv("EVOREC_RETRAIN__NDCG_MARGIN", "0")
-    untrained = replace(QUICK, epochs=1, learning_rate=0.0)
-    report = await asyncio.to_thread(
-        retrain, live.settings(), RetrainRequest(SMALL, untrained, from_scratch=True)
-    )
+    untrained = RetrainRequest(SMALL, replace(QUICK, epochs=1, learning_rate=0.0), True)
+    report = await asyncio.to_thread(retrain, live.settings(), untrained)
+    assert report["decision"] == "kept_aside"
+    assert "nothing to judge" in report["reason"]
+
+    # A newer event for every user: an untrained candidate is worse there, and kept aside.
+    await ingest(live, likely_next_events(dataset))
+    report = await asyncio.to_thread(retrain, live.settings(), untrained)
     assert report["decision"] == "kept_aside", report["reason"]
+    assert report["evaluation"]["users"] == report["dataset"]["users"]
     assert report["candidate"]["ndcg@10"] < report["serving"]["ndcg@10"]
     assert model_versions(served) == [1, 2]
     aside = Path(report["candidate_path"])
     assert aside.parent.parent == settings.data_dir / "candidates"
-    assert json.loads((aside / BUNDLE_DIR / REPORT_NAME).read_text())["decision"] == "kept_aside"
+    assert read_json(aside / BUNDLE_DIR / REPORT_NAME)["decision"] == "kept_aside"
+
+
+def likely_next_events(dataset: DatasetLayout) -> list[common_pb2.Event]:
+    """One event per user, an hour after the newest, on the most popular item the user has
+    not seen in the topic of their latest events: what a trained model should expect."""
+    events = pd.read_parquet(dataset.events)
+    items = pd.read_parquet(dataset.items)
+    topic = dict(zip(items["item_id"], items["topic_id"], strict=True))
+    popular = events["item_id"].value_counts().index.tolist()
+    at = int(events["timestamp"].max()) + 3600
+    chosen = []
+    for user, history in events.groupby("user_id"):
+        recent = history["item_id"].tail(5).map(topic).mode().iloc[0]
+        seen = set(history["item_id"])
+        item = next(i for i in popular if topic[i] == recent and i not in seen)
+        chosen.append(
+            common_pb2.Event(
+                event_id=f"next-{user}", user_id=str(user), item_id=item,
+                type=common_pb2.EVENT_TYPE_VIEW, event_time={"seconds": at},
+            )
+        )  # fmt: skip
+    return chosen
+
+
+async def ingest(stack: Stack, events: list[common_pb2.Event]) -> None:
+    async with interest_client(stack.settings()) as interest:
+        response = await interest.stub.IngestEvents(interest_pb2.IngestEventsRequest(events=events))
+    assert response.summary.accepted_count == len(events)
 
 
 @pytest.mark.slow

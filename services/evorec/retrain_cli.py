@@ -87,16 +87,17 @@ def _retrain_once(settings: Settings, request: Request) -> None:
             report = run(settings, request, status.update)
         except RetrainFailed as error:
             raise RuntimeError(f"{error} (report: {error.report['report_path']})") from error
-    serving = report["serving"]
-    console.print(
-        f"candidate version {report['candidate_version']} ({report['mode']}): "
-        f"NDCG@10 {report['candidate']['ndcg@10']:.4f} on each user's newest event"
-        + (
-            f", serving version {report['serving_version']}: {serving['ndcg@10']:.4f}"
-            if serving
-            else ""
+    candidate, serving = report["candidate"], report["serving"]
+    if candidate:
+        console.print(
+            f"candidate version {report['candidate_version']} ({report['mode']}): NDCG@10 "
+            f"{candidate['ndcg@10']:.4f} on {report['evaluation']['users']} users' newest event"
+            + (
+                f", serving version {report['serving_version']}: {serving['ndcg@10']:.4f}"
+                if serving
+                else ""
+            )
         )
-    )
     verb = "published" if report["decision"] == "published" else "kept aside"
     console.print(f"{verb}: {report['reason']} -> {report['candidate_path']}")
     console.print(f"report: {report['report_path']}")

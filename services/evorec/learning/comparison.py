@@ -1,9 +1,11 @@
 """Any exported version scored on a prepared dataset's newest events, as ranking would use it.
 
 The gate compares the candidate with the serving version on the same events: the newest
-event of each user (the leave-one-out test target), given everything before it. Neither
-trained on it (training stops two events short of each user's end, and a newer event than
-the serving version's data is new to it). Both are scored through their exported
+event of each user (the leave-one-out test target), given everything before it, for the
+users whose newest event is later than anything the serving version was trained on (when
+its retrain report says how far that was). So neither trained on it: the candidate's
+training stops two events short of each user's end, and the event is newer than the
+serving version's data. Both are scored through their exported
 SavedModels, so the candidate is also proven to load and answer before it may be published.
 The serving version knows fewer items: as in ranking, an item it never held is left out of
 the history the encoder reads and is scored through its text (`t @ W`).
@@ -19,6 +21,7 @@ import tensorflow as tf
 
 from evorec.data.artifacts import DatasetLayout
 from evorec.data.sequences import LeaveOneOut
+from evorec.data.splits import TEST
 from evorec.encoder.bundle import ModelBundle
 from evorec.evaluation.metrics import RankingMetrics, mask_seen, positions
 
@@ -65,13 +68,29 @@ def version_scores(
     return np.concatenate(out)
 
 
-def newest_event_metrics(version_dir: Path, layout: DatasetLayout) -> dict[str, float]:
+def newest_event_metrics(
+    version_dir: Path, layout: DatasetLayout, after_time: float | None = None
+) -> tuple[dict[str, float], int]:
     """HR, NDCG at 5/10/20 and MRR of the version on each user's newest event of `layout`
-    (seen items excluded, every item ranked)."""
+    (seen items excluded, every item ranked), and the number of users they average over:
+    only users whose newest event is later than `after_time`, when given."""
     data = LeaveOneOut.load(layout)
-    histories = data.test_input
+    events = pd.read_parquet(layout.events, columns=["user_index", "timestamp", "split_loo"])
+    newest = events[events["split_loo"] == TEST].sort_values("user_index", kind="stable")
+    chosen = np.ones(len(data.test_target), bool)
+    if after_time is not None:
+        chosen = newest["timestamp"].to_numpy() > after_time
+    if not chosen.any():
+        return {}, 0
+    histories = [h for h, keep in zip(data.test_input, chosen, strict=True) if keep]
     scores = version_scores(
         version_dir, dataset_item_ids(layout), np.load(layout.item_vectors), histories
     )
     ranked = mask_seen(scores, histories)
-    return RankingMetrics.from_positions(positions(ranked, data.test_target)).values
+    metrics = RankingMetrics.from_positions(positions(ranked, data.test_target[chosen])).values
+    return metrics, len(histories)
+
+
+def newest_time(layout: DatasetLayout) -> float:
+    """The time of the dataset's newest event: how far a model trained on it has seen."""
+    return float(pd.read_parquet(layout.events, columns=["timestamp"])["timestamp"].max())

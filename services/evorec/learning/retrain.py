@@ -93,7 +93,7 @@ def _run(
     from evorec.encoder.publish import publish, set_version_label
     from evorec.encoder.training import Trainer
     from evorec.encoder.warm_start import served_config, warm_start
-    from evorec.learning.comparison import dataset_item_ids, newest_event_metrics
+    from evorec.learning.comparison import dataset_item_ids, newest_event_metrics, newest_time
 
     model_dir = settings.serving.model_dir(settings.data_dir)
     name = model_dir.name
@@ -116,6 +116,7 @@ def _run(
         "events": manifest["counts"]["events"],
         "users": manifest["counts"]["users"],
         "items": manifest["counts"]["items"],
+        "newest_event_time": newest_time(dataset),
     }
 
     progress("training the candidate")
@@ -148,17 +149,28 @@ def _run(
     report["fallback_sources"] = "refitted on the dataset's events"
 
     progress("comparing with the serving version")
-    report["candidate"] = newest_event_metrics(candidate, dataset)
-    report["serving"] = newest_event_metrics(serving, dataset) if serving is not None else None
     margin = settings.retrain.ndcg_margin
+    seen_until = served_until(serving) if serving is not None else None
+    report["evaluation"] = {
+        "events": "each user's newest event, given all before it",
+        "after_time": seen_until,
+    }
+    report["candidate"], users = newest_event_metrics(candidate, dataset, seen_until)
+    report["evaluation"]["users"] = users
+    report["serving"] = (
+        newest_event_metrics(serving, dataset, seen_until)[0] if serving is not None else None
+    )
     if report["serving"] is None:
         passed, reason = True, "no version is serving yet"
+    elif users == 0:
+        passed = False
+        reason = "no user has an event newer than the serving version's data: nothing to judge"
     else:
         ours, theirs = report["candidate"]["ndcg@10"], report["serving"]["ndcg@10"]
         passed = ours >= theirs - margin
         reason = (
             f"candidate NDCG@10 {ours:.4f} {'>=' if passed else '<'} serving {theirs:.4f}"
-            f" - margin {margin}"
+            f" - margin {margin}, over {users} users' newest events"
         )
     report["decision"] = "published" if passed else "kept_aside"
     report["reason"] = reason
@@ -171,6 +183,16 @@ def _run(
         if request.label is not None and request.model_config is not None:
             set_version_label(request.model_config, name, request.label, version)
             report["label"] = {"name": request.label, "version": version}
+
+
+def served_until(version_dir: Path) -> float | None:
+    """The newest event time a version was trained on, from its retrain report (None for a
+    version `evorec train` made, whose report does not exist)."""
+    path = version_dir / BUNDLE_DIR / REPORT_NAME
+    if not path.exists():
+        return None
+    value = json.loads(path.read_text()).get("dataset", {}).get("newest_event_time")
+    return float(value) if value is not None else None
 
 
 def _finish(report: dict[str, Any], started: float, reports: Path) -> dict[str, Any]:
