@@ -31,7 +31,10 @@ def retrain(
         str | None, typer.Option(help="Point this version label (canary) at a published one.")
     ] = None,
     model_config: Annotated[
-        Path, typer.Option(help="TF Serving's model config file whose label it sets.")
+        Path,
+        typer.Option(
+            help="TF Serving's model config (versions, labels), with TF Serving or --label."
+        ),
     ] = Path("serving/models.config"),
     every: Annotated[
         str | None,
@@ -58,7 +61,10 @@ def retrain(
         training=training,
         from_scratch=from_scratch,
         label=label,
-        model_config=model_config if label is not None else None,
+        # TF Serving's config is written when TF Serving serves, or a label is asked for.
+        model_config=(
+            model_config if label is not None or settings.serving.backend == "tf_serving" else None
+        ),
     )
     if every is None:
         _retrain_once(settings, request)

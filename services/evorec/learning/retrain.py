@@ -48,6 +48,8 @@ class RetrainRequest:
     from_scratch: bool = False
     # Point this TF Serving version label at a published version (in `model_config`).
     label: str | None = None
+    # TF Serving's model config: when given, a published version's label and the version
+    # policy (encoder.publish.KEEP_LATEST) are written there.
     model_config: Path | None = None
 
 
@@ -90,7 +92,7 @@ def _run(
     from evorec.data.sequences import LeaveOneOut
     from evorec.encoder.export import export_model, next_version
     from evorec.encoder.model import SequenceEncoder
-    from evorec.encoder.publish import publish, set_version_label
+    from evorec.encoder.publish import apply_version_policy, publish, set_version_label
     from evorec.encoder.training import Trainer
     from evorec.encoder.warm_start import served_config, warm_start
     from evorec.learning.comparison import dataset_item_ids, newest_event_metrics, newest_time
@@ -180,9 +182,13 @@ def _run(
         published = publish(candidate, model_dir.parent)
         shutil.rmtree(candidate)
         report["candidate_path"] = str(published)
-        if request.label is not None and request.model_config is not None:
-            set_version_label(request.model_config, name, request.label, version)
-            report["label"] = {"name": request.label, "version": version}
+        if request.model_config is not None:
+            if request.label is not None:
+                set_version_label(request.model_config, name, request.label, version)
+                report["label"] = {"name": request.label, "version": version}
+            report["tf_serving_versions"] = apply_version_policy(
+                request.model_config, name, model_versions(model_dir)
+            )
 
 
 def served_until(version_dir: Path) -> float | None:
