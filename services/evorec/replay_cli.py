@@ -90,7 +90,8 @@ def replay(
 def replay_default_once(settings: Settings) -> None:
     """`evorec up` on the embedded default: the default dataset's training events are
     replayed into the interest service once (a finished replay's checkpoint says so; an
-    interrupted one goes on), so a user's first `evorec recommend` answers from history."""
+    interrupted one goes on at the next start), so a user's first `evorec recommend`
+    answers from history. A failed replay is reported and leaves the services running."""
     from evorec.data.artifacts import DatasetLayout
     from evorec.learning.replay import Checkpoint, replay_events
 
@@ -99,4 +100,7 @@ def replay_default_once(settings: Settings) -> None:
     events = replay_events(DatasetLayout(settings.dataset_path), "train")
     if Checkpoint(settings.data_dir / "replay", events.key).read() >= len(events):
         return
-    run_replay(settings, settings.dataset_path, "train", None, restart=False)
+    try:
+        run_replay(settings, settings.dataset_path, "train", None, restart=False)
+    except RuntimeError as error:  # the services run on; the next `evorec up` goes on with it
+        console.print(f"[yellow]replaying the default dataset stopped: {error}[/yellow]")
