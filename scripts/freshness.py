@@ -1,6 +1,7 @@
 """Freshness: how much retraining from live events helps, and what it costs.
 
-    .venv/bin/python scripts/freshness.py [--chunks 4] [--epochs 20] [--dim 32] [--plot PNG]
+    .venv/bin/python scripts/freshness.py [--chunks 4] [--epochs 20] [--dim 32] [--seed 0]
+        [--plot PNG]
 
 The drift simulator's data (its defaults: 200 users whose interests move, 400 items), in
 time order. 5 % of the items are held back as new: their events in the first 70 % are
@@ -149,7 +150,7 @@ async def upsert(settings: Settings, items: pd.DataFrame) -> None:
 
 async def main(args: argparse.Namespace) -> list[dict[str, Any]]:
     root = Path(tempfile.mkdtemp(prefix="evorec-freshness-"))
-    config = SimulatorConfig()
+    config = SimulatorConfig(seed=args.seed)
     simulate(config).write(root / "raw", config)
     raw = read_dataset(root / "raw")
     items = raw.items
@@ -191,7 +192,7 @@ async def main(args: argparse.Namespace) -> list[dict[str, Any]]:
             new_items = items[items["item_id"].isin(set(chunk["item_id"]) - known)]
             await upsert(settings, new_items)
             ids, text = await catalog(settings)
-            before = events[events["timestamp"] < chunk["timestamp"].min()]
+            before = pd.concat([initial, *chunks[:number]])  # what the services were fed
             row: dict[str, Any] = {
                 "chunk": number + 1,
                 "events": len(chunk),
@@ -271,6 +272,7 @@ if __name__ == "__main__":
     parser.add_argument("--chunks", type=int, default=4)
     parser.add_argument("--epochs", type=int, default=20)
     parser.add_argument("--dim", type=int, default=32)
+    parser.add_argument("--seed", type=int, default=0, help="The simulator's seed.")
     parser.add_argument("--plot", type=Path)
     arguments = parser.parse_args()
     report(asyncio.run(main(arguments)), arguments.plot)
