@@ -57,8 +57,8 @@ from pathlib import Path
 from tests.prediction_service import start_prediction_service
 
 async def main():
-    server, port, _ = await start_prediction_service(Path(sys.argv[1]), port=int(sys.argv[2]))
-    await server.wait_for_termination()
+    stand_in = await start_prediction_service(Path(sys.argv[1]), port=int(sys.argv[2]))
+    await stand_in.server.wait_for_termination()
 
 asyncio.run(main())
 """

@@ -1,57 +1,126 @@
-"""TensorFlow Serving's `PredictionService.Predict`, implemented over the SavedModels under a
-base path, for the tests of our TF Serving client: the TF Serving binary cannot be installed
-on these machines (it ships as a container image or from its own package repository).
+"""TensorFlow Serving, as far as evorec talks to it, over the SavedModels under a base path:
+the TF Serving binary cannot be installed on these machines (it ships as a container image or
+from its own package repository), so the tests of our TF Serving client run against this.
 
-It answers as TF Serving does for what the ranking service asks: the model by name, the
-version by number, by label or (neither) the newest; the signature by name; the response's
-model spec names the version that answered; NOT_FOUND for an unknown model, version or
-label.
+It behaves as TF Serving does where evorec depends on it:
+- it serves only the versions its model config allows (`specific` versions, or `latest`;
+  without a config file, TF Serving's default: the newest version), loading each before it
+  counts as AVAILABLE, and unloading those the config no longer names;
+- it re-reads the config and the base path every `poll_s` (TF Serving's
+  `--model_config_file_poll_wait_seconds` and `--file_system_poll_wait_seconds`);
+- `ModelService.GetModelStatus` lists the AVAILABLE versions;
+- `PredictionService.Predict` answers by version number, by label (the config's, or those
+  given) or the newest AVAILABLE version; a version that is not loaded is NOT_FOUND with TF
+  Serving's message, an unknown label INVALID_ARGUMENT; the response names the version.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from pathlib import Path
 from typing import Any
 
 import grpc
 import tensorflow as tf
-from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
+from google.protobuf import text_format
+from tensorflow_serving.apis import (
+    get_model_status_pb2,
+    model_service_pb2_grpc,
+    predict_pb2,
+    prediction_service_pb2_grpc,
+)
+from tensorflow_serving.config import model_server_config_pb2
 
 from evorec.encoder.bundle import model_versions
 
+AVAILABLE = get_model_status_pb2.ModelVersionStatus.AVAILABLE
+
+
+class ServingState:
+    """The loaded versions per model, and the labels, as the config last said."""
+
+    def __init__(self, base: Path, config_file: Path | None, labels: dict[str, int]) -> None:
+        self.base = base
+        self.config_file = config_file
+        self.given_labels = labels
+        self.loaded: dict[str, dict[int, Any]] = {}
+        self.labels: dict[str, dict[str, int]] = {}
+
+    def wanted(self) -> tuple[dict[str, list[int]], dict[str, dict[str, int]]]:
+        """Per model, the versions the config allows among those on disk, and its labels."""
+        if self.config_file is None:
+            names = [p.name for p in self.base.iterdir() if p.is_dir()]
+            return (
+                {n: model_versions(self.base / n)[-1:] for n in names},
+                {n: dict(self.given_labels) for n in names},
+            )
+        config = text_format.Parse(
+            self.config_file.read_text(), model_server_config_pb2.ModelServerConfig()
+        )
+        versions, labels = {}, {}
+        for model in config.model_config_list.config:
+            on_disk = model_versions(self.base / model.name)
+            policy = model.model_version_policy
+            if policy.HasField("specific"):
+                versions[model.name] = [v for v in on_disk if v in policy.specific.versions]
+            elif policy.HasField("all"):
+                versions[model.name] = on_disk
+            else:
+                versions[model.name] = on_disk[-(policy.latest.num_versions or 1) :]
+            labels[model.name] = dict(model.version_labels)
+        return versions, labels
+
+    async def refresh(self) -> None:
+        """Loads what the config newly allows, then unloads what it no longer does."""
+        versions, labels = self.wanted()
+        for name, wanted in versions.items():
+            loaded = self.loaded.setdefault(name, {})
+            for version in wanted:
+                if version not in loaded:
+                    path = self.base / name / str(version)
+                    loaded[version] = await asyncio.to_thread(tf.saved_model.load, str(path))
+            for version in [v for v in loaded if v not in wanted]:
+                del loaded[version]
+        for name in [n for n in self.loaded if n not in versions]:
+            del self.loaded[name]
+        # TF Serving takes a label only for a version it has AVAILABLE.
+        self.labels = {
+            name: {k: v for k, v in model_labels.items() if v in self.loaded.get(name, {})}
+            for name, model_labels in labels.items()
+        }
+
 
 class SavedModelPredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):  # type: ignore[misc]
-    def __init__(self, base: Path, labels: dict[str, int] | None = None) -> None:
-        self.base = base
-        self.labels = labels or {}
-        self.models: dict[tuple[str, int], Any] = {}
+    def __init__(self, state: ServingState) -> None:
+        self.state = state
         self.requests: list[predict_pb2.PredictRequest] = []
-
-    def _version(self, spec: Any, versions: list[int]) -> int | None:
-        choice = spec.WhichOneof("version_choice")
-        if choice == "version":
-            return spec.version.value if spec.version.value in versions else None
-        if choice == "version_label":
-            return self.labels.get(spec.version_label)
-        return versions[-1] if versions else None
 
     async def Predict(
         self, request: predict_pb2.PredictRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> predict_pb2.PredictResponse:
         self.requests.append(request)
         spec = request.model_spec
-        version = self._version(spec, model_versions(self.base / spec.name))
-        if version is None:
+        loaded = self.state.loaded.get(spec.name, {})
+        choice = spec.WhichOneof("version_choice")
+        if choice == "version_label":
+            version = self.state.labels.get(spec.name, {}).get(spec.version_label)
+            if version is None:
+                await context.abort(
+                    grpc.StatusCode.INVALID_ARGUMENT,
+                    f"Unrecognized servable version label: {spec.version_label}",
+                )
+        elif choice == "version":
+            version = spec.version.value
+        else:
+            version = max(loaded, default=None)
+        if version not in loaded:
+            wanted = f"Specific({spec.name}, {version})" if choice else f"Latest({spec.name})"
             await context.abort(
-                grpc.StatusCode.NOT_FOUND, f"Servable not found for request: {spec}"
+                grpc.StatusCode.NOT_FOUND, f"Servable not found for request: {wanted}"
             )
         assert version is not None
-        key = (spec.name, version)
-        if key not in self.models:
-            path = self.base / spec.name / str(version)
-            self.models[key] = await asyncio.to_thread(tf.saved_model.load, str(path))
-        signature = self.models[key].signatures[spec.signature_name or "serving_default"]
+        signature = loaded[version].signatures[spec.signature_name or "serving_default"]
         inputs = {name: tf.constant(tf.make_ndarray(t)) for name, t in request.inputs.items()}
         outputs = await asyncio.to_thread(lambda: signature(**inputs))
         response = predict_pb2.PredictResponse()
@@ -63,13 +132,74 @@ class SavedModelPredictionService(prediction_service_pb2_grpc.PredictionServiceS
         return response
 
 
+class ModelStatusService(model_service_pb2_grpc.ModelServiceServicer):
+    def __init__(self, state: ServingState) -> None:
+        self.state = state
+
+    async def GetModelStatus(
+        self, request: get_model_status_pb2.GetModelStatusRequest, context: grpc.aio.ServicerContext
+    ) -> get_model_status_pb2.GetModelStatusResponse:
+        spec = request.model_spec
+        versions = sorted(self.state.loaded.get(spec.name, {}))
+        if spec.HasField("version"):
+            versions = [v for v in versions if v == spec.version.value]
+        if not versions:
+            await context.abort(
+                grpc.StatusCode.NOT_FOUND, f"Could not find any versions of model {spec.name}"
+            )
+        return get_model_status_pb2.GetModelStatusResponse(
+            model_version_status=[
+                get_model_status_pb2.ModelVersionStatus(version=v, state=AVAILABLE)
+                for v in versions
+            ]
+        )
+
+
+class StandIn:
+    """The running stand-in: its port, what it was asked, and how to stop it."""
+
+    def __init__(self, server: grpc.aio.Server, port: int, state: ServingState) -> None:
+        self.server = server
+        self.port = port
+        self.state = state
+        self.predictions = SavedModelPredictionService(state)
+        self.poller: asyncio.Task[None] | None = None
+
+    @property
+    def requests(self) -> list[predict_pb2.PredictRequest]:
+        return self.predictions.requests
+
+    async def poll(self, interval_s: float) -> None:
+        while True:
+            await asyncio.sleep(interval_s)
+            await self.state.refresh()
+
+    async def stop(self) -> None:
+        if self.poller is not None:
+            self.poller.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self.poller
+        await self.server.stop(None)
+
+
 async def start_prediction_service(
-    base: Path, labels: dict[str, int] | None = None, port: int = 0
-) -> tuple[grpc.aio.Server, int, SavedModelPredictionService]:
-    """Serves the stand-in on a loopback port; returns the server, its port and servicer."""
+    base: Path,
+    labels: dict[str, int] | None = None,
+    config_file: Path | None = None,
+    poll_s: float = 0.2,
+    port: int = 0,
+) -> StandIn:
+    """Loads what the config allows (as TF Serving does before it serves), then serves
+    PredictionService and ModelService on a loopback port, re-reading every `poll_s`."""
+    state = ServingState(base, config_file, labels or {})
+    await state.refresh()
     server = grpc.aio.server()
-    servicer = SavedModelPredictionService(base, labels)
-    prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(servicer, server)
-    bound = server.add_insecure_port(f"127.0.0.1:{port}")
+    stand_in = StandIn(server, 0, state)
+    prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(
+        stand_in.predictions, server
+    )
+    model_service_pb2_grpc.add_ModelServiceServicer_to_server(ModelStatusService(state), server)
+    stand_in.port = server.add_insecure_port(f"127.0.0.1:{port}")
     await server.start()
-    return server, bound, servicer
+    stand_in.poller = asyncio.create_task(stand_in.poll(poll_s))
+    return stand_in

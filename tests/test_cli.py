@@ -105,6 +105,11 @@ def calls_across_services(env: dict[str, str]) -> None:
     assert shown.returncode == 0, shown.stderr
     assert "model version 1" in shown.stdout
     assert shown.stdout.count("because you") + shown.stdout.count("often chosen") >= 1
+    # u1's training events were replayed on the first start: an answer from history.
+    replayed = evorec("recommend", "u1", "-k", "5", env=env)
+    assert replayed.returncode == 0, replayed.stderr
+    assert "cold start" not in replayed.stdout
+    assert "because you" in replayed.stdout
 
 
 @pytest.mark.slow

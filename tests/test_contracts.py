@@ -7,7 +7,7 @@ from google.protobuf import descriptor_pb2
 from evorec.platform.registry import SERVICES
 
 # DESIGN.md, "Contracts": names are fixed so that callers and issues agree; RPCs added since
-# (ListTopics, ListItems, GetRecentItems) are listed with them.
+# (ListTopics, ListItems, GetRecentItems, ExportEvents) are listed with them.
 FIXED_RPCS = {
     "evorec.v1.PreprocessService": ["NormalizeText"],
     "evorec.v1.EmbeddingService": [
@@ -25,6 +25,7 @@ FIXED_RPCS = {
         "GetRecentItems",
         "GetInterestProfile",
         "DeleteUser",
+        "ExportEvents",
     ],
     # ForecastInterests: the forecast RPC DESIGN.md plans on RankingService (issue 13).
     "evorec.v1.RankingService": ["Recommend", "RecommendBatch", "ForecastInterests"],

@@ -263,6 +263,10 @@ async def test_catalog_changes_are_listed_in_order_and_a_restart_is_detected(
     assert [e.item.item_id for e in changes.items] == ["late"]
     assert not changes.has_more
     assert changes.revision == pages[-1].revision + 1
+    with_text = await embedding.ListItems(
+        pb.ListItemsRequest(after_revision=pages[-1].revision, include_text=True)
+    )
+    assert with_text.items[0].item.text == topic_text(synthetic, 1)
 
     await stack.stop("embedding")
     server = await stack.start("embedding")

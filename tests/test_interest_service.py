@@ -470,3 +470,56 @@ async def test_events_of_an_item_the_catalog_learns_later_get_its_topic(
     assert {w.topic_id: round(w.weight, 6) for w in profile.long_term.weights} == {
         t: round(n / (len(known) + len(late)), 6) for t, n in expected.items()
     }
+
+
+async def export_all(
+    interest: interest_pb2_grpc.InterestServiceAsyncStub, **request: int
+) -> tuple[list[pb.ExportEventsResponse], list[str]]:
+    messages = [m async for m in interest.ExportEvents(pb.ExportEventsRequest(**request))]
+    return messages, [e.event.event_id for m in messages for e in m.events]
+
+
+async def test_export_streams_every_event_in_time_order_then_only_what_came_later(
+    interest: interest_pb2_grpc.InterestServiceAsyncStub, prepared: Path
+) -> None:
+    events = [e for user in ("u1", "u2", "u3") for e in synthetic_events(prepared, user)]
+    await interest.IngestEvents(pb.IngestEventsRequest(events=events))
+    messages, ids = await export_all(interest, page_size=7)
+    by_time = sorted(events, key=lambda e: e.event_time.seconds)
+    assert [e.event.event_time.seconds for m in messages for e in m.events] == [
+        e.event_time.seconds for e in by_time
+    ]
+    assert sorted(ids) == sorted(e.event_id for e in events)
+    assert all(len(m.events) <= 7 for m in messages)
+    assert len(messages) == -(-len(events) // 7)
+    watermark = messages[0].watermark
+    assert watermark > 0
+    assert {m.watermark for m in messages} == {watermark}
+    # A late event (older than all) and a deletion after the cut: the next export since the
+    # watermark holds just the late event; a full export no longer holds the deleted user.
+    late = event("late-1", "u4", "i1", 1)
+    await interest.IngestEvents(pb.IngestEventsRequest(events=[late]))
+    await interest.DeleteUser(pb.DeleteUserRequest(user_id="u2"))
+    since, since_ids = await export_all(interest, after_watermark=watermark)
+    assert since_ids == ["late-1"]
+    assert since[0].watermark > watermark
+    _, everything = await export_all(interest, page_size=10_000)
+    assert everything[0] == "late-1"
+    assert not {e.event_id for e in synthetic_events(prepared, "u2")} & set(everything)
+    assert len(everything) == len(events) + 1 - len(synthetic_events(prepared, "u2"))
+
+
+async def test_an_empty_export_still_says_its_watermark_and_bad_requests_are_refused(
+    interest: interest_pb2_grpc.InterestServiceAsyncStub,
+) -> None:
+    messages, ids = await export_all(interest)
+    assert ids == []
+    assert [m.watermark for m in messages] == [0]
+    for request, field in (
+        (pb.ExportEventsRequest(page_size=10_001), "page_size"),
+        (pb.ExportEventsRequest(after_watermark=-1), "after_watermark"),
+    ):
+        with pytest.raises(grpc.aio.AioRpcError) as raised:
+            _ = [m async for m in interest.ExportEvents(request)]
+        assert raised.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        assert [v.field for v in field_violations(raised.value)] == [field]

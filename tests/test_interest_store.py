@@ -25,10 +25,11 @@ def test_a_version_1_database_is_migrated_with_its_events(tmp_path: Path) -> Non
         db.execute("PRAGMA user_version=1")
     store = EventStore(path)
     try:
-        assert store.db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 3
+        assert store.db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 4
         assert store.unresolved_items(10) == ["i"]
         indexes = {row[1] for row in store.db.execute("PRAGMA index_list(events)")}
-        assert "events_to_backfill" in indexes
+        assert {"events_to_backfill", "events_by_time"} <= indexes
+        assert [r.event_id for r in store.export_page(0, store.log_position(), 10)] == ["e1"]
     finally:
         store.close()
 
@@ -97,5 +98,38 @@ def test_a_deleted_users_bytes_leave_the_database_and_its_wal(tmp_path: Path) ->
                 assert b"PRIVATE-7f3a9c" not in raw, file.name
                 assert b"leaver" not in raw, file.name
         assert len(store.history("keeper", 1000)) == 300
+    finally:
+        store.close()
+
+
+def test_export_pages_follow_time_order_within_the_cut_it_began_with(tmp_path: Path) -> None:
+    store = EventStore(tmp_path / "events.sqlite", durability="normal")
+    try:
+
+        def event(event_id: str, user: str, time: float) -> NewEvent:
+            return NewEvent(0, event_id, user, "i", 1, None, "", time, 0.0, "t", False)
+
+        # Two users interleaved in time, one tie on the time (broken by storage order).
+        store.write([event("a1", "a", 1), event("a2", "a", 3), event("b1", "b", 2)])
+        store.write([event("b2", "b", 3)])
+        watermark = store.log_position()
+        store.write([event("late", "b", 0.5)])  # after the cut, though older in time
+
+        def export(after_seq: int, up_to: int, limit: int) -> list[str]:
+            ids: list[str] = []
+            position = None
+            while True:
+                page = store.export_page(after_seq, up_to, limit, position)
+                ids += [row.event_id for row in page]
+                if len(page) < limit:
+                    return ids
+                position = (page[-1].event_time, page[-1].seq)
+
+        assert export(0, watermark, 2) == export(0, watermark, 100) == ["a1", "b1", "a2", "b2"]
+        assert export(watermark, store.log_position(), 1) == ["late"]
+        store.delete_user("b")
+        # Positions never go back, so an event stored after a deletion is after the cut.
+        assert store.log_position() == watermark + 1
+        assert export(0, store.log_position(), 1) == ["a1", "a2"]
     finally:
         store.close()

@@ -16,8 +16,10 @@ import grpc
 import pandas as pd
 import pytest
 from google.protobuf.timestamp_pb2 import Timestamp
+from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
 
 from evorec.encoder.backends import InProcessBackend
+from evorec.encoder.publish import apply_version_policy, set_version_label
 from evorec.platform.clients import embedding_client, interest_client, ranking_client
 from evorec.platform.errors import field_violations
 from evorec.platform.server import GrpcService
@@ -376,10 +378,13 @@ async def test_the_tf_serving_backend_matches_in_process_routes_labels_and_degra
     await services.stop("ranking")
 
     copy_version(base / "encoder" / "1", base, 2)
-    server, port, servicer = await start_prediction_service(base, {"stable": 1, "canary": 2})
+    config = base / "models.config"
+    set_version_label(config, "encoder", "stable", 1)
+    set_version_label(config, "encoder", "canary", 2)
+    tf_serving = await start_prediction_service(base, config_file=config)
     try:
         monkeypatch.setenv("EVOREC_SERVING__BACKEND", "tf_serving")
-        monkeypatch.setenv("EVOREC_SERVING__TF_SERVING_TARGET", f"127.0.0.1:{port}")
+        monkeypatch.setenv("EVOREC_SERVING__TF_SERVING_TARGET", f"127.0.0.1:{tf_serving.port}")
         monkeypatch.setenv("EVOREC_SERVING__VERSION_LABEL", "stable")
         monkeypatch.setenv("EVOREC_RANKING__PORT", "0")
         await services.start("ranking")
@@ -391,15 +396,15 @@ async def test_the_tf_serving_backend_matches_in_process_routes_labels_and_degra
         assert [r.score for r in served.recommendations] == pytest.approx(
             [r.score for r in in_process.recommendations]
         )
-        assert servicer.requests[-1].model_spec.version.value == 1
+        assert tf_serving.requests[-1].model_spec.version.value == 1
         await services.stop("ranking")
 
         monkeypatch.setenv("EVOREC_SERVING__VERSION_LABEL", "canary")
         await services.start("ranking")
         assert (await recommend(services, history=history)).model_version == "2"
-        assert servicer.requests[-1].model_spec.version.value == 2
+        assert tf_serving.requests[-1].model_spec.version.value == 2
     finally:
-        await server.stop(None)
+        await tf_serving.stop()
     degraded = await recommend(services, history=history, k=10)
     assert ENCODER in degraded.degraded_sources
     assert degraded.model_version == ""
@@ -458,3 +463,68 @@ async def test_a_bug_in_the_encoder_is_internal_and_counted_not_degraded(
         assert "request id" in (raised.value.details() or "")
     metrics = await asyncio.to_thread(scrape, ranking.metrics_port)
     assert "evorec_ranking_encoder_errors_total 2.0" in metrics
+
+
+async def test_a_new_version_rolls_out_through_tf_serving_and_no_answer_loses_the_encoder(
+    services: Stack, monkeypatch: pytest.MonkeyPatch, base: Path, prepared: Path
+) -> None:
+    config = base / "models.config"
+    apply_version_policy(config, "encoder", [1])
+    tf_serving = await start_prediction_service(base, config_file=config, poll_s=0.2)
+    topics = items_by_topic(prepared)
+    history = ranking_pb2.InlineHistory(
+        items=[ranking_pb2.HistoryItem(item_id=i) for i in topics[sorted(topics)[1]][:10]]
+    )
+    answers: list[ranking_pb2.RecommendResponse] = []
+    asking = asyncio.Event()
+
+    async def keep_asking() -> None:
+        while asking.is_set():
+            answers.append(await recommend(services, history=history, k=5))
+
+    async def served_version(version: str) -> None:
+        deadline = time.monotonic() + 15
+        while not answers or answers[-1].model_version != version:
+            assert time.monotonic() < deadline, f"version {version} was not rolled out"
+            await asyncio.sleep(0.1)
+
+    try:
+        monkeypatch.setenv("EVOREC_SERVING__BACKEND", "tf_serving")
+        monkeypatch.setenv("EVOREC_SERVING__TF_SERVING_TARGET", f"127.0.0.1:{tf_serving.port}")
+        # The stand-in loads SavedModels in this process, which slows every answer while it
+        # does (TF Serving loads beside serving): time is not what this test is about.
+        monkeypatch.setenv("EVOREC_SERVING__TIMEOUT_S", "20")
+        monkeypatch.setenv("EVOREC_CLIENT__DEFAULT_TIMEOUT_S", "60")
+        await services.start("ranking")
+        asking.set()
+        asker = asyncio.create_task(keep_asking())
+        await served_version("1")
+        # On disk, but not in TF Serving's config yet: not loaded, so not asked for.
+        copy_version(base / "encoder" / "1", base, 2)
+        await asyncio.sleep(1.0)
+        assert answers[-1].model_version == "1"
+        # Named by the policy: TF Serving loads it, reports it AVAILABLE, ranking follows.
+        assert apply_version_policy(config, "encoder", [1, 2]) == [1, 2]
+        await served_version("2")
+        # A third: the newest two stay loaded, version 1 goes.
+        copy_version(base / "encoder" / "2", base, 3)
+        assert apply_version_policy(config, "encoder", [1, 2, 3]) == [2, 3]
+        await served_version("3")
+        asking.clear()
+        await asker
+        assert sorted(tf_serving.state.loaded["encoder"]) == [2, 3]
+        assert [a.model_version for a in answers if ENCODER in a.degraded_sources] == []
+        assert {a.model_version for a in answers} == {"1", "2", "3"}
+
+        # An unloaded version is refused with TF Serving's status and message.
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{tf_serving.port}") as channel:
+            request = predict_pb2.PredictRequest()
+            request.model_spec.name = "encoder"
+            request.model_spec.version.value = 1
+            with pytest.raises(grpc.aio.AioRpcError) as refused:
+                await prediction_service_pb2_grpc.PredictionServiceStub(channel).Predict(request)
+        assert refused.value.code() == grpc.StatusCode.NOT_FOUND
+        assert refused.value.details() == "Servable not found for request: Specific(encoder, 1)"
+    finally:
+        asking.clear()
+        await tf_serving.stop()

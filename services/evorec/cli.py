@@ -21,7 +21,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from evorec import __version__, model_cli, supervisor
+from evorec import __version__, model_cli, replay_cli, retrain_cli, supervisor
 from evorec.cli_options import ConfigOption
 from evorec.data.schema import DataError
 from evorec.data_cli import app as data_app
@@ -44,6 +44,9 @@ app.add_typer(data_app, name="data")
 app.command()(model_cli.train)
 app.command()(model_cli.evaluate)
 app.command()(model_cli.export)
+app.command()(retrain_cli.retrain)
+app.command()(retrain_cli.promote)
+app.command()(replay_cli.replay)
 console = Console()
 
 ServiceName = Annotated[str, typer.Argument(help="One of: " + ", ".join(SERVICES))]
@@ -119,6 +122,7 @@ def up(
                 services.processes[name],
                 channel_credentials(settings.tls),
             )
+        replay_cli.replay_default_once(settings)
         console.print(_status_table(settings, {name: "SERVING" for name in SERVICES}))
         console.print("all services up; Ctrl-C stops them")
         while True:

@@ -1,4 +1,5 @@
-"""`evorec data ...`: download public datasets, simulate one, prepare any of them."""
+"""`evorec data ...`: download public datasets, simulate one, prepare any of them, or take a
+snapshot of the running services' events and catalog."""
 
 from __future__ import annotations
 
@@ -149,6 +150,35 @@ def prepare(
     report = json.loads((target / "report.json").read_text())
     console.print(report_table(report))
     console.print(f"prepared in {manifest['seconds']} s -> {target}")
+
+
+@app.command()
+def snapshot(
+    out: Annotated[
+        Path | None,
+        typer.Argument(help="Output folder (default: <data_dir>/datasets/live-<watermark>)."),
+    ] = None,
+    timeout: Annotated[float, typer.Option(help="Seconds the export may take.")] = 600.0,
+    config: ConfigOption = None,
+) -> None:
+    """Prepare a dataset from the running services: every event (InterestService.ExportEvents)
+    and item (EmbeddingService.ListItems), in the serving dataset's text space."""
+    import asyncio
+
+    from evorec.data.artifacts import DatasetLayout
+    from evorec.learning.live_dataset import options_following, take_snapshot, write_dataset
+
+    settings = load_settings(config)
+    with console.status("exporting events and items") as status:
+        taken = asyncio.run(take_snapshot(settings, timeout))
+        target = out or settings.data_dir / "datasets" / f"live-{taken.watermark}"
+        options = options_following(DatasetLayout(settings.dataset_path))
+        manifest = write_dataset(taken, target, options, progress=status.update)
+    console.print(report_table(json.loads((target / "report.json").read_text())))
+    console.print(
+        f"{manifest['counts']['events']:,} events, {manifest['counts']['items']:,} items up to"
+        f" watermark {taken.watermark} -> {target}"
+    )
 
 
 def report_table(report: dict[str, object]) -> Table:

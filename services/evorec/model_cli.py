@@ -235,13 +235,14 @@ def export(
         str | None, typer.Option(help="Point this version label (stable, canary) at it.")
     ] = None,
     model_config: Annotated[
-        Path, typer.Option(help="TF Serving's model config file whose label it sets.")
+        Path, typer.Option(help="TF Serving's model config file: its versions and labels.")
     ] = Path("serving/models.config"),
     config: ConfigOption = None,
 ) -> None:
-    """Publish an exported model version into TF Serving's base path (and set a label)."""
+    """Publish an exported model version into TF Serving's base path (and set a label); TF
+    Serving's model config then loads the newest two versions and the labelled ones."""
     from evorec.encoder.bundle import model_versions
-    from evorec.encoder.publish import publish, set_version_label
+    from evorec.encoder.publish import apply_version_policy, publish, set_version_label
 
     settings = load_settings(config)
     if version_dir is None:
@@ -255,3 +256,5 @@ def export(
     if label is not None:
         set_version_label(model_config, target.parent.name, label, int(target.name))
         console.print(f"{model_config}: label {label} -> version {target.name}")
+    served = apply_version_policy(model_config, target.parent.name, model_versions(target.parent))
+    console.print(f"{model_config}: TF Serving loads versions {', '.join(map(str, served))}")

@@ -302,6 +302,7 @@ class EmbeddingServicer(embedding_pb2_grpc.EmbeddingServiceServicer):
                     item=embedding_pb2.Item(
                         item_id=item.item_id,
                         title=item.title,
+                        text=item.text if request.include_text else "",
                         categories=item.categories,
                         topic_id=item.topic_id,
                     ),

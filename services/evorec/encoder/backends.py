@@ -21,7 +21,14 @@ import grpc
 import numpy as np
 import tensorflow as tf
 from tensorflow.core.framework import tensor_pb2, tensor_shape_pb2, types_pb2
-from tensorflow_serving.apis import predict_pb2, prediction_service_pb2, prediction_service_pb2_grpc
+from tensorflow_serving.apis import (
+    get_model_status_pb2,
+    model_pb2,
+    model_service_pb2_grpc,
+    predict_pb2,
+    prediction_service_pb2,
+    prediction_service_pb2_grpc,
+)
 
 from evorec.encoder.settings import ServingSettings
 from evorec.platform.clients import open_channel
@@ -163,6 +170,7 @@ class TFServingBackend:
             tls=tls if serving.tf_serving_tls else None,
         )
         self.stub = prediction_service_pb2_grpc.PredictionServiceStub(self.channel)
+        self.models = model_service_pb2_grpc.ModelServiceStub(self.channel)
 
     async def load(self, version_dir: Path) -> None:
         """TF Serving loads versions itself, from the same base path."""
@@ -171,11 +179,30 @@ class TFServingBackend:
         """TF Serving unloads versions itself."""
 
     async def pick_version(self, available: list[int]) -> int:
-        """The newest version, as TF Serving's default policy serves; with a version label,
-        the version TF Serving resolves it to (asked with a one-item history), so that every
-        later request names that version and its item indexes match the bundle's."""
+        """The newest of `available` that TF Serving reports AVAILABLE (ModelService's
+        GetModelStatus), since a folder under the base path may be one its model config does
+        not load, or one it is still loading; with a version label, the version TF Serving
+        resolves it to (asked with a one-item history). Every later request names that
+        version, so its item indexes match the bundle's."""
         if not self.serving.version_label:
-            return available[-1]
+            status = await self.models.GetModelStatus(
+                get_model_status_pb2.GetModelStatusRequest(
+                    model_spec=model_pb2.ModelSpec(name=self.serving.model_name)
+                ),
+                timeout=self.serving.timeout_s,
+            )
+            loaded = {
+                s.version
+                for s in status.model_version_status
+                if s.state == get_model_status_pb2.ModelVersionStatus.AVAILABLE
+            }
+            usable = [v for v in available if v in loaded]
+            if not usable:
+                raise LookupError(
+                    f"TF Serving has none of versions {available} AVAILABLE "
+                    f"(it has {sorted(loaded)})"
+                )
+            return usable[-1]
         request = self._request(np.array([[1]], np.int32), np.array([1], np.int32))
         request.model_spec.version_label = self.serving.version_label
         response = await self.stub.Predict(request, timeout=self.serving.timeout_s)

@@ -1,9 +1,11 @@
-"""Reads of the interest store: a user's newest items, a page of history, the derived state.
-Each runs on the calling thread's own connection, in parallel with writes (WAL)."""
+"""Reads of the interest store: a user's newest items, a page of history, the derived state,
+the event log in time order (export). Each runs on the calling thread's own connection, in
+parallel with writes (WAL)."""
 
 from __future__ import annotations
 
 import sqlite3
+from typing import Any
 
 from evorec.interest.records import StoredRow, UserState
 
@@ -41,20 +43,58 @@ def history(
         clauses.append("(event_time < ? OR (event_time = ? AND seq < ?))")
         values += [before[0], before[0], before[1]]  # type: ignore[list-item]
     rows = connection.execute(
-        "SELECT seq, event_id, user_id, item_id, event_type, value, text, event_time,"
-        " ingest_time, unknown_item, topic_id FROM events WHERE "
+        f"SELECT {_ROW_COLUMNS} FROM events WHERE "
         + " AND ".join(clauses)
         + " ORDER BY event_time DESC, seq DESC LIMIT ?",
         [*values, limit],
     ).fetchall()
-    return [
-        StoredRow(
-            seq=row[0], event_id=row[1], user_id=row[2], item_id=row[3], event_type=row[4],
-            value=row[5], text=row[6], event_time=row[7], ingest_time=row[8],
-            unknown_item=bool(row[9]), topic_id=row[10],
-        )
-        for row in rows
-    ]  # fmt: skip
+    return [_stored_row(row) for row in rows]
+
+
+def log_position(connection: sqlite3.Connection) -> int:
+    """The newest position of the event log: the highest `seq` ever given, which never goes
+    back (AUTOINCREMENT), even when the newest events are deleted."""
+    row = connection.execute("SELECT seq FROM sqlite_sequence WHERE name='events'").fetchone()
+    return int(row[0]) if row else 0
+
+
+def export_page(
+    connection: sqlite3.Connection,
+    after_seq: int,
+    up_to_seq: int,
+    limit: int,
+    after: tuple[float, int] | None = None,
+) -> list[StoredRow]:
+    """Up to `limit` events stored in (after_seq, up_to_seq], oldest first by (event_time,
+    seq), following the position `after` when given: one page of an export. Paging by
+    position rather than offset keeps each page one index range, and the `seq` bound keeps
+    every page within the cut the export began with."""
+    clauses = ["seq > ?", "seq <= ?"]
+    values: list[float | int] = [after_seq, up_to_seq]
+    if after is not None:
+        clauses.append("(event_time > ? OR (event_time = ? AND seq > ?))")
+        values += [after[0], after[0], after[1]]
+    rows = connection.execute(
+        f"SELECT {_ROW_COLUMNS} FROM events INDEXED BY events_by_time WHERE "
+        + " AND ".join(clauses)
+        + " ORDER BY event_time, seq LIMIT ?",
+        [*values, limit],
+    ).fetchall()
+    return [_stored_row(row) for row in rows]
+
+
+_ROW_COLUMNS = (
+    "seq, event_id, user_id, item_id, event_type, value, text, event_time, ingest_time,"
+    " unknown_item, topic_id"
+)
+
+
+def _stored_row(row: tuple[Any, ...]) -> StoredRow:
+    return StoredRow(
+        seq=row[0], event_id=row[1], user_id=row[2], item_id=row[3], event_type=row[4],
+        value=row[5], text=row[6], event_time=row[7], ingest_time=row[8],
+        unknown_item=bool(row[9]), topic_id=row[10],
+    )  # fmt: skip
 
 
 def user_state(connection: sqlite3.Connection, user_id: str, recent: int) -> UserState | None:

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import sqlite_utils
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 
 _DDL = [
     """CREATE TABLE events (
@@ -62,6 +62,8 @@ MIGRATIONS: dict[int, list[str]] = {
         "DROP INDEX events_without_topic",
         "CREATE INDEX events_to_backfill ON events (item_id) WHERE topic_id IS NULL",
     ],
+    # 4: ExportEvents reads the whole log in time order, one page after another.
+    4: ["CREATE INDEX events_by_time ON events (event_time, seq)"],
 }
 DERIVED_TABLES = ("users", "topic_counts", "topic_transitions", "topic_days")
 

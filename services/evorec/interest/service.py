@@ -1,5 +1,5 @@
 """InterestService: durable ingest (batch and stream), paged history, interest profiles,
-and deletion of a user."""
+deletion of a user, and the export of the event log for training."""
 
 from __future__ import annotations
 
@@ -44,6 +44,8 @@ DEFAULT_PAGE = 100
 DEFAULT_RECENT = 200
 MAX_HORIZON = 100
 DEFAULT_HORIZON = 10
+MAX_EXPORT_PAGE = 10_000
+DEFAULT_EXPORT_PAGE = 1_000
 KNOWN_TYPES = set(common_pb2.EventType.values()) - {common_pb2.EVENT_TYPE_UNSPECIFIED}
 
 
@@ -311,6 +313,33 @@ class InterestServicer(interest_pb2_grpc.InterestServiceServicer):
         return interest_pb2.DeleteUserResponse(
             deleted_event_count=events, deleted_state_count=state
         )
+
+    async def ExportEvents(
+        self, request: interest_pb2.ExportEventsRequest, context: Any
+    ) -> AsyncIterator[interest_pb2.ExportEventsResponse]:
+        violations = Violations()
+        size = request.page_size or DEFAULT_EXPORT_PAGE
+        violations.require(
+            1 <= size <= MAX_EXPORT_PAGE, "page_size", f"must be 1 to {MAX_EXPORT_PAGE:,}"
+        )
+        violations.require(request.after_watermark >= 0, "after_watermark", "must not be negative")
+        violations.raise_if_any()
+        watermark = await asyncio.to_thread(self.store.log_position)
+        after: tuple[float, int] | None = None
+        exported = 0
+        while True:
+            rows = await asyncio.to_thread(
+                self.store.export_page, request.after_watermark, watermark, size, after
+            )
+            if rows or after is None:
+                yield interest_pb2.ExportEventsResponse(
+                    events=[stored_event(row) for row in rows], watermark=watermark
+                )
+            exported += len(rows)
+            if len(rows) < size:
+                break
+            after = (rows[-1].event_time, rows[-1].seq)
+        log.info("exported %d events up to watermark %d", exported, watermark)
 
 
 def stored_event(row: StoredRow) -> interest_pb2.StoredEvent:

@@ -231,3 +231,11 @@ class EventStore:
 
     def user_state(self, user_id: str, recent: int) -> UserState | None:
         return reads.user_state(self.reader, user_id, recent)
+
+    def log_position(self) -> int:
+        return reads.log_position(self.reader)
+
+    def export_page(
+        self, after_seq: int, up_to_seq: int, limit: int, after: tuple[float, int] | None = None
+    ) -> list[StoredRow]:
+        return reads.export_page(self.reader, after_seq, up_to_seq, limit, after)

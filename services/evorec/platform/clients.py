@@ -93,6 +93,7 @@ def _with_context(details: grpc.aio.ClientCallDetails, default_timeout: float) -
 class _ContextInterceptor(
     grpc.aio.UnaryUnaryClientInterceptor,  # type: ignore[type-arg]  # generic in stubs only
     grpc.aio.StreamUnaryClientInterceptor,  # type: ignore[type-arg]
+    grpc.aio.UnaryStreamClientInterceptor,  # type: ignore[type-arg]
 ):
     """Adds the deadline and the request id to every outbound call."""
 
@@ -110,6 +111,11 @@ class _ContextInterceptor(
         return await continuation(
             _with_context(client_call_details, self.default_timeout), request_iterator
         )
+
+    async def intercept_unary_stream(
+        self, continuation: Callable[..., Any], client_call_details: Any, request: Any
+    ) -> Any:
+        return await continuation(_with_context(client_call_details, self.default_timeout), request)
 
 
 def open_channel(

@@ -3,7 +3,8 @@
 
 The settings every service shares (endpoints, server limits, client deadlines and retries)
 are defined here; each service's own settings are defined beside it (`interest.settings`,
-`ranking.settings`, `encoder.settings`) and composed here into one `Settings`.
+`ranking.settings`, `encoder.settings`, `learning.settings`) and composed here into one
+`Settings`.
 
 Everything is validated when a process starts; a bad value stops it with a message that
 names the setting, in both its environment and its file spelling.
@@ -25,6 +26,7 @@ from pydantic_settings import (
 
 from evorec.encoder.settings import ServingSettings
 from evorec.interest.settings import InterestStateSettings
+from evorec.learning.settings import RetrainSettings
 from evorec.platform.section import MIB, Section
 from evorec.platform.tls import TlsSettings
 from evorec.ranking.settings import RecommendSettings
@@ -114,6 +116,7 @@ class Settings(BaseSettings):
     interest_state: InterestStateSettings = InterestStateSettings()
     serving: ServingSettings = ServingSettings()
     recommend: RecommendSettings = RecommendSettings()
+    retrain: RetrainSettings = RetrainSettings()
     preprocess: Endpoint = Endpoint.model_validate(DEFAULT_PORTS["preprocess"])
     embedding: Endpoint = Endpoint.model_validate(DEFAULT_PORTS["embedding"])
     interest: Endpoint = Endpoint.model_validate(DEFAULT_PORTS["interest"])

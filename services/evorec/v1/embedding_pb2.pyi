@@ -553,6 +553,7 @@ class ListItemsRequest(_message.Message):
     AFTER_REVISION_FIELD_NUMBER: _builtins.int
     PAGE_SIZE_FIELD_NUMBER: _builtins.int
     CATALOG_ID_FIELD_NUMBER: _builtins.int
+    INCLUDE_TEXT_FIELD_NUMBER: _builtins.int
     after_revision: _builtins.int
     """Only items added or changed after this revision (`revision` of an earlier answer); 0
     lists every item.
@@ -564,16 +565,21 @@ class ListItemsRequest(_message.Message):
     current one (the service restarted), the call fails with FAILED_PRECONDITION and the
     caller lists again from revision 0.
     """
+    include_text: _builtins.bool
+    """Also each item's `text`, which listings leave out by default to stay small: what a
+    retrain needs to compose the item's document as preparation does.
+    """
     def __init__(
         self,
         *,
         after_revision: _builtins.int = ...,
         page_size: _builtins.int = ...,
         catalog_id: _builtins.str = ...,
+        include_text: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["after_revision", b"after_revision", "catalog_id", b"catalog_id", "page_size", b"page_size"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["after_revision", b"after_revision", "catalog_id", b"catalog_id", "include_text", b"include_text", "page_size", b"page_size"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -592,7 +598,7 @@ class CatalogEntry(_message.Message):
     """The catalog revision of its last change."""
     @_builtins.property
     def item(self) -> Global___Item:
-        """The item (its text is left out, to keep listings small)."""
+        """The item (its text only when the request asks for it, to keep listings small)."""
 
     @_builtins.property
     def vector(self) -> Global___ItemVector:

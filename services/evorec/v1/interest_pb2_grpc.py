@@ -67,6 +67,11 @@ class InterestServiceStub:
                 request_serializer=evorec_dot_v1_dot_interest__pb2.DeleteUserRequest.SerializeToString,
                 response_deserializer=evorec_dot_v1_dot_interest__pb2.DeleteUserResponse.FromString,
                 _registered_method=True)
+        self.ExportEvents = channel.unary_stream(
+                '/evorec.v1.InterestService/ExportEvents',
+                request_serializer=evorec_dot_v1_dot_interest__pb2.ExportEventsRequest.SerializeToString,
+                response_deserializer=evorec_dot_v1_dot_interest__pb2.ExportEventsResponse.FromString,
+                _registered_method=True)
 
 
 class InterestServiceServicer:
@@ -121,6 +126,17 @@ class InterestServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ExportEvents(self, request, context):
+        """Streams the stored events in time order, in bounded messages: the training data of a
+        retrain, read through the contract rather than from the service's database. One call is
+        a consistent cut of the event log: the events stored up to its `watermark` (and after
+        the request's `after_watermark`) that still exist when they are read; a deleted user's
+        events are never exported.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_InterestServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -153,6 +169,11 @@ def add_InterestServiceServicer_to_server(servicer, server):
                     servicer.DeleteUser,
                     request_deserializer=evorec_dot_v1_dot_interest__pb2.DeleteUserRequest.FromString,
                     response_serializer=evorec_dot_v1_dot_interest__pb2.DeleteUserResponse.SerializeToString,
+            ),
+            'ExportEvents': grpc.unary_stream_rpc_method_handler(
+                    servicer.ExportEvents,
+                    request_deserializer=evorec_dot_v1_dot_interest__pb2.ExportEventsRequest.FromString,
+                    response_serializer=evorec_dot_v1_dot_interest__pb2.ExportEventsResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -320,6 +341,33 @@ class InterestService:
             '/evorec.v1.InterestService/DeleteUser',
             evorec_dot_v1_dot_interest__pb2.DeleteUserRequest.SerializeToString,
             evorec_dot_v1_dot_interest__pb2.DeleteUserResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ExportEvents(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/evorec.v1.InterestService/ExportEvents',
+            evorec_dot_v1_dot_interest__pb2.ExportEventsRequest.SerializeToString,
+            evorec_dot_v1_dot_interest__pb2.ExportEventsResponse.FromString,
             options,
             channel_credentials,
             insecure,

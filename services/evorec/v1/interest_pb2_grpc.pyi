@@ -55,6 +55,13 @@ class InterestServiceStub:
     """Describes a user's interests: now, long- and short-term, drift, predicted next, timeline."""
     DeleteUser: _grpc.UnaryUnaryMultiCallable[_interest_pb2.DeleteUserRequest, _interest_pb2.DeleteUserResponse]
     """Removes every event and all derived state of a user."""
+    ExportEvents: _grpc.UnaryStreamMultiCallable[_interest_pb2.ExportEventsRequest, _interest_pb2.ExportEventsResponse]
+    """Streams the stored events in time order, in bounded messages: the training data of a
+    retrain, read through the contract rather than from the service's database. One call is
+    a consistent cut of the event log: the events stored up to its `watermark` (and after
+    the request's `after_watermark`) that still exist when they are read; a deleted user's
+    events are never exported.
+    """
 
 @_typing.type_check_only
 class InterestServiceAsyncStub(InterestServiceStub):
@@ -83,6 +90,13 @@ class InterestServiceAsyncStub(InterestServiceStub):
     """Describes a user's interests: now, long- and short-term, drift, predicted next, timeline."""
     DeleteUser: _aio.UnaryUnaryMultiCallable[_interest_pb2.DeleteUserRequest, _interest_pb2.DeleteUserResponse]  # type: ignore[assignment]
     """Removes every event and all derived state of a user."""
+    ExportEvents: _aio.UnaryStreamMultiCallable[_interest_pb2.ExportEventsRequest, _interest_pb2.ExportEventsResponse]  # type: ignore[assignment]
+    """Streams the stored events in time order, in bounded messages: the training data of a
+    retrain, read through the contract rather than from the service's database. One call is
+    a consistent cut of the event log: the events stored up to its `watermark` (and after
+    the request's `after_watermark`) that still exist when they are read; a deleted user's
+    events are never exported.
+    """
 
 class InterestServiceServicer(metaclass=_abc_1.ABCMeta):
     """Keeps every user's events durably (an acknowledged event survives a crash and is seen by
@@ -144,5 +158,18 @@ class InterestServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_interest_pb2.DeleteUserResponse, _abc.Awaitable[_interest_pb2.DeleteUserResponse]]:
         """Removes every event and all derived state of a user."""
+
+    @_abc_1.abstractmethod
+    def ExportEvents(
+        self,
+        request: _interest_pb2.ExportEventsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_abc.Iterator[_interest_pb2.ExportEventsResponse], _abc.AsyncIterator[_interest_pb2.ExportEventsResponse]]:
+        """Streams the stored events in time order, in bounded messages: the training data of a
+        retrain, read through the contract rather than from the service's database. One call is
+        a consistent cut of the event log: the events stored up to its `watermark` (and after
+        the request's `after_watermark`) that still exist when they are read; a deleted user's
+        events are never exported.
+        """
 
 def add_InterestServiceServicer_to_server(servicer: InterestServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

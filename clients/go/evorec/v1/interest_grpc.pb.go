@@ -33,6 +33,12 @@ type InterestServiceClient interface {
 	GetInterestProfile(ctx context.Context, in *GetInterestProfileRequest, opts ...grpc.CallOption) (*GetInterestProfileResponse, error)
 	// Removes every event and all derived state of a user.
 	DeleteUser(ctx context.Context, in *DeleteUserRequest, opts ...grpc.CallOption) (*DeleteUserResponse, error)
+	// Streams the stored events in time order, in bounded messages: the training data of a
+	// retrain, read through the contract rather than from the service's database. One call is
+	// a consistent cut of the event log: the events stored up to its `watermark` (and after
+	// the request's `after_watermark`) that still exist when they are read; a deleted user's
+	// events are never exported.
+	ExportEvents(ctx context.Context, in *ExportEventsRequest, opts ...grpc.CallOption) (InterestService_ExportEventsClient, error)
 }
 
 type interestServiceClient struct {
@@ -122,6 +128,38 @@ func (c *interestServiceClient) DeleteUser(ctx context.Context, in *DeleteUserRe
 	return out, nil
 }
 
+func (c *interestServiceClient) ExportEvents(ctx context.Context, in *ExportEventsRequest, opts ...grpc.CallOption) (InterestService_ExportEventsClient, error) {
+	stream, err := c.cc.NewStream(ctx, &_InterestService_serviceDesc.Streams[1], "/evorec.v1.InterestService/ExportEvents", opts...)
+	if err != nil {
+		return nil, err
+	}
+	x := &interestServiceExportEventsClient{stream}
+	if err := x.ClientStream.SendMsg(in); err != nil {
+		return nil, err
+	}
+	if err := x.ClientStream.CloseSend(); err != nil {
+		return nil, err
+	}
+	return x, nil
+}
+
+type InterestService_ExportEventsClient interface {
+	Recv() (*ExportEventsResponse, error)
+	grpc.ClientStream
+}
+
+type interestServiceExportEventsClient struct {
+	grpc.ClientStream
+}
+
+func (x *interestServiceExportEventsClient) Recv() (*ExportEventsResponse, error) {
+	m := new(ExportEventsResponse)
+	if err := x.ClientStream.RecvMsg(m); err != nil {
+		return nil, err
+	}
+	return m, nil
+}
+
 // InterestServiceServer is the server API for InterestService service.
 // All implementations must embed UnimplementedInterestServiceServer
 // for forward compatibility
@@ -142,6 +180,12 @@ type InterestServiceServer interface {
 	GetInterestProfile(context.Context, *GetInterestProfileRequest) (*GetInterestProfileResponse, error)
 	// Removes every event and all derived state of a user.
 	DeleteUser(context.Context, *DeleteUserRequest) (*DeleteUserResponse, error)
+	// Streams the stored events in time order, in bounded messages: the training data of a
+	// retrain, read through the contract rather than from the service's database. One call is
+	// a consistent cut of the event log: the events stored up to its `watermark` (and after
+	// the request's `after_watermark`) that still exist when they are read; a deleted user's
+	// events are never exported.
+	ExportEvents(*ExportEventsRequest, InterestService_ExportEventsServer) error
 	mustEmbedUnimplementedInterestServiceServer()
 }
 
@@ -166,6 +210,9 @@ func (UnimplementedInterestServiceServer) GetInterestProfile(context.Context, *G
 }
 func (UnimplementedInterestServiceServer) DeleteUser(context.Context, *DeleteUserRequest) (*DeleteUserResponse, error) {
 	return nil, status.Errorf(codes.Unimplemented, "method DeleteUser not implemented")
+}
+func (UnimplementedInterestServiceServer) ExportEvents(*ExportEventsRequest, InterestService_ExportEventsServer) error {
+	return status.Errorf(codes.Unimplemented, "method ExportEvents not implemented")
 }
 func (UnimplementedInterestServiceServer) mustEmbedUnimplementedInterestServiceServer() {}
 
@@ -296,6 +343,27 @@ func _InterestService_DeleteUser_Handler(srv interface{}, ctx context.Context, d
 	return interceptor(ctx, in, info, handler)
 }
 
+func _InterestService_ExportEvents_Handler(srv interface{}, stream grpc.ServerStream) error {
+	m := new(ExportEventsRequest)
+	if err := stream.RecvMsg(m); err != nil {
+		return err
+	}
+	return srv.(InterestServiceServer).ExportEvents(m, &interestServiceExportEventsServer{stream})
+}
+
+type InterestService_ExportEventsServer interface {
+	Send(*ExportEventsResponse) error
+	grpc.ServerStream
+}
+
+type interestServiceExportEventsServer struct {
+	grpc.ServerStream
+}
+
+func (x *interestServiceExportEventsServer) Send(m *ExportEventsResponse) error {
+	return x.ServerStream.SendMsg(m)
+}
+
 var _InterestService_serviceDesc = grpc.ServiceDesc{
 	ServiceName: "evorec.v1.InterestService",
 	HandlerType: (*InterestServiceServer)(nil),
@@ -326,6 +394,11 @@ var _InterestService_serviceDesc = grpc.ServiceDesc{
 			StreamName:    "StreamEvents",
 			Handler:       _InterestService_StreamEvents_Handler,
 			ClientStreams: true,
+		},
+		{
+			StreamName:    "ExportEvents",
+			Handler:       _InterestService_ExportEvents_Handler,
+			ServerStreams: true,
 		},
 	},
 	Metadata: "evorec/v1/interest.proto",

@@ -245,11 +245,16 @@ export interface ListItemsRequest {
    * caller lists again from revision 0.
    */
   catalogId: string;
+  /**
+   * Also each item's `text`, which listings leave out by default to stay small: what a
+   * retrain needs to compose the item's document as preparation does.
+   */
+  includeText: boolean;
 }
 
 /** An item as the catalog holds it, with its text vector. */
 export interface CatalogEntry {
-  /** The item (its text is left out, to keep listings small). */
+  /** The item (its text only when the request asks for it, to keep listings small). */
   item:
     | Item
     | undefined;
@@ -1930,7 +1935,7 @@ export const ListTopicsResponse: MessageFns<ListTopicsResponse> = {
 };
 
 function createBaseListItemsRequest(): ListItemsRequest {
-  return { afterRevision: 0, pageSize: 0, catalogId: "" };
+  return { afterRevision: 0, pageSize: 0, catalogId: "", includeText: false };
 }
 
 export const ListItemsRequest: MessageFns<ListItemsRequest> = {
@@ -1943,6 +1948,9 @@ export const ListItemsRequest: MessageFns<ListItemsRequest> = {
     }
     if (message.catalogId !== "") {
       writer.uint32(26).string(message.catalogId);
+    }
+    if (message.includeText !== false) {
+      writer.uint32(32).bool(message.includeText);
     }
     return writer;
   },
@@ -1984,6 +1992,14 @@ export const ListItemsRequest: MessageFns<ListItemsRequest> = {
             message.catalogId = reader.string();
             continue;
           }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.includeText = reader.bool();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -2013,6 +2029,11 @@ export const ListItemsRequest: MessageFns<ListItemsRequest> = {
         : isSet(object.catalog_id)
         ? globalThis.String(object.catalog_id)
         : "",
+      includeText: isSet(object.includeText)
+        ? globalThis.Boolean(object.includeText)
+        : isSet(object.include_text)
+        ? globalThis.Boolean(object.include_text)
+        : false,
     };
   },
 
@@ -2027,6 +2048,9 @@ export const ListItemsRequest: MessageFns<ListItemsRequest> = {
     if (message.catalogId !== "") {
       obj.catalogId = message.catalogId;
     }
+    if (message.includeText !== false) {
+      obj.includeText = message.includeText;
+    }
     return obj;
   },
 
@@ -2038,6 +2062,7 @@ export const ListItemsRequest: MessageFns<ListItemsRequest> = {
     message.afterRevision = object.afterRevision ?? 0;
     message.pageSize = object.pageSize ?? 0;
     message.catalogId = object.catalogId ?? "";
+    message.includeText = object.includeText ?? false;
     return message;
   },
 };

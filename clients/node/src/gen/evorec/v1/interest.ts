@@ -11,9 +11,11 @@ import {
   type ChannelCredentials,
   Client,
   type ClientOptions,
+  type ClientReadableStream,
   type ClientUnaryCall,
   type ClientWritableStream,
   type handleClientStreamingCall,
+  type handleServerStreamingCall,
   type handleUnaryCall,
   makeGenericClientConstructor,
   type Metadata,
@@ -281,6 +283,30 @@ export interface DeleteUserResponse {
   deletedEventCount: number;
   /** Rows of derived state (topic counts, transitions) removed. */
   deletedStateCount: number;
+}
+
+/** Which events to export. */
+export interface ExportEventsRequest {
+  /**
+   * Only events stored after this position of the event log: the `watermark` of an earlier
+   * export. 0 exports every event. Positions follow the order of storage, so an event stored
+   * late with an old `event_time` is still exported by the next call.
+   */
+  afterWatermark: number;
+  /** At most this many events per message, 1 to 10,000. Default: 1,000. */
+  pageSize: number;
+}
+
+/** One message of an export. */
+export interface ExportEventsResponse {
+  /** The events, in time order (`event_time`, then order of storage) across the whole export. */
+  events: StoredEvent[];
+  /**
+   * The position of the event log when the export began, the same in every message: the
+   * export holds the events stored up to it. Pass it as `after_watermark` to export only
+   * what is stored later.
+   */
+  watermark: number;
 }
 
 function createBaseRejectedEvent(): RejectedEvent {
@@ -2340,6 +2366,184 @@ export const DeleteUserResponse: MessageFns<DeleteUserResponse> = {
   },
 };
 
+function createBaseExportEventsRequest(): ExportEventsRequest {
+  return { afterWatermark: 0, pageSize: 0 };
+}
+
+export const ExportEventsRequest: MessageFns<ExportEventsRequest> = {
+  encode(message: ExportEventsRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.afterWatermark !== 0) {
+      writer.uint32(8).int64(message.afterWatermark);
+    }
+    if (message.pageSize !== 0) {
+      writer.uint32(16).int32(message.pageSize);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ExportEventsRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseExportEventsRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.afterWatermark = longToNumber(reader.int64());
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.pageSize = reader.int32();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ExportEventsRequest {
+    return {
+      afterWatermark: isSet(object.afterWatermark)
+        ? globalThis.Number(object.afterWatermark)
+        : isSet(object.after_watermark)
+        ? globalThis.Number(object.after_watermark)
+        : 0,
+      pageSize: isSet(object.pageSize)
+        ? globalThis.Number(object.pageSize)
+        : isSet(object.page_size)
+        ? globalThis.Number(object.page_size)
+        : 0,
+    };
+  },
+
+  toJSON(message: ExportEventsRequest): unknown {
+    const obj: any = {};
+    if (message.afterWatermark !== 0) {
+      obj.afterWatermark = Math.round(message.afterWatermark);
+    }
+    if (message.pageSize !== 0) {
+      obj.pageSize = Math.round(message.pageSize);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<ExportEventsRequest>, I>>(base?: I): ExportEventsRequest {
+    return ExportEventsRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<ExportEventsRequest>, I>>(object: I): ExportEventsRequest {
+    const message = createBaseExportEventsRequest();
+    message.afterWatermark = object.afterWatermark ?? 0;
+    message.pageSize = object.pageSize ?? 0;
+    return message;
+  },
+};
+
+function createBaseExportEventsResponse(): ExportEventsResponse {
+  return { events: [], watermark: 0 };
+}
+
+export const ExportEventsResponse: MessageFns<ExportEventsResponse> = {
+  encode(message: ExportEventsResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    for (const v of message.events) {
+      StoredEvent.encode(v!, writer.uint32(10).fork()).join();
+    }
+    if (message.watermark !== 0) {
+      writer.uint32(16).int64(message.watermark);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ExportEventsResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseExportEventsResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.events.push(StoredEvent.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.watermark = longToNumber(reader.int64());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ExportEventsResponse {
+    return {
+      events: globalThis.Array.isArray(object?.events) ? object.events.map((e: any) => StoredEvent.fromJSON(e)) : [],
+      watermark: isSet(object.watermark) ? globalThis.Number(object.watermark) : 0,
+    };
+  },
+
+  toJSON(message: ExportEventsResponse): unknown {
+    const obj: any = {};
+    if (message.events?.length) {
+      obj.events = message.events.map((e) => StoredEvent.toJSON(e));
+    }
+    if (message.watermark !== 0) {
+      obj.watermark = Math.round(message.watermark);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<ExportEventsResponse>, I>>(base?: I): ExportEventsResponse {
+    return ExportEventsResponse.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<ExportEventsResponse>, I>>(object: I): ExportEventsResponse {
+    const message = createBaseExportEventsResponse();
+    message.events = object.events?.map((e) => StoredEvent.fromPartial(e)) || [];
+    message.watermark = object.watermark ?? 0;
+    return message;
+  },
+};
+
 /**
  * Keeps every user's events durably (an acknowledged event survives a crash and is seen by
  * the very next read) and derives from them how each user's interests look now, where they
@@ -2413,6 +2617,21 @@ export const InterestServiceDefinition = {
       responseType: DeleteUserResponse as typeof DeleteUserResponse,
       responseStream: false,
       options: { idempotencyLevel: "IDEMPOTENT" },
+    },
+    /**
+     * Streams the stored events in time order, in bounded messages: the training data of a
+     * retrain, read through the contract rather than from the service's database. One call is
+     * a consistent cut of the event log: the events stored up to its `watermark` (and after
+     * the request's `after_watermark`) that still exist when they are read; a deleted user's
+     * events are never exported.
+     */
+    exportEvents: {
+      name: "ExportEvents",
+      requestType: ExportEventsRequest as typeof ExportEventsRequest,
+      requestStream: false,
+      responseType: ExportEventsResponse as typeof ExportEventsResponse,
+      responseStream: true,
+      options: { idempotencyLevel: "NO_SIDE_EFFECTS" },
     },
   },
 } as const;
@@ -2502,6 +2721,23 @@ export const InterestServiceService = {
     responseSerialize: (value: DeleteUserResponse): Buffer => Buffer.from(DeleteUserResponse.encode(value).finish()),
     responseDeserialize: (value: Buffer): DeleteUserResponse => DeleteUserResponse.decode(value),
   },
+  /**
+   * Streams the stored events in time order, in bounded messages: the training data of a
+   * retrain, read through the contract rather than from the service's database. One call is
+   * a consistent cut of the event log: the events stored up to its `watermark` (and after
+   * the request's `after_watermark`) that still exist when they are read; a deleted user's
+   * events are never exported.
+   */
+  exportEvents: {
+    path: "/evorec.v1.InterestService/ExportEvents" as const,
+    requestStream: false as const,
+    responseStream: true as const,
+    requestSerialize: (value: ExportEventsRequest): Buffer => Buffer.from(ExportEventsRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): ExportEventsRequest => ExportEventsRequest.decode(value),
+    responseSerialize: (value: ExportEventsResponse): Buffer =>
+      Buffer.from(ExportEventsResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): ExportEventsResponse => ExportEventsResponse.decode(value),
+  },
 } as const;
 
 export interface InterestServiceServer extends UntypedServiceImplementation {
@@ -2527,6 +2763,14 @@ export interface InterestServiceServer extends UntypedServiceImplementation {
   getInterestProfile: handleUnaryCall<GetInterestProfileRequest, GetInterestProfileResponse>;
   /** Removes every event and all derived state of a user. */
   deleteUser: handleUnaryCall<DeleteUserRequest, DeleteUserResponse>;
+  /**
+   * Streams the stored events in time order, in bounded messages: the training data of a
+   * retrain, read through the contract rather than from the service's database. One call is
+   * a consistent cut of the event log: the events stored up to its `watermark` (and after
+   * the request's `after_watermark`) that still exist when they are read; a deleted user's
+   * events are never exported.
+   */
+  exportEvents: handleServerStreamingCall<ExportEventsRequest, ExportEventsResponse>;
 }
 
 export interface InterestServiceClient extends Client {
@@ -2637,6 +2881,22 @@ export interface InterestServiceClient extends Client {
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: DeleteUserResponse) => void,
   ): ClientUnaryCall;
+  /**
+   * Streams the stored events in time order, in bounded messages: the training data of a
+   * retrain, read through the contract rather than from the service's database. One call is
+   * a consistent cut of the event log: the events stored up to its `watermark` (and after
+   * the request's `after_watermark`) that still exist when they are read; a deleted user's
+   * events are never exported.
+   */
+  exportEvents(
+    request: ExportEventsRequest,
+    options?: Partial<CallOptions>,
+  ): ClientReadableStream<ExportEventsResponse>;
+  exportEvents(
+    request: ExportEventsRequest,
+    metadata?: Metadata,
+    options?: Partial<CallOptions>,
+  ): ClientReadableStream<ExportEventsResponse>;
 }
 
 export const InterestServiceClient = makeGenericClientConstructor(

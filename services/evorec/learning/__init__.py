@@ -1,0 +1,1 @@
+"""The learning loop: training data from the live services, retraining, the gate, rollout."""

@@ -1,0 +1,179 @@
+"""A prepared dataset built from the running system, through the contracts only.
+
+Every stored event comes from `InterestService.ExportEvents` (one consistent cut of the event
+log, its watermark recorded), every catalog item with its text from
+`EmbeddingService.ListItems`; then `prepare()` runs as for any raw dataset and writes the
+usual layout. The builder never opens another service's database, so a retrain sees exactly
+what the services would answer (a deleted user is gone) and keeps working when a store moves
+to another machine or engine. The dataset is written beside its final place and renamed
+into it at the end: an export cut halfway leaves no dataset behind, only the error.
+"""
+
+from __future__ import annotations
+
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import grpc
+import numpy as np
+import pandas as pd
+
+from evorec.data.artifacts import DatasetLayout
+from evorec.data.cleaning import CleaningOptions
+from evorec.data.schema import EVENT_TYPES, RawDataset, events_frame, items_frame
+from evorec.platform.clients import embedding_client, interest_client
+from evorec.platform.config import Settings
+from evorec.preparation import PrepareOptions, Progress, prepare
+from evorec.preprocess.text import TextOptions
+from evorec.v1 import embedding_pb2, embedding_pb2_grpc, interest_pb2, interest_pb2_grpc
+
+SOURCE_FORMAT = "evorec-live"
+EXPORT_PAGE = 10_000
+ITEM_PAGE = 1_000
+
+
+@dataclass
+class LiveSnapshot:
+    """What the services held when the snapshot was taken."""
+
+    events: pd.DataFrame  # the standard event columns (evorec.data.schema)
+    items: pd.DataFrame  # the standard item columns
+    watermark: int  # ExportEvents' position of the event log
+    catalog_id: str
+    catalog_revision: int
+
+
+async def export_events(
+    stub: interest_pb2_grpc.InterestServiceAsyncStub, timeout_s: float, after_watermark: int = 0
+) -> tuple[pd.DataFrame, int]:
+    """Every event the interest service exports (after `after_watermark`), in time order, and
+    the export's watermark."""
+    users: list[str] = []
+    items: list[str] = []
+    times: list[float] = []
+    types: list[str] = []
+    values: list[float] = []
+    texts: list[str] = []
+    watermark = after_watermark
+    request = interest_pb2.ExportEventsRequest(
+        after_watermark=after_watermark, page_size=EXPORT_PAGE
+    )
+    async for message in stub.ExportEvents(request, timeout=timeout_s):
+        watermark = message.watermark
+        for stored in message.events:
+            event = stored.event
+            users.append(event.user_id)
+            items.append(event.item_id)
+            times.append(event.event_time.seconds + event.event_time.nanos / 1e9)
+            types.append(EVENT_TYPES[event.type - 1])
+            values.append(event.value if event.HasField("value") else np.nan)
+            texts.append(event.text)
+    return events_frame(users, items, times, types, values, texts), watermark
+
+
+async def list_items(
+    stub: embedding_pb2_grpc.EmbeddingServiceAsyncStub, timeout_s: float
+) -> tuple[pd.DataFrame, str, int]:
+    """Every catalog item with its text, its catalog id and revision."""
+    entries: dict[str, embedding_pb2.Item] = {}
+    revision, catalog_id = 0, ""
+    while True:
+        page = await stub.ListItems(
+            embedding_pb2.ListItemsRequest(
+                after_revision=revision,
+                page_size=ITEM_PAGE,
+                catalog_id=catalog_id,
+                include_text=True,
+            ),
+            timeout=timeout_s,
+        )
+        for entry in page.items:
+            entries[entry.item.item_id] = entry.item  # a later change replaces an earlier one
+        revision, catalog_id = page.revision, page.catalog_id
+        if not page.has_more:
+            break
+    listed = list(entries.values())
+    frame = items_frame(
+        [i.item_id for i in listed],
+        [i.title for i in listed],
+        [i.text for i in listed],
+        [list(i.categories) for i in listed],
+    )
+    return frame, catalog_id, revision
+
+
+class SnapshotError(RuntimeError):
+    """The services could not be read whole (down, or the export broke off): nothing built."""
+
+
+async def take_snapshot(settings: Settings, timeout_s: float) -> LiveSnapshot:
+    """Exports the events and lists the catalog of the services `settings` point at."""
+    async with interest_client(settings) as interest, embedding_client(settings) as embedding:
+        try:
+            events, watermark = await export_events(interest.stub, timeout_s)
+        except grpc.RpcError as error:
+            raise SnapshotError(f"the event export failed: {_status(error)}") from error
+        try:
+            items, catalog_id, revision = await list_items(embedding.stub, timeout_s)
+        except grpc.RpcError as error:
+            raise SnapshotError(f"listing the catalog failed: {_status(error)}") from error
+    return LiveSnapshot(events, items, watermark, catalog_id, revision)
+
+
+def _status(error: grpc.RpcError) -> str:
+    if isinstance(error, grpc.aio.AioRpcError):
+        return f"{error.code().name}: {error.details()}"
+    return str(error)
+
+
+def write_dataset(
+    snapshot: LiveSnapshot,
+    out: Path,
+    options: PrepareOptions,
+    progress: Progress = lambda message: None,
+) -> dict[str, Any]:
+    """Prepares `snapshot` into the new folder `out`; returns its manifest, which also holds
+    the watermark, the catalog revision and the exported counts."""
+    if out.exists():
+        raise FileExistsError(f"{out} exists already: a dataset is never overwritten")
+    partial = out.with_name(f".{out.name}.partial")
+    shutil.rmtree(partial, ignore_errors=True)
+    raw = RawDataset(
+        name=out.name, source_format=SOURCE_FORMAT, events=snapshot.events,
+        items=snapshot.items, files=[],
+    )  # fmt: skip
+    try:
+        manifest = prepare(raw, partial, options, progress)
+        manifest["source"].update(
+            watermark=snapshot.watermark,
+            catalog_id=snapshot.catalog_id,
+            catalog_revision=snapshot.catalog_revision,
+        )
+        manifest["counts"]["exported_events"] = len(snapshot.events)
+        manifest["counts"]["listed_items"] = len(snapshot.items)
+        layout = DatasetLayout(partial)
+        layout.write_json(layout.manifest, manifest)
+        partial.rename(out)
+    finally:
+        shutil.rmtree(partial, ignore_errors=True)
+    return manifest
+
+
+def options_following(serving: DatasetLayout) -> PrepareOptions:
+    """The serving dataset's preparation (cleaning, text, topics, splits), but with its word
+    vectors instead of new ones: the text space stays the one the serving encoder's text
+    projection learned, so a warm start can reuse it."""
+    parameters = serving.read_manifest().get("parameters", {})
+    return PrepareOptions(
+        cleaning=CleaningOptions(**parameters.get("cleaning", {})),
+        text=TextOptions(**parameters.get("text", {})),
+        pretrained=serving.word_vectors,
+        pretrained_format="word2vec-binary",
+        sif_a=parameters.get("sif_a", PrepareOptions.sif_a),
+        topics=parameters.get("topics"),
+        time_test_share=parameters.get("time_test_share", PrepareOptions.time_test_share),
+        new_item_share=parameters.get("new_item_share", PrepareOptions.new_item_share),
+        seed=parameters.get("seed", PrepareOptions.seed),
+    )

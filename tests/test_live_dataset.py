@@ -1,0 +1,170 @@
+"""A prepared dataset built from the running services, through ExportEvents and ListItems."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sys
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+from typing import Any
+
+import grpc
+import pandas as pd
+import pytest
+
+from evorec.data.artifacts import DatasetLayout
+from evorec.data.schema import EVENT_TYPES
+from evorec.data.synth import SyntheticDataset
+from evorec.learning.live_dataset import (
+    SOURCE_FORMAT,
+    SnapshotError,
+    options_following,
+    take_snapshot,
+    write_dataset,
+)
+from evorec.platform.clients import embedding_client, interest_client
+from evorec.platform.config import Settings, load_settings
+from evorec.platform.server import GrpcService
+from evorec.v1 import common_pb2, embedding_pb2, interest_pb2, interest_pb2_grpc
+from tests.conftest import ROOT, Stack
+
+
+def dataset_events(prepared: Path) -> list[common_pb2.Event]:
+    """The prepared dataset's events as the services would get them."""
+    frame = pd.read_parquet(DatasetLayout(prepared).events)
+    return [
+        common_pb2.Event(
+            event_id=f"e{n}",
+            user_id=row.user_id,
+            item_id=row.item_id,
+            type=EVENT_TYPES.index(row.event_type) + 1,  # type: ignore[arg-type]
+            event_time={"seconds": int(row.timestamp)},
+        )
+        for n, row in enumerate(frame.itertuples())
+    ]
+
+
+@pytest.fixture
+async def live(stack: Stack, prepared: Path, monkeypatch: pytest.MonkeyPatch) -> Stack:
+    monkeypatch.setenv("EVOREC_DATASET", str(prepared))
+    for name in ("preprocess", "embedding", "interest"):
+        await stack.start(name)
+    return stack
+
+
+async def test_the_snapshot_holds_what_the_services_hold_in_the_serving_text_space(
+    live: Stack, prepared: Path, synthetic: SyntheticDataset, tmp_path: Path
+) -> None:
+    settings = live.settings()
+    events = dataset_events(prepared)
+    newest = max(e.event_time.seconds for e in events)
+    new_text = " ".join(synthetic.topic_words[2][:8])
+    async with interest_client(settings) as interest, embedding_client(settings) as embedding:
+        await embedding.stub.UpsertItems(
+            embedding_pb2.UpsertItemsRequest(
+                items=[embedding_pb2.Item(item_id="fresh", title="Fresh", text=new_text)]
+            )
+        )
+        fresh = [
+            common_pb2.Event(
+                event_id=f"fresh-{user}", user_id=user, item_id="fresh",
+                type=common_pb2.EVENT_TYPE_VIEW, event_time={"seconds": newest + 3600},
+            )
+            for user in ("u1", "u2", "u3")
+        ]  # fmt: skip
+        ingested = await interest.stub.IngestEvents(
+            interest_pb2.IngestEventsRequest(events=events + fresh)
+        )
+        assert ingested.summary.accepted_count == len(events) + len(fresh)
+        await interest.stub.DeleteUser(interest_pb2.DeleteUserRequest(user_id="u4"))
+
+    taken = await take_snapshot(settings, timeout_s=60)
+    out = tmp_path / "live"
+    manifest = write_dataset(taken, out, options_following(DatasetLayout(prepared)))
+
+    layout = DatasetLayout(out)
+    written = pd.read_parquet(layout.events)
+    kept = [e for e in events + fresh if e.user_id != "u4"]
+    assert manifest["source"]["format"] == SOURCE_FORMAT
+    assert manifest["source"]["watermark"] == taken.watermark == len(events) + len(fresh)
+    assert manifest["counts"]["exported_events"] == len(written) == len(kept)
+    assert set(written["user_id"]) == {e.user_id for e in kept}
+    assert written["timestamp"].is_monotonic_increasing
+    items = pd.read_parquet(layout.items).set_index("item_id")
+    assert items.loc["fresh", "text"] == new_text
+    assert bool(items.loc["fresh", "has_text_vector"])
+    serving = DatasetLayout(prepared).read_manifest()
+    assert manifest["counts"]["vocabulary"] == serving["counts"]["vocabulary"]
+    assert manifest["counts"]["topics"] == serving["counts"]["topics"]
+    assert layout.read_manifest() == manifest
+    with pytest.raises(FileExistsError):
+        write_dataset(taken, out, options_following(DatasetLayout(prepared)))
+
+
+async def test_a_snapshot_fails_whole_when_the_interest_service_is_down(live: Stack) -> None:
+    await live.stop("interest")
+    with pytest.raises(SnapshotError, match="event export failed: UNAVAILABLE"):
+        await take_snapshot(live.settings(), timeout_s=5)
+
+
+async def run_evorec(*args: str) -> tuple[int, str, str]:
+    """`evorec ARGS` in a subprocess, with this test's settings (the environment), while the
+    services keep answering on this event loop."""
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "evorec", *args,
+        cwd=ROOT, env={**os.environ, "COLUMNS": "160"},
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    out, err = await asyncio.wait_for(process.communicate(), 120)
+    return process.returncode or 0, out.decode(), err.decode()
+
+
+async def test_evorec_data_snapshot_writes_the_live_dataset_or_says_why_not(
+    live: Stack, prepared: Path
+) -> None:
+    settings = live.settings()
+    async with interest_client(settings) as interest:
+        await interest.stub.IngestEvents(
+            interest_pb2.IngestEventsRequest(events=dataset_events(prepared))
+        )
+    code, out, err = await run_evorec("data", "snapshot")
+    assert code == 0, err
+    target = settings.data_dir / "datasets" / f"live-{len(dataset_events(prepared))}"
+    assert f"-> {target}" in out.replace("\n", "")
+    assert DatasetLayout(target).read_manifest()["source"]["format"] == SOURCE_FORMAT
+    await live.stop("interest")
+    code, out, err = await run_evorec("data", "snapshot", "--timeout", "3")
+    assert code == 1
+    assert err.startswith("error: the event export failed: UNAVAILABLE")
+
+
+class BreakingExport(interest_pb2_grpc.InterestServiceServicer):
+    """Sends one page of an export, then breaks off as a dying server would."""
+
+    async def ExportEvents(
+        self, request: interest_pb2.ExportEventsRequest, context: Any
+    ) -> AsyncIterator[interest_pb2.ExportEventsResponse]:
+        yield interest_pb2.ExportEventsResponse(
+            events=[interest_pb2.StoredEvent(event=dataset_event())], watermark=9
+        )
+        await context.abort(grpc.StatusCode.UNAVAILABLE, "connection lost")
+
+
+def dataset_event() -> common_pb2.Event:
+    return common_pb2.Event(event_id="e", user_id="u", item_id="i", type=common_pb2.EVENT_TYPE_VIEW)
+
+
+async def test_an_export_cut_halfway_is_an_error_not_a_smaller_dataset(
+    started: Callable[..., Any], settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    servicer = BreakingExport()
+    server = await started(
+        GrpcService(
+            name="evorec.v1.InterestService",
+            register=lambda s: interest_pb2_grpc.add_InterestServiceServicer_to_server(servicer, s),
+        )
+    )
+    monkeypatch.setenv("EVOREC_INTEREST__PORT", str(server.port))
+    with pytest.raises(SnapshotError, match="event export failed: UNAVAILABLE: connection lost"):
+        await take_snapshot(load_settings(), timeout_s=5)
