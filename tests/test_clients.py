@@ -34,7 +34,7 @@ def test_only_rpcs_the_contract_marks_idempotent_are_retried() -> None:
         "DeleteUser",
         "ExportEvents",  # server streaming: gRPC retries it only before the first message
     ]
-    assert idempotent_methods(RANKING) == ["Recommend", "RecommendBatch"]
+    assert idempotent_methods(RANKING) == ["Recommend", "RecommendBatch", "ForecastInterests"]
     config = json.loads(service_config(INTEREST, ClientSettings(retry_max_attempts=3)))
     (method_config,) = config["methodConfig"]
     assert {"service": "evorec.v1.InterestService", "method": "StreamEvents"} not in method_config[
