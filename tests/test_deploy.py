@@ -11,7 +11,9 @@ except under CI, where they fail.
 from __future__ import annotations
 
 import importlib
+import json
 import os
+import re
 import shutil
 import subprocess
 from collections.abc import Iterator
@@ -355,3 +357,20 @@ def test_network_policies_allow_exactly_the_edges_of_the_data_flow(
     for name in _workloads(rendered):
         if name != "prepare-model":
             assert name in policies, f"no policy for {name}"
+
+
+def test_the_dashboard_asks_for_metrics_the_services_export() -> None:
+    from evorec.platform.metrics import RpcMetrics
+
+    dashboard = json.loads(
+        (ROOT / "deploy/observability/grafana/dashboards/evorec.json").read_text()
+    )
+    queried = {
+        re.sub(r"_(total|bucket|count|sum)$", "", name)
+        for panel in dashboard["panels"]
+        for target in panel["targets"]
+        for name in re.findall(r"\bgrpc_server_\w+", target["expr"])
+    }
+    exported = {metric.name for metric in RpcMetrics.create().registry.collect()}
+    assert queried
+    assert queried <= exported, f"not exported: {sorted(queried - exported)}"
