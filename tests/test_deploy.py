@@ -261,11 +261,12 @@ def test_pods_run_as_non_root_on_a_read_only_root_with_a_writable_data_volume(
     for name, workload in _workloads(rendered).items():
         pod = workload["spec"]["template"]["spec"]
         assert pod["securityContext"]["runAsNonRoot"] is True, name
-        for container in pod["containers"]:
+        for container in pod["containers"] + pod.get("initContainers", []):
             security = container["securityContext"]
             assert security["readOnlyRootFilesystem"] is True, name
             assert security["allowPrivilegeEscalation"] is False, name
             assert security["capabilities"]["drop"] == ["ALL"], name
+        for container in pod["containers"]:
             mounts = {m["mountPath"]: m for m in container["volumeMounts"]}
             assert "/tmp" in mounts, f"{name}: no writable /tmp"
             if container["image"].startswith(EVOREC_IMAGES):
