@@ -87,7 +87,7 @@ if ! docker image inspect "$BASE_IMAGE" >/dev/null 2>&1; then
 fi
 
 step "wheelhouse deploy/wheels (from the host's pip)"
-"$VENV/bin/python" deploy/requirements.py pyproject.toml model >"$WORK/requirements.txt"
+"$VENV/bin/python" deploy/requirements.py --build-system pyproject.toml model >"$WORK/requirements.txt"
 "$VENV/bin/pip" wheel --quiet --wheel-dir deploy/wheels -r "$WORK/requirements.txt"
 
 build() {
