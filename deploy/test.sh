@@ -6,7 +6,8 @@
 #      from a wheelhouse made on the host (no network inside the build);
 #   3. brings up docker-compose.yml and, from outside the containers, ingests a user's events,
 #      checks that the recommendations follow them, restarts the interest container and finds
-#      the events still there, and checks that no service runs as root;
+#      the events still there, and checks that no service runs as root or can write its
+#      root filesystem;
 #   4. brings up the TensorFlow Serving variant with TF Serving replaced by the tests'
 #      PredictionService stand-in, checks that ranking answers through it with the version it
 #      names, and that without it ranking degrades and its health check fails saying why;
@@ -136,12 +137,15 @@ step "restarting the interest container"
 wait_healthy 120
 check history deploy-test-user 8
 
-step "no service runs as root"
+step "no service runs as root, and none can write its root filesystem"
 for id in $(docker ps -q --filter "label=com.docker.compose.project=$PROJECT"); do
     name=$(docker inspect -f '{{.Name}}' "$id")
     uids=$(docker top "$id" -eo pid,uid | awk 'NR > 1 {print $2}' | sort -u | xargs)
     echo "$name: processes run as uid $uids"
     for uid in $uids; do ((uid != 0)) || fail "$name runs a process as root"; done
+    if docker exec "$id" touch /opt/evorec/probe 2>/dev/null; then
+        fail "$name can write its root filesystem"
+    fi
 done
 
 # --- the TF Serving variant, with the stand-in ------------------------------------------
