@@ -42,11 +42,13 @@ def test_only_rpcs_the_contract_marks_idempotent_are_retried() -> None:
     ]
     assert method_config["retryPolicy"]["maxAttempts"] == 3
     assert method_config["retryPolicy"]["retryableStatusCodes"] == ["UNAVAILABLE"]
+    assert config["loadBalancingConfig"] == [{"round_robin": {}}]
 
 
 def test_one_attempt_means_no_retry_policy_at_all() -> None:
     assert json.loads(service_config(INTEREST, ClientSettings(retry_max_attempts=1))) == {
-        "methodConfig": []
+        "loadBalancingConfig": [{"round_robin": {}}],
+        "methodConfig": [],
     }
 
 
@@ -144,3 +146,17 @@ async def test_a_non_idempotent_stream_is_not_retried(started: Any, settings: Se
             await stub.StreamEvents(iter([interest_pb2.StreamEventsRequest()]))
     assert raised.value.code() == grpc.StatusCode.UNAVAILABLE
     assert servicer.attempts == 1
+
+
+async def test_calls_are_balanced_over_every_address_of_the_target(started: Any) -> None:
+    first, second = ScriptedServicer(), ScriptedServicer()
+    servers = [await started(scripted_service(servicer)) for servicer in (first, second)]
+    target = "ipv4:" + ",".join(f"127.0.0.1:{server.port}" for server in servers)
+    client = open_channel(target, PREPROCESS, ClientSettings())
+    try:
+        stub = preprocess_pb2_grpc.PreprocessServiceStub(client)
+        for _ in range(6):
+            await stub.NormalizeText(preprocess_pb2.NormalizeTextRequest(texts=["x"]))
+    finally:
+        await client.close()
+    assert (len(first.calls), len(second.calls)) == (3, 3)

@@ -53,7 +53,10 @@ def service_config(
     service: ServiceDescriptor, settings: ClientSettings, retried: list[str] | None = None
 ) -> str:
     """gRPC service config (JSON) with a retry policy on the idempotent RPCs of `service`
-    (or on `retried`, for a contract that does not declare idempotency)."""
+    (or on `retried`, for a contract that does not declare idempotency), balancing calls
+    round robin over every address the target resolves to: a Kubernetes headless Service
+    (`dns:///ranking:50054`) gives one per pod, so calls spread over the pods, and the
+    servers' `max_connection_age` makes clients re-resolve as pods come and go."""
     retry_policy = {
         "maxAttempts": settings.retry_max_attempts,
         "initialBackoff": f"{settings.retry_initial_backoff_s}s",
@@ -63,9 +66,15 @@ def service_config(
     }
     methods = idempotent_methods(service) if retried is None else retried
     names = [{"service": service.full_name, "method": m} for m in methods]
+    balancing = [{"round_robin": {}}]
     if settings.retry_max_attempts < 2:  # gRPC rejects a retry policy of one attempt
-        return json.dumps({"methodConfig": []})
-    return json.dumps({"methodConfig": [{"name": names, "retryPolicy": retry_policy}]})
+        return json.dumps({"loadBalancingConfig": balancing, "methodConfig": []})
+    return json.dumps(
+        {
+            "loadBalancingConfig": balancing,
+            "methodConfig": [{"name": names, "retryPolicy": retry_policy}],
+        }
+    )
 
 
 def call_timeout(explicit: float | None, default: float) -> float:
