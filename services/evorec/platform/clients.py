@@ -66,7 +66,7 @@ def service_config(
     }
     methods = idempotent_methods(service) if retried is None else retried
     names = [{"service": service.full_name, "method": m} for m in methods]
-    balancing = [{"round_robin": {}}]
+    balancing: list[dict[str, dict[str, str]]] = [{"round_robin": {}}]
     if settings.retry_max_attempts < 2:  # gRPC rejects a retry policy of one attempt
         return json.dumps({"loadBalancingConfig": balancing, "methodConfig": []})
     return json.dumps(
