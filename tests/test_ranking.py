@@ -142,15 +142,15 @@ def test_the_forecast_term_lifts_the_forecast_topic_and_is_off_at_zero(
     norms[0] = 0
     user = space.table[int(np.argmax(norms))]
     query = Query(history=history, event_types=np.ones(3, np.int32), k=10, diversity=0)
-    plain = recommend(space, query, user, ENCODER_ONLY)
-    off = recommend(space, query, user, ENCODER_ONLY.model_copy(update={"weight_forecast": 0}))
-    assert [(r.index, r.score) for r in off.items] == [(r.index, r.score) for r in plain.items]
-    assert space.topic_codes[plain.items[0].index] != topic
-
-    lifted = recommend(space, query, user, ENCODER_ONLY.model_copy(update={"weight_forecast": 5}))
     scores = space.table @ user
     scores[[0, *history]] = -np.inf
     order = np.argsort(-scores, kind="stable")
+    # Off: the encoder's dot-product order, the forecast topic not first.
+    off = recommend(space, query, user, ENCODER_ONLY.model_copy(update={"weight_forecast": 0}))
+    assert [r.index for r in off.items] == order[:10].tolist()
+    assert space.topic_codes[off.items[0].index] != topic
+
+    lifted = recommend(space, query, user, ENCODER_ONLY.model_copy(update={"weight_forecast": 5}))
     rank = int(np.flatnonzero(space.topic_codes[order] == topic)[0])
     first = lifted.items[0]
     assert first.index == int(order[rank])  # the encoder's best item of the forecast topic
