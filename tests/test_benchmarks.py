@@ -149,3 +149,14 @@ def test_compare_models(tmp_path: Path, prepared: Path) -> None:
         ],
     )
     assert (tmp_path / "synthetic.json").exists()
+
+
+@pytest.mark.timeout(300)
+def test_forecast_blend(prepared: Path) -> None:
+    output = run_script("forecast_blend.py", str(prepared), "1", "30")
+    assert f"{prepared.name}: 30 test users, 1 epochs" in output
+    for weight in ("0.0", "0.1", "0.3", "1.0"):
+        assert re.search(rf"^ +{weight}  {NUMBER}  {NUMBER}  {NUMBER} +{NUMBER}$", output, re.M), (
+            weight,
+            output,
+        )

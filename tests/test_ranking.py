@@ -19,11 +19,13 @@ from evorec.ranking.item_space import ItemSpace
 from evorec.ranking.recommender import (
     ENCODER,
     POPULARITY,
+    RRF_K,
     Query,
     best,
     mmr,
     recent_items,
     recommend,
+    topic_forecast,
 )
 from evorec.ranking.settings import RecommendSettings
 
@@ -122,6 +124,38 @@ def test_the_encoder_ranks_by_dot_product_and_leads_the_blend(bundle: ModelBundl
     assert ENCODER in blended.sources_used
     assert not {1, 2, 3} & {r.index for r in blended.items}
     assert blended.items[0].sources[0] == ENCODER
+
+
+def test_the_forecast_term_lifts_the_forecast_topic_and_is_off_at_zero(
+    bundle: ModelBundle,
+) -> None:
+    space = ItemSpace(bundle, {})
+    topic = int(space.topic_codes[1])
+    # A history all in one topic: the user's own chain forecasts that topic only.
+    history = np.flatnonzero(space.topic_codes == topic)[:3]
+    expected_mass = np.zeros(len(space.topics))
+    expected_mass[topic] = 1.0
+    np.testing.assert_allclose(topic_forecast(space, history), expected_mass)
+    # The user vector of the longest item outside the topic: the encoder ranks it first.
+    norms = np.linalg.norm(space.table, axis=1)
+    norms[space.topic_codes == topic] = 0
+    norms[0] = 0
+    user = space.table[int(np.argmax(norms))]
+    query = Query(history=history, event_types=np.ones(3, np.int32), k=10, diversity=0)
+    scores = space.table @ user
+    scores[[0, *history]] = -np.inf
+    order = np.argsort(-scores, kind="stable")
+    # Off: the encoder's dot-product order, the forecast topic not first.
+    off = recommend(space, query, user, ENCODER_ONLY.model_copy(update={"weight_forecast": 0}))
+    assert [r.index for r in off.items] == order[:10].tolist()
+    assert space.topic_codes[off.items[0].index] != topic
+
+    lifted = recommend(space, query, user, ENCODER_ONLY.model_copy(update={"weight_forecast": 5}))
+    rank = int(np.flatnonzero(space.topic_codes[order] == topic)[0])
+    first = lifted.items[0]
+    assert first.index == int(order[rank])  # the encoder's best item of the forecast topic
+    assert first.score == pytest.approx(1 / (RRF_K + rank + 1) + 5 / (RRF_K + 1))
+    assert first.sources == [ENCODER]
 
 
 def test_a_topic_filter_holds_against_the_encoders_choice(bundle: ModelBundle) -> None:

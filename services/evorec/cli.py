@@ -14,7 +14,7 @@ import time
 from collections.abc import Coroutine
 from pathlib import Path
 from types import FrameType
-from typing import Annotated, Any, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import grpc
 import typer
@@ -33,6 +33,9 @@ from evorec.platform.probes import check_health, wait_until_serving
 from evorec.platform.registry import SERVICES, create_service
 from evorec.platform.server import serve as serve_service
 from evorec.platform.tls import channel_credentials
+
+if TYPE_CHECKING:
+    from evorec.v1 import ranking_pb2
 
 app = typer.Typer(
     help="evorec: predicts how users' interests evolve and serves recommendations over gRPC.",
@@ -211,7 +214,8 @@ def profile(
     horizon: Annotated[int, typer.Option(help="Interactions the prediction covers.")] = 10,
     config: ConfigOption = None,
 ) -> None:
-    """Print a user's interest profile and draw its timeline to a PNG."""
+    """Print a user's interest profile and every forecast method's view, and draw the
+    timeline, the forecasts and the regime changes to a PNG."""
     from evorec.interest.plot import plot_profile
     from evorec.platform.clients import interest_client
     from evorec.v1 import interest_pb2
@@ -222,7 +226,8 @@ def profile(
                 interest_pb2.GetInterestProfileRequest(user_id=user, horizon=horizon)
             )
 
-    response = _call("InterestService", ask(load_settings(config)))
+    settings = load_settings(config)
+    response = _call("InterestService", ask(settings))
     found = response.profile
     table = Table(
         "",
@@ -248,9 +253,53 @@ def profile(
         f"{found.event_count} events; drift {found.drift_score:.3f}; rising: "
         + (", ".join(t.label or t.topic_id for t in found.rising) or "none")
     )
+    forecast = _forecast(settings, user, horizon)
     path = out or Path(f"profile-{user}.png")
-    plot_profile(found, path)
+    plot_profile(found, path, forecast)
     console.print(f"timeline written to {path}")
+
+
+def _forecast(
+    settings: Settings, user: str, horizon: int
+) -> ranking_pb2.ForecastInterestsResponse | None:
+    """RankingService's forecasts of `user`, printed; None (and says so) when the call
+    fails, since the profile itself stands without them."""
+    from evorec.platform.clients import ranking_client
+    from evorec.v1 import ranking_pb2
+
+    async def ask() -> ranking_pb2.ForecastInterestsResponse:
+        async with ranking_client(settings) as ranking:
+            return await ranking.stub.ForecastInterests(
+                ranking_pb2.ForecastInterestsRequest(user_id=user, horizon=horizon)
+            )
+
+    try:
+        forecast = _call("RankingService", ask())
+    except RuntimeError as error:
+        console.print(f"no forecasts ({error}): the profile is shown without them")
+        return None
+    table = Table("method", "forecast", "offline js", title=f"forecasts of the next {horizon}")
+    for method in forecast.forecasts:
+        name = enum_label(ranking_pb2.ForecastMethod, method.method)
+        if forecast.recommended_method == method.method:
+            name += " (recommended)"
+        shares = ", ".join(
+            f"{w.label or w.topic_id} {w.weight:.2f}"
+            for w in sorted(method.distribution.weights, key=lambda w: -w.weight)
+        )
+        score = method.offline_score
+        table.add_row(
+            name,
+            shares if method.available else f"unavailable: {method.unavailable_reason}",
+            f"{score.js_divergence:.3f}" if method.HasField("offline_score") else "-",
+        )
+    console.print(table)
+    changes = forecast.hidden_markov.regime_changes
+    console.print(
+        "regime changes (position among the history's events with a topic): "
+        + (", ".join(f"{c.position} ({c.from_state}->{c.to_state})" for c in changes) or "none")
+    )
+    return forecast
 
 
 @app.command()

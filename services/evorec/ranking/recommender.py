@@ -16,6 +16,16 @@ bury items that only the encoder and the text know (new ones). Maximal marginal 
 (Carbonell and Goldstein, 1998) then picks the list one item at a time, trading relevance
 for dissimilarity to the items already picked (cosine in encoder space), by the request's
 diversity strength.
+
+An optional forecast term (`weight_forecast`, off by default: BENCHMARKS.md, "Ranking that
+uses the forecast") then lifts each proposed item by weight * m / (10 + 1), m the forecast
+mass of its topic: the user's own topic Markov chain rolled FORECAST_HORIZON steps from their
+last topic (`evorec.evolution.methods.topic_markov`). It is chosen over the encoder's
+next-item softmax summed per topic because it needs no encoder answer and costs one pass over
+the history's topic codes, and because the encoder's view already ranks the candidates; the
+chain adds the user's habits of moving between topics. At weight 1 a topic holding all the
+mass lifts its items as much as first place in the encoder source does. The term re-weights
+candidates only: it proposes none.
 """
 
 from __future__ import annotations
@@ -25,6 +35,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from evorec.evolution import methods
 from evorec.platform.enums import enum_label
 from evorec.ranking.item_space import ItemSpace
 from evorec.ranking.settings import RecommendSettings
@@ -41,6 +52,8 @@ MARKOV = ranking_pb2.CANDIDATE_SOURCE_MARKOV
 TEXT_NEIGHBOURS = ranking_pb2.CANDIDATE_SOURCE_TEXT_NEIGHBOURS
 POPULARITY = ranking_pb2.CANDIDATE_SOURCE_POPULARITY
 PERSONAL_SOURCES = (ENCODER, ITEM_SIMILARITY, MARKOV, TEXT_NEIGHBOURS)
+# The forecast term looks this many interactions ahead (the size of one answer).
+FORECAST_HORIZON = 10
 
 
 def source_name(source: int) -> str:
@@ -222,6 +235,27 @@ def _weights(settings: RecommendSettings) -> dict[int, float]:
     }
 
 
+def topic_forecast(space: ItemSpace, history: np.ndarray) -> np.ndarray:
+    """The forecast mass of each topic code over the next FORECAST_HORIZON interactions,
+    from the user's own topic transitions (zeros when no history item has a topic)."""
+    codes = space.topic_codes[history]
+    topics = [space.topics[c] for c in codes[codes >= 0]]
+    mass = np.zeros(len(space.topics))
+    if topics:
+        for topic, share in methods.topic_markov(topics, FORECAST_HORIZON).items():
+            mass[space.topic_code[topic]] = share
+    return mass
+
+
+def forecast_gain(
+    space: ItemSpace, history: np.ndarray, items: np.ndarray, weight: float
+) -> np.ndarray:
+    """The forecast term of each of `items`: weight * (its topic's mass) / (RRF_K + 1)."""
+    mass: np.ndarray = np.append(topic_forecast(space, history), 0.0)  # code -1 reads 0
+    lift: np.ndarray = mass[space.topic_codes[items]] * (weight / (RRF_K + 1))
+    return lift
+
+
 def recommend(
     space: ItemSpace,
     query: Query,
@@ -250,6 +284,8 @@ def recommend(
         )
         start += len(top)
     blended = gains.sum(axis=0)
+    if settings.weight_forecast > 0 and len(query.history):
+        blended += forecast_gain(space, query.history, union, settings.weight_forecast)
     pool_positions = best(blended, blended > 0, max(3 * query.k, 50))
     pool = union[pool_positions]
     order = mmr(pool, blended[pool_positions], space.unit_table, query.k, query.diversity)

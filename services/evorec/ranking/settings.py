@@ -24,6 +24,9 @@ class RecommendSettings(Section):
     weight_markov: float = Field(default=0.3, ge=0)
     weight_text_neighbours: float = Field(default=0.3, ge=0)
     weight_popularity: float = Field(default=0.1, ge=0)
+    # Lift of proposed items in the topics the user's own topic chain forecasts (0: off;
+    # the default is the measured best, BENCHMARKS.md "Ranking that uses the forecast").
+    weight_forecast: float = Field(default=0.0, ge=0)
     # How often the catalog's new and changed items are fetched from the embedding service.
     catalog_poll_interval_s: float = Field(default=2.0, gt=0, le=3600)
     # Text neighbours are reported degraded after this long without reaching it.
