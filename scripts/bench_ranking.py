@@ -64,6 +64,22 @@ asyncio.run(main())
 """
 
 
+def wait_until_answering(target: str, process: subprocess.Popen[bytes], deadline_s: float) -> None:
+    """Returns once a gRPC server at `target` accepts a connection; exits the script when
+    `process` (the server's) ends first or `deadline_s` passes."""
+    deadline = time.monotonic() + deadline_s
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise SystemExit(f"the server for {target} exited with status {process.returncode}")
+        with grpc.insecure_channel(target) as channel:
+            try:
+                grpc.channel_ready_future(channel).result(timeout=1.0)
+                return
+            except grpc.FutureTimeoutError:
+                continue
+    raise SystemExit(f"nothing answered at {target} within {deadline_s:.0f} s")
+
+
 def percentile(values: list[float], share: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(share * len(ordered)))]
@@ -409,6 +425,9 @@ def main(argv: list[str] | None = None) -> None:
             stand_in = subprocess.Popen(
                 [sys.executable, "-c", STAND_IN, str(work / "models"), str(port)], cwd=ROOT
             )
+            # Ranking serves its fallback sources while TF Serving cannot be reached; the
+            # figure is of the encoder's path, so ranking starts once the stand-in answers.
+            wait_until_answering(f"127.0.0.1:{port}", stand_in, args.up_deadline)
             services.env.update(
                 EVOREC_SERVING__BACKEND="tf_serving",
                 EVOREC_SERVING__TF_SERVING_TARGET=f"127.0.0.1:{port}",
