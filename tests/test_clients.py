@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from typing import Any
 
@@ -153,10 +154,21 @@ async def test_calls_are_balanced_over_every_address_of_the_target(started: Any)
     servers = [await started(scripted_service(servicer)) for servicer in (first, second)]
     target = "ipv4:" + ",".join(f"127.0.0.1:{server.port}" for server in servers)
     client = open_channel(target, PREPROCESS, ClientSettings())
+    stub = preprocess_pb2_grpc.PreprocessServiceStub(client)
+
+    async def call() -> None:
+        await stub.NormalizeText(preprocess_pb2.NormalizeTextRequest(texts=["x"]))
+
     try:
-        stub = preprocess_pb2_grpc.PreprocessServiceStub(client)
-        for _ in range(6):
-            await stub.NormalizeText(preprocess_pb2.NormalizeTextRequest(texts=["x"]))
+        # Round robin picks among the connections that are up; wait until both are.
+        for _ in range(500):
+            await call()
+            if first.calls and second.calls:
+                break
+            await asyncio.sleep(0.01)
+        before = len(first.calls), len(second.calls)
+        for _ in range(10):
+            await call()
     finally:
-        await client.close()
-    assert (len(first.calls), len(second.calls)) == (3, 3)
+        await client.close(None)
+    assert (len(first.calls) - before[0], len(second.calls) - before[1]) == (5, 5)
