@@ -43,6 +43,8 @@ GRPC_EDGES = {
     ("ranking", "tf-serving", 8500),
     ("embedding", "preprocess", 50051),
     ("interest", "embedding", 50052),
+    ("retrain", "interest", 50053),
+    ("retrain", "embedding", 50052),
 }
 METRICS_EDGES = {
     (PROMETHEUS, "preprocess", 9101),
@@ -86,10 +88,12 @@ def _objects(rendered: tuple[str, list[dict[str, Any]]], kind: str) -> dict[str,
 
 
 def _workloads(rendered: tuple[str, list[dict[str, Any]]]) -> dict[str, dict[str, Any]]:
-    """Deployments, StatefulSets and Jobs by name."""
+    """Deployments, StatefulSets, Jobs and CronJobs (as the Job they make) by name."""
     found: dict[str, dict[str, Any]] = {}
     for kind in ("Deployment", "StatefulSet", "Job"):
         found.update(_objects(rendered, kind))
+    for name, cron_job in _objects(rendered, "CronJob").items():
+        found[name] = {"kind": "CronJob", **cron_job["spec"]["jobTemplate"]}
     return found
 
 
