@@ -111,7 +111,8 @@ wait_healthy() {
     while true; do
         unhealthy=0
         for service in $("${COMPOSE[@]}" -f "$WORK/stack.yml" config --services); do
-            [[ $service == prepare-model ]] && continue
+            # A one-shot job, and the learning profile's service, which the stack does not start.
+            [[ $service == prepare-model || $service == retrain ]] && continue
             id=$("${COMPOSE[@]}" -f "$WORK/stack.yml" ps -q "$service")
             [[ -n $id ]] || { unhealthy=1; continue; }
             state=$(docker inspect -f '{{.State.Status}} {{.State.Health.Status}}' "$id")
