@@ -17,7 +17,7 @@ from typing import Any
 import grpc
 
 from evorec.platform import context
-from evorec.platform.errors import EvorecError
+from evorec.platform.errors import EvorecError, InvalidArgument
 from evorec.platform.metrics import RpcMetrics
 
 log = logging.getLogger("evorec.rpc")
@@ -109,6 +109,54 @@ def _deadline_of(servicer_context: grpc.aio.ServicerContext[Any, Any]) -> float 
 
 
 Behavior = Callable[..., Any]
+Deserializer = Callable[[bytes], Any]
+
+
+class _Undecodable:
+    """Stands in for a request whose bytes did not parse: gRPC would answer UNKNOWN for the
+    deserializer's exception; the handler's wrapper answers INVALID_ARGUMENT instead."""
+
+    def __init__(self, type_name: str, error: Exception) -> None:
+        self.type_name = type_name
+        self.error = error
+
+    def invalid(self, where: str = "the request") -> InvalidArgument:
+        return InvalidArgument(f"{where} is not a valid {self.type_name}: {self.error}")
+
+
+def _tolerant(deserializer: Deserializer | None) -> Deserializer | None:
+    """`deserializer`, returning an _Undecodable for bytes it cannot parse (malformed wire
+    format, invalid UTF-8 in a string field, nesting past protobuf's limit)."""
+    if deserializer is None:
+        return None
+    message_type = getattr(deserializer, "__self__", None)
+    descriptor = getattr(message_type, "DESCRIPTOR", None)
+    type_name = getattr(descriptor, "full_name", "request message")
+
+    def deserialize(data: bytes) -> Any:
+        try:
+            return deserializer(data)
+        except Exception as error:  # whatever the caller's bytes make the parser raise
+            return _Undecodable(type_name, error)
+
+    return deserialize
+
+
+def _checked(request: Any) -> Any:
+    """The request, unless its bytes did not parse."""
+    if isinstance(request, _Undecodable):
+        raise request.invalid()
+    return request
+
+
+async def _checked_stream(requests: AsyncIterator[Any]) -> AsyncIterator[Any]:
+    """A client stream's messages; the first that did not parse ends the call, naming it."""
+    number = 0
+    async for request in requests:
+        if isinstance(request, _Undecodable):
+            raise request.invalid(f"message {number} of the stream")
+        yield request
+        number += 1
 
 
 class ServerInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[type-arg]  # generic in stubs only
@@ -135,7 +183,7 @@ class ServerInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[type-arg]  
                 factory = getattr(grpc, f"{kind}_rpc_method_handler")
                 wrapped_handler: grpc.RpcMethodHandler[Any, Any] = factory(
                     wrapped,
-                    request_deserializer=handler.request_deserializer,
+                    request_deserializer=_tolerant(handler.request_deserializer),
                     response_serializer=handler.response_serializer,
                 )
                 return wrapped_handler
@@ -143,12 +191,16 @@ class ServerInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[type-arg]  
 
     def _wrap(self, behavior: Behavior, labels: tuple[str, str, str]) -> Behavior:
         metrics = self.metrics
+        client_streaming = labels[0] in ("client_stream", "bidi_stream")
         if inspect.isasyncgenfunction(behavior):
 
             async def stream(request: Any, servicer_context: Any) -> AsyncIterator[Any]:
                 with _Call(metrics, labels, servicer_context) as call:
                     try:
-                        async for response in behavior(request, servicer_context):
+                        requests = (
+                            _checked_stream(request) if client_streaming else _checked(request)
+                        )
+                        async for response in behavior(requests, servicer_context):
                             yield response
                     except Exception as error:
                         await call.fail(error)
@@ -158,7 +210,8 @@ class ServerInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[type-arg]  
         async def unary(request: Any, servicer_context: Any) -> Any:
             with _Call(metrics, labels, servicer_context) as call:
                 try:
-                    result = behavior(request, servicer_context)
+                    requests = _checked_stream(request) if client_streaming else _checked(request)
+                    result = behavior(requests, servicer_context)
                     # evorec's servicers are async; the generated base class's placeholders
                     # (UNIMPLEMENTED) are plain functions.
                     return await result if inspect.isawaitable(result) else result

@@ -30,6 +30,7 @@ MAX_EVENT_TEXT_CHARS = 10_000
 MAX_FUTURE_S = DAY
 # Beyond any time or duration evorec has a use for (about 3,000 years), yet far from overflow.
 _MAX_SECONDS = 10**11
+_NANOS_PER_SECOND = 10**9
 
 
 def check_id(violations: Violations, value: str, field: str) -> None:
@@ -55,15 +56,17 @@ def check_time(violations: Violations, stamp: Timestamp, field: str) -> float | 
 
 
 def timestamp_seconds(stamp: Timestamp) -> float | None:
-    """A Timestamp as seconds since 1970, or None where it is out of any sane range."""
-    if abs(stamp.seconds) > _MAX_SECONDS:
+    """A Timestamp as seconds since 1970, or None where it is out of any sane range or its
+    nanos are not 0 to 999,999,999 (what the Timestamp type allows)."""
+    if abs(stamp.seconds) > _MAX_SECONDS or not 0 <= stamp.nanos < _NANOS_PER_SECOND:
         return None
     return stamp.seconds + stamp.nanos / 1e9
 
 
 def duration_seconds(duration: Duration) -> float | None:
-    """A Duration as seconds, or None where it is out of any sane range."""
-    if abs(duration.seconds) > _MAX_SECONDS:
+    """A Duration as seconds, or None where it is out of any sane range or its nanos are
+    beyond +-999,999,999 (what the Duration type allows)."""
+    if abs(duration.seconds) > _MAX_SECONDS or abs(duration.nanos) >= _NANOS_PER_SECOND:
         return None
     return duration.seconds + duration.nanos / 1e9
 

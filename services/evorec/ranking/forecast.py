@@ -19,7 +19,7 @@ from evorec.evolution import methods
 from evorec.evolution.hmm import regime_changes
 from evorec.evolution.track_record import forecasts
 from evorec.platform.errors import NotFound, Violations, dependency_error
-from evorec.platform.validation import check_id
+from evorec.platform.validation import check_id, check_time
 from evorec.ranking.item_space import ItemSpace
 from evorec.topic_distributions import Distribution
 from evorec.v1 import common_pb2, interest_pb2, interest_pb2_grpc, ranking_pb2
@@ -69,11 +69,11 @@ def parse_forecast_request(
                 index is not None, f"history.items[{number}].item_id", "unknown item"
             )
             indexes.append(index or 0)
+            if item.HasField("event_time"):
+                check_time(violations, item.event_time, f"history.items[{number}].event_time")
         if items and all(item.HasField("event_time") for item in items[:MAX_INLINE_HISTORY]):
-            order = np.argsort(
-                [item.event_time.ToNanoseconds() for item in items[:MAX_INLINE_HISTORY]],
-                kind="stable",
-            )
+            times = [(i.event_time.seconds, i.event_time.nanos) for i in items[:MAX_INLINE_HISTORY]]
+            order = sorted(range(len(times)), key=times.__getitem__)
             indexes = [indexes[i] for i in order]
     return ForecastQuery(
         user_id=request.user_id,

@@ -29,20 +29,34 @@ _TAG = re.compile(r"<[^>]*>?")
 
 
 def _parse_record(line: str) -> dict[str, Any] | None:
+    """The line's object, as JSON or (2014 metadata) a Python literal; None where it is
+    neither. Whatever the line holds (nesting past the recursion limit, integers past
+    Python's digit limit, unhashable keys), this returns rather than raises."""
     try:
         record = json.loads(line)
-    except json.JSONDecodeError:
+    except (ValueError, RecursionError):
         try:
             record = ast.literal_eval(line)
-        except (ValueError, SyntaxError, MemoryError, RecursionError):
+        except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError):
             return None
     return record if isinstance(record, dict) else None
+
+
+def _number(value: object) -> float | None:
+    """A JSON number as a float; None for anything else, and for an integer too large for a
+    float."""
+    if not isinstance(value, int | float) or isinstance(value, bool):
+        return None
+    try:
+        return float(value)
+    except OverflowError:
+        return None
 
 
 def _review_time(record: dict[str, Any]) -> float | None:
     value = record.get("unixReviewTime")
     if isinstance(value, int | float) and not isinstance(value, bool):
-        return float(value)
+        return _number(value)
     text = record.get("reviewTime")
     if isinstance(text, str):
         try:
@@ -60,11 +74,17 @@ def clean_title(title: object) -> str:
 
 
 def _joined(value: object) -> str:
-    if isinstance(value, str):
-        return " ".join(html.unescape(_TAG.sub(" ", value)).split())
-    if isinstance(value, list):
-        return " ".join(_joined(v) for v in value if v)
-    return ""
+    """The text of a string or of the strings in (nested) lists, in order; walked with a
+    stack, so that nesting as deep as the parser allows cannot exhaust the recursion limit."""
+    parts: list[str] = []
+    pending = [value]
+    while pending:
+        current = pending.pop()
+        if isinstance(current, str):
+            parts.append(" ".join(html.unescape(_TAG.sub(" ", current)).split()))
+        elif isinstance(current, list):
+            pending.extend(reversed([v for v in current if v]))
+    return " ".join(part for part in parts if part)
 
 
 def _categories(record: dict[str, Any]) -> list[str]:
@@ -93,14 +113,14 @@ def read_amazon(reviews: Path, meta: Path | None = None) -> RawDataset:
             errors.add("not a JSON object", where)
             continue
         time = _review_time(record)
-        rating = record.get("overall", float("nan"))
-        if time is None or not isinstance(rating, int | float):
+        rating = _number(record.get("overall", float("nan")))
+        if time is None or rating is None:
             errors.add("rating or time is not valid", where)
             continue
         users.append(str(record.get("reviewerID") or "").strip())
         items.append(str(record.get("asin") or "").strip())
         times.append(time)
-        values.append(float(rating))
+        values.append(rating)
         summary = str(record.get("summary") or "").strip()
         body = str(record.get("reviewText") or "").strip()
         texts.append(f"{summary}. {body}" if summary and body else summary or body)

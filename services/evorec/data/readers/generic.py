@@ -74,7 +74,7 @@ def _rows(path: Path, errors: ParseErrors) -> Iterator[tuple[int, dict[str, Any]
         for number, line in decoded_lines(path, errors):
             try:
                 record = json.loads(line)
-            except json.JSONDecodeError:
+            except (ValueError, RecursionError):  # not JSON, nested too deep, too many digits
                 errors.add("not valid JSON", f"{path.name}:{number}")
                 continue
             if not isinstance(record, dict):

@@ -108,8 +108,13 @@ def read_ml100k(folder: Path) -> RawDataset:
 
 def _atomic_header(path: Path) -> list[str]:
     """Column names of a RecBole atomic file, without their `:type` suffixes."""
-    with path.open(encoding="utf-8") as handle:
-        return [name.split(":", 1)[0] for name in handle.readline().rstrip("\r\n").split("\t")]
+    with path.open("rb") as handle:
+        first = handle.readline()
+    try:
+        line = first.decode("utf-8")
+    except UnicodeDecodeError as error:
+        raise DataError(f"{path.name}: the header line is not valid utf-8") from error
+    return [name.split(":", 1)[0] for name in line.rstrip("\r\n").split("\t")]
 
 
 def read_atomic(folder: Path) -> RawDataset:
@@ -144,6 +149,8 @@ def read_atomic(folder: Path) -> RawDataset:
         files.append(item_path)
         item_header = _atomic_header(item_path)
         item_column = {name: index for index, name in enumerate(item_header)}
+        if "item_id" not in item_column:
+            raise DataError(f"{item_path.name} lacks columns: item_id")
         title_column = next((c for c in ("movie_title", "title") if c in item_column), None)
         class_column = next((c for c in ("class", "genre", "categories") if c in item_column), None)
         ids, titles, categories = [], [], []
