@@ -12,8 +12,18 @@ import pandas as pd
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from evorec.v1 import common_pb2, interest_pb2, interest_pb2_grpc, ranking_pb2, ranking_pb2_grpc
+from evorec.platform.errors import field_violations
+from evorec.v1 import (
+    common_pb2,
+    embedding_pb2,
+    embedding_pb2_grpc,
+    interest_pb2,
+    interest_pb2_grpc,
+    ranking_pb2,
+    ranking_pb2_grpc,
+)
 from tests.bad_input import (
+    FORGED_TOKENS,
     INVALID_UTF8,
     MARKER,
     Case,
@@ -146,3 +156,22 @@ async def test_the_whole_catalogue_gets_no_unknown_or_internal(four: Stack, prep
     now = time.time()
     outcomes = await send_cases(four, catalogue(seeds(items, now), cut_seeds(items, now)))
     await assert_held(four, outcomes)
+
+
+async def test_forged_page_tokens_are_invalid_argument_on_page_token(four: Stack) -> None:
+    ports = {name: four.running[name].port for name in ("embedding", "interest")}
+    for label, token in FORGED_TOKENS.items():
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{ports['embedding']}") as channel:
+            topics = embedding_pb2_grpc.EmbeddingServiceStub(channel)
+            with pytest.raises(grpc.aio.AioRpcError) as raised:
+                await topics.ListTopics(embedding_pb2.ListTopicsRequest(page_token=token))
+        assert raised.value.code() == grpc.StatusCode.INVALID_ARGUMENT, label
+        assert [v.field for v in field_violations(raised.value)] == ["page_token"], label
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{ports['interest']}") as channel:
+            interest = interest_pb2_grpc.InterestServiceStub(channel)
+            with pytest.raises(grpc.aio.AioRpcError) as raised:
+                await interest.GetUserHistory(
+                    interest_pb2.GetUserHistoryRequest(user_id="u1", page_token=token)
+                )
+        assert raised.value.code() == grpc.StatusCode.INVALID_ARGUMENT, label
+        assert [v.field for v in field_violations(raised.value)] == ["page_token"], label

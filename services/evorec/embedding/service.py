@@ -45,6 +45,8 @@ MAX_K = 1_000
 DEFAULT_K = 10
 MAX_TOPIC_PAGE = 1_000
 MAX_ITEM_PAGE = 1_000
+# The most digits of a page token's offset: every int64 offset fits in 18.
+_MAX_OFFSET_DIGITS = 18
 OK = embedding_pb2.VECTOR_STATUS_OK
 NO_TEXT = embedding_pb2.VECTOR_STATUS_NO_USABLE_TEXT
 UNKNOWN_ITEM = embedding_pb2.VECTOR_STATUS_UNKNOWN_ITEM
@@ -323,8 +325,11 @@ def _page_offset(token: str, violations: Violations) -> int:
     """Page tokens of offset-paged lists are the offset in decimal; anything else is refused."""
     if not token:
         return 0
-    violations.require(token.isdigit(), "page_token", "not a token this service issued")
-    return int(token) if token.isdigit() else 0
+    # ASCII digits only (str.isdigit also takes superscripts and other scripts' digits, which
+    # int() refuses), and no more than an int64 holds.
+    issued = token.isascii() and token.isdigit() and len(token) <= _MAX_OFFSET_DIGITS
+    violations.require(issued, "page_token", "not a token this service issued")
+    return int(token) if issued else 0
 
 
 def validate_upsert(request: embedding_pb2.UpsertItemsRequest) -> None:

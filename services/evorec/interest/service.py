@@ -75,11 +75,16 @@ def encode_token(position: tuple[float, int]) -> str:
 
 
 def decode_token(token: str) -> tuple[float, int] | None:
+    """The position a page token holds; None for anything encode_token cannot have made
+    (a time that is not finite, a sequence number beyond SQLite's int64 included)."""
     try:
         time_text, seq_text = base64.urlsafe_b64decode(token.encode()).decode().split("/")
-        return float(time_text), int(seq_text)
+        position = float(time_text), int(seq_text)
     except (ValueError, binascii.Error, UnicodeDecodeError):
         return None
+    if not math.isfinite(position[0]) or not 0 <= position[1] < 2**63:
+        return None
+    return position
 
 
 class InterestServicer(interest_pb2_grpc.InterestServiceServicer):
