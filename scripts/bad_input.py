@@ -223,17 +223,12 @@ def options(argv: list[str] | None) -> argparse.Namespace:
 
 
 async def run_catalogue(
-    services: Services, cases_by_service: dict[str, list[object]], args: argparse.Namespace
+    services: Services, cases_by_service: dict[str, list[Case]], args: argparse.Namespace
 ) -> list[Outcome]:
     outcomes: list[Outcome] = []
     for name, cases in cases_by_service.items():
         started = time.perf_counter()
-        answered = await send_all(
-            services.target(name),
-            cases,
-            args.timeout,
-            args.concurrency,  # type: ignore[arg-type]
-        )
+        answered = await send_all(services.target(name), cases, args.timeout, args.concurrency)
         print(f"{name}: {len(answered):,} requests in {time.perf_counter() - started:.0f} s")
         outcomes.extend(answered)
     return outcomes
@@ -275,7 +270,7 @@ def main(argv: list[str] | None = None) -> int:
             before = asyncio.run(exported(services.target("interest")))
             vectors_before = asyncio.run(item_vectors(services.target("embedding"), known_items))
             cases = catalogue(all_seeds, cut_seeds(known_items, now))
-            by_service: dict[str, list[object]] = {name: [] for name in NAMES}
+            by_service: dict[str, list[Case]] = {name: [] for name in NAMES}
             for case in cases:
                 by_service[SERVICE_OF[case.rpc.service]].append(case)
             print(
@@ -305,22 +300,21 @@ def main(argv: list[str] | None = None) -> int:
                 problems.append(f"a plain Recommend afterwards was degraded: {answer}")
         finally:
             services.stop_all()
-        problems.extend(integrity(before, after, dataset_users, outcomes))
+        stored = integrity(before, after, dataset_users, outcomes)
         if vectors_after != vectors_before:
             changed = [i for i in vectors_before if vectors_after.get(i) != vectors_before[i]]
-            problems.append(f"dataset items changed: {changed[:10]}")
+            stored.append(f"dataset items changed: {changed[:10]}")
+        problems.extend(stored)
         crashes = sum(1 for p in problems if "exited" in p)
+        serving = not any("reports" in p or "exited" in p for p in problems)
         print(
             f"UNKNOWN: {sum(o.code == grpc.StatusCode.UNKNOWN for o in outcomes)}, "
             f"INTERNAL: {sum(o.code == grpc.StatusCode.INTERNAL for o in outcomes)}, "
-            f"crashes: {crashes}, services SERVING afterwards: "
-            f"{'all four' if not any('reports' in p or 'exited' in p for p in problems) else 'no'}"
+            f"crashes: {crashes}, all four services SERVING afterwards: {serving}, "
+            f"stored data intact: {not stored}"
         )
     for problem in problems:
         print(f"FAIL: {problem}")
-    print(
-        "stored data intact" if not any("changed" in p or "events" in p for p in problems) else ""
-    )
     return 1 if problems else 0
 
 
