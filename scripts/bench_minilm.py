@@ -92,6 +92,7 @@ def main(argv: list[str] | None = None) -> None:
         "machine": f"{platform.machine()}, {os.cpu_count()} cores",
         "tensorflow": tf.__version__,
         "batch_size": BATCH_SIZE,
+        "load_average_at_start": [round(v, 1) for v in os.getloadavg()],
     }
     started = time.perf_counter()
     encoder = MiniLMEncoder.load(args.minilm_dir)
@@ -102,7 +103,7 @@ def main(argv: list[str] | None = None) -> None:
     ]
     reviews = review_texts(args.texts or args.datasets / AMAZON)
     started = time.perf_counter()
-    encoder.embed_many(reviews[:BATCH_SIZE])  # traces the graph once
+    encoder.embed_many(reviews[:BATCH_SIZE])
     results["warm_up_seconds"] = round(time.perf_counter() - started, 2)
     results["throughput"] = [
         throughput(encoder, f"item texts of {sources[0].name}", item_texts),
@@ -119,12 +120,17 @@ def main(argv: list[str] | None = None) -> None:
                 out = Path(tmp) / f"{number}-{text_encoder}"
                 prepared.append(time_prepare(source, out, options))
     results["prepare"] = prepared
+    results["load_average_at_end"] = [round(v, 1) for v in os.getloadavg()]
     if args.json:
         print(json.dumps(results, indent=2))
+    print(
+        "1-minute load average (start, end; other jobs share the machine): "
+        f"{results['load_average_at_start'][0]}, {results['load_average_at_end'][0]}"
+    )
     print("| measure | value |\n|---|---|")
-    print(f"| model load (weights, Keras graph; TensorFlow imported before) | "
+    print(f"| model load (weights, Keras graph and its trace; TensorFlow imported before) | "
           f"{results['load_seconds']} s |")  # fmt: skip
-    print(f"| first batch of {BATCH_SIZE} (traces the graph) | {results['warm_up_seconds']} s |")
+    print(f"| first batch of {BATCH_SIZE} reviews | {results['warm_up_seconds']} s |")
     for row in results["throughput"]:  # type: ignore[attr-defined]
         print(
             f"| embed {row['count']:,} {row['texts']} (mean {row['mean_chars']} characters, "

@@ -154,6 +154,9 @@ class MiniLMEncoder:
         forward = tf.function(
             lambda ids, mask: model([ids, mask], training=False), input_signature=[spec, spec]
         )
+        # Traced here, so that a service pays for it before it reports SERVING, not at the
+        # first call.
+        forward(np.zeros((1, 2), np.int32), np.ones((1, 2), np.int32))
         return cls(tokenizer, forward, batch_size)
 
     @property
