@@ -155,6 +155,33 @@ def test_prepare_with_minilm_writes_its_vectors_and_records_it(
     assert manifest["counts"]["topics"] == SYNTH.topics
 
 
+def test_an_item_without_catalog_text_is_known_by_its_reviews(
+    tmp_path: Path, minilm_dir: Path, encoder: MiniLMEncoder
+) -> None:
+    raw = tmp_path / "raw"
+    simulate(SYNTH).write(raw, SYNTH)
+    items = pd.read_csv(raw / "items.csv", keep_default_na=False)
+    items["title"] = ""
+    items["text"] = ""
+    items.to_csv(raw / "items.csv", index=False)
+    options = PrepareOptions(topics=SYNTH.topics, text_encoder="minilm", minilm_dir=minilm_dir)
+    prepare(read_dataset(raw), tmp_path / "out", options)
+    layout = DatasetLayout(tmp_path / "out")
+    events = pd.read_parquet(layout.events)
+    prepared = pd.read_parquet(layout.items)
+    vectors = np.load(layout.item_vectors)
+    reviews = events[events["text"] != ""]
+    held_out = set(events.loc[events["split_new_item"] == "test", "item_index"])
+    reviewed = reviews[~reviews["item_index"].isin(held_out)]
+    index = int(reviewed["item_index"].iloc[0])
+    expected, _ = encoder.embed(" ".join(reviewed.loc[reviewed["item_index"] == index, "text"]))
+    assert expected is not None
+    assert cosine(vectors[index], expected) > 0.99999
+    with_vector = set(prepared.loc[prepared["has_text_vector"], "item_index"])
+    assert with_vector == set(reviewed["item_index"])  # held-out items look new: no vector
+    assert not vectors[sorted(set(prepared["item_index"]) - with_vector)].any()
+
+
 def test_prepare_refuses_minilm_for_chinese_text(tmp_path: Path, minilm_dir: Path) -> None:
     raw = tmp_path / "raw"
     simulate(SYNTH).write(raw, SYNTH)
