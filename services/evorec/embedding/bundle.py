@@ -1,9 +1,12 @@
-"""The text side of a prepared dataset, loaded: word vectors, SIF parameters, topics."""
+"""The text side of a prepared dataset, loaded: word vectors, SIF parameters, topics, and the
+MiniLM model when the dataset was prepared with it."""
 
 from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 from gensim.models import KeyedVectors
@@ -12,17 +15,25 @@ from evorec.data.artifacts import DatasetLayout
 from evorec.embedding.text_vectors import TextEmbedder
 from evorec.embedding.topics import TopicModel
 
+if TYPE_CHECKING:
+    from evorec.embedding.minilm import MiniLMEncoder
+
 
 @dataclass
 class TextModel:
-    """What turns tokens into item vectors and topics, and which version it is."""
+    """What turns text into item vectors and topics, and which version it is. `minilm` is
+    set when the dataset's item vectors are MiniLM's: texts are then embedded by it, not by
+    the SIF mean of the word vectors."""
 
     embedder: TextEmbedder
     topics: TopicModel
     version: str
+    minilm: MiniLMEncoder | None = None
 
     @classmethod
-    def load(cls, layout: DatasetLayout) -> TextModel:
+    def load(cls, layout: DatasetLayout, text_models: Path | None = None) -> TextModel:
+        """Loads the dataset's text model; `text_models` is the folder holding `minilm/`,
+        needed when the dataset was prepared with `--text-encoder minilm`."""
         manifest = layout.read_manifest()
         vectors = KeyedVectors.load_word2vec_format(str(layout.word_vectors), binary=True)
         counts = json.loads(layout.word_counts.read_text())
@@ -32,5 +43,20 @@ class TextModel:
         topics = TopicModel.from_json(
             json.loads(layout.topics.read_text()), np.load(layout.topic_centroids)
         )
-        digest = manifest["outputs"]["text/word_vectors.bin"][:12]
-        return cls(embedder, topics, f"{manifest['name']}@{digest}")
+        encoder = manifest.get("text_encoder", {"name": "word2vec"})
+        if encoder["name"] != "minilm":
+            digest = manifest["outputs"]["text/word_vectors.bin"][:12]
+            return cls(embedder, topics, f"{manifest['name']}@{digest}")
+        from evorec.embedding.minilm import MiniLMEncoder
+        from evorec.embedding.model_files import MINILM
+
+        if encoder["sha256"] != MINILM.sha256:
+            raise ValueError(
+                f"{layout.root} was prepared with MiniLM files {encoder['sha256']}, "
+                f"this evorec runs {MINILM.sha256}: prepare it again"
+            )
+        if text_models is None:
+            raise ValueError(f"{layout.root} was prepared with MiniLM: give its model folder")
+        minilm = MiniLMEncoder.load(text_models / MINILM.name)
+        digest = MINILM.sha256["model.safetensors"][:12]
+        return cls(embedder, topics, f"{manifest['name']}@minilm-{digest}", minilm)

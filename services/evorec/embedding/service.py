@@ -1,7 +1,9 @@
 """EmbeddingService: text vectors, item vectors, upserts and similar items over the catalog.
 
 Texts are normalized by the PreprocessService (over gRPC, as every service talks to another),
-then embedded with the prepared dataset's word vectors (SIF); topics come from its topic
+then embedded with the prepared dataset's word vectors (SIF); when the dataset was prepared
+with `--text-encoder minilm`, the raw texts are embedded by the MiniLM model instead (in a
+worker thread, in batches; see `evorec.embedding.minilm`). Topics come from its topic
 model. Upserted items are persisted before the call is answered.
 """
 
@@ -12,6 +14,7 @@ import time
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import grpc
@@ -86,10 +89,13 @@ class EmbeddingServicer(embedding_pb2_grpc.EmbeddingServiceServicer):
     def catalog(self) -> ItemCatalog:
         return self.loaded.catalog
 
-    async def load(self, layout: DatasetLayout, store: CatalogStore) -> None:
-        """Loads the dataset's text model and items, then lays the upserted items over them
-        (embedding again those stored under other word vectors)."""
-        model, catalog = await asyncio.to_thread(_load, layout)
+    async def load(
+        self, layout: DatasetLayout, store: CatalogStore, text_models: Path | None = None
+    ) -> None:
+        """Loads the dataset's text model (MiniLM's files from `text_models`/minilm when it
+        was prepared with it) and items, then lays the upserted items over them (embedding
+        again those stored under other word vectors)."""
+        model, catalog = await asyncio.to_thread(_load, layout, text_models)
         stale = []
         for item, fits in await asyncio.to_thread(lambda: list(store.load(catalog.dimension))):
             catalog.put(item)
@@ -118,6 +124,13 @@ class EmbeddingServicer(embedding_pb2_grpc.EmbeddingServiceServicer):
     async def vectors(self, texts: Sequence[str]) -> list[tuple[np.ndarray | None, int]]:
         if not texts:
             return []
+        minilm = self.model.minilm
+        if minilm is not None:
+            matrix, counts = await asyncio.to_thread(minilm.embed_many, texts)
+            return [
+                (vector if count > 0 else None, int(count))
+                for vector, count in zip(matrix, counts, strict=True)
+            ]
         return [self.model.embedder.embed(tokens) for tokens in await self.tokens(texts)]
 
     def item_vector(self, item: CatalogItem | None, item_id: str) -> embedding_pb2.ItemVector:
@@ -372,7 +385,9 @@ def create(settings: Settings) -> GrpcService:
                 "(or `evorec up`, which makes a synthetic one), or set EVOREC_DATASET"
             )
         await servicer.load(
-            layout, CatalogStore(settings.data_dir / "embedding" / "catalog.sqlite")
+            layout,
+            CatalogStore(settings.data_dir / "embedding" / "catalog.sqlite"),
+            settings.text_models_path,
         )
 
     async def stop() -> None:
@@ -390,5 +405,5 @@ def create(settings: Settings) -> GrpcService:
     )
 
 
-def _load(layout: DatasetLayout) -> tuple[TextModel, ItemCatalog]:
-    return TextModel.load(layout), ItemCatalog.from_dataset(layout)
+def _load(layout: DatasetLayout, text_models: Path | None) -> tuple[TextModel, ItemCatalog]:
+    return TextModel.load(layout, text_models), ItemCatalog.from_dataset(layout)

@@ -161,11 +161,13 @@ def write_dataset(
     return manifest
 
 
-def options_following(serving: DatasetLayout) -> PrepareOptions:
-    """The serving dataset's preparation (cleaning, text, topics, splits), but with its word
-    vectors instead of new ones: the text space stays the one the serving encoder's text
-    projection learned, so a warm start can reuse it."""
+def options_following(serving: DatasetLayout, text_models: Path | None = None) -> PrepareOptions:
+    """The serving dataset's preparation (cleaning, text, topics, splits, text encoder), but
+    with its word vectors instead of new ones: the text space stays the one the serving
+    encoder's text projection learned, so a warm start can reuse it. `text_models` holds the
+    MiniLM files, needed when the serving dataset's text encoder is MiniLM."""
     parameters = serving.read_manifest().get("parameters", {})
+    text_encoder = parameters.get("text_encoder", PrepareOptions.text_encoder)
     return PrepareOptions(
         cleaning=CleaningOptions(**parameters.get("cleaning", {})),
         text=TextOptions(**parameters.get("text", {})),
@@ -176,4 +178,6 @@ def options_following(serving: DatasetLayout) -> PrepareOptions:
         time_test_share=parameters.get("time_test_share", PrepareOptions.time_test_share),
         new_item_share=parameters.get("new_item_share", PrepareOptions.new_item_share),
         seed=parameters.get("seed", PrepareOptions.seed),
+        text_encoder=text_encoder,
+        minilm_dir=text_models / "minilm" if text_models and text_encoder == "minilm" else None,
     )

@@ -107,7 +107,7 @@ def _run(
     snapshot = asyncio.run(take_snapshot(settings, settings.retrain.export_timeout_s))
     dataset = DatasetLayout(settings.data_dir / "datasets" / f"live-{snapshot.watermark}")
     if not dataset.exists():  # the same watermark: the same events, prepared already
-        options = options_following(DatasetLayout(settings.dataset_path))
+        options = options_following(DatasetLayout(settings.dataset_path), settings.text_models_path)
         if serving is not None:
             options = replace(options, pretrained=serving / BUNDLE_DIR / "word_vectors.bin")
         write_dataset(snapshot, dataset.root, options, progress)

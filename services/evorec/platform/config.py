@@ -107,6 +107,9 @@ class Settings(BaseSettings):
     # The prepared dataset the services load (`evorec data prepare` writes one). Default:
     # <data_dir>/datasets/default, which `evorec up` fills with synthetic data when empty.
     dataset: Path | None = None
+    # Pretrained text models' files (`evorec models fetch minilm` writes <dir>/minilm/).
+    # Default: <data_dir>/text-models.
+    text_models_dir: Path | None = None
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     # json: one JSON object per line, for log collectors; text: for a person at a terminal.
     log_format: Literal["json", "text"] = "json"
@@ -156,6 +159,10 @@ class Settings(BaseSettings):
     @property
     def dataset_path(self) -> Path:
         return self.dataset or self.data_dir / "datasets" / "default"
+
+    @property
+    def text_models_path(self) -> Path:
+        return self.text_models_dir or self.data_dir / "text-models"
 
     def endpoint(self, service: str) -> Endpoint:
         """The endpoint of a service by its short name (`preprocess`, `ranking`, ...)."""
