@@ -213,9 +213,7 @@ async def main(args: argparse.Namespace) -> list[dict[str, Any]]:
         training = TrainingConfig(epochs=args.epochs, patience=5, warmup_steps=10)
     else:
         raw, options, initial, rest = split_by_time(args.data, root)
-        training = TrainingConfig(
-            epochs=args.epochs, patience=5, warmup_steps=10, seed=args.seed
-        )
+        training = TrainingConfig(epochs=args.epochs, patience=5, warmup_steps=10, seed=args.seed)
     items = raw.items
     bounds = np.linspace(0, len(rest), args.chunks + 1).astype(int)
     chunks = [rest.iloc[a:b] for a, b in itertools.pairwise(bounds)]

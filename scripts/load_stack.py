@@ -11,6 +11,7 @@ from there, so that the load scripts measure the same services as the ranking be
 from __future__ import annotations
 
 import asyncio
+import fcntl
 import itertools
 import os
 import random
@@ -96,6 +97,33 @@ def running_stack(
             )
         finally:
             services.stop_all()
+
+
+@contextmanager
+def measurement_lock(path: Path | None, services: Services) -> Iterator[None]:
+    """Holds the machine-wide benchmark lock (an flock on `path`) for the measured part only
+    and runs that part at normal priority: the setup before it (simulation, training, ingest)
+    may run niced and without the lock, as every non-timing job here does. Once the lock is
+    held, every thread of this process and of the services is set back to priority 0 (on
+    Linux a thread's nice value is its own, so each is set; this needs root or
+    CAP_SYS_NICE where they were niced). Without `path`, nothing is locked or changed."""
+    if path is None:
+        yield
+        return
+    with path.open("a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            measurement_priority(services)
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def measurement_priority(services: Services) -> None:
+    """Sets every thread of this process and of the services to priority 0."""
+    for pid in [os.getpid(), *(p.pid for p in services.processes.values())]:
+        for task in Path(f"/proc/{pid}/task").iterdir():
+            os.setpriority(os.PRIO_PROCESS, int(task.name), 0)
 
 
 def rss_mib(pid: int) -> float:

@@ -24,8 +24,19 @@ import asyncio
 import platform
 import random
 import statistics
+from pathlib import Path
 
-from load_stack import SERVICES, Load, MemorySamples, Phase, codes, running_stack, window
+from load_stack import (
+    SERVICES,
+    Load,
+    MemorySamples,
+    Phase,
+    codes,
+    measurement_lock,
+    measurement_priority,
+    running_stack,
+    window,
+)
 
 # The share of the saturation at which IngestEvents is offered in every phase.
 INGEST_SHARE = 0.2
@@ -44,38 +55,71 @@ def options() -> argparse.Namespace:
     parser.add_argument("--users", type=int, default=1_000)
     parser.add_argument("--items", type=int, default=10_000)
     parser.add_argument("--events-per-user", type=int, default=200)
-    parser.add_argument("--plot", help="PNG of p99 and memory over time")
+    parser.add_argument(
+        "--admission-limits", default="1000",
+        help="comma-separated values of ranking's server.max_concurrent_rpcs; the overload "
+        "is run once per value, ranking restarted with it (1000: the default)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--lock", type=Path,
+        help="hold this flock (the benchmark lock) for the measured part only, at priority 0",
+    )  # fmt: skip
+    parser.add_argument("--plot", help="PNG of p99 and memory over time (the first limit's)")
     return parser.parse_args()
 
 
 def main() -> None:
     args = options()
     random.seed(0)
+    limits = [int(v) for v in args.admission_limits.split(",")]
     with running_stack(args.users, args.items, args.events_per_user) as stack:
-        load = Load(stack, args.call_timeout)
-        asyncio.run(load.closed_loop({"Recommend": 1.0}, 3.0, args.workers))  # warm up
-        saturation = asyncio.run(
-            load.closed_loop({"Recommend": 1.0}, args.saturation_seconds, args.workers)
-        )
-        print(
-            f"machine: {platform.machine()}; {args.items:,} items, {len(stack.users):,} users; "
-            f"Recommend saturation ({args.workers} callers, one connection): "
-            f"{saturation:,.0f} answered/s",
-            flush=True,
-        )
-        ingest = INGEST_SHARE * saturation
-        phases = [
-            Phase("before", args.seconds / 3,
-                  {"Recommend": CALM_SHARE * saturation, "IngestEvents": ingest}),
-            Phase("overload", args.seconds,
-                  {"Recommend": args.factor * saturation, "IngestEvents": ingest}),
-            Phase("after", args.seconds / 2,
-                  {"Recommend": CALM_SHARE * saturation, "IngestEvents": ingest}),
-        ]  # fmt: skip
-        load = Load(stack, args.call_timeout)
-        memory = MemorySamples(stack.services)
-        asyncio.run(load.run(phases, memory))
+        services = stack.services
+        with measurement_lock(args.lock, services):
+            load = Load(stack, args.call_timeout)
+            asyncio.run(load.closed_loop({"Recommend": 1.0}, 3.0, args.workers))  # warm up
+            saturation = asyncio.run(
+                load.closed_loop({"Recommend": 1.0}, args.saturation_seconds, args.workers)
+            )
+            print(
+                f"machine: {platform.machine()}; {args.items:,} items, {len(stack.users):,} "
+                f"users; Recommend saturation ({args.workers} callers, one connection): "
+                f"{saturation:,.0f} answered/s; deadline per call {args.call_timeout:g} s",
+                flush=True,
+            )
+            ingest = INGEST_SHARE * saturation
+            phases = [
+                Phase("before", args.seconds / 3,
+                      {"Recommend": CALM_SHARE * saturation, "IngestEvents": ingest}),
+                Phase("overload", args.seconds,
+                      {"Recommend": args.factor * saturation, "IngestEvents": ingest}),
+                Phase("after", args.seconds / 2,
+                      {"Recommend": CALM_SHARE * saturation, "IngestEvents": ingest}),
+            ]  # fmt: skip
+            for number, limit in enumerate(limits):
+                services.stop("ranking")
+                services.env["EVOREC_SERVER__MAX_CONCURRENT_RPCS"] = str(limit)
+                services.start("ranking")
+                if args.lock is not None:  # the new process starts at the script's priority
+                    measurement_priority(services)
+                asyncio.run(
+                    Load(stack, args.call_timeout).closed_loop(
+                        {"Recommend": 1.0}, 3.0, args.workers
+                    )
+                )
+                load = Load(stack, args.call_timeout)
+                memory = MemorySamples(services)
+                asyncio.run(load.run(phases, memory))
+                report(load, memory, phases, limit)
+                if args.plot and number == 0:
+                    from load_stack import plot_timeline
 
+                    marks = [phases[0].seconds, phases[0].seconds + phases[1].seconds]
+                    plot_timeline(load.calls, memory, args.plot, marks, bin_s=1.0)
+
+
+def report(load: Load, memory: MemorySamples, phases: list[Phase], limit: int) -> None:
+    """Prints one overload run: each phase per RPC, the recovery, the memory."""
+    print(f"\nranking's server.max_concurrent_rpcs = {limit}:")
     print(
         "| phase | RPC | offered calls/s | answered/s | p50 / p99 ms (answered) | failed |"
         " failures by code | degraded |"
@@ -114,13 +158,9 @@ def main() -> None:
         calm = [m for t, m in zip(memory.times, samples, strict=True) if t < bounds["before"][1]]
         print(
             f"| {name} | {statistics.mean(calm or samples[:1]):,.0f} | {max(samples):,.0f} |"
-            f" {samples[-1]:,.0f} |"
+            f" {samples[-1]:,.0f} |",
+            flush=True,
         )
-    if args.plot:
-        from load_stack import plot_timeline
-
-        marks = [bounds["overload"][0], bounds["after"][0]]
-        plot_timeline(load.calls, memory, args.plot, marks, bin_s=1.0)
 
 
 if __name__ == "__main__":
