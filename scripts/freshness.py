@@ -19,6 +19,18 @@ warm version, and from scratch. Printed: NDCG@10 on each chunk of the never-retr
 model, the warm and the from-scratch lineage; each retrain's seconds; and, of the items
 first seen in a chunk, how many the next warm version holds with an id embedding (served
 through the encoder, not only through its text).
+
+    .venv/bin/python scripts/freshness.py --source ml-100k [--data ../shared/datasets/ml-100k]
+        [--dim 64 --blocks 2 --max-len 200] [--chunks 3] [--epochs 15] [--seed 0] [--plot PNG]
+
+`--source ml-100k` reads the real ml-100k with the project's reader and prepares it as
+`evorec data prepare` does (its default options), then makes a global time split: version 1
+is trained on every event before the timestamp that leaves 70 % of the events before it;
+the rest is cut into `--chunks` chunks of equal event counts as above. Nothing is held back:
+the items first rated after the cut are new by themselves, and users first seen after it
+have no history and are not scored. `--seed` is the training seed there (the data is
+fixed); the architecture defaults to the one reported for ml-100k in BENCHMARKS.md "Models"
+(d=64, 2 blocks, max length 200); the other settings are those above.
 """
 
 from __future__ import annotations
@@ -58,6 +70,12 @@ from evorec.v1 import embedding_pb2
 
 INITIAL_SHARE = 0.7
 NEW_SHARE = 0.05
+# Each source's defaults: the simulator's as before; ml-100k's architecture is the one reported
+# in BENCHMARKS.md "Models", with fewer chunks and epochs so that a seed fits in about an hour.
+SOURCE_DEFAULTS: dict[str, dict[str, int]] = {
+    "simulator": {"chunks": 4, "epochs": 20, "dim": 32, "blocks": 1, "max_len": 50},
+    "ml-100k": {"chunks": 3, "epochs": 15, "dim": 64, "blocks": 2, "max_len": 200},
+}
 
 
 def configure(root: Path, dataset: Path) -> None:
@@ -148,36 +166,73 @@ async def upsert(settings: Settings, items: pd.DataFrame) -> None:
             )  # fmt: skip
 
 
-async def main(args: argparse.Namespace) -> list[dict[str, Any]]:
-    root = Path(tempfile.mkdtemp(prefix="evorec-freshness-"))
-    config = SimulatorConfig(seed=args.seed)
+def split_simulator(
+    root: Path, seed: int
+) -> tuple[RawDataset, PrepareOptions, pd.DataFrame, pd.DataFrame]:
+    """The drift simulator's data, with 5 % of its items held back as new: (the raw dataset,
+    its preparation options, the initial events, the rest), events cleaned and in time order."""
+    config = SimulatorConfig(seed=seed)
     simulate(config).write(root / "raw", config)
     raw = read_dataset(root / "raw")
-    items = raw.items
-    # The whole event log, cleaned and in time order, as preparation leaves it.
-    whole = root / "whole"
-    prepare(raw, whole, PrepareOptions(topics=config.topics))
-    events = pd.read_parquet(DatasetLayout(whole).events)
-    events["row"] = np.arange(len(events))
+    options = PrepareOptions(topics=config.topics)
+    events = prepared_events(raw, root / "whole", options)
     cut = int(len(events) * INITIAL_SHARE)
     held_back = set(
         pd.Series(sorted(events["item_id"].unique())).sample(frac=NEW_SHARE, random_state=0)
     )
     initial, rest = events.iloc[:cut], events.iloc[cut:]
-    initial = initial[~initial["item_id"].isin(held_back)]
+    return raw, options, initial[~initial["item_id"].isin(held_back)], rest
+
+
+def split_by_time(
+    path: Path, root: Path
+) -> tuple[RawDataset, PrepareOptions, pd.DataFrame, pd.DataFrame]:
+    """A real dataset (read as `evorec data prepare` reads it, prepared with its defaults)
+    split globally at the timestamp that leaves INITIAL_SHARE of the events before it; every
+    event at or after it is later. Items first seen later are new by themselves."""
+    raw = read_dataset(path)
+    options = PrepareOptions()
+    events = prepared_events(raw, root / "whole", options)
+    cut_time = events["timestamp"].iloc[int(len(events) * INITIAL_SHARE)]
+    later = (events["timestamp"] >= cut_time).to_numpy()
+    return raw, options, events[~later], events[later]
+
+
+def prepared_events(raw: RawDataset, out: Path, options: PrepareOptions) -> pd.DataFrame:
+    """The whole event log, cleaned and in time order, as preparation leaves it."""
+    prepare(raw, out, options)
+    events = pd.read_parquet(DatasetLayout(out).events)
+    events["row"] = np.arange(len(events))
+    return events
+
+
+async def main(args: argparse.Namespace) -> list[dict[str, Any]]:
+    root = Path(tempfile.mkdtemp(prefix="evorec-freshness-"))
+    if args.source == "simulator":
+        raw, options, initial, rest = split_simulator(root, args.seed)
+        training = TrainingConfig(epochs=args.epochs, patience=5, warmup_steps=10)
+    else:
+        raw, options, initial, rest = split_by_time(args.data, root)
+        training = TrainingConfig(epochs=args.epochs, patience=5, warmup_steps=10, seed=args.seed)
+    items = raw.items
     bounds = np.linspace(0, len(rest), args.chunks + 1).astype(int)
     chunks = [rest.iloc[a:b] for a, b in itertools.pairwise(bounds)]
+    print(
+        f"{args.source}: {len(initial):,} initial events, {len(rest):,} later in"
+        f" {args.chunks} chunks",
+        flush=True,
+    )
 
     first = root / "initial"
     raw_first = RawDataset(
-        "initial", "synthetic", initial[list(EVENT_COLUMNS)].copy(),
+        "initial", "synthetic" if args.source == "simulator" else raw.source_format,
+        initial[list(EVENT_COLUMNS)].copy(),
         items[items["item_id"].isin(initial["item_id"])].copy(), [],
     )  # fmt: skip
-    prepare(raw_first, first, PrepareOptions(topics=config.topics))
+    prepare(raw_first, first, options)
     configure(root, first)
     settings = load_settings()
-    training = TrainingConfig(epochs=args.epochs, patience=5, warmup_steps=10)
-    encoder = EncoderConfig(dim=args.dim, max_len=50, blocks=1)
+    encoder = EncoderConfig(dim=args.dim, max_len=args.max_len, blocks=args.blocks)
     warm_base, scratch_base = root / "warm", root / "scratch"
     v1 = train_and_export(DatasetLayout(first), encoder, training, warm_base, "encoder")
     shutil.copytree(warm_base, scratch_base)
@@ -269,10 +324,23 @@ def report(rows: list[dict[str, Any]], plot: Path | None) -> None:
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--chunks", type=int, default=4)
-    parser.add_argument("--epochs", type=int, default=20)
-    parser.add_argument("--dim", type=int, default=32)
-    parser.add_argument("--seed", type=int, default=0, help="The simulator's seed.")
+    parser.add_argument("--source", choices=("simulator", "ml-100k"), default="simulator")
+    parser.add_argument(
+        "--data", type=Path, default=Path("../shared/datasets/ml-100k"),
+        help="The ml-100k folder (with --source ml-100k).",
+    )  # fmt: skip
+    parser.add_argument("--chunks", type=int)
+    parser.add_argument("--epochs", type=int)
+    parser.add_argument("--dim", type=int)
+    parser.add_argument("--blocks", type=int)
+    parser.add_argument("--max-len", type=int)
+    parser.add_argument(
+        "--seed", type=int, default=0,
+        help="The simulator's seed; with --source ml-100k, the training seed.",
+    )  # fmt: skip
     parser.add_argument("--plot", type=Path)
     arguments = parser.parse_args()
+    for name, value in SOURCE_DEFAULTS[arguments.source].items():
+        if getattr(arguments, name) is None:
+            setattr(arguments, name, value)
     report(asyncio.run(main(arguments)), arguments.plot)

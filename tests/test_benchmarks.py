@@ -187,3 +187,47 @@ def test_bench_minilm(tmp_path: Path, synthetic: SyntheticDataset) -> None:
             rf"\| `evorec data prepare --text-encoder minilm` raw .* \| {NUMBER} s \|",
         ],
     )
+
+
+TINY_STACK = ("--users", "60", "--items", "300", "--events-per-user", "30", "--workers", "4")
+
+
+@pytest.mark.timeout(400)
+def test_overload_sheds_with_resource_exhausted_at_a_small_admission_limit(tmp_path: Path) -> None:
+    output = run_script(
+        "overload.py", *TINY_STACK, "--seconds", "3", "--saturation-seconds", "2",
+        "--admission-limits", "1000,4", "--plot", str(tmp_path / "overload.png"), timeout=360,
+    )  # fmt: skip
+    counts = r"[\d,]+ of [\d,]+"
+    assert_rows(
+        output,
+        [
+            rf"\| (before|overload|after) \| (Recommend|IngestEvents) \| {NUMBER} \| {NUMBER} \|"
+            rf" ({NUMBER}|nan) / ({NUMBER}|nan) \| {counts} \| .+ \| [\d,]+ \|",
+            rf"\| 1 \| [\d,]+ \| ({NUMBER}|nan) / ({NUMBER}|nan) \| [\d,]+ \| .+ \|",
+            rf"\| ranking \| {NUMBER} \| {NUMBER} \| {NUMBER} \|",
+        ],
+    )
+    limited = output.split("max_concurrent_rpcs = 4:")[1]
+    overload = next(line for line in limited.splitlines() if line.startswith("| overload | Rec"))
+    assert re.search(r"RESOURCE_EXHAUSTED [\d,]+", overload), overload
+    assert (tmp_path / "overload.png").stat().st_size > 0
+
+
+@pytest.mark.timeout(400)
+def test_soak(tmp_path: Path) -> None:
+    output = run_script(
+        "soak.py", *TINY_STACK, "--minutes", "0.2", "--saturation-seconds", "2",
+        "--plot", str(tmp_path / "soak.png"), timeout=360,
+    )  # fmt: skip
+    assert re.search(r"^calls: [\d,]+; failed: [\d,]+ \(.+\); degraded", output, re.M), output
+    latency = rf"({NUMBER}|nan) / ({NUMBER}|nan)"
+    assert_rows(
+        output,
+        [
+            rf"\| 0 \| [\d,]+ \| {latency} \| {latency} \| {latency} \| .+ \|",
+            rf"\| (preprocess|embedding|interest|ranking) \| {NUMBER} \| {NUMBER} \|"
+            rf" [+-]{NUMBER} \| {NUMBER} \|",
+        ],
+    )
+    assert (tmp_path / "soak.png").stat().st_size > 0

@@ -1,0 +1,352 @@
+"""What the load scripts (`overload.py`, `soak.py`) share: the service stack they load, an
+open-loop mixed load of `Recommend`, `GetInterestProfile` and `IngestEvents` whose rate can
+change over time, the resident memory of each service process, and per-second summaries.
+
+The stack is `bench_ranking.py`'s (simulated catalog and users, a Transformer with text of the
+reported architecture trained for two epochs and exported, the four services as `evorec serve`
+processes with the model in-process, every user's events ingested); its pieces are imported
+from there, so that the load scripts measure the same services as the ranking benchmark.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import fcntl
+import itertools
+import os
+import random
+import tempfile
+import time
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import asynccontextmanager, contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import grpc
+import pandas as pd
+from bench_ranking import Services, ingest, percentile
+from google.protobuf.timestamp_pb2 import Timestamp
+
+from evorec.data.artifacts import DatasetLayout
+from evorec.data.synth import SimulatorConfig
+from evorec.encoder.config import EncoderConfig, TrainingConfig
+from evorec.model_cli import train_and_export
+from evorec.preparation import prepare_synthetic
+from evorec.v1 import (
+    common_pb2,
+    interest_pb2,
+    interest_pb2_grpc,
+    ranking_pb2,
+    ranking_pb2_grpc,
+)
+
+SERVICES = ("preprocess", "embedding", "interest", "ranking")
+KINDS = ("Recommend", "GetInterestProfile", "IngestEvents")
+# Events in each IngestEvents call of the load (a client sending a small batch).
+EVENTS_PER_INGEST = 5
+# How often the load generator starts the calls that are due (an open loop in ticks, so that
+# rates of a thousand calls/s do not need a timer per call).
+TICK_S = 0.005
+
+
+@dataclass
+class Stack:
+    """The running services, their stored users and the catalog's items."""
+
+    services: Services
+    users: list[str]
+    items: list[str]
+    work: Path
+
+
+@contextmanager
+def running_stack(
+    users: int, items: int, events_per_user: int, env_overrides: dict[str, str] | None = None
+) -> Iterator[Stack]:
+    """Simulates, prepares and trains as `bench_ranking.py` does, starts the four services
+    (with `env_overrides` added to their settings) and ingests every user's events."""
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(tmp)
+        config = SimulatorConfig(
+            users=users, items=items, topics=20, events_per_user=events_per_user
+        )
+        prepare_synthetic(work / "dataset", work / "raw", config)
+        layout = DatasetLayout(work / "dataset")
+        train_and_export(
+            layout, EncoderConfig(), TrainingConfig(epochs=2), work / "models", "encoder"
+        )
+        events = pd.read_parquet(layout.events, columns=["user_id", "item_id"])
+        env = {k: v for k, v in os.environ.items() if not k.startswith("EVOREC_")}
+        env.update(
+            EVOREC_DATA_DIR=str(work / "data"),
+            EVOREC_DATASET=str(work / "dataset"),
+            EVOREC_SERVING__BASE_PATH=str(work / "models"),
+            EVOREC_LOG_LEVEL="WARNING",
+            **(env_overrides or {}),
+        )
+        services = Services(env)
+        try:
+            for name in SERVICES:
+                services.start(name)
+            asyncio.run(ingest(services.target("interest"), layout))
+            yield Stack(
+                services,
+                sorted(events["user_id"].unique()),
+                sorted(events["item_id"].unique()),
+                work,
+            )
+        finally:
+            services.stop_all()
+
+
+@contextmanager
+def measurement_lock(path: Path | None, services: Services) -> Iterator[None]:
+    """Holds the machine-wide benchmark lock (an flock on `path`) for the measured part only
+    and runs that part at normal priority: the setup before it (simulation, training, ingest)
+    may run niced and without the lock, as every non-timing job here does. Once the lock is
+    held, every thread of this process and of the services is set back to priority 0 (on
+    Linux a thread's nice value is its own, so each is set; this needs root or
+    CAP_SYS_NICE where they were niced). Without `path`, nothing is locked or changed."""
+    if path is None:
+        yield
+        return
+    with path.open("a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            measurement_priority(services)
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def measurement_priority(services: Services) -> None:
+    """Sets every thread of this process and of the services to priority 0."""
+    for pid in [os.getpid(), *(p.pid for p in services.processes.values())]:
+        for task in Path(f"/proc/{pid}/task").iterdir():
+            os.setpriority(os.PRIO_PROCESS, int(task.name), 0)
+
+
+def rss_mib(pid: int) -> float:
+    """The resident memory of process `pid` in MiB (VmRSS of /proc/PID/status; Linux)."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    raise RuntimeError(f"no VmRSS for process {pid}")
+
+
+@dataclass
+class MemorySamples:
+    """Each service process's resident memory, sampled every `interval_s` while running."""
+
+    services: Services
+    interval_s: float = 1.0
+    times: list[float] = field(default_factory=list)
+    mib: dict[str, list[float]] = field(default_factory=dict)
+
+    async def run(self, started: float, until: Callable[[], bool]) -> None:
+        while not until():
+            self.times.append(time.perf_counter() - started)
+            for name in SERVICES:
+                pid = self.services.processes[name].pid
+                self.mib.setdefault(name, []).append(rss_mib(pid))
+            await asyncio.sleep(self.interval_s)
+
+
+@dataclass(frozen=True)
+class Call:
+    """One call of the load: when it was due (s since the start), what, how long it took
+    from when it was due, and its status code's name (`OK` when answered)."""
+
+    due_s: float
+    kind: str
+    latency_s: float
+    code: str
+    degraded: bool = False
+
+
+@dataclass(frozen=True)
+class Phase:
+    """A stretch of the load at fixed offered rates (calls/s of each kind)."""
+
+    name: str
+    seconds: float
+    rates: dict[str, float]
+
+
+class Load:
+    """Open-loop callers of the three RPCs over one connection to each service: a call is
+    started when it is due whether or not earlier ones have answered (no coordinated
+    omission); its latency counts from when it was due."""
+
+    def __init__(self, stack: Stack, call_timeout: float) -> None:
+        self.stack = stack
+        self.call_timeout = call_timeout
+        self.calls: list[Call] = []
+        self.sequence = itertools.count()
+        self.started = 0.0
+
+    async def _one(self, kind: str, due: float, stubs: dict[str, object]) -> None:
+        user = random.choice(self.stack.users)
+        degraded = False
+        try:
+            if kind == "Recommend":
+                ranking: ranking_pb2_grpc.RankingServiceStub = stubs["ranking"]  # type: ignore[assignment]
+                response = await ranking.Recommend(
+                    ranking_pb2.RecommendRequest(user_id=user, k=10), timeout=self.call_timeout
+                )
+                degraded = bool(response.degraded_sources)
+            elif kind == "GetInterestProfile":
+                interest: interest_pb2_grpc.InterestServiceStub = stubs["interest"]  # type: ignore[assignment]
+                await interest.GetInterestProfile(
+                    interest_pb2.GetInterestProfileRequest(user_id=user),
+                    timeout=self.call_timeout,
+                )
+            else:
+                interest = stubs["interest"]  # type: ignore[assignment]
+                now = Timestamp()
+                now.GetCurrentTime()
+                events = [
+                    common_pb2.Event(
+                        event_id=f"load-{os.getpid()}-{next(self.sequence)}", user_id=user,
+                        item_id=random.choice(self.stack.items),
+                        type=common_pb2.EVENT_TYPE_VIEW, event_time=now,
+                    )
+                    for _ in range(EVENTS_PER_INGEST)
+                ]  # fmt: skip
+                await interest.IngestEvents(
+                    interest_pb2.IngestEventsRequest(events=events), timeout=self.call_timeout
+                )
+            code = "OK"
+        except grpc.aio.AioRpcError as error:
+            code = error.code().name
+        latency = time.perf_counter() - due
+        self.calls.append(Call(due - self.started, kind, latency, code, degraded))
+
+    @asynccontextmanager
+    async def _stubs(self) -> AsyncIterator[dict[str, object]]:
+        services = self.stack.services
+        async with (
+            grpc.aio.insecure_channel(services.target("ranking")) as ranking,
+            grpc.aio.insecure_channel(services.target("interest")) as interest,
+        ):
+            yield {
+                "ranking": ranking_pb2_grpc.RankingServiceStub(ranking),
+                "interest": interest_pb2_grpc.InterestServiceStub(interest),
+            }
+
+    async def closed_loop(self, shares: dict[str, float], seconds: float, workers: int) -> float:
+        """`workers` callers back to back for `seconds`, each call's RPC drawn by `shares`:
+        the answered (OK) calls per second, the saturation of that mix. Its calls are kept
+        apart from the open-loop ones."""
+        kinds, weights = list(shares), list(shares.values())
+        kept, self.calls = self.calls, []
+        async with self._stubs() as stubs:
+            self.started = time.perf_counter()
+            end = self.started + seconds
+
+            async def worker() -> None:
+                while time.perf_counter() < end:
+                    kind = random.choices(kinds, weights)[0]
+                    await self._one(kind, time.perf_counter(), stubs)
+
+            await asyncio.gather(*(worker() for _ in range(workers)))
+            elapsed = time.perf_counter() - self.started
+        answered = sum(c.code == "OK" for c in self.calls)
+        self.calls = kept
+        return answered / elapsed
+
+    async def run(self, phases: list[Phase], memory: MemorySamples | None = None) -> None:
+        """Offers each phase's rates for its seconds, in order; returns when every call has
+        answered or failed."""
+        async with self._stubs() as stubs:
+            tasks: set[asyncio.Task[None]] = set()
+            self.started = time.perf_counter()
+            sampler = None
+            done = False
+            if memory is not None:
+                sampler = asyncio.create_task(memory.run(self.started, lambda: done))
+            phase_start = self.started
+            for phase in phases:
+                sent = dict.fromkeys(KINDS, 0)
+                end = phase_start + phase.seconds
+                while (now := time.perf_counter()) < end:
+                    for kind, rate in phase.rates.items():
+                        due_count = int((now - phase_start) * rate)
+                        for n in range(sent[kind], due_count):
+                            due = phase_start + n / rate
+                            task = asyncio.create_task(self._one(kind, due, stubs))
+                            tasks.add(task)
+                            task.add_done_callback(tasks.discard)
+                        sent[kind] = max(sent[kind], due_count)
+                    await asyncio.sleep(TICK_S)
+                phase_start = end
+            await asyncio.gather(*tasks)
+            done = True
+            if sampler is not None:
+                await sampler
+
+
+def window(calls: list[Call], start: float, end: float) -> dict[str, float]:
+    """Summary of the calls due in [start, end): count, answered per second, p50/p99 of the
+    answered (ms), and the count of each failure code."""
+    chosen = [c for c in calls if start <= c.due_s < end]
+    answered = [c.latency_s for c in chosen if c.code == "OK"]
+    summary: dict[str, float] = {
+        "calls": len(chosen),
+        "answered_per_s": len(answered) / (end - start) if end > start else 0.0,
+        "p50_ms": percentile(answered, 0.5) * 1000 if answered else float("nan"),
+        "p99_ms": percentile(answered, 0.99) * 1000 if answered else float("nan"),
+        "failed": sum(c.code != "OK" for c in chosen),
+        "degraded": sum(c.degraded for c in chosen),
+    }
+    for call in chosen:
+        if call.code != "OK":
+            summary[call.code] = summary.get(call.code, 0) + 1
+    return summary
+
+
+def codes(summary: dict[str, float]) -> str:
+    """The failure codes of a window summary, as `CODE n, ...` (or `none`)."""
+    known = {"calls", "answered_per_s", "p50_ms", "p99_ms", "failed", "degraded"}
+    parts = [f"{k} {int(v):,}" for k, v in sorted(summary.items()) if k not in known]
+    return ", ".join(parts) or "none"
+
+
+def plot_timeline(
+    calls: list[Call], memory: MemorySamples, path: str, marks: list[float], bin_s: float
+) -> None:
+    """Two panels over time: p99 of the answered calls of each RPC per `bin_s` window (and the
+    failed calls, if any), and each service's resident memory; `marks` draws phase changes."""
+    from evorec.plotting import pyplot
+
+    plt = pyplot()
+    figure, (latency, rss) = plt.subplots(
+        2, 1, figsize=(8, 6), sharex=True, constrained_layout=True
+    )
+    end = max((c.due_s for c in calls), default=0.0) + bin_s
+    starts = [n * bin_s for n in range(int(end / bin_s))]
+    for kind in KINDS:
+        mine = [c for c in calls if c.kind == kind]
+        if not mine:
+            continue
+        p99 = [window(mine, t, t + bin_s)["p99_ms"] for t in starts]
+        latency.plot(starts, p99, label=f"{kind} p99")
+    failed = [window(calls, t, t + bin_s)["failed"] for t in starts]
+    if any(failed):
+        errors = latency.twinx()
+        errors.plot(starts, failed, color="black", linestyle=":", label="failed calls")
+        errors.set_ylabel(f"failed calls per {bin_s:g} s")
+        errors.legend(loc="upper right")
+    latency.set_ylabel("p99 of answered calls, ms")
+    latency.set_yscale("log")
+    latency.legend(loc="upper left")
+    for name, samples in memory.mib.items():
+        rss.plot(memory.times, samples, label=name)
+    rss.set_ylabel("resident memory, MiB")
+    rss.set_xlabel("seconds since the load started")
+    rss.legend(loc="upper left")
+    for mark in marks:
+        for axis in (latency, rss):
+            axis.axvline(mark, color="grey", linewidth=0.8)
+    figure.savefig(path, dpi=100)
+    plt.close(figure)

@@ -1,0 +1,167 @@
+"""Overload: `Recommend` offered well above its saturation, with `IngestEvents` beside it; how
+the services shed the excess, whether their memory stays bounded, and how fast they recover.
+
+    .venv/bin/python scripts/overload.py [--factor 3] [--seconds 30] [--call-timeout 1]
+        [--users 1000 --items 10000 --events-per-user 200] [--plot PNG]
+
+The stack of `bench_ranking.py` (see `load_stack.py`). First `Recommend`'s saturation is
+measured: 32 callers back to back over one connection for `--saturation-seconds` (after a
+warm-up of 3 s), answered calls/s. Then an open-loop load in three phases, each call with a
+deadline of `--call-timeout` s: `--seconds` / 3 s at half the saturation ("before"),
+`--seconds` at `--factor` times it ("overload"), `--seconds` / 2 at half again ("after");
+IngestEvents (5 events a call) is offered throughout at a fifth of the saturation. The
+services shed with gRPC's admission limit (`server.max_concurrent_rpcs`, RESOURCE_EXHAUSTED
+beyond it) and the callers' deadlines (DEADLINE_EXCEEDED). Printed: each phase's offered and
+answered rates, p50/p99 of the answered calls, failures by code; the first seconds after
+the load drops, second by second (the recovery); each service's resident memory before,
+at its peak and at the end (sampled every second from /proc).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import platform
+import random
+import statistics
+from pathlib import Path
+
+from load_stack import (
+    SERVICES,
+    Load,
+    MemorySamples,
+    Phase,
+    codes,
+    measurement_lock,
+    measurement_priority,
+    running_stack,
+    window,
+)
+
+# The share of the saturation at which IngestEvents is offered in every phase.
+INGEST_SHARE = 0.2
+# The share of the saturation offered before and after the overload.
+CALM_SHARE = 0.5
+RECOVERY_SECONDS = 5
+
+
+def options() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--factor", type=float, default=3.0, help="overload / saturation")
+    parser.add_argument("--seconds", type=float, default=30.0, help="length of the overload")
+    parser.add_argument("--saturation-seconds", type=float, default=15.0)
+    parser.add_argument("--workers", type=int, default=32, help="callers at saturation")
+    parser.add_argument("--call-timeout", type=float, default=1.0, help="deadline per call, s")
+    parser.add_argument("--users", type=int, default=1_000)
+    parser.add_argument("--items", type=int, default=10_000)
+    parser.add_argument("--events-per-user", type=int, default=200)
+    parser.add_argument(
+        "--admission-limits", default="1000",
+        help="comma-separated values of ranking's server.max_concurrent_rpcs; the overload "
+        "is run once per value, ranking restarted with it (1000: the default)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--lock", type=Path,
+        help="hold this flock (the benchmark lock) for the measured part only, at priority 0",
+    )  # fmt: skip
+    parser.add_argument("--plot", help="PNG of p99 and memory over time (the first limit's)")
+    return parser.parse_args()
+
+
+def main() -> None:
+    args = options()
+    random.seed(0)
+    limits = [int(v) for v in args.admission_limits.split(",")]
+    with running_stack(args.users, args.items, args.events_per_user) as stack:
+        services = stack.services
+        with measurement_lock(args.lock, services):
+            load = Load(stack, args.call_timeout)
+            asyncio.run(load.closed_loop({"Recommend": 1.0}, 3.0, args.workers))  # warm up
+            saturation = asyncio.run(
+                load.closed_loop({"Recommend": 1.0}, args.saturation_seconds, args.workers)
+            )
+            print(
+                f"machine: {platform.machine()}; {args.items:,} items, {len(stack.users):,} "
+                f"users; Recommend saturation ({args.workers} callers, one connection): "
+                f"{saturation:,.0f} answered/s; deadline per call {args.call_timeout:g} s",
+                flush=True,
+            )
+            ingest = INGEST_SHARE * saturation
+            phases = [
+                Phase("before", args.seconds / 3,
+                      {"Recommend": CALM_SHARE * saturation, "IngestEvents": ingest}),
+                Phase("overload", args.seconds,
+                      {"Recommend": args.factor * saturation, "IngestEvents": ingest}),
+                Phase("after", args.seconds / 2,
+                      {"Recommend": CALM_SHARE * saturation, "IngestEvents": ingest}),
+            ]  # fmt: skip
+            for number, limit in enumerate(limits):
+                services.stop("ranking")
+                services.env["EVOREC_SERVER__MAX_CONCURRENT_RPCS"] = str(limit)
+                services.start("ranking")
+                if args.lock is not None:  # the new process starts at the script's priority
+                    measurement_priority(services)
+                asyncio.run(
+                    Load(stack, args.call_timeout).closed_loop(
+                        {"Recommend": 1.0}, 3.0, args.workers
+                    )
+                )
+                load = Load(stack, args.call_timeout)
+                memory = MemorySamples(services)
+                asyncio.run(load.run(phases, memory))
+                report(load, memory, phases, limit)
+                if args.plot and number == 0:
+                    from load_stack import plot_timeline
+
+                    marks = [phases[0].seconds, phases[0].seconds + phases[1].seconds]
+                    plot_timeline(load.calls, memory, args.plot, marks, bin_s=1.0)
+
+
+def report(load: Load, memory: MemorySamples, phases: list[Phase], limit: int) -> None:
+    """Prints one overload run: each phase per RPC, the recovery, the memory."""
+    print(f"\nranking's server.max_concurrent_rpcs = {limit}:")
+    print(
+        "| phase | RPC | offered calls/s | answered/s | p50 / p99 ms (answered) | failed |"
+        " failures by code | degraded |"
+    )
+    print("|---|---|---|---|---|---|---|---|")
+    start = 0.0
+    bounds = {}
+    for phase in phases:
+        bounds[phase.name] = (start, start + phase.seconds)
+        for kind in phase.rates:
+            calls = [c for c in load.calls if c.kind == kind]
+            s = window(calls, start, start + phase.seconds)
+            print(
+                f"| {phase.name} | {kind} | {s['calls'] / phase.seconds:,.0f} |"
+                f" {s['answered_per_s']:,.0f} | {s['p50_ms']:.1f} / {s['p99_ms']:.1f} |"
+                f" {int(s['failed']):,} of {int(s['calls']):,} | {codes(s)} |"
+                f" {int(s['degraded']):,} |",
+                flush=True,
+            )
+        start += phase.seconds
+    after = bounds["after"][0]
+    print("\nRecovery, the seconds after the load drops (every RPC of the load):")
+    print("| second after | calls | p50 / p99 ms (answered) | failed | failures by code |")
+    print("|---|---|---|---|---|")
+    for second in range(RECOVERY_SECONDS):
+        s = window(load.calls, after + second, after + second + 1)
+        print(
+            f"| {second + 1} | {int(s['calls']):,} | {s['p50_ms']:.1f} / {s['p99_ms']:.1f} |"
+            f" {int(s['failed']):,} | {codes(s)} |"
+        )
+    print("\nResident memory of each service (MiB; sampled every second):")
+    print("| service | before the overload (mean) | peak | at the end |")
+    print("|---|---|---|---|")
+    for name in SERVICES:
+        samples = memory.mib[name]
+        calm = [m for t, m in zip(memory.times, samples, strict=True) if t < bounds["before"][1]]
+        print(
+            f"| {name} | {statistics.mean(calm or samples[:1]):,.0f} | {max(samples):,.0f} |"
+            f" {samples[-1]:,.0f} |",
+            flush=True,
+        )
+
+
+if __name__ == "__main__":
+    main()
