@@ -109,8 +109,8 @@ class ExactIndex:
         with self._lock:
             needed = self._size + len(vectors)
             if needed > len(self._vectors):
-                grown = np.zeros((max(needed, 2 * len(self._vectors)), self._vectors.shape[1]))
-                grown = grown.astype(np.float32)
+                rows = max(needed, 2 * len(self._vectors))
+                grown = np.zeros((rows, self._vectors.shape[1]), dtype=np.float32)
                 grown[: self._size] = self._vectors[: self._size]
                 self._vectors = grown
             self._vectors[self._size : needed] = vectors
@@ -205,7 +205,9 @@ class HnswIndex:
     def _stored(self) -> np.ndarray:
         """The graph's vectors in place, one row per entry (caller holds the lock)."""
         storage = faiss.downcast_index(self._graph.storage)
-        flat = faiss.rev_swig_ptr(storage.get_xb(), self._entries * self.dimension)
+        # faiss's bundled type information leaves out most SWIG classes' members.
+        xb = storage.get_xb()  # type: ignore[attr-defined]
+        flat = faiss.rev_swig_ptr(xb, self._entries * self.dimension)
         return np.asarray(flat).reshape(self._entries, self.dimension)
 
     def search(
@@ -227,7 +229,7 @@ class HnswIndex:
             selected = live if allowed is None else live & allowed[self._row_of[: self._entries]]
             bitmap = np.packbits(selected, bitorder="little")
             selector = faiss.IDSelectorBitmap(self._entries, faiss.swig_ptr(bitmap))
-            parameters = faiss.SearchParametersHNSW(
+            parameters = faiss.SearchParametersHNSW(  # type: ignore[attr-defined]
                 sel=selector, efSearch=max(self.settings.ef_search, k)
             )
             scores, entries = self._graph.search(query, k, params=parameters)
