@@ -8,7 +8,9 @@ while requests at the limits run.
         [--events-per-user 200] [--epochs 1] [--loss sampled] [--seconds 15] [--work DIR]
         [--prepare-only]
 
-The simulator (`evorec.data.synth`, 20 topics) makes the catalog and users; preparation trains
+The simulator (`evorec.data.synth`, 20 topics) makes the catalog and users, and every item
+the users did not touch gets one view by a user drawn at random (preparation keeps only items
+with events, and the catalog must hold all N); preparation trains
 word vectors with one pass (`Word2VecOptions(epochs=1)`: the figures are of speed and size,
 not text quality). The encoder is the reported transformer with text (d=64, 2 blocks, max
 length 200), trained for --epochs (each epoch also scores every validation user against
@@ -86,11 +88,35 @@ def dataset(work: Path, args: argparse.Namespace) -> tuple[DatasetLayout, float]
     config = SimulatorConfig(
         users=args.users, items=args.items, topics=20, events_per_user=args.events_per_user
     )
-    simulate(config).write(work / "raw", config)
+    simulated = simulate(config)
+    simulated.events = with_every_item(simulated.events, simulated.items, config.seed)
+    simulated.write(work / "raw", config)
     options = PrepareOptions(topics=20, word2vec=Word2VecOptions(epochs=1))
     prepare(read_dataset(work / "raw"), layout.root, options)
     shutil.rmtree(work / "raw")
     return layout, time.perf_counter() - started
+
+
+def with_every_item(events: pd.DataFrame, items: pd.DataFrame, seed: int) -> pd.DataFrame:
+    """`events` and one view of each item that has none (by a user drawn at random, at a
+    time drawn from the events' span): preparation keeps only items with events, and the
+    catalog measured must hold all N."""
+    rng = np.random.default_rng(seed)
+    unseen = items.loc[~items["item_id"].isin(events["item_id"]), "item_id"].to_numpy()
+    users = events["user_id"].unique()
+    low, high = int(events["timestamp"].min()), int(events["timestamp"].max())
+    views = pd.DataFrame(
+        {
+            "event_id": [f"cover{n}" for n in range(len(unseen))],
+            "user_id": rng.choice(users, len(unseen)),
+            "item_id": unseen,
+            "event_type": "view",
+            "value": np.nan,
+            "text": "",
+            "timestamp": rng.integers(low, high + 1, len(unseen)),
+        }
+    )
+    return pd.concat([events, views], ignore_index=True).sort_values("timestamp", kind="stable")
 
 
 def train_and_export(layout: DatasetLayout, base: Path, args: argparse.Namespace) -> dict[str, Any]:
@@ -399,16 +425,17 @@ def main(argv: list[str] | None = None) -> None:
             print(f"prepared {layout.root} in {prepare_s:.0f} s")
             return
         events = pd.read_parquet(layout.events, columns=["user_id"])["user_id"]
+        catalog = len(pd.read_parquet(layout.items, columns=["item_id"]))
         users = sorted(events.unique())
         print(
-            f"machine: {platform.machine()}, {os.cpu_count()} cores; {args.items:,} items, "
+            f"machine: {platform.machine()}, {os.cpu_count()} cores; {catalog:,} items, "
             f"{len(users):,} users, {len(events):,} events",
             flush=True,
         )
         base = Path(tempfile.mkdtemp(dir=work, prefix="models-"))
         try:
             figures: dict[str, Any] = {
-                "items": args.items, "users": len(users), "events": len(events),
+                "items": catalog, "users": len(users), "events": len(events),
                 "loss": args.loss, "epochs": args.epochs, "workers": args.workers,
                 "rate": args.rate, "prepare_s": prepare_s,
             }  # fmt: skip
@@ -420,7 +447,7 @@ def main(argv: list[str] | None = None) -> None:
             exact_below = int(
                 os.environ.get("EVOREC_INDEX__EXACT_BELOW", IndexSettings().exact_below)
             )
-            figures["service_index"] = "exact" if args.items < exact_below else "approximate (HNSW)"
+            figures["service_index"] = "exact" if catalog < exact_below else "approximate (HNSW)"
             env = {k: v for k, v in os.environ.items() if not k.startswith("EVOREC_")}
             env.update(
                 EVOREC_DATA_DIR=str(base / "data"),
