@@ -89,8 +89,9 @@ def dataset(work: Path, args: argparse.Namespace) -> tuple[DatasetLayout, float]
         users=args.users, items=args.items, topics=20, events_per_user=args.events_per_user
     )
     simulated = simulate(config)
-    simulated.events = with_every_item(simulated.events, simulated.items, config.seed)
     simulated.write(work / "raw", config)
+    covered = with_every_item(simulated.events, simulated.items, config.seed)
+    covered.to_csv(work / "raw" / "events.csv", index=False)
     options = PrepareOptions(topics=20, word2vec=Word2VecOptions(epochs=1))
     prepare(read_dataset(work / "raw"), layout.root, options)
     shutil.rmtree(work / "raw")

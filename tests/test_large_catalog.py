@@ -5,8 +5,10 @@ uses the same index."""
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
+import grpc
 import numpy as np
 import pandas as pd
 import pytest
@@ -15,6 +17,7 @@ import tensorflow as tf
 from evorec.data.artifacts import DatasetLayout
 from evorec.encoder.bundle import ModelBundle
 from evorec.platform.clients import embedding_client, ranking_client
+from evorec.ranking import service
 from evorec.ranking.item_space import ItemSpace
 from evorec.ranking.recommender import Query, best, recommend
 from evorec.ranking.settings import RecommendSettings
@@ -192,3 +195,28 @@ async def test_recommend_through_the_approximate_index_and_tf_serving(
         assert np.mean(overlaps) >= 0.9
     finally:
         await stand_in.stop()
+
+
+async def test_requests_at_the_limits_wait_for_a_slot_or_are_refused(
+    services: Stack, monkeypatch: pytest.MonkeyPatch, prepared: Path
+) -> None:
+    """k = 1,000 answers (heavy requests take turns); with no room left to wait, a heavy
+    request is answered RESOURCE_EXHAUSTED at once while small ones still answer."""
+    await services.start("ranking")
+    (history,) = histories(prepared, users=1)
+    inline = ranking_pb2.InlineHistory(
+        items=[ranking_pb2.HistoryItem(item_id=i, type=VIEW) for i in history]
+    )
+    async with ranking_client(services.settings()) as ranking:
+        heavy = [
+            ranking.stub.Recommend(ranking_pb2.RecommendRequest(history=inline, k=1_000))
+            for _ in range(3)
+        ]
+        for response in await asyncio.gather(*heavy):
+            assert len(response.recommendations) > 10
+        monkeypatch.setattr(service, "HEAVY_WAITING", 0)
+        with pytest.raises(grpc.aio.AioRpcError) as refused:
+            await ranking.stub.Recommend(ranking_pb2.RecommendRequest(history=inline, k=1_000))
+        assert refused.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+        small = await ranking.stub.Recommend(ranking_pb2.RecommendRequest(history=inline, k=10))
+        assert len(small.recommendations) == 10

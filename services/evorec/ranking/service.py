@@ -44,7 +44,7 @@ from evorec.platform import context
 from evorec.platform.background import BackgroundTasks
 from evorec.platform.clients import embedding_client, interest_client
 from evorec.platform.config import Settings
-from evorec.platform.errors import FailedPrecondition, Violations
+from evorec.platform.errors import FailedPrecondition, ResourceExhausted, Violations
 from evorec.platform.server import GrpcService
 from evorec.platform.validation import check_id, check_time
 from evorec.ranking.catalog import CatalogMirror
@@ -74,6 +74,14 @@ MAX_BATCH = 256
 # hop would cost more than it saves.
 OFFLOAD_ITEMS = 50_000
 OFFLOAD_K = 100
+# A heavy request (k of at least OFFLOAD_K, an inline history of at least HEAVY_HISTORY
+# items, or at least HEAVY_TOPICS topics in its filter) waits for one of HEAVY_CONCURRENCY
+# slots, so that requests at the limits cannot take every core from the small ones; when
+# HEAVY_WAITING already wait, it is answered RESOURCE_EXHAUSTED at once (retry later).
+HEAVY_HISTORY = 1_000
+HEAVY_TOPICS = 100
+HEAVY_CONCURRENCY = 1
+HEAVY_WAITING = 8
 # Shares of what is left of the inbound deadline that each dependency may take, so that a
 # hung one leaves time to answer without it: the interest service first (its history), then
 # the encoder (of what is left after the history came).
@@ -195,6 +203,8 @@ class RankingServicer(ranking_pb2_grpc.RankingServiceServicer):
         self._space: ItemSpace | None = None
         self._space_key: tuple[int, int] = (-1, -1)
         self._building = asyncio.Lock()
+        self.heavy_slots = asyncio.Semaphore(HEAVY_CONCURRENCY)
+        self.heavy_waiting = 0
         # Served on the service's metrics port (GrpcService.collectors), not the global registry.
         self.encoder_errors = Counter(
             "evorec_ranking_encoder_errors",
@@ -321,6 +331,27 @@ class RankingServicer(ranking_pb2_grpc.RankingServiceServicer):
         return vector
 
     async def answer(self, space: ItemSpace, subject: Subject) -> ranking_pb2.RecommendResponse:
+        """The response to one request; a heavy one waits for a heavy slot first."""
+        query = subject.query
+        if not (
+            query.k >= OFFLOAD_K
+            or (subject.inline and len(query.history) >= HEAVY_HISTORY)
+            or len(query.include_topics) + len(query.exclude_topics) >= HEAVY_TOPICS
+        ):
+            return await self.compute(space, subject)
+        if self.heavy_waiting >= HEAVY_WAITING:
+            raise ResourceExhausted(
+                f"{HEAVY_WAITING} requests at the limits (large k, history or topic filter) "
+                "are already waiting: retry later"
+            )
+        self.heavy_waiting += 1
+        try:
+            async with self.heavy_slots:
+                return await self.compute(space, subject)
+        finally:
+            self.heavy_waiting -= 1
+
+    async def compute(self, space: ItemSpace, subject: Subject) -> ranking_pb2.RecommendResponse:
         degraded = await self.history(space, subject)
         vector = None
         if not degraded:
