@@ -231,3 +231,41 @@ def test_soak(tmp_path: Path) -> None:
         ],
     )
     assert (tmp_path / "soak.png").stat().st_size > 0
+
+
+def test_bench_vector_index(tmp_path: Path) -> None:
+    out = tmp_path / "index.json"
+    output = run_script(
+        "bench_vector_index.py", "--sizes", "2000", "--queries", "20", "--json", str(out)
+    )
+    assert_rows(output, [rf"\| 2,000 \| {NUMBER} / {NUMBER} \| {NUMBER} / {NUMBER} \| " +
+                         rf"{NUMBER} \| {NUMBER} \| {NUMBER} \|"])  # fmt: skip
+    (figures,) = json.loads(out.read_text())
+    assert figures["rows"] == 2_000
+    assert 0.9 <= figures["recall_k10"] <= 1.0
+
+
+@pytest.mark.timeout(500)
+def test_bench_catalog(tmp_path: Path) -> None:
+    """A catalog of 300 items: every one kept (the covering events), every line printed,
+    the JSON the sweep reads written."""
+    out = tmp_path / "catalog.json"
+    output = run_script(
+        "bench_catalog.py", "--items", "300", "--users", "30", "--events-per-user", "20",
+        "--seconds", "1", "--workers", "2", "--rate", "10", "--json", str(out),
+        timeout=450,
+    )  # fmt: skip
+    assert_rows(
+        output,
+        [
+            rf"\| items; users; events \| 300; 30; {NUMBER} \|",
+            r"\| index the services use \| exact \|",
+            rf"\| recall@10; recall@200 of HNSW vs exact \| {NUMBER}; {NUMBER} \|",
+            rf"\| Recommend at saturation \(2 callers\) \| {NUMBER}/s, .*\(0 failed, .*",
+            r"\| Recommend k=1,000 \| \d+ calls, .*\(OK \d+\) \|",
+        ],
+    )
+    figures = json.loads(out.read_text())
+    assert figures["items"] == 300
+    assert set(figures["rss_mib"]) == {"preprocess", "embedding", "interest", "ranking"}
+    assert figures["export_mib"] > 0

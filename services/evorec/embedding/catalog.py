@@ -3,8 +3,8 @@ memory for search, with items upserted at run time persisted in SQLite.
 
 At start the catalog is the prepared dataset's item table; the items upserted since are
 then laid over it from the SQLite file, so an upsert survives restarts and a new dataset.
-Search is exact (one matrix product) behind `VectorIndex`, where an approximate index for
-large catalogs can take its place.
+Search goes through `evorec.vector_index` (exact for small catalogs, approximate for large
+ones), over `vectors`, with `has_vector` as the filter.
 """
 
 from __future__ import annotations
@@ -16,7 +16,6 @@ import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol
 
 import numpy as np
 import pandas as pd
@@ -37,12 +36,6 @@ class CatalogItem:
     vector: np.ndarray | None = None
     create_time: float = 0.0
     popularity: int = 0
-
-
-class VectorIndex(Protocol):
-    """Nearest items to a query vector, by cosine (the vectors are unit length)."""
-
-    def search(self, query: np.ndarray, k: int, exclude: set[int]) -> list[tuple[int, float]]: ...
 
 
 class ItemCatalog:
@@ -130,25 +123,6 @@ class ItemCatalog:
                 )
             )
         return catalog
-
-
-class ExactIndex:
-    """Exact nearest neighbours over the whole catalog: one matrix-vector product."""
-
-    def __init__(self, catalog: ItemCatalog) -> None:
-        self.catalog = catalog
-
-    def search(self, query: np.ndarray, k: int, exclude: set[int]) -> list[tuple[int, float]]:
-        scores = self.catalog.vectors @ query
-        scores[~self.catalog.has_vector] = -np.inf
-        if exclude:
-            scores[list(exclude)] = -np.inf
-        k = min(k, int(np.isfinite(scores).sum()))
-        if k <= 0:
-            return []
-        top = np.argpartition(-scores, k - 1)[:k]
-        top = top[np.lexsort((top, -scores[top]))]
-        return [(int(row), float(scores[row])) for row in top]
 
 
 class CatalogStore:

@@ -23,7 +23,7 @@ import numpy as np
 from evorec.data.artifacts import DatasetLayout
 from evorec.data.schema import item_document
 from evorec.embedding.bundle import TextModel
-from evorec.embedding.catalog import CatalogItem, CatalogStore, ExactIndex, ItemCatalog, VectorIndex
+from evorec.embedding.catalog import CatalogItem, CatalogStore, ItemCatalog
 from evorec.platform.clients import preprocess_client
 from evorec.platform.config import Settings
 from evorec.platform.errors import (
@@ -37,6 +37,8 @@ from evorec.platform.errors import (
 from evorec.platform.server import GrpcService
 from evorec.platform.validation import check_id, check_text, check_time, timestamp_seconds
 from evorec.v1 import embedding_pb2, embedding_pb2_grpc, preprocess_pb2, preprocess_pb2_grpc
+from evorec.vector_index import VectorIndex, build_index
+from evorec.vector_index_settings import IndexSettings
 
 MAX_TEXTS = 1_000
 MAX_IDS = 10_000
@@ -70,8 +72,13 @@ class Loaded:
 class EmbeddingServicer(embedding_pb2_grpc.EmbeddingServiceServicer):
     """Answers from the loaded text model and catalog; see the module docstring."""
 
-    def __init__(self, preprocess: preprocess_pb2_grpc.PreprocessServiceAsyncStub) -> None:
+    def __init__(
+        self,
+        preprocess: preprocess_pb2_grpc.PreprocessServiceAsyncStub,
+        index_settings: IndexSettings | None = None,
+    ) -> None:
         self.preprocess = preprocess
+        self.index_settings = index_settings or IndexSettings()
         self.upserting = asyncio.Lock()
         self._loaded: Loaded | None = None
 
@@ -101,15 +108,35 @@ class EmbeddingServicer(embedding_pb2_grpc.EmbeddingServiceServicer):
             catalog.put(item)
             if not fits:
                 stale.append(item)
-        self._loaded = Loaded(model, catalog, store, ExactIndex(catalog), uuid.uuid4().hex)
+        # Built in a worker thread: a large catalog's graph takes minutes.
+        index = await asyncio.to_thread(build_index, catalog.vectors, self.index_settings)
+        self._loaded = Loaded(model, catalog, store, index, uuid.uuid4().hex)
         if stale:
             texts = [item_document(i.title, i.text, i.categories) for i in stale]
             for item, (vector, _) in zip(stale, await self.vectors(texts), strict=True):
                 item.vector = vector
                 item.topic_id = model.topics.classify(vector, item.categories)
             await asyncio.to_thread(store.save, stale)
-            for item in stale:
-                catalog.put(item)
+            await self.put(stale)
+
+    async def put(self, items: Sequence[CatalogItem]) -> int:
+        """Puts `items` in the catalog and their vectors in the index (added for new items,
+        replaced for known ones: no rebuild), the index's part in a worker thread so that a
+        large graph's insertions do not hold the event loop; returns how many were new."""
+        loaded = self.loaded
+        first_new = len(loaded.catalog)
+        created = sum(loaded.catalog.put(item) for item in items)
+        rows = np.array([loaded.catalog.rows[item.item_id] for item in items], dtype=np.int64)
+        known = np.unique(rows[rows < first_new])
+        vectors = loaded.catalog.vectors
+
+        def update_index() -> None:
+            if len(known):
+                loaded.index.replace(known, vectors[known])
+            loaded.index.add(vectors[first_new:])
+
+        await asyncio.to_thread(update_index)
+        return created
 
     async def tokens(self, texts: Sequence[str]) -> list[list[str]]:
         """Normalized tokens of each text, from the PreprocessService."""
@@ -212,7 +239,7 @@ class EmbeddingServicer(embedding_pb2_grpc.EmbeddingServiceServicer):
                 )
             # Durable first: an answered upsert survives a crash.
             await asyncio.to_thread(self.loaded.store.save, items)
-            created = sum(self.catalog.put(item) for item in items)
+            created = await self.put(items)
         return embedding_pb2.UpsertItemsResponse(
             items=[self.item_vector(item, item.item_id) for item in items],
             created_count=created,
@@ -233,9 +260,9 @@ class EmbeddingServicer(embedding_pb2_grpc.EmbeddingServiceServicer):
         if query == "text":
             check_text(violations, request.text, "text")
         violations.raise_if_any()
-        exclude = {
-            row for i in request.exclude_item_ids if (row := self.catalog.rows.get(i)) is not None
-        }
+        allowed = self.catalog.has_vector.copy()
+        excluded = [self.catalog.rows.get(i) for i in request.exclude_item_ids]
+        allowed[[row for row in excluded if row is not None]] = False
         if query == "item_id":
             item = self.catalog.get(request.item_id)
             if item is None:
@@ -245,7 +272,7 @@ class EmbeddingServicer(embedding_pb2_grpc.EmbeddingServiceServicer):
                     f"item {request.item_id!r} has no usable text, so no vector"
                 )
             vector = item.vector
-            exclude.add(self.catalog.rows[request.item_id])
+            allowed[self.catalog.rows[request.item_id]] = False
         else:
             ((found, _),) = await self.vectors([request.text])
             if found is None:
@@ -255,7 +282,7 @@ class EmbeddingServicer(embedding_pb2_grpc.EmbeddingServiceServicer):
                     ]
                 )
             vector = found
-        hits = self.loaded.index.search(vector, k, exclude)
+        rows, scores = self.loaded.index.search(vector, k, allowed)
         return embedding_pb2.SimilarItemsResponse(
             items=[
                 embedding_pb2.ScoredItem(
@@ -264,7 +291,7 @@ class EmbeddingServicer(embedding_pb2_grpc.EmbeddingServiceServicer):
                     title=self.catalog.items[row].title,
                     topic_id=self.catalog.items[row].topic_id,
                 )
-                for row, score in hits
+                for row, score in zip(rows.tolist(), scores.tolist(), strict=True)
             ]
         )
 
@@ -375,7 +402,7 @@ def create(settings: Settings) -> GrpcService:
     """The EmbeddingService: loads the prepared dataset at `settings.dataset_path` and the
     items upserted since, before it reports SERVING."""
     client = preprocess_client(settings)
-    servicer = EmbeddingServicer(client.stub)
+    servicer = EmbeddingServicer(client.stub, settings.index)
     layout = DatasetLayout(settings.dataset_path)
 
     async def start() -> None:

@@ -30,6 +30,7 @@ from evorec.learning.settings import RetrainSettings
 from evorec.platform.section import MIB, Section
 from evorec.platform.tls import TlsSettings
 from evorec.ranking.settings import RecommendSettings
+from evorec.vector_index_settings import IndexSettings
 
 ENV_PREFIX = "EVOREC_"
 CONFIG_FILE_ENV = "EVOREC_CONFIG_FILE"
@@ -119,6 +120,7 @@ class Settings(BaseSettings):
     interest_state: InterestStateSettings = InterestStateSettings()
     serving: ServingSettings = ServingSettings()
     recommend: RecommendSettings = RecommendSettings()
+    index: IndexSettings = IndexSettings()
     retrain: RetrainSettings = RetrainSettings()
     preprocess: Endpoint = Endpoint.model_validate(DEFAULT_PORTS["preprocess"])
     embedding: Endpoint = Endpoint.model_validate(DEFAULT_PORTS["embedding"])

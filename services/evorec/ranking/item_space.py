@@ -6,6 +6,11 @@ through the model's own text projection (`t @ W`), exactly what a trained item's
 without its id part: the model learned to score such items, through id dropout, and the
 same dot product scores them. An id-only model gives new items a zero vector (the text
 neighbours source still proposes them).
+
+The encoder source searches `table` through `encoder_index` (evorec.vector_index: exact below the
+threshold, approximate above it). A space built with the previous one as `previous` (same
+model version, the catalog's new items only added to or changed) reuses its index: new items
+are added and changed ones replaced, not rebuilt.
 """
 
 from __future__ import annotations
@@ -14,12 +19,20 @@ import numpy as np
 
 from evorec.encoder.bundle import ModelBundle
 from evorec.ranking.catalog import MirroredItem
+from evorec.vector_index import VectorIndex, extend_index
+from evorec.vector_index_settings import IndexSettings
 
 
 class ItemSpace:
     """Per-item arrays over the bundle's items and the catalog's newer ones; row 0 is padding."""
 
-    def __init__(self, bundle: ModelBundle, mirrored: dict[str, MirroredItem]) -> None:
+    def __init__(
+        self,
+        bundle: ModelBundle,
+        mirrored: dict[str, MirroredItem],
+        previous: ItemSpace | None = None,
+        index_settings: IndexSettings | None = None,
+    ) -> None:
         self.bundle = bundle
         known = set(bundle.item_ids)
         new = [item for item_id, item in mirrored.items() if item_id not in known]
@@ -51,6 +64,19 @@ class ItemSpace:
         # Items with any popularity, most popular first.
         order = np.argsort(-self.popularity, kind="stable")
         self.popular_order = order[self.popularity[order] > 0]
+        reused = (
+            previous
+            if previous is not None
+            and previous.bundle is bundle
+            and previous.ids == self.ids[: len(previous.ids)]
+            else None
+        )
+        self.encoder_index: VectorIndex = extend_index(
+            reused.encoder_index if reused else None,
+            reused.table if reused else None,
+            self.table,
+            index_settings or IndexSettings(),
+        )
 
     def __len__(self) -> int:
         """Items, padding row included."""

@@ -2,7 +2,9 @@
 
 Candidate sources, each proposing its best `candidates_per_source` allowed items:
 
-- encoder: the user vector's dot product with every item's vector (new items included);
+- encoder: the items whose vectors have the largest dot product with the user vector (new
+  items included), from the item space's vector index (exact, or approximate for large
+  catalogs: evorec.vector_index);
 - item similarity: co-occurrence cosine neighbours of the user's recent items;
 - Markov: the items that most often followed the user's last item;
 - text neighbours: items whose text is closest to the recent items' text (new items too);
@@ -164,13 +166,14 @@ def candidates(
     n: int,
 ) -> Candidates:
     """Up to `n` allowed items from each source. The sparse sources (similarity, Markov) are
-    read from their rows' non-zeros; the dense ones are one product over the item table."""
+    read from their rows' non-zeros; the encoder's from the vector index; text neighbours
+    from one product over the text vectors."""
     recent = recent_items(history)
     by_source: dict[int, np.ndarray] = {}
     similar_rows: list[tuple[int, np.ndarray, np.ndarray]] = []
     if len(recent):
         if user_vector is not None:
-            by_source[ENCODER] = best(space.table @ user_vector, allowed, n)
+            by_source[ENCODER] = space.encoder_index.search(user_vector, n, allowed)[0]
         weights = RECENT_WEIGHTS[: len(recent)]
         trained = recent <= space.n_model_items
         similarity, markov = space.bundle.item_similarity, space.bundle.markov

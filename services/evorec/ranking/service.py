@@ -44,7 +44,7 @@ from evorec.platform import context
 from evorec.platform.background import BackgroundTasks
 from evorec.platform.clients import embedding_client, interest_client
 from evorec.platform.config import Settings
-from evorec.platform.errors import FailedPrecondition, Violations
+from evorec.platform.errors import FailedPrecondition, ResourceExhausted, Violations
 from evorec.platform.server import GrpcService
 from evorec.platform.validation import check_id, check_time
 from evorec.ranking.catalog import CatalogMirror
@@ -67,6 +67,21 @@ MAX_INLINE_HISTORY = 10_000
 MAX_EXCLUDED_ITEMS = 10_000
 MAX_TOPICS = 1_000
 MAX_BATCH = 256
+# An answer over a catalog of at least OFFLOAD_ITEMS items (its filters and products are
+# O(items)), or with k of at least OFFLOAD_K (MMR and the response are O(k^2) and O(k)), is
+# computed in a worker thread, so that the event loop goes on serving other callers (numpy
+# releases the GIL in its large operations); a small one is computed in place, where a thread
+# hop would cost more than it saves.
+OFFLOAD_ITEMS = 50_000
+OFFLOAD_K = 100
+# A heavy request (k of at least OFFLOAD_K, an inline history of at least HEAVY_HISTORY
+# items, or at least HEAVY_TOPICS topics in its filter) waits for one of HEAVY_CONCURRENCY
+# slots, so that requests at the limits cannot take every core from the small ones; when
+# HEAVY_WAITING already wait, it is answered RESOURCE_EXHAUSTED at once (retry later).
+HEAVY_HISTORY = 1_000
+HEAVY_TOPICS = 100
+HEAVY_CONCURRENCY = 1
+HEAVY_WAITING = 8
 # Shares of what is left of the inbound deadline that each dependency may take, so that a
 # hung one leaves time to answer without it: the interest service first (its history), then
 # the encoder (of what is left after the history came).
@@ -184,8 +199,12 @@ class RankingServicer(ranking_pb2_grpc.RankingServiceServicer):
             settings.serving.max_batch_size,
             settings.serving.batch_window_ms / 1000,
         )
+        self.index_settings = settings.index
         self._space: ItemSpace | None = None
         self._space_key: tuple[int, int] = (-1, -1)
+        self._building = asyncio.Lock()
+        self.heavy_slots = asyncio.Semaphore(HEAVY_CONCURRENCY)
+        self.heavy_waiting = 0
         # Served on the service's metrics port (GrpcService.collectors), not the global registry.
         self.encoder_errors = Counter(
             "evorec_ranking_encoder_errors",
@@ -202,23 +221,35 @@ class RankingServicer(ranking_pb2_grpc.RankingServiceServicer):
 
     def space(self) -> ItemSpace:
         """The item space of the current version and catalog. `refresh_space` rebuilds it
-        in the background when either changes; a request builds it only if it came first."""
+        in the background when either changes (a large catalog's index takes minutes), and
+        requests keep the previous space meanwhile, while its model version is still
+        loaded; a request builds it only when there is none it can use."""
         bundle, key = self._current()
-        if self._space is None or key != self._space_key:
-            self._space, self._space_key = ItemSpace(bundle, self.mirror.items), key
+        if self._space is None or (
+            key != self._space_key and self._space.bundle.version not in self.repository.bundles
+        ):
+            space = ItemSpace(bundle, self.mirror.items, self._space, self.index_settings)
+            self._space, self._space_key = space, key
         return self._space
 
     async def refresh_space(self) -> None:
         """Builds the item space for the current version and catalog off the event loop
-        (it is O(items)), then switches to it."""
-        bundle, key = self._current()
-        try:
-            space = await asyncio.to_thread(ItemSpace, bundle, dict(self.mirror.items))
-        except Exception:  # the next request builds it, and fails visibly if it must
-            log.exception("cannot build the item space in the background")
-            return
-        if key == self._current()[1]:
-            self._space, self._space_key = space, key
+        (it is O(items), and its vector index is extended, or built for a new version),
+        then switches to it. One build at a time, since a build may extend the current
+        space's index in place."""
+        async with self._building:
+            bundle, key = self._current()
+            if self._space is not None and key == self._space_key:
+                return
+            try:
+                space = await asyncio.to_thread(
+                    ItemSpace, bundle, dict(self.mirror.items), self._space, self.index_settings
+                )
+            except Exception:  # the next request builds it, and fails visibly if it must
+                log.exception("cannot build the item space in the background")
+                return
+            if key == self._current()[1]:
+                self._space, self._space_key = space, key
 
     async def Recommend(
         self, request: ranking_pb2.RecommendRequest, context: Any
@@ -300,6 +331,27 @@ class RankingServicer(ranking_pb2_grpc.RankingServiceServicer):
         return vector
 
     async def answer(self, space: ItemSpace, subject: Subject) -> ranking_pb2.RecommendResponse:
+        """The response to one request; a heavy one waits for a heavy slot first."""
+        query = subject.query
+        if not (
+            query.k >= OFFLOAD_K
+            or (subject.inline and len(query.history) >= HEAVY_HISTORY)
+            or len(query.include_topics) + len(query.exclude_topics) >= HEAVY_TOPICS
+        ):
+            return await self.compute(space, subject)
+        if self.heavy_waiting >= HEAVY_WAITING:
+            raise ResourceExhausted(
+                f"{HEAVY_WAITING} requests at the limits (large k, history or topic filter) "
+                "are already waiting: retry later"
+            )
+        self.heavy_waiting += 1
+        try:
+            async with self.heavy_slots:
+                return await self.compute(space, subject)
+        finally:
+            self.heavy_waiting -= 1
+
+    async def compute(self, space: ItemSpace, subject: Subject) -> ranking_pb2.RecommendResponse:
         degraded = await self.history(space, subject)
         vector = None
         if not degraded:
@@ -318,8 +370,14 @@ class RankingServicer(ranking_pb2_grpc.RankingServiceServicer):
                 degraded.add(ENCODER)
         if self.mirror.stale and len(subject.query.history):
             degraded.add(TEXT_NEIGHBOURS)
-        answer = recommend(space, subject.query, vector, self.settings)
-        return self.response(space, answer, vector is not None, degraded)
+
+        def respond() -> ranking_pb2.RecommendResponse:
+            answer = recommend(space, subject.query, vector, self.settings)
+            return self.response(space, answer, vector is not None, degraded)
+
+        if len(space) >= OFFLOAD_ITEMS or subject.query.k >= OFFLOAD_K:
+            return await asyncio.to_thread(respond)
+        return respond()
 
     def response(
         self, space: ItemSpace, answer: Answer, encoded: bool, degraded: set[int]

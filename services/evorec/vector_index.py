@@ -1,0 +1,280 @@
+"""Top-k search by inner product over a growing table of item vectors: one interface, an
+exact implementation and an approximate one, chosen by the table's size.
+
+Both ranking's encoder source (user vector against every item's encoder-space vector) and
+the embedding service's `SimilarItems` (text vector against every item's unit text vector)
+ask the same question: the `k` rows with the largest inner product with a query, among the
+rows a filter allows. Below `IndexSettings.exact_below` rows one matrix-vector product
+answers it exactly and cheaply; above it the product grows with the catalog (about 15 ms per
+query at a million 64-dimensional items on one core), so an HNSW graph answers it in a time
+that barely grows (BENCHMARKS.md, "Large catalogs", measures both and the threshold).
+
+The approximate index is faiss's `IndexHNSWFlat` with the inner-product metric (faiss-cpu,
+Meta's library, wheels for every platform on PyPI). It is chosen over usearch and hnswlib
+because it filters inside the graph search with a bitmap of allowed ids (`IDSelectorBitmap`):
+ranking's filters (seen items, excluded ids, topics) and the embedding service's exclusions
+are applied while searching, with no over-fetching and no Python callback per candidate;
+because its vectors stay readable in place, so a selective filter is answered exactly over
+the allowed rows without a second copy of the table; and because it releases the GIL during
+search and add, so a build in a worker thread does not stall the event loop. hnswlib has had
+no release since 2023; usearch filters only through a per-candidate callback.
+
+Rows are positions 0..len-1 (the item space's or the catalog's rows). `add` appends rows
+without a rebuild; `replace` gives rows new vectors (the graph keeps the old entry, marked
+dead, and links a new one, so a replaced row costs one insertion, not a rebuild). A search
+and an add or replace may come from different threads (requests on the event loop, updates
+in a worker): a lock serializes them, and adds take it in chunks of ADD_CHUNK rows so that a
+large add never holds a search up for long.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Protocol
+
+import faiss
+import numpy as np
+
+from evorec.vector_index_settings import IndexSettings
+
+# Rows added per hold of the lock: a search waits at most for one chunk's insertion.
+ADD_CHUNK = 256
+# faiss's OpenMP threads. One query runs on one thread anyway; builds run in a worker thread
+# beside the service's event loop, and OpenMP workers spinning against it and the other
+# services on a small machine cost more than they gain (as numpy's BLAS threads do: see
+# ranking/service.py).
+faiss.omp_set_num_threads(1)
+
+
+class VectorIndex(Protocol):
+    """The `k` rows with the largest inner product with a query, among allowed rows."""
+
+    description: str
+
+    def __len__(self) -> int: ...
+
+    def add(self, vectors: np.ndarray) -> None:
+        """Appends `vectors` as rows len(self).. len(self) + len(vectors) - 1."""
+
+    def replace(self, rows: np.ndarray, vectors: np.ndarray) -> None:
+        """Gives existing `rows` new vectors."""
+
+    def search(
+        self, query: np.ndarray, k: int, allowed: np.ndarray | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Rows and scores of the best `k` allowed rows, best first (fewer when fewer are
+        allowed). `allowed`: a boolean mask over rows; rows past its end are not allowed;
+        None allows every row."""
+
+
+def _top(scores: np.ndarray, rows: np.ndarray | None, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """The `k` highest finite `scores` as (rows, scores), best first, ties by lower row."""
+    k = min(k, int(np.isfinite(scores).sum()))
+    if k <= 0:
+        return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float32)
+    top = np.argpartition(-scores, k - 1)[:k]
+    labels = top if rows is None else rows[top]
+    order = np.lexsort((labels, -scores[top]))
+    return labels[order].astype(np.int64), scores[top][order].astype(np.float32)
+
+
+def _allowed_prefix(allowed: np.ndarray | None, n: int) -> np.ndarray | None:
+    """`allowed` cut or padded (with False) to `n` rows."""
+    if allowed is None or len(allowed) == n:
+        return allowed
+    if len(allowed) > n:
+        return allowed[:n]
+    return np.concatenate([allowed, np.zeros(n - len(allowed), dtype=bool)])
+
+
+class ExactIndex:
+    """Every row scored: one matrix-vector product, then a partial sort."""
+
+    description = "exact"
+
+    def __init__(self, vectors: np.ndarray) -> None:
+        self._vectors = np.array(vectors, dtype=np.float32, copy=True, ndmin=2)
+        self._size = len(self._vectors)
+        self._lock = threading.Lock()
+
+    def __len__(self) -> int:
+        return self._size
+
+    @property
+    def vectors(self) -> np.ndarray:
+        return self._vectors[: self._size]
+
+    def add(self, vectors: np.ndarray) -> None:
+        vectors = np.asarray(vectors, dtype=np.float32).reshape(-1, self._vectors.shape[1])
+        with self._lock:
+            needed = self._size + len(vectors)
+            if needed > len(self._vectors):
+                rows = max(needed, 2 * len(self._vectors))
+                grown = np.zeros((rows, self._vectors.shape[1]), dtype=np.float32)
+                grown[: self._size] = self._vectors[: self._size]
+                self._vectors = grown
+            self._vectors[self._size : needed] = vectors
+            self._size = needed
+
+    def replace(self, rows: np.ndarray, vectors: np.ndarray) -> None:
+        with self._lock:
+            self._vectors[np.asarray(rows, dtype=np.int64)] = vectors
+
+    def search(
+        self, query: np.ndarray, k: int, allowed: np.ndarray | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        with self._lock:
+            table = self._vectors[: self._size]
+            allowed = _allowed_prefix(allowed, self._size)
+            scores = table @ np.asarray(query, dtype=np.float32)
+        if allowed is not None:
+            scores = np.where(allowed, scores, -np.inf)
+        return _top(scores, None, k)
+
+
+class HnswIndex:
+    """faiss's HNSW graph, inner product; see the module docstring."""
+
+    description = "approximate (faiss HNSW)"
+
+    def __init__(self, vectors: np.ndarray, settings: IndexSettings) -> None:
+        vectors = np.ascontiguousarray(vectors, dtype=np.float32).reshape(len(vectors), -1)
+        self.settings = settings
+        self.dimension = vectors.shape[1]
+        self._graph = faiss.IndexHNSWFlat(
+            self.dimension, settings.hnsw_links, faiss.METRIC_INNER_PRODUCT
+        )
+        self._graph.hnsw.efConstruction = settings.ef_construction
+        self._lock = threading.Lock()
+        # The graph's entries are its own ids 0..ntotal-1; a replaced row gets a new entry.
+        # row_of[entry] is the row an entry holds, entry_of[row] the row's live entry.
+        self._row_of = np.zeros(max(1, len(vectors)), dtype=np.int64)
+        self._entry_of = np.zeros(max(1, len(vectors)), dtype=np.int64)
+        self._live = np.zeros(max(1, len(vectors)), dtype=bool)
+        self._entries = 0
+        self._rows = 0
+        self._replaced = 0
+        self.add(vectors)
+
+    def __len__(self) -> int:
+        return self._rows
+
+    @property
+    def replaced(self) -> int:
+        """Dead entries left by `replace` (a rebuild drops them)."""
+        return self._replaced
+
+    def _grow(self, entries: int, rows: int) -> None:
+        if entries > len(self._row_of):
+            size = max(entries, 2 * len(self._row_of))
+            self._row_of = np.resize(self._row_of, size)
+            self._live = np.concatenate([self._live, np.zeros(size - len(self._live), bool)])
+        if rows > len(self._entry_of):
+            self._entry_of = np.resize(self._entry_of, max(rows, 2 * len(self._entry_of)))
+
+    def _insert(self, rows: np.ndarray, vectors: np.ndarray) -> None:
+        """New graph entries for `rows` (caller holds the lock)."""
+        first = self._entries
+        entries = np.arange(first, first + len(rows))
+        self._grow(first + len(rows), int(rows.max(initial=-1)) + 1)
+        self._graph.add(vectors)
+        self._row_of[entries] = rows
+        self._live[entries] = True
+        self._entry_of[rows] = entries
+        self._entries = first + len(rows)
+
+    def add(self, vectors: np.ndarray) -> None:
+        vectors = np.ascontiguousarray(vectors, dtype=np.float32).reshape(-1, self.dimension)
+        for start in range(0, len(vectors), ADD_CHUNK):
+            chunk = vectors[start : start + ADD_CHUNK]
+            with self._lock:
+                rows = np.arange(self._rows, self._rows + len(chunk))
+                self._insert(rows, chunk)
+                self._rows += len(chunk)
+
+    def replace(self, rows: np.ndarray, vectors: np.ndarray) -> None:
+        rows = np.asarray(rows, dtype=np.int64)
+        vectors = np.ascontiguousarray(vectors, dtype=np.float32).reshape(-1, self.dimension)
+        for start in range(0, len(rows), ADD_CHUNK):
+            chunk = rows[start : start + ADD_CHUNK]
+            with self._lock:
+                self._live[self._entry_of[chunk]] = False
+                self._replaced += len(chunk)
+                self._insert(chunk, vectors[start : start + ADD_CHUNK])
+
+    def _stored(self) -> np.ndarray:
+        """The graph's vectors in place, one row per entry (caller holds the lock)."""
+        storage = faiss.downcast_index(self._graph.storage)
+        # faiss's bundled type information leaves out most SWIG classes' members.
+        xb = storage.get_xb()  # type: ignore[attr-defined]
+        flat = faiss.rev_swig_ptr(xb, self._entries * self.dimension)
+        return np.asarray(flat).reshape(self._entries, self.dimension)
+
+    def search(
+        self, query: np.ndarray, k: int, allowed: np.ndarray | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        query = np.ascontiguousarray(query, dtype=np.float32).reshape(1, self.dimension)
+        with self._lock:
+            allowed = _allowed_prefix(allowed, self._rows)
+            count = self._rows if allowed is None else int(allowed.sum())
+            if count == 0 or k <= 0:
+                return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float32)
+            if count < self.settings.exact_below:
+                # A selective filter: the graph would wander among excluded entries; the
+                # allowed rows alone are few enough to score exactly.
+                rows = np.arange(self._rows) if allowed is None else np.flatnonzero(allowed)
+                scores = self._stored()[self._entry_of[rows]] @ query[0]
+                return _top(scores, rows, k)
+            live = self._live[: self._entries]
+            selected = live if allowed is None else live & allowed[self._row_of[: self._entries]]
+            bitmap = np.packbits(selected, bitorder="little")
+            selector = faiss.IDSelectorBitmap(self._entries, faiss.swig_ptr(bitmap))
+            parameters = faiss.SearchParametersHNSW(  # type: ignore[attr-defined]
+                sel=selector, efSearch=max(self.settings.ef_search, k)
+            )
+            scores, entries = self._graph.search(query, k, params=parameters)
+        found = entries[0] >= 0
+        rows = self._row_of[entries[0][found]]
+        return rows.astype(np.int64), scores[0][found].astype(np.float32)
+
+
+def build_index(vectors: np.ndarray, settings: IndexSettings) -> VectorIndex:
+    """The exact index below `settings.exact_below` rows, the approximate one from there."""
+    if len(vectors) < settings.exact_below:
+        return ExactIndex(vectors)
+    return HnswIndex(vectors, settings)
+
+
+def extend_index(
+    previous: VectorIndex | None,
+    previous_vectors: np.ndarray | None,
+    vectors: np.ndarray,
+    settings: IndexSettings,
+) -> VectorIndex:
+    """The index of `vectors`, reusing `previous` (the index of `previous_vectors`) when
+    `vectors` only changes and appends rows to them and stays on the same side of the
+    threshold: changed rows are replaced, new rows added, nothing rebuilt. Otherwise a new
+    index is built. `previous` is changed in place when reused."""
+    if (
+        previous is None
+        or previous_vectors is None
+        or len(previous_vectors) > len(vectors)
+        or len(previous) != len(previous_vectors)
+        or (len(vectors) < settings.exact_below) != isinstance(previous, ExactIndex)
+        or previous_vectors.shape[1:] != vectors.shape[1:]
+    ):
+        return build_index(vectors, settings)
+    old = len(previous_vectors)
+    changed = np.flatnonzero(np.any(previous_vectors != vectors[:old], axis=1))
+    if len(changed):
+        previous.replace(changed, vectors[changed])
+    if len(vectors) > old:
+        previous.add(vectors[old:])
+    return previous
+
+
+def recall_at(exact: np.ndarray, approximate: np.ndarray) -> float:
+    """Share of the exact top rows that the approximate search found too."""
+    if len(exact) == 0:
+        return 1.0
+    return len(set(exact.tolist()) & set(approximate.tolist())) / len(exact)

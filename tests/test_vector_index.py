@@ -1,0 +1,177 @@
+"""The vector index: exact answers on small hand-made tables, the approximate index against
+the exact one on synthetic vectors, adding and replacing rows without a rebuild, the choice
+by size, and ranking's item space reusing its index when the catalog grows."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from evorec.encoder.bundle import ModelBundle
+from evorec.ranking.catalog import MirroredItem
+from evorec.ranking.item_space import ItemSpace
+from evorec.ranking.recommender import best
+from evorec.vector_index import (
+    ExactIndex,
+    HnswIndex,
+    build_index,
+    extend_index,
+    recall_at,
+)
+from evorec.vector_index_settings import IndexSettings
+
+GRAPH = IndexSettings(exact_below=1)
+
+
+def clustered(rows: int, dimension: int = 16, seed: int = 0) -> np.ndarray:
+    """Vectors around 50 random centres, as embeddings cluster."""
+    rng = np.random.default_rng(seed)
+    centres = rng.normal(size=(50, dimension))
+    noise = 0.5 * rng.normal(size=(rows, dimension))
+    return (centres[rng.integers(0, 50, rows)] + noise).astype(np.float32)
+
+
+def test_exact_search_ranks_by_inner_product_with_ties_by_row() -> None:
+    index = ExactIndex(np.array([[1, 0], [0, 1], [2, 0], [0.5, 1], [2, 0]], dtype=np.float32))
+    rows, scores = index.search(np.array([1, 0], dtype=np.float32), 3)
+    assert rows.tolist() == [2, 4, 0]  # 2 and 4 tie at 2.0: the lower row first
+    assert scores.tolist() == [2.0, 2.0, 1.0]
+    allowed = np.array([True, True, False, True, True])
+    assert index.search(np.array([1, 0], np.float32), 2, allowed)[0].tolist() == [4, 0]
+    # Rows past the end of the mask are not allowed; asking for more gives what there is.
+    assert index.search(np.array([1, 0], np.float32), 10, allowed[:2])[0].tolist() == [0, 1]
+
+
+def test_exact_search_is_the_encoder_source_of_before() -> None:
+    """The encoder source used to be best(table @ user, allowed, n): same rows, same order."""
+    table = clustered(500)
+    rng = np.random.default_rng(1)
+    index = ExactIndex(table)
+    for _ in range(20):
+        user = rng.normal(size=16).astype(np.float32)
+        allowed = rng.random(500) > 0.2
+        allowed[0] = False
+        expected = best(table @ user, allowed, 50)
+        assert index.search(user, 50, allowed)[0].tolist() == expected.tolist()
+
+
+def test_the_approximate_index_finds_nearly_what_the_exact_one_does() -> None:
+    table = clustered(3_000)
+    exact, graph = ExactIndex(table), HnswIndex(table, GRAPH)
+    rng = np.random.default_rng(2)
+    recalls = []
+    for _ in range(100):
+        query = rng.normal(size=16).astype(np.float32)
+        allowed = rng.random(3_000) > 0.05
+        found, scores = graph.search(query, 10, allowed)
+        assert allowed[found].all()
+        assert np.allclose(scores, table[found] @ query, atol=1e-4)
+        assert (np.diff(scores) <= 1e-6).all()
+        recalls.append(recall_at(exact.search(query, 10, allowed)[0], found))
+    assert np.mean(recalls) >= 0.95
+
+
+def test_a_selective_filter_is_answered_exactly_over_the_allowed_rows() -> None:
+    table = clustered(3_000)
+    graph = HnswIndex(table, IndexSettings(exact_below=100))
+    allowed = np.zeros(3_000, dtype=bool)
+    allowed[::50] = True  # 60 rows: fewer than exact_below
+    query = np.ones(16, dtype=np.float32)
+    expected = ExactIndex(table).search(query, 10, allowed)
+    found = graph.search(query, 10, allowed)
+    assert found[0].tolist() == expected[0].tolist()
+    assert np.allclose(found[1], expected[1])
+
+
+@pytest.mark.parametrize("kind", ["exact", "approximate"])
+def test_rows_are_added_and_replaced_without_a_rebuild(kind: str) -> None:
+    table = clustered(1_000)
+    index = ExactIndex(table) if kind == "exact" else HnswIndex(table, GRAPH)
+    if isinstance(index, HnswIndex):
+        graph = index._graph
+    far = np.zeros((2, 16), dtype=np.float32)
+    far[0, 0], far[1, 1] = 100.0, 100.0
+    index.add(far)
+    assert len(index) == 1_002
+    axis0 = np.eye(16, dtype=np.float32)[0]
+    assert index.search(axis0, 1)[0].tolist() == [1_000]
+    assert index.search(np.eye(16, dtype=np.float32)[1], 1)[0].tolist() == [1_001]
+    # Row 7 moves far along the third axis; its old vector no longer finds it.
+    old = table[7].copy()
+    moved = np.zeros((1, 16), dtype=np.float32)
+    moved[0, 2] = 100.0
+    index.replace(np.array([7]), moved)
+    rows, scores = index.search(np.eye(16, dtype=np.float32)[2], 1)
+    assert (rows.tolist(), scores.tolist()) == ([7], [100.0])
+    # Its old entry is dead: the old vector's neighbours hold row 7 at most once, scored
+    # by the new vector.
+    rows, scores = index.search(old, 50)
+    assert rows.tolist().count(7) <= 1
+    if 7 in rows.tolist():
+        assert np.isclose(scores[rows.tolist().index(7)], old[2] * 100.0)
+    assert rows.tolist()[0] != 7
+    assert len(index) == 1_002
+    if isinstance(index, HnswIndex):
+        assert index._graph is graph
+        assert graph.ntotal == 1_003  # 1,000 + 2 added + 1 replacement entry
+        assert index.replaced == 1
+
+
+def test_the_size_chooses_the_index() -> None:
+    settings = IndexSettings(exact_below=100)
+    assert isinstance(build_index(clustered(99), settings), ExactIndex)
+    assert isinstance(build_index(clustered(100), settings), HnswIndex)
+
+
+def test_extending_reuses_the_index_until_the_threshold() -> None:
+    settings = IndexSettings(exact_below=1_050)
+    table = clustered(1_000)
+    first = build_index(table, settings)
+    grown = np.vstack([table, clustered(20, seed=3)])
+    grown[5] = 0.0
+    second = extend_index(first, table, grown, settings)
+    assert second is first
+    assert len(second) == 1_020
+    assert isinstance(second, ExactIndex)
+    assert np.array_equal(second.vectors, grown)
+    crossed = np.vstack([grown, clustered(40, seed=4)])
+    third = extend_index(second, grown, crossed, settings)
+    assert isinstance(third, HnswIndex)
+    assert len(third) == 1_060
+    # A table that lost rows, or another index's vectors, are built anew.
+    assert extend_index(third, crossed, crossed[:-1], settings) is not third
+    assert extend_index(third, table, crossed, settings) is not third
+
+
+@pytest.fixture(scope="module")
+def bundle(model_base: Path) -> ModelBundle:
+    return ModelBundle.load(model_base / "encoder" / "1")
+
+
+def test_a_new_catalog_item_extends_the_item_space_index(bundle: ModelBundle) -> None:
+    space = ItemSpace(bundle, {})
+    before = len(space.encoder_index)
+    text = bundle.text_vectors[3]
+    grown = ItemSpace(bundle, {"fresh": MirroredItem("fresh", "Fresh", "t1", text)}, space)
+    assert grown.encoder_index is space.encoder_index
+    assert len(grown.encoder_index) == before + 1
+    row = grown.index["fresh"]
+    only = np.arange(len(grown)) == row
+    rows, scores = grown.encoder_index.search(grown.table[row], 1, only)
+    assert rows.tolist() == [row]
+    assert np.isclose(scores[0], grown.table[row] @ grown.table[row], rtol=1e-5)
+    # A catalog listed anew (fewer items, other order) builds its own.
+    assert ItemSpace(bundle, {}, grown).encoder_index is not grown.encoder_index
+
+
+def test_the_item_space_index_is_chosen_by_its_settings(bundle: ModelBundle) -> None:
+    assert isinstance(ItemSpace(bundle, {}).encoder_index, ExactIndex)
+    graph = ItemSpace(bundle, {}, index_settings=GRAPH)
+    assert isinstance(graph.encoder_index, HnswIndex)
+    allowed = np.ones(len(graph), dtype=bool)
+    allowed[0] = False
+    user = graph.table[1:].mean(axis=0)
+    exact = best(graph.table @ user, allowed, 10)
+    assert recall_at(exact, graph.encoder_index.search(user, 10, allowed)[0]) >= 0.9
