@@ -275,6 +275,9 @@ def row(window: Window, calls: list[Call], after: float) -> tuple[str, int]:
     else:
         recovery = f"{last - window.back:.1f} s"
     failures = f"{len(failed)}{spelled(codes)}"
+    if failed:  # when, from the moment the service was back (negative: while it was down)
+        span = [c.sent - window.back for c in failed]
+        failures += f", sent at {min(span):+.1f} to {max(span):+.1f} s"
     degradations = f"{len(degraded):,}{spelled(sources)}"
     p99 = percentile([c.seconds for c in inside], 0.99) * 1000
     text = (
