@@ -10,6 +10,7 @@ small window, go to it as one batch, so throughput grows with load.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -265,7 +266,9 @@ class Batcher:
     ) -> tuple[np.ndarray, int]:
         """The user vector for one history (item indexes of `version`, oldest first)."""
         if self.worker is None:
-            self.worker = asyncio.create_task(self._work())
+            # A context of its own: the worker outlives the request that started it, whose
+            # deadline and request id (context variables) must not bound the batches after it.
+            self.worker = asyncio.create_task(self._work(), context=contextvars.Context())
         future: asyncio.Future[tuple[np.ndarray, int]] = asyncio.get_running_loop().create_future()
         deadline = None if time_limit is None else time.monotonic() + time_limit
         self.queue.put_nowait(_Waiting(history, version, deadline, future))

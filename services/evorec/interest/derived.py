@@ -87,3 +87,49 @@ class DerivedChanges:
         ):
             lowered = [key for key, n in keys.items() if n < 0]
             connection.executemany(f"DELETE FROM {table} WHERE {columns} AND count <= 0", lowered)
+
+
+DerivedState = dict[str, set[tuple[object, ...]]]  # table -> its rows
+
+
+def stored_derived_state(connection: sqlite3.Connection) -> DerivedState:
+    """The derived tables as they are stored, every row of each."""
+    return {
+        table: set(connection.execute(f"SELECT {columns} FROM {table}"))
+        for table, columns in (
+            ("users", "user_id, event_count, first_time, last_time"),
+            ("topic_counts", "user_id, topic_id, count"),
+            ("topic_transitions", "user_id, from_topic, to_topic, count"),
+            ("topic_days", "user_id, day, topic_id, count"),
+        )
+    }
+
+
+def recomputed_derived_state(connection: sqlite3.Connection) -> DerivedState:
+    """The derived tables recomputed from the stored events alone, in the same row shape as
+    `stored_derived_state`: what the increments must add up to, whatever order the events
+    came in and however often a writer died (the durability proof compares the two)."""
+    users: dict[str, tuple[int, float, float]] = {}
+    topics: Counter[tuple[str, str]] = Counter()
+    transitions: Counter[tuple[str, str, str]] = Counter()
+    days: Counter[tuple[str, int, str]] = Counter()
+    previous: dict[str, str] = {}  # each user's newest topic so far in the walk
+    rows = connection.execute(
+        "SELECT user_id, topic_id, event_time FROM events ORDER BY user_id, event_time, seq"
+    )
+    for user, topic, time in rows:
+        count, first, last = users.get(user, (0, time, time))
+        users[user] = (count + 1, min(first, time), max(last, time))
+        if topic is None:
+            continue
+        topics[(user, topic)] += 1
+        days[(user, int(time // DAY), topic)] += 1
+        if user in previous:
+            transitions[(user, previous[user], topic)] += 1
+        previous[user] = topic
+    return {
+        "users": {(user, *values) for user, values in users.items()},
+        "topic_counts": {(*key, n) for key, n in topics.items()},
+        "topic_transitions": {(*key, n) for key, n in transitions.items()},
+        "topic_days": {(*key, n) for key, n in days.items()},
+    }
