@@ -17,6 +17,9 @@ from evorec.encoder.config import EncoderConfig, TrainingConfig
 from evorec.platform.config import load_settings
 
 if TYPE_CHECKING:
+    import optuna
+    from optuna.distributions import BaseDistribution
+
     from evorec.data.artifacts import DatasetLayout
     from evorec.tuning import Budget
 
@@ -49,6 +52,13 @@ def tune(
             help="Comma-separated settings to search (default: all of evorec.tuning.SPACE)."
         ),
     ] = None,
+    report_only: Annotated[
+        bool,
+        typer.Option(
+            help="Run no trial: write the table, plots and preset of the study as it stands "
+            "(e.g. after an interrupted run)."
+        ),
+    ] = False,
     config: ConfigOption = None,
     *,
     encoder: EncoderConfig,
@@ -61,7 +71,7 @@ def tune(
     from evorec.data.artifacts import DatasetLayout
     from evorec.encoder.presets import PresetError, preset_path
 
-    budget = _budget(trials, minutes)
+    budget = None if report_only else _budget(trials, minutes)
     root = dataset or load_settings(config).dataset_path
     if not (root / "manifest.json").is_file():
         raise typer.BadParameter(
@@ -91,16 +101,13 @@ def run_tuning(
     layout: DatasetLayout,
     encoder: EncoderConfig,
     training: TrainingConfig,
-    budget: Budget,
+    budget: Budget | None,
     study_name: str | None,
     preset: str,
     search: list[str] | None = None,
 ) -> Path:
-    """Runs the study within `budget`, prints and writes its table and plots, writes the
-    best settings as `preset`; returns the preset's path."""
-    import optuna
-
-    from evorec.data.sequences import LeaveOneOut
+    """Runs the study within `budget` (None: no trial), prints and writes its table and
+    plots, writes the best settings as `preset`; returns the preset's path."""
     from evorec.encoder.presets import write_preset
     from evorec.tuning import (
         ENCODER_FIELDS,
@@ -108,14 +115,12 @@ def run_tuning(
         TuningError,
         best_settings,
         markdown,
-        objective,
         open_study,
         plot_parameters,
         plot_study,
         searched,
         starting_point,
         trials_table,
-        validation_only,
     )
 
     try:
@@ -133,37 +138,12 @@ def run_tuning(
         study, new = open_study(layout.root, name, fixed, training.seed)
     except TuningError as error:
         raise typer.BadParameter(str(error), param_hint="--study") from error
+    if new and budget is None:
+        raise typer.BadParameter(f"no study {name!r} to report on yet", param_hint="--study")
     if new:
         study.enqueue_trial(start)
-    data = validation_only(LeaveOneOut.load(layout))
-    done = len(study.trials)
-    console.print(
-        f"study {name!r} on {layout.root.name}: {done} trial(s) so far, "
-        f"budget {budget.trials or 'unlimited'} trial(s), {budget.minutes or 'unlimited'} min"
-    )
-
-    def finished(_: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
-        value = (
-            trial.value
-            if trial.value is not None
-            else max(trial.intermediate_values.values(), default=float("nan"))
-        )
-        console.print(
-            f"  trial #{trial.number} {trial.state.name.lower()} after "
-            f"{trial.user_attrs.get('epochs')} epochs, {trial.user_attrs.get('seconds')} s: "
-            f"valid NDCG@10 {value:.4f} "
-            f"{trial.params}",
-            highlight=False,
-        )
-
-    started = time.monotonic()
-    deadline = started + budget.minutes * 60 if budget.minutes is not None else math.inf
-    study.optimize(
-        objective(layout, data, encoder, training, space, deadline),
-        n_trials=budget.trials,
-        timeout=budget.minutes * 60 if budget.minutes is not None else None,
-        callbacks=[finished],
-    )
+    if budget is not None:
+        _optimize(study, layout, encoder, training, space, budget)
     frame = trials_table(study)
     out = layout.root / TUNING_DIR / name
     out.mkdir(parents=True, exist_ok=True)
@@ -191,3 +171,43 @@ def run_tuning(
     )
     console.print(f"table and plots in {out}; preset written to {path}")
     return path
+
+
+def _optimize(
+    study: optuna.Study,
+    layout: DatasetLayout,
+    encoder: EncoderConfig,
+    training: TrainingConfig,
+    space: dict[str, BaseDistribution],
+    budget: Budget,
+) -> None:
+    """Runs trials of `study` until `budget` is spent, printing each one as it ends."""
+    from evorec.data.sequences import LeaveOneOut
+    from evorec.tuning import objective, validation_only
+
+    data = validation_only(LeaveOneOut.load(layout))
+    console.print(
+        f"study {study.study_name!r} on {layout.root.name}: {len(study.trials)} trial(s) so far, "
+        f"budget {budget.trials or 'unlimited'} trial(s), {budget.minutes or 'unlimited'} min"
+    )
+
+    def finished(_: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
+        value = (
+            trial.value
+            if trial.value is not None
+            else max(trial.intermediate_values.values(), default=float("nan"))
+        )
+        console.print(
+            f"  trial #{trial.number} {trial.user_attrs.get('stopped', trial.state.name.lower())} "
+            f"after {trial.user_attrs.get('epochs')} epochs, {trial.user_attrs.get('seconds')} s: "
+            f"valid NDCG@10 {value:.4f} {trial.params}",
+            highlight=False,
+        )
+
+    deadline = time.monotonic() + budget.minutes * 60 if budget.minutes is not None else math.inf
+    study.optimize(
+        objective(layout, data, encoder, training, space, deadline),
+        n_trials=budget.trials,
+        timeout=budget.minutes * 60 if budget.minutes is not None else None,
+        callbacks=[finished],
+    )
