@@ -79,6 +79,16 @@ def test_a_short_study_beats_a_bad_start_on_validation_only(
     )  # fmt: skip
     assert resumed.exit_code == 0, resumed.output
     assert len(optuna.load_study(study_name="short", storage=study._storage).trials) == 5
+    (dataset / "presets" / "best.json").unlink()
+    reported = _invoke(
+        "tune", str(dataset), "--report-only", "--study", "short", "--preset", "best",
+        "--learning-rate", "1e-5", "--epochs", "8", "--patience", "8", "--dim", "32",
+        "--max-len", "50", "--blocks", "1", "--batch-size", "32", "--warmup-steps", "5",
+        "--search", "learning_rate,weight_decay",
+    )  # fmt: skip
+    assert reported.exit_code == 0, reported.output
+    assert len(optuna.load_study(study_name="short", storage=study._storage).trials) == 5
+    assert read_preset(dataset, "best")["source"]["trials"] == 5
     changed = _invoke(
         "tune", str(dataset), "--trials", "1", "--study", "short", "--epochs", "9",
         "--learning-rate", "1e-5", "--search", "learning_rate,weight_decay",
@@ -96,6 +106,7 @@ def test_a_short_study_beats_a_bad_start_on_validation_only(
         (("--trials", "2", "--dim", "48"), "outside the search space"),
         (("--trials", "2", "--preset", "../x"), "preset name"),
         (("--trials", "2", "--search", "dim,width"), "unknown settings width"),
+        (("--report-only",), "no study 'transformer-text' to report on"),
     ],
 )
 def test_tune_refuses_bad_input(dataset: Path, args: tuple[str, ...], message: str) -> None:
@@ -103,6 +114,7 @@ def test_tune_refuses_bad_input(dataset: Path, args: tuple[str, ...], message: s
     assert result.exit_code != 0
     assert message in result.output
     assert not (dataset / "presets").exists()
+    assert not (dataset / "tuning" / "studies.db").exists()
 
 
 def test_tune_refuses_a_folder_that_is_no_prepared_dataset(tmp_path: Path) -> None:

@@ -120,6 +120,7 @@ def run_tuning(
         plot_study,
         searched,
         starting_point,
+        study_exists,
         trials_table,
     )
 
@@ -134,12 +135,12 @@ def run_tuning(
         **{k: v for k, v in encoder.as_dict().items() if k not in space},
         **{k: v for k, v in training.as_dict().items() if k not in space},
     }
+    if budget is None and not study_exists(layout.root, name):
+        raise typer.BadParameter(f"no study {name!r} to report on yet", param_hint="--study")
     try:
         study, new = open_study(layout.root, name, fixed, training.seed)
     except TuningError as error:
         raise typer.BadParameter(str(error), param_hint="--study") from error
-    if new and budget is None:
-        raise typer.BadParameter(f"no study {name!r} to report on yet", param_hint="--study")
     if new:
         study.enqueue_trial(start)
     if budget is not None:

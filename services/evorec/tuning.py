@@ -169,6 +169,13 @@ def storage_url(dataset: Path) -> str:
     return f"sqlite:///{(folder / STORAGE_FILE).resolve()}"
 
 
+def study_exists(dataset: Path, name: str) -> bool:
+    """Whether `dataset` holds a study `name` (looked up without making one)."""
+    if not (dataset / TUNING_DIR / STORAGE_FILE).is_file():
+        return False
+    return name in optuna.get_all_study_names(storage_url(dataset))
+
+
 def open_study(
     dataset: Path, name: str, fixed: dict[str, Any], seed: int
 ) -> tuple[optuna.Study, bool]:
