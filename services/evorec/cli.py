@@ -21,7 +21,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from evorec import __version__, model_cli, models_cli, replay_cli, retrain_cli, supervisor
+from evorec import __version__, model_cli, models_cli, replay_cli, retrain_cli, supervisor, tune_cli
 from evorec.cli_options import ConfigOption
 from evorec.data.schema import DataError
 from evorec.data_cli import app as data_app
@@ -47,6 +47,7 @@ app.add_typer(data_app, name="data")
 app.add_typer(models_cli.app, name="models")
 app.command()(model_cli.train)
 app.command()(model_cli.evaluate)
+app.command()(tune_cli.tune)
 app.command()(model_cli.export)
 app.command()(retrain_cli.retrain)
 app.command()(retrain_cli.promote)

@@ -30,7 +30,26 @@ ConfigOption = Annotated[
 DatasetArgument = Annotated[
     Path | None, typer.Argument(help="A prepared dataset (default: the configured one).")
 ]
+PresetOption = Annotated[
+    str | None,
+    typer.Option(
+        help="Settings saved by `evorec tune` (<dataset>/presets/NAME.json, or a .json path); "
+        "options given explicitly override it."
+    ),
+]
 Command = TypeVar("Command", bound=Callable[..., Any])
+
+
+def explicit_options(context: typer.Context) -> set[str]:
+    """The parameters of the running command given on its command line or by environment,
+    not left at their default: the options that a preset must not override."""
+    defaulted = {"DEFAULT", "DEFAULT_MAP"}
+    return {
+        name
+        for name in context.params
+        if (source := context.get_parameter_source(name)) is not None
+        and source.name not in defaulted
+    }
 
 
 def config_options(*, omit: tuple[str, ...] = ()) -> Callable[[Command], Command]:

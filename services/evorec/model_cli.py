@@ -13,7 +13,13 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TimeElapsedColumn
 from rich.table import Table
 
-from evorec.cli_options import ConfigOption, DatasetArgument, config_options
+from evorec.cli_options import (
+    ConfigOption,
+    DatasetArgument,
+    PresetOption,
+    config_options,
+    explicit_options,
+)
 from evorec.encoder.config import EncoderConfig, TrainingConfig
 from evorec.platform.config import load_settings
 
@@ -63,6 +69,7 @@ def fit_encoder(
 
 @config_options()
 def train(
+    context: typer.Context,
     dataset: DatasetArgument = None,
     model: Annotated[str, typer.Option(help="transformer, gru or lstm.")] = "transformer",
     text: Annotated[bool, typer.Option(help="Add the projected text vector to each item.")] = True,
@@ -72,6 +79,7 @@ def train(
         typer.Option(help="Export base path (default: serving.base_path, else <data_dir>/models)."),
     ] = None,
     checkpoints: Annotated[Path | None, typer.Option(help="Resumable checkpoints here.")] = None,
+    preset: PresetOption = None,
     config: ConfigOption = None,
     *,
     encoder: EncoderConfig,
@@ -81,14 +89,36 @@ def train(
     from evorec.data.artifacts import DatasetLayout
 
     settings = load_settings(config)
+    root = dataset or settings.dataset_path
+    encoder, training = with_preset(root, preset, encoder, training, context)
     train_and_export(
-        DatasetLayout(dataset or settings.dataset_path),
+        DatasetLayout(root),
         encoder.named(f"{model}-text" if text else model),
         training,
         out or settings.serving.model_dir(settings.data_dir).parent,
         name,
         checkpoints,
     )
+
+
+def with_preset(
+    dataset: Path,
+    preset: str | None,
+    encoder: EncoderConfig,
+    training: TrainingConfig,
+    context: typer.Context,
+) -> tuple[EncoderConfig, TrainingConfig]:
+    """The settings of `preset` (if any) of `dataset`, under the options that `context`'s
+    command line gave explicitly."""
+    if preset is None:
+        return encoder, training
+    from evorec.encoder.presets import apply_preset, read_preset
+
+    encoder, training = apply_preset(
+        read_preset(dataset, preset), encoder, training, explicit_options(context)
+    )
+    console.print(f"preset {preset}: {encoder.as_dict()} {training.as_dict()}", highlight=False)
+    return encoder, training
 
 
 def train_and_export(
@@ -134,6 +164,7 @@ def train_and_export(
 
 @config_options(omit=("seed",))
 def evaluate(
+    context: typer.Context,
     dataset: DatasetArgument = None,
     models: Annotated[
         str, typer.Option(help="Comma-separated; see evorec.evaluation.protocol.")
@@ -151,6 +182,7 @@ def evaluate(
             "truth/); adds each method per kind of user against the ground truth."
         ),
     ] = None,
+    preset: PresetOption = None,
     config: ConfigOption = None,
     *,
     encoder: EncoderConfig,
@@ -163,6 +195,7 @@ def evaluate(
     from evorec.evaluation.results import as_table
 
     layout = DatasetLayout(dataset or load_settings(config).dataset_path)
+    encoder, training = with_preset(layout.root, preset, encoder, training, context)
     curves: dict[str, list[float]] = {}
 
     def train_encoder(name: str, seed: int, data: LeaveOneOut) -> tuple[Any, dict[str, Any]]:
