@@ -98,6 +98,7 @@ def test_bench_ranking() -> None:
             rf"ms; \d+ of \d+ failed, \d+ degraded\) \|",
             rf"\| Recommend at 20/s offered .* \| {NUMBER} / {NUMBER} ms \(\d+ of 20 failed, "
             rf"\d+ degraded\) \|",
+            rf"\| bare model / Recommend at saturation \| {NUMBER} / {NUMBER} = {NUMBER} \|",
             rf"\| one call at a time .* \| {NUMBER} / {NUMBER} ms \|",
             rf"\| `evorec up` start-up, .* \| {NUMBER} s \|",
         ],
