@@ -105,6 +105,27 @@ def test_bench_ranking() -> None:
     )
 
 
+@pytest.mark.timeout(400)
+def test_profile_ranking() -> None:
+    output = run_script(
+        "profile_ranking.py", "--users", "60", "--items", "300", "--events-per-user", "30",
+        "--seconds", "2", "--workers", "4", "--top", "5",
+        timeout=360,
+    )  # fmt: skip
+    assert_rows(
+        output,
+        [
+            rf"\| ranking \| {NUMBER} \| {NUMBER} \|",
+            rf"\| interest \| {NUMBER} \| {NUMBER} \|",
+            rf"\| load generator \| {NUMBER} \| {NUMBER} \|",
+            rf"\| all \| {NUMBER} \| {NUMBER} \|",
+        ],
+    )
+    assert "ranking service, py-spy samples during the measured load:" in output
+    # The ranking service's own code shows up in its profile.
+    assert "(evorec/ranking/service.py) |" in output.split("ranking service, py-spy")[1]
+
+
 def bench_ranking_module() -> ModuleType:
     spec = importlib.util.spec_from_file_location(
         "bench_ranking", ROOT / "scripts" / "bench_ranking.py"
