@@ -2,7 +2,7 @@
 fixed offered load, the bare model beside it, the latency the TF Serving path adds, and the
 start-up time of `evorec up`.
 
-    .venv/bin/python scripts/bench_ranking.py [--seconds 20] [--rate 200] [--workers 32]
+    .venv/bin/python scripts/bench_ranking.py [--seconds 20] [--rate 200 400] [--workers 32]
         [--ranking-processes 1] [--users 1000 --items 10000 --events-per-user 200]
 
 A simulated catalog of 10,000 items and 1,000 users with 200 events each is prepared (smaller
@@ -337,7 +337,13 @@ def up_start_time(env: dict[str, str], deadline_s: float, log: Path) -> float:
 def options(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=20.0)
-    parser.add_argument("--rate", type=float, default=200.0)
+    parser.add_argument(
+        "--rate",
+        type=float,
+        nargs="+",
+        default=[200.0, 400.0],
+        help="offered loads (requests/s), one open-loop phase each",
+    )
     parser.add_argument("--workers", type=int, default=32)
     parser.add_argument(
         "--ranking-processes", type=int, default=1, help="ranking processes sharing its port"
@@ -411,12 +417,18 @@ def main(argv: list[str] | None = None) -> None:
                 f"{saturated['sent']} failed, {saturated['degraded']} degraded) |",
                 flush=True,
             )
-            steady = asyncio.run(offered(*load, args.seconds, args.rate, connections, timeout))
+            for rate in args.rate:
+                steady = asyncio.run(offered(*load, args.seconds, rate, connections, timeout))
+                print(
+                    f"| Recommend at {rate:.0f}/s offered over {connections} connection(s) "
+                    f"({args.ranking_processes} ranking process(es)): p50 / p99 | "
+                    f"{steady['p50_ms']:.1f} / {steady['p99_ms']:.1f} ms ({steady['failed']} of "
+                    f"{steady['sent']} failed, {steady['degraded']} degraded) |",
+                    flush=True,
+                )
             print(
-                f"| Recommend at {args.rate:.0f}/s offered over {connections} connection(s) "
-                f"({args.ranking_processes} ranking process(es)): p50 / p99 | "
-                f"{steady['p50_ms']:.1f} / {steady['p99_ms']:.1f} ms ({steady['failed']} of "
-                f"{steady['sent']} failed, {steady['degraded']} degraded) |",
+                f"| bare model / Recommend at saturation | {bare['users_per_s']:,.0f} / "
+                f"{saturated['per_s']:,.0f} = {bare['users_per_s'] / saturated['per_s']:.1f} |",
                 flush=True,
             )
             in_process = asyncio.run(sequential_p50(ranking, users, timeout))

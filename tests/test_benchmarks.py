@@ -98,10 +98,32 @@ def test_bench_ranking() -> None:
             rf"ms; \d+ of \d+ failed, \d+ degraded\) \|",
             rf"\| Recommend at 20/s offered .* \| {NUMBER} / {NUMBER} ms \(\d+ of 20 failed, "
             rf"\d+ degraded\) \|",
+            rf"\| bare model / Recommend at saturation \| {NUMBER} / {NUMBER} = {NUMBER} \|",
             rf"\| one call at a time .* \| {NUMBER} / {NUMBER} ms \|",
             rf"\| `evorec up` start-up, .* \| {NUMBER} s \|",
         ],
     )
+
+
+@pytest.mark.timeout(400)
+def test_profile_ranking() -> None:
+    output = run_script(
+        "profile_ranking.py", "--users", "60", "--items", "300", "--events-per-user", "30",
+        "--seconds", "2", "--workers", "4", "--top", "5",
+        timeout=360,
+    )  # fmt: skip
+    assert_rows(
+        output,
+        [
+            rf"\| ranking \| {NUMBER} \| {NUMBER} \|",
+            rf"\| interest \| {NUMBER} \| {NUMBER} \|",
+            rf"\| load generator \| {NUMBER} \| {NUMBER} \|",
+            rf"\| all \| {NUMBER} \| {NUMBER} \|",
+        ],
+    )
+    assert "ranking service, py-spy samples during the measured load:" in output
+    # The ranking service's own code shows up in its profile.
+    assert "(evorec/ranking/service.py) |" in output.split("ranking service, py-spy")[1]
 
 
 def bench_ranking_module() -> ModuleType:

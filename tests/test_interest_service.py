@@ -418,6 +418,40 @@ async def test_recent_items_are_the_newest_events_items_compactly(
     assert [v.field for v in field_violations(raised.value)] == ["limit"]
 
 
+async def test_recent_items_of_several_users_come_in_one_call_in_their_order(
+    interest: interest_pb2_grpc.InterestServiceAsyncStub,
+) -> None:
+    events = [
+        event("s1", "ann", "i1", 100),
+        event("s2", "bob", "i2", 200, common_pb2.EVENT_TYPE_PURCHASE),
+        event("s3", "ann", "i3", 300),
+    ]
+    await interest.IngestEvents(pb.IngestEventsRequest(events=events))
+    both = await interest.GetRecentItems(
+        pb.GetRecentItemsRequest(user_ids=["bob", "nobody", "ann"], limit=1)
+    )
+    assert list(both.item_ids) == []
+    assert [list(u.item_ids) for u in both.users] == [["i2"], [], ["i3"]]
+    assert [list(u.types) for u in both.users] == [[common_pb2.EVENT_TYPE_PURCHASE], [], [VIEW]]
+    # Each user's answer is the one a call for that user alone gives.
+    alone = await interest.GetRecentItems(pb.GetRecentItemsRequest(user_id="ann"))
+    together = await interest.GetRecentItems(pb.GetRecentItemsRequest(user_ids=["ann", "ann"]))
+    assert [list(u.item_ids) for u in together.users] == [list(alone.item_ids)] * 2
+    for request, code, fields in [
+        (
+            pb.GetRecentItemsRequest(user_id="ann", user_ids=["bob"]),
+            "INVALID_ARGUMENT",
+            ["user_id"],
+        ),
+        (pb.GetRecentItemsRequest(user_ids=["bob", ""]), "INVALID_ARGUMENT", ["user_ids[1]"]),
+        (pb.GetRecentItemsRequest(user_ids=["u"] * 257), "RESOURCE_EXHAUSTED", ["user_ids"]),
+    ]:
+        with pytest.raises(grpc.aio.AioRpcError) as raised:
+            await interest.GetRecentItems(request)
+        assert raised.value.code() == getattr(grpc.StatusCode, code)
+        assert [v.field for v in field_violations(raised.value)] == fields
+
+
 async def test_events_of_an_item_the_catalog_learns_later_get_its_topic(
     stack: Stack, prepared: Path, monkeypatch: pytest.MonkeyPatch, settings: object
 ) -> None:

@@ -42,6 +42,8 @@ STREAM_IN_FLIGHT = 4
 MAX_PAGE = 1_000
 DEFAULT_PAGE = 100
 DEFAULT_RECENT = 200
+# Users per GetRecentItems call (`user_ids`): ranking's batches are at most this large.
+MAX_RECENT_USERS = 256
 MAX_HORIZON = 100
 DEFAULT_HORIZON = 10
 MAX_EXPORT_PAGE = 10_000
@@ -213,12 +215,28 @@ class InterestServicer(interest_pb2_grpc.InterestServiceServicer):
         self, request: interest_pb2.GetRecentItemsRequest, context: Any
     ) -> interest_pb2.GetRecentItemsResponse:
         violations = Violations()
-        check_id(violations, request.user_id, "user_id")
         limit = request.limit or DEFAULT_RECENT
         violations.require(1 <= limit <= MAX_PAGE, "limit", f"must be 1 to {MAX_PAGE:,}")
+        if not request.user_ids:
+            check_id(violations, request.user_id, "user_id")
+            violations.raise_if_any()
+            items, types = await asyncio.to_thread(self.store.recent_items, request.user_id, limit)
+            return interest_pb2.GetRecentItemsResponse(item_ids=items, types=types)  # type: ignore[arg-type]
+        violations.require(not request.user_id, "user_id", "leave empty when user_ids is set")
+        violations.within_limit(len(request.user_ids), MAX_RECENT_USERS, "user_ids", "users")
+        users = request.user_ids[:MAX_RECENT_USERS]
+        for number, user_id in enumerate(users):
+            check_id(violations, user_id, f"user_ids[{number}]")
         violations.raise_if_any()
-        items, types = await asyncio.to_thread(self.store.recent_items, request.user_id, limit)
-        return interest_pb2.GetRecentItemsResponse(item_ids=items, types=types)  # type: ignore[arg-type]
+        read = await asyncio.to_thread(
+            lambda: [self.store.recent_items(user_id, limit) for user_id in users]
+        )
+        return interest_pb2.GetRecentItemsResponse(
+            users=[
+                interest_pb2.RecentItems(item_ids=items, types=types)  # type: ignore[arg-type]
+                for items, types in read
+            ]
+        )
 
     async def GetInterestProfile(
         self, request: interest_pb2.GetInterestProfileRequest, context: Any

@@ -3,8 +3,9 @@
 ForecastInterests (evorec.ranking.forecast) answers where a user's interests are going, by
 every forecast the model version holds.
 
-For each Recommend request: the user's newest events from the InterestService (or the inline
-history) -> the user vector from the encoder backend (in-process SavedModel or TF Serving,
+For each Recommend request: the user's newest events from the InterestService (read in one
+call with those of the requests that arrive meanwhile, `evorec.ranking.history`), or the
+inline history -> the user vector from the encoder backend (in-process SavedModel or TF Serving,
 batched with concurrent requests) -> the candidate sources, blend, filters and MMR of
 `evorec.ranking.recommender` -> items with their sources and reasons.
 
@@ -49,6 +50,7 @@ from evorec.platform.server import GrpcService
 from evorec.platform.validation import check_id, check_time
 from evorec.ranking.catalog import CatalogMirror
 from evorec.ranking.forecast import forecast_response, parse_forecast_request, stored_history
+from evorec.ranking.history import RecentItemsReader
 from evorec.ranking.item_space import ItemSpace
 from evorec.ranking.recommender import (
     ENCODER,
@@ -59,7 +61,7 @@ from evorec.ranking.recommender import (
     recommend,
 )
 from evorec.ranking.settings import RecommendSettings
-from evorec.v1 import interest_pb2, interest_pb2_grpc, ranking_pb2, ranking_pb2_grpc
+from evorec.v1 import interest_pb2_grpc, ranking_pb2, ranking_pb2_grpc
 
 log = logging.getLogger("evorec.ranking")
 MAX_K = 1_000
@@ -200,6 +202,7 @@ class RankingServicer(ranking_pb2_grpc.RankingServiceServicer):
             settings.serving.batch_window_ms / 1000,
         )
         self.index_settings = settings.index
+        self.recent_items = RecentItemsReader(interest, settings.recommend.history_events)
         self._space: ItemSpace | None = None
         self._space_key: tuple[int, int] = (-1, -1)
         self._building = asyncio.Lock()
@@ -300,14 +303,14 @@ class RankingServicer(ranking_pb2_grpc.RankingServiceServicer):
         if subject.inline:
             return set()
         try:
-            response = await self.interest.GetRecentItems(
-                interest_pb2.GetRecentItemsRequest(
-                    user_id=subject.user_id, limit=self.settings.history_events
-                ),
-                timeout=share_of_deadline(INTEREST_SHARE_OF_DEADLINE),
+            response = await self.recent_items.recent(
+                subject.user_id, share_of_deadline(INTEREST_SHARE_OF_DEADLINE)
             )
         except grpc.aio.AioRpcError as error:
             log.warning("no history for the answer: InterestService %s", error.code().name)
+            return set(PERSONAL_SOURCES)
+        except TimeoutError:
+            log.warning("no history for the answer: InterestService took its share of the deadline")
             return set(PERSONAL_SOURCES)
         index = space.index
         found = [(index.get(i), t) for i, t in zip(response.item_ids, response.types, strict=True)]
@@ -459,6 +462,7 @@ def create(settings: Settings) -> GrpcService:
     async def stop() -> None:
         await background.stop()
         await servicer.batcher.close()
+        await servicer.recent_items.close()
         await repository.backend.close()
         await interest.close()
         await embedding.close()

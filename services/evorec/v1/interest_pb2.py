@@ -27,7 +27,7 @@ from google.protobuf import duration_pb2 as google_dot_protobuf_dot_duration__pb
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18\x65vorec/v1/interest.proto\x12\tevorec.v1\x1a\x16\x65vorec/v1/common.proto\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"O\n\rRejectedEvent\x12\r\n\x05index\x18\x01 \x01(\x05\x12\x10\n\x08\x65vent_id\x18\x02 \x01(\t\x12\r\n\x05\x66ield\x18\x03 \x01(\t\x12\x0e\n\x06reason\x18\x04 \x01(\t\"\xa0\x01\n\rIngestSummary\x12\x16\n\x0e\x61\x63\x63\x65pted_count\x18\x01 \x01(\x05\x12\x17\n\x0f\x64uplicate_count\x18\x02 \x01(\x05\x12\x16\n\x0erejected_count\x18\x03 \x01(\x05\x12\x1a\n\x12unknown_item_count\x18\x04 \x01(\x05\x12*\n\x08rejected\x18\x05 \x03(\x0b\x32\x18.evorec.v1.RejectedEvent\"7\n\x13IngestEventsRequest\x12 \n\x06\x65vents\x18\x01 \x03(\x0b\x32\x10.evorec.v1.Event\"A\n\x14IngestEventsResponse\x12)\n\x07summary\x18\x01 \x01(\x0b\x32\x18.evorec.v1.IngestSummary\"7\n\x13StreamEventsRequest\x12 \n\x06\x65vents\x18\x01 \x03(\x0b\x32\x10.evorec.v1.Event\"A\n\x14StreamEventsResponse\x12)\n\x07summary\x18\x01 \x01(\x0b\x32\x18.evorec.v1.IngestSummary\"u\n\x0bStoredEvent\x12\x1f\n\x05\x65vent\x18\x01 \x01(\x0b\x32\x10.evorec.v1.Event\x12/\n\x0bingest_time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x14\n\x0cunknown_item\x18\x03 \x01(\x08\"\xad\x01\n\x15GetUserHistoryRequest\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12\x11\n\tpage_size\x18\x02 \x01(\x05\x12\x12\n\npage_token\x18\x03 \x01(\t\x12.\n\nstart_time\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12,\n\x08\x65nd_time\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"Y\n\x16GetUserHistoryResponse\x12&\n\x06\x65vents\x18\x01 \x03(\x0b\x32\x16.evorec.v1.StoredEvent\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"7\n\x15GetRecentItemsRequest\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12\r\n\x05limit\x18\x02 \x01(\x05\"O\n\x16GetRecentItemsResponse\x12\x10\n\x08item_ids\x18\x01 \x03(\t\x12#\n\x05types\x18\x02 \x03(\x0e\x32\x14.evorec.v1.EventType\"\x9f\x01\n\x19GetInterestProfileRequest\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12\x0f\n\x07horizon\x18\x02 \x01(\x05\x12,\n\thalf_life\x18\x03 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x32\n\x0ftimeline_bucket\x18\x04 \x01(\x0b\x32\x19.google.protobuf.Duration\"r\n\x0fTopicPrediction\x12+\n\x06method\x18\x01 \x01(\x0e\x32\x1b.evorec.v1.PredictionMethod\x12\x32\n\x0c\x64istribution\x18\x02 \x01(\x0b\x32\x1c.evorec.v1.TopicDistribution\"=\n\nTopicTrend\x12\x10\n\x08topic_id\x18\x01 \x01(\t\x12\r\n\x05label\x18\x02 \x01(\t\x12\x0e\n\x06\x63hange\x18\x03 \x01(\x01\"\xb7\x01\n\x0eTimelineBucket\x12.\n\nstart_time\x18\x01 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12,\n\x08\x65nd_time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x13\n\x0b\x65vent_count\x18\x03 \x01(\x05\x12\x32\n\x0c\x64istribution\x18\x04 \x01(\x0b\x32\x1c.evorec.v1.TopicDistribution\"\xc0\x03\n\x0fInterestProfile\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12\x13\n\x0b\x65vent_count\x18\x02 \x01(\x03\x12\x33\n\x0flast_event_time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12-\n\x07\x63urrent\x18\x04 \x01(\x0b\x32\x1c.evorec.v1.TopicDistribution\x12/\n\tlong_term\x18\x05 \x01(\x0b\x32\x1c.evorec.v1.TopicDistribution\x12\x30\n\nshort_term\x18\x06 \x01(\x0b\x32\x1c.evorec.v1.TopicDistribution\x12\x13\n\x0b\x64rift_score\x18\x07 \x01(\x01\x12/\n\x0bpredictions\x18\x08 \x03(\x0b\x32\x1a.evorec.v1.TopicPrediction\x12%\n\x06rising\x18\t \x03(\x0b\x32\x15.evorec.v1.TopicTrend\x12&\n\x07\x66\x61lling\x18\n \x03(\x0b\x32\x15.evorec.v1.TopicTrend\x12+\n\x08timeline\x18\x0b \x03(\x0b\x32\x19.evorec.v1.TimelineBucket\"I\n\x1aGetInterestProfileResponse\x12+\n\x07profile\x18\x01 \x01(\x0b\x32\x1a.evorec.v1.InterestProfile\"$\n\x11\x44\x65leteUserRequest\x12\x0f\n\x07user_id\x18\x01 \x01(\t\"N\n\x12\x44\x65leteUserResponse\x12\x1b\n\x13\x64\x65leted_event_count\x18\x01 \x01(\x03\x12\x1b\n\x13\x64\x65leted_state_count\x18\x02 \x01(\x03\"A\n\x13\x45xportEventsRequest\x12\x17\n\x0f\x61\x66ter_watermark\x18\x01 \x01(\x03\x12\x11\n\tpage_size\x18\x02 \x01(\x05\"Q\n\x14\x45xportEventsResponse\x12&\n\x06\x65vents\x18\x01 \x03(\x0b\x32\x16.evorec.v1.StoredEvent\x12\x11\n\twatermark\x18\x02 \x01(\x03*\x95\x01\n\x10PredictionMethod\x12!\n\x1dPREDICTION_METHOD_UNSPECIFIED\x10\x00\x12!\n\x1dPREDICTION_METHOD_LAST_WINDOW\x10\x01\x12\x1c\n\x18PREDICTION_METHOD_MARKOV\x10\x02\x12\x1d\n\x19PREDICTION_METHOD_ENCODER\x10\x03\x32\x82\x05\n\x0fInterestService\x12T\n\x0cIngestEvents\x12\x1e.evorec.v1.IngestEventsRequest\x1a\x1f.evorec.v1.IngestEventsResponse\"\x03\x90\x02\x02\x12Q\n\x0cStreamEvents\x12\x1e.evorec.v1.StreamEventsRequest\x1a\x1f.evorec.v1.StreamEventsResponse(\x01\x12Z\n\x0eGetUserHistory\x12 .evorec.v1.GetUserHistoryRequest\x1a!.evorec.v1.GetUserHistoryResponse\"\x03\x90\x02\x01\x12Z\n\x0eGetRecentItems\x12 .evorec.v1.GetRecentItemsRequest\x1a!.evorec.v1.GetRecentItemsResponse\"\x03\x90\x02\x01\x12\x66\n\x12GetInterestProfile\x12$.evorec.v1.GetInterestProfileRequest\x1a%.evorec.v1.GetInterestProfileResponse\"\x03\x90\x02\x01\x12N\n\nDeleteUser\x12\x1c.evorec.v1.DeleteUserRequest\x1a\x1d.evorec.v1.DeleteUserResponse\"\x03\x90\x02\x02\x12V\n\x0c\x45xportEvents\x12\x1e.evorec.v1.ExportEventsRequest\x1a\x1f.evorec.v1.ExportEventsResponse\"\x03\x90\x02\x01\x30\x01\x42\x38Z6github.com/evorec/evorec/clients/go/evorec/v1;evorecv1b\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18\x65vorec/v1/interest.proto\x12\tevorec.v1\x1a\x16\x65vorec/v1/common.proto\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"O\n\rRejectedEvent\x12\r\n\x05index\x18\x01 \x01(\x05\x12\x10\n\x08\x65vent_id\x18\x02 \x01(\t\x12\r\n\x05\x66ield\x18\x03 \x01(\t\x12\x0e\n\x06reason\x18\x04 \x01(\t\"\xa0\x01\n\rIngestSummary\x12\x16\n\x0e\x61\x63\x63\x65pted_count\x18\x01 \x01(\x05\x12\x17\n\x0f\x64uplicate_count\x18\x02 \x01(\x05\x12\x16\n\x0erejected_count\x18\x03 \x01(\x05\x12\x1a\n\x12unknown_item_count\x18\x04 \x01(\x05\x12*\n\x08rejected\x18\x05 \x03(\x0b\x32\x18.evorec.v1.RejectedEvent\"7\n\x13IngestEventsRequest\x12 \n\x06\x65vents\x18\x01 \x03(\x0b\x32\x10.evorec.v1.Event\"A\n\x14IngestEventsResponse\x12)\n\x07summary\x18\x01 \x01(\x0b\x32\x18.evorec.v1.IngestSummary\"7\n\x13StreamEventsRequest\x12 \n\x06\x65vents\x18\x01 \x03(\x0b\x32\x10.evorec.v1.Event\"A\n\x14StreamEventsResponse\x12)\n\x07summary\x18\x01 \x01(\x0b\x32\x18.evorec.v1.IngestSummary\"u\n\x0bStoredEvent\x12\x1f\n\x05\x65vent\x18\x01 \x01(\x0b\x32\x10.evorec.v1.Event\x12/\n\x0bingest_time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x14\n\x0cunknown_item\x18\x03 \x01(\x08\"\xad\x01\n\x15GetUserHistoryRequest\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12\x11\n\tpage_size\x18\x02 \x01(\x05\x12\x12\n\npage_token\x18\x03 \x01(\t\x12.\n\nstart_time\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12,\n\x08\x65nd_time\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"Y\n\x16GetUserHistoryResponse\x12&\n\x06\x65vents\x18\x01 \x03(\x0b\x32\x16.evorec.v1.StoredEvent\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"I\n\x15GetRecentItemsRequest\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12\r\n\x05limit\x18\x02 \x01(\x05\x12\x10\n\x08user_ids\x18\x03 \x03(\t\"v\n\x16GetRecentItemsResponse\x12\x10\n\x08item_ids\x18\x01 \x03(\t\x12#\n\x05types\x18\x02 \x03(\x0e\x32\x14.evorec.v1.EventType\x12%\n\x05users\x18\x03 \x03(\x0b\x32\x16.evorec.v1.RecentItems\"D\n\x0bRecentItems\x12\x10\n\x08item_ids\x18\x01 \x03(\t\x12#\n\x05types\x18\x02 \x03(\x0e\x32\x14.evorec.v1.EventType\"\x9f\x01\n\x19GetInterestProfileRequest\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12\x0f\n\x07horizon\x18\x02 \x01(\x05\x12,\n\thalf_life\x18\x03 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x32\n\x0ftimeline_bucket\x18\x04 \x01(\x0b\x32\x19.google.protobuf.Duration\"r\n\x0fTopicPrediction\x12+\n\x06method\x18\x01 \x01(\x0e\x32\x1b.evorec.v1.PredictionMethod\x12\x32\n\x0c\x64istribution\x18\x02 \x01(\x0b\x32\x1c.evorec.v1.TopicDistribution\"=\n\nTopicTrend\x12\x10\n\x08topic_id\x18\x01 \x01(\t\x12\r\n\x05label\x18\x02 \x01(\t\x12\x0e\n\x06\x63hange\x18\x03 \x01(\x01\"\xb7\x01\n\x0eTimelineBucket\x12.\n\nstart_time\x18\x01 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12,\n\x08\x65nd_time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x13\n\x0b\x65vent_count\x18\x03 \x01(\x05\x12\x32\n\x0c\x64istribution\x18\x04 \x01(\x0b\x32\x1c.evorec.v1.TopicDistribution\"\xc0\x03\n\x0fInterestProfile\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12\x13\n\x0b\x65vent_count\x18\x02 \x01(\x03\x12\x33\n\x0flast_event_time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12-\n\x07\x63urrent\x18\x04 \x01(\x0b\x32\x1c.evorec.v1.TopicDistribution\x12/\n\tlong_term\x18\x05 \x01(\x0b\x32\x1c.evorec.v1.TopicDistribution\x12\x30\n\nshort_term\x18\x06 \x01(\x0b\x32\x1c.evorec.v1.TopicDistribution\x12\x13\n\x0b\x64rift_score\x18\x07 \x01(\x01\x12/\n\x0bpredictions\x18\x08 \x03(\x0b\x32\x1a.evorec.v1.TopicPrediction\x12%\n\x06rising\x18\t \x03(\x0b\x32\x15.evorec.v1.TopicTrend\x12&\n\x07\x66\x61lling\x18\n \x03(\x0b\x32\x15.evorec.v1.TopicTrend\x12+\n\x08timeline\x18\x0b \x03(\x0b\x32\x19.evorec.v1.TimelineBucket\"I\n\x1aGetInterestProfileResponse\x12+\n\x07profile\x18\x01 \x01(\x0b\x32\x1a.evorec.v1.InterestProfile\"$\n\x11\x44\x65leteUserRequest\x12\x0f\n\x07user_id\x18\x01 \x01(\t\"N\n\x12\x44\x65leteUserResponse\x12\x1b\n\x13\x64\x65leted_event_count\x18\x01 \x01(\x03\x12\x1b\n\x13\x64\x65leted_state_count\x18\x02 \x01(\x03\"A\n\x13\x45xportEventsRequest\x12\x17\n\x0f\x61\x66ter_watermark\x18\x01 \x01(\x03\x12\x11\n\tpage_size\x18\x02 \x01(\x05\"Q\n\x14\x45xportEventsResponse\x12&\n\x06\x65vents\x18\x01 \x03(\x0b\x32\x16.evorec.v1.StoredEvent\x12\x11\n\twatermark\x18\x02 \x01(\x03*\x95\x01\n\x10PredictionMethod\x12!\n\x1dPREDICTION_METHOD_UNSPECIFIED\x10\x00\x12!\n\x1dPREDICTION_METHOD_LAST_WINDOW\x10\x01\x12\x1c\n\x18PREDICTION_METHOD_MARKOV\x10\x02\x12\x1d\n\x19PREDICTION_METHOD_ENCODER\x10\x03\x32\x82\x05\n\x0fInterestService\x12T\n\x0cIngestEvents\x12\x1e.evorec.v1.IngestEventsRequest\x1a\x1f.evorec.v1.IngestEventsResponse\"\x03\x90\x02\x02\x12Q\n\x0cStreamEvents\x12\x1e.evorec.v1.StreamEventsRequest\x1a\x1f.evorec.v1.StreamEventsResponse(\x01\x12Z\n\x0eGetUserHistory\x12 .evorec.v1.GetUserHistoryRequest\x1a!.evorec.v1.GetUserHistoryResponse\"\x03\x90\x02\x01\x12Z\n\x0eGetRecentItems\x12 .evorec.v1.GetRecentItemsRequest\x1a!.evorec.v1.GetRecentItemsResponse\"\x03\x90\x02\x01\x12\x66\n\x12GetInterestProfile\x12$.evorec.v1.GetInterestProfileRequest\x1a%.evorec.v1.GetInterestProfileResponse\"\x03\x90\x02\x01\x12N\n\nDeleteUser\x12\x1c.evorec.v1.DeleteUserRequest\x1a\x1d.evorec.v1.DeleteUserResponse\"\x03\x90\x02\x02\x12V\n\x0c\x45xportEvents\x12\x1e.evorec.v1.ExportEventsRequest\x1a\x1f.evorec.v1.ExportEventsResponse\"\x03\x90\x02\x01\x30\x01\x42\x38Z6github.com/evorec/evorec/clients/go/evorec/v1;evorecv1b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -47,8 +47,8 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_INTERESTSERVICE'].methods_by_name['DeleteUser']._serialized_options = b'\220\002\002'
   _globals['_INTERESTSERVICE'].methods_by_name['ExportEvents']._loaded_options = None
   _globals['_INTERESTSERVICE'].methods_by_name['ExportEvents']._serialized_options = b'\220\002\001'
-  _globals['_PREDICTIONMETHOD']._serialized_start=2466
-  _globals['_PREDICTIONMETHOD']._serialized_end=2615
+  _globals['_PREDICTIONMETHOD']._serialized_start=2593
+  _globals['_PREDICTIONMETHOD']._serialized_end=2742
   _globals['_REJECTEDEVENT']._serialized_start=128
   _globals['_REJECTEDEVENT']._serialized_end=207
   _globals['_INGESTSUMMARY']._serialized_start=210
@@ -68,29 +68,31 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_GETUSERHISTORYRESPONSE']._serialized_start=915
   _globals['_GETUSERHISTORYRESPONSE']._serialized_end=1004
   _globals['_GETRECENTITEMSREQUEST']._serialized_start=1006
-  _globals['_GETRECENTITEMSREQUEST']._serialized_end=1061
-  _globals['_GETRECENTITEMSRESPONSE']._serialized_start=1063
-  _globals['_GETRECENTITEMSRESPONSE']._serialized_end=1142
-  _globals['_GETINTERESTPROFILEREQUEST']._serialized_start=1145
-  _globals['_GETINTERESTPROFILEREQUEST']._serialized_end=1304
-  _globals['_TOPICPREDICTION']._serialized_start=1306
-  _globals['_TOPICPREDICTION']._serialized_end=1420
-  _globals['_TOPICTREND']._serialized_start=1422
-  _globals['_TOPICTREND']._serialized_end=1483
-  _globals['_TIMELINEBUCKET']._serialized_start=1486
-  _globals['_TIMELINEBUCKET']._serialized_end=1669
-  _globals['_INTERESTPROFILE']._serialized_start=1672
-  _globals['_INTERESTPROFILE']._serialized_end=2120
-  _globals['_GETINTERESTPROFILERESPONSE']._serialized_start=2122
-  _globals['_GETINTERESTPROFILERESPONSE']._serialized_end=2195
-  _globals['_DELETEUSERREQUEST']._serialized_start=2197
-  _globals['_DELETEUSERREQUEST']._serialized_end=2233
-  _globals['_DELETEUSERRESPONSE']._serialized_start=2235
-  _globals['_DELETEUSERRESPONSE']._serialized_end=2313
-  _globals['_EXPORTEVENTSREQUEST']._serialized_start=2315
-  _globals['_EXPORTEVENTSREQUEST']._serialized_end=2380
-  _globals['_EXPORTEVENTSRESPONSE']._serialized_start=2382
-  _globals['_EXPORTEVENTSRESPONSE']._serialized_end=2463
-  _globals['_INTERESTSERVICE']._serialized_start=2618
-  _globals['_INTERESTSERVICE']._serialized_end=3260
+  _globals['_GETRECENTITEMSREQUEST']._serialized_end=1079
+  _globals['_GETRECENTITEMSRESPONSE']._serialized_start=1081
+  _globals['_GETRECENTITEMSRESPONSE']._serialized_end=1199
+  _globals['_RECENTITEMS']._serialized_start=1201
+  _globals['_RECENTITEMS']._serialized_end=1269
+  _globals['_GETINTERESTPROFILEREQUEST']._serialized_start=1272
+  _globals['_GETINTERESTPROFILEREQUEST']._serialized_end=1431
+  _globals['_TOPICPREDICTION']._serialized_start=1433
+  _globals['_TOPICPREDICTION']._serialized_end=1547
+  _globals['_TOPICTREND']._serialized_start=1549
+  _globals['_TOPICTREND']._serialized_end=1610
+  _globals['_TIMELINEBUCKET']._serialized_start=1613
+  _globals['_TIMELINEBUCKET']._serialized_end=1796
+  _globals['_INTERESTPROFILE']._serialized_start=1799
+  _globals['_INTERESTPROFILE']._serialized_end=2247
+  _globals['_GETINTERESTPROFILERESPONSE']._serialized_start=2249
+  _globals['_GETINTERESTPROFILERESPONSE']._serialized_end=2322
+  _globals['_DELETEUSERREQUEST']._serialized_start=2324
+  _globals['_DELETEUSERREQUEST']._serialized_end=2360
+  _globals['_DELETEUSERRESPONSE']._serialized_start=2362
+  _globals['_DELETEUSERRESPONSE']._serialized_end=2440
+  _globals['_EXPORTEVENTSREQUEST']._serialized_start=2442
+  _globals['_EXPORTEVENTSREQUEST']._serialized_end=2507
+  _globals['_EXPORTEVENTSRESPONSE']._serialized_start=2509
+  _globals['_EXPORTEVENTSRESPONSE']._serialized_end=2590
+  _globals['_INTERESTSERVICE']._serialized_start=2745
+  _globals['_INTERESTSERVICE']._serialized_end=3387
 # @@protoc_insertion_point(module_scope)

@@ -332,19 +332,31 @@ class GetRecentItemsRequest(_message.Message):
 
     USER_ID_FIELD_NUMBER: _builtins.int
     LIMIT_FIELD_NUMBER: _builtins.int
+    USER_IDS_FIELD_NUMBER: _builtins.int
     user_id: _builtins.str
-    """The user, 1 to 128 characters. An unknown user has no items (not an error)."""
+    """The user, 1 to 128 characters. An unknown user has no items (not an error). Leave it
+    empty when `user_ids` is set.
+    """
     limit: _builtins.int
-    """At most this many, 1 to 1,000. Default: 200."""
+    """At most this many, 1 to 1,000, per user. Default: 200."""
+    @_builtins.property
+    def user_ids(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Several users in one call instead of `user_id`, at most 256, each 1 to 128 characters:
+        what ranking asks for the requests it answers together, so that one call's cost is
+        shared by all. Each user's items are read at the same point as a single call would read
+        them (an acknowledged event is seen).
+        """
+
     def __init__(
         self,
         *,
         user_id: _builtins.str = ...,
         limit: _builtins.int = ...,
+        user_ids: _abc.Iterable[_builtins.str] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["limit", b"limit", "user_id", b"user_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["limit", b"limit", "user_id", b"user_id", "user_ids", b"user_ids"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -353,6 +365,42 @@ Global___GetRecentItemsRequest: _TypeAlias = GetRecentItemsRequest  # noqa: Y015
 @_typing.final
 class GetRecentItemsResponse(_message.Message):
     """A user's newest items."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ITEM_IDS_FIELD_NUMBER: _builtins.int
+    TYPES_FIELD_NUMBER: _builtins.int
+    USERS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def item_ids(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """The item of each event, newest first (empty when the request named `user_ids`)."""
+
+    @_builtins.property
+    def types(self) -> _containers.RepeatedScalarFieldContainer[_common_pb2.EventType.ValueType]:
+        """What the user did, in the same order."""
+
+    @_builtins.property
+    def users(self) -> _containers.RepeatedCompositeFieldContainer[Global___RecentItems]:
+        """For a request with `user_ids`: each user's items, in the order of `user_ids`."""
+
+    def __init__(
+        self,
+        *,
+        item_ids: _abc.Iterable[_builtins.str] | None = ...,
+        types: _abc.Iterable[_common_pb2.EventType.ValueType] | None = ...,
+        users: _abc.Iterable[Global___RecentItems] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["item_ids", b"item_ids", "types", b"types", "users", b"users"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetRecentItemsResponse: _TypeAlias = GetRecentItemsResponse  # noqa: Y015
+
+@_typing.final
+class RecentItems(_message.Message):
+    """One user's newest items, in a GetRecentItemsResponse for several users."""
 
     DESCRIPTOR: _descriptor.Descriptor
 
@@ -378,7 +426,7 @@ class GetRecentItemsResponse(_message.Message):
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
-Global___GetRecentItemsResponse: _TypeAlias = GetRecentItemsResponse  # noqa: Y015
+Global___RecentItems: _TypeAlias = RecentItems  # noqa: Y015
 
 @_typing.final
 class GetInterestProfileRequest(_message.Message):

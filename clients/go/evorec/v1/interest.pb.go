@@ -654,10 +654,16 @@ type GetRecentItemsRequest struct {
 	sizeCache     protoimpl.SizeCache
 	unknownFields protoimpl.UnknownFields
 
-	// The user, 1 to 128 characters. An unknown user has no items (not an error).
+	// The user, 1 to 128 characters. An unknown user has no items (not an error). Leave it
+	// empty when `user_ids` is set.
 	UserId string `protobuf:"bytes,1,opt,name=user_id,json=userId,proto3" json:"user_id,omitempty"`
-	// At most this many, 1 to 1,000. Default: 200.
+	// At most this many, 1 to 1,000, per user. Default: 200.
 	Limit int32 `protobuf:"varint,2,opt,name=limit,proto3" json:"limit,omitempty"`
+	// Several users in one call instead of `user_id`, at most 256, each 1 to 128 characters:
+	// what ranking asks for the requests it answers together, so that one call's cost is
+	// shared by all. Each user's items are read at the same point as a single call would read
+	// them (an acknowledged event is seen).
+	UserIds []string `protobuf:"bytes,3,rep,name=user_ids,json=userIds,proto3" json:"user_ids,omitempty"`
 }
 
 func (x *GetRecentItemsRequest) Reset() {
@@ -706,16 +712,25 @@ func (x *GetRecentItemsRequest) GetLimit() int32 {
 	return 0
 }
 
+func (x *GetRecentItemsRequest) GetUserIds() []string {
+	if x != nil {
+		return x.UserIds
+	}
+	return nil
+}
+
 // A user's newest items.
 type GetRecentItemsResponse struct {
 	state         protoimpl.MessageState
 	sizeCache     protoimpl.SizeCache
 	unknownFields protoimpl.UnknownFields
 
-	// The item of each event, newest first.
+	// The item of each event, newest first (empty when the request named `user_ids`).
 	ItemIds []string `protobuf:"bytes,1,rep,name=item_ids,json=itemIds,proto3" json:"item_ids,omitempty"`
 	// What the user did, in the same order.
 	Types []EventType `protobuf:"varint,2,rep,packed,name=types,proto3,enum=evorec.v1.EventType" json:"types,omitempty"`
+	// For a request with `user_ids`: each user's items, in the order of `user_ids`.
+	Users []*RecentItems `protobuf:"bytes,3,rep,name=users,proto3" json:"users,omitempty"`
 }
 
 func (x *GetRecentItemsResponse) Reset() {
@@ -764,6 +779,71 @@ func (x *GetRecentItemsResponse) GetTypes() []EventType {
 	return nil
 }
 
+func (x *GetRecentItemsResponse) GetUsers() []*RecentItems {
+	if x != nil {
+		return x.Users
+	}
+	return nil
+}
+
+// One user's newest items, in a GetRecentItemsResponse for several users.
+type RecentItems struct {
+	state         protoimpl.MessageState
+	sizeCache     protoimpl.SizeCache
+	unknownFields protoimpl.UnknownFields
+
+	// The item of each event, newest first.
+	ItemIds []string `protobuf:"bytes,1,rep,name=item_ids,json=itemIds,proto3" json:"item_ids,omitempty"`
+	// What the user did, in the same order.
+	Types []EventType `protobuf:"varint,2,rep,packed,name=types,proto3,enum=evorec.v1.EventType" json:"types,omitempty"`
+}
+
+func (x *RecentItems) Reset() {
+	*x = RecentItems{}
+	if protoimpl.UnsafeEnabled {
+		mi := &file_evorec_v1_interest_proto_msgTypes[11]
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		ms.StoreMessageInfo(mi)
+	}
+}
+
+func (x *RecentItems) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RecentItems) ProtoMessage() {}
+
+func (x *RecentItems) ProtoReflect() protoreflect.Message {
+	mi := &file_evorec_v1_interest_proto_msgTypes[11]
+	if protoimpl.UnsafeEnabled && x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RecentItems.ProtoReflect.Descriptor instead.
+func (*RecentItems) Descriptor() ([]byte, []int) {
+	return file_evorec_v1_interest_proto_rawDescGZIP(), []int{11}
+}
+
+func (x *RecentItems) GetItemIds() []string {
+	if x != nil {
+		return x.ItemIds
+	}
+	return nil
+}
+
+func (x *RecentItems) GetTypes() []EventType {
+	if x != nil {
+		return x.Types
+	}
+	return nil
+}
+
 // Which user's profile to describe, and how.
 type GetInterestProfileRequest struct {
 	state         protoimpl.MessageState
@@ -783,7 +863,7 @@ type GetInterestProfileRequest struct {
 func (x *GetInterestProfileRequest) Reset() {
 	*x = GetInterestProfileRequest{}
 	if protoimpl.UnsafeEnabled {
-		mi := &file_evorec_v1_interest_proto_msgTypes[11]
+		mi := &file_evorec_v1_interest_proto_msgTypes[12]
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		ms.StoreMessageInfo(mi)
 	}
@@ -796,7 +876,7 @@ func (x *GetInterestProfileRequest) String() string {
 func (*GetInterestProfileRequest) ProtoMessage() {}
 
 func (x *GetInterestProfileRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_evorec_v1_interest_proto_msgTypes[11]
+	mi := &file_evorec_v1_interest_proto_msgTypes[12]
 	if protoimpl.UnsafeEnabled && x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -809,7 +889,7 @@ func (x *GetInterestProfileRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetInterestProfileRequest.ProtoReflect.Descriptor instead.
 func (*GetInterestProfileRequest) Descriptor() ([]byte, []int) {
-	return file_evorec_v1_interest_proto_rawDescGZIP(), []int{11}
+	return file_evorec_v1_interest_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *GetInterestProfileRequest) GetUserId() string {
@@ -855,7 +935,7 @@ type TopicPrediction struct {
 func (x *TopicPrediction) Reset() {
 	*x = TopicPrediction{}
 	if protoimpl.UnsafeEnabled {
-		mi := &file_evorec_v1_interest_proto_msgTypes[12]
+		mi := &file_evorec_v1_interest_proto_msgTypes[13]
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		ms.StoreMessageInfo(mi)
 	}
@@ -868,7 +948,7 @@ func (x *TopicPrediction) String() string {
 func (*TopicPrediction) ProtoMessage() {}
 
 func (x *TopicPrediction) ProtoReflect() protoreflect.Message {
-	mi := &file_evorec_v1_interest_proto_msgTypes[12]
+	mi := &file_evorec_v1_interest_proto_msgTypes[13]
 	if protoimpl.UnsafeEnabled && x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -881,7 +961,7 @@ func (x *TopicPrediction) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TopicPrediction.ProtoReflect.Descriptor instead.
 func (*TopicPrediction) Descriptor() ([]byte, []int) {
-	return file_evorec_v1_interest_proto_rawDescGZIP(), []int{12}
+	return file_evorec_v1_interest_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *TopicPrediction) GetMethod() PredictionMethod {
@@ -915,7 +995,7 @@ type TopicTrend struct {
 func (x *TopicTrend) Reset() {
 	*x = TopicTrend{}
 	if protoimpl.UnsafeEnabled {
-		mi := &file_evorec_v1_interest_proto_msgTypes[13]
+		mi := &file_evorec_v1_interest_proto_msgTypes[14]
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		ms.StoreMessageInfo(mi)
 	}
@@ -928,7 +1008,7 @@ func (x *TopicTrend) String() string {
 func (*TopicTrend) ProtoMessage() {}
 
 func (x *TopicTrend) ProtoReflect() protoreflect.Message {
-	mi := &file_evorec_v1_interest_proto_msgTypes[13]
+	mi := &file_evorec_v1_interest_proto_msgTypes[14]
 	if protoimpl.UnsafeEnabled && x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -941,7 +1021,7 @@ func (x *TopicTrend) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TopicTrend.ProtoReflect.Descriptor instead.
 func (*TopicTrend) Descriptor() ([]byte, []int) {
-	return file_evorec_v1_interest_proto_rawDescGZIP(), []int{13}
+	return file_evorec_v1_interest_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *TopicTrend) GetTopicId() string {
@@ -984,7 +1064,7 @@ type TimelineBucket struct {
 func (x *TimelineBucket) Reset() {
 	*x = TimelineBucket{}
 	if protoimpl.UnsafeEnabled {
-		mi := &file_evorec_v1_interest_proto_msgTypes[14]
+		mi := &file_evorec_v1_interest_proto_msgTypes[15]
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		ms.StoreMessageInfo(mi)
 	}
@@ -997,7 +1077,7 @@ func (x *TimelineBucket) String() string {
 func (*TimelineBucket) ProtoMessage() {}
 
 func (x *TimelineBucket) ProtoReflect() protoreflect.Message {
-	mi := &file_evorec_v1_interest_proto_msgTypes[14]
+	mi := &file_evorec_v1_interest_proto_msgTypes[15]
 	if protoimpl.UnsafeEnabled && x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1010,7 +1090,7 @@ func (x *TimelineBucket) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TimelineBucket.ProtoReflect.Descriptor instead.
 func (*TimelineBucket) Descriptor() ([]byte, []int) {
-	return file_evorec_v1_interest_proto_rawDescGZIP(), []int{14}
+	return file_evorec_v1_interest_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *TimelineBucket) GetStartTime() *timestamppb.Timestamp {
@@ -1075,7 +1155,7 @@ type InterestProfile struct {
 func (x *InterestProfile) Reset() {
 	*x = InterestProfile{}
 	if protoimpl.UnsafeEnabled {
-		mi := &file_evorec_v1_interest_proto_msgTypes[15]
+		mi := &file_evorec_v1_interest_proto_msgTypes[16]
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		ms.StoreMessageInfo(mi)
 	}
@@ -1088,7 +1168,7 @@ func (x *InterestProfile) String() string {
 func (*InterestProfile) ProtoMessage() {}
 
 func (x *InterestProfile) ProtoReflect() protoreflect.Message {
-	mi := &file_evorec_v1_interest_proto_msgTypes[15]
+	mi := &file_evorec_v1_interest_proto_msgTypes[16]
 	if protoimpl.UnsafeEnabled && x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1101,7 +1181,7 @@ func (x *InterestProfile) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use InterestProfile.ProtoReflect.Descriptor instead.
 func (*InterestProfile) Descriptor() ([]byte, []int) {
-	return file_evorec_v1_interest_proto_rawDescGZIP(), []int{15}
+	return file_evorec_v1_interest_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *InterestProfile) GetUserId() string {
@@ -1194,7 +1274,7 @@ type GetInterestProfileResponse struct {
 func (x *GetInterestProfileResponse) Reset() {
 	*x = GetInterestProfileResponse{}
 	if protoimpl.UnsafeEnabled {
-		mi := &file_evorec_v1_interest_proto_msgTypes[16]
+		mi := &file_evorec_v1_interest_proto_msgTypes[17]
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		ms.StoreMessageInfo(mi)
 	}
@@ -1207,7 +1287,7 @@ func (x *GetInterestProfileResponse) String() string {
 func (*GetInterestProfileResponse) ProtoMessage() {}
 
 func (x *GetInterestProfileResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_evorec_v1_interest_proto_msgTypes[16]
+	mi := &file_evorec_v1_interest_proto_msgTypes[17]
 	if protoimpl.UnsafeEnabled && x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1220,7 +1300,7 @@ func (x *GetInterestProfileResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetInterestProfileResponse.ProtoReflect.Descriptor instead.
 func (*GetInterestProfileResponse) Descriptor() ([]byte, []int) {
-	return file_evorec_v1_interest_proto_rawDescGZIP(), []int{16}
+	return file_evorec_v1_interest_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *GetInterestProfileResponse) GetProfile() *InterestProfile {
@@ -1243,7 +1323,7 @@ type DeleteUserRequest struct {
 func (x *DeleteUserRequest) Reset() {
 	*x = DeleteUserRequest{}
 	if protoimpl.UnsafeEnabled {
-		mi := &file_evorec_v1_interest_proto_msgTypes[17]
+		mi := &file_evorec_v1_interest_proto_msgTypes[18]
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		ms.StoreMessageInfo(mi)
 	}
@@ -1256,7 +1336,7 @@ func (x *DeleteUserRequest) String() string {
 func (*DeleteUserRequest) ProtoMessage() {}
 
 func (x *DeleteUserRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_evorec_v1_interest_proto_msgTypes[17]
+	mi := &file_evorec_v1_interest_proto_msgTypes[18]
 	if protoimpl.UnsafeEnabled && x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1269,7 +1349,7 @@ func (x *DeleteUserRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteUserRequest.ProtoReflect.Descriptor instead.
 func (*DeleteUserRequest) Descriptor() ([]byte, []int) {
-	return file_evorec_v1_interest_proto_rawDescGZIP(), []int{17}
+	return file_evorec_v1_interest_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *DeleteUserRequest) GetUserId() string {
@@ -1294,7 +1374,7 @@ type DeleteUserResponse struct {
 func (x *DeleteUserResponse) Reset() {
 	*x = DeleteUserResponse{}
 	if protoimpl.UnsafeEnabled {
-		mi := &file_evorec_v1_interest_proto_msgTypes[18]
+		mi := &file_evorec_v1_interest_proto_msgTypes[19]
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		ms.StoreMessageInfo(mi)
 	}
@@ -1307,7 +1387,7 @@ func (x *DeleteUserResponse) String() string {
 func (*DeleteUserResponse) ProtoMessage() {}
 
 func (x *DeleteUserResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_evorec_v1_interest_proto_msgTypes[18]
+	mi := &file_evorec_v1_interest_proto_msgTypes[19]
 	if protoimpl.UnsafeEnabled && x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1320,7 +1400,7 @@ func (x *DeleteUserResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteUserResponse.ProtoReflect.Descriptor instead.
 func (*DeleteUserResponse) Descriptor() ([]byte, []int) {
-	return file_evorec_v1_interest_proto_rawDescGZIP(), []int{18}
+	return file_evorec_v1_interest_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *DeleteUserResponse) GetDeletedEventCount() int64 {
@@ -1354,7 +1434,7 @@ type ExportEventsRequest struct {
 func (x *ExportEventsRequest) Reset() {
 	*x = ExportEventsRequest{}
 	if protoimpl.UnsafeEnabled {
-		mi := &file_evorec_v1_interest_proto_msgTypes[19]
+		mi := &file_evorec_v1_interest_proto_msgTypes[20]
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		ms.StoreMessageInfo(mi)
 	}
@@ -1367,7 +1447,7 @@ func (x *ExportEventsRequest) String() string {
 func (*ExportEventsRequest) ProtoMessage() {}
 
 func (x *ExportEventsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_evorec_v1_interest_proto_msgTypes[19]
+	mi := &file_evorec_v1_interest_proto_msgTypes[20]
 	if protoimpl.UnsafeEnabled && x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1380,7 +1460,7 @@ func (x *ExportEventsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExportEventsRequest.ProtoReflect.Descriptor instead.
 func (*ExportEventsRequest) Descriptor() ([]byte, []int) {
-	return file_evorec_v1_interest_proto_rawDescGZIP(), []int{19}
+	return file_evorec_v1_interest_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *ExportEventsRequest) GetAfterWatermark() int64 {
@@ -1414,7 +1494,7 @@ type ExportEventsResponse struct {
 func (x *ExportEventsResponse) Reset() {
 	*x = ExportEventsResponse{}
 	if protoimpl.UnsafeEnabled {
-		mi := &file_evorec_v1_interest_proto_msgTypes[20]
+		mi := &file_evorec_v1_interest_proto_msgTypes[21]
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		ms.StoreMessageInfo(mi)
 	}
@@ -1427,7 +1507,7 @@ func (x *ExportEventsResponse) String() string {
 func (*ExportEventsResponse) ProtoMessage() {}
 
 func (x *ExportEventsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_evorec_v1_interest_proto_msgTypes[20]
+	mi := &file_evorec_v1_interest_proto_msgTypes[21]
 	if protoimpl.UnsafeEnabled && x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1440,7 +1520,7 @@ func (x *ExportEventsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExportEventsResponse.ProtoReflect.Descriptor instead.
 func (*ExportEventsResponse) Descriptor() ([]byte, []int) {
-	return file_evorec_v1_interest_proto_rawDescGZIP(), []int{20}
+	return file_evorec_v1_interest_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *ExportEventsResponse) GetEvents() []*StoredEvent {
@@ -1538,13 +1618,23 @@ var file_evorec_v1_interest_proto_rawDesc = []byte{
 	0x52, 0x06, 0x65, 0x76, 0x65, 0x6e, 0x74, 0x73, 0x12, 0x26, 0x0a, 0x0f, 0x6e, 0x65, 0x78, 0x74,
 	0x5f, 0x70, 0x61, 0x67, 0x65, 0x5f, 0x74, 0x6f, 0x6b, 0x65, 0x6e, 0x18, 0x02, 0x20, 0x01, 0x28,
 	0x09, 0x52, 0x0d, 0x6e, 0x65, 0x78, 0x74, 0x50, 0x61, 0x67, 0x65, 0x54, 0x6f, 0x6b, 0x65, 0x6e,
-	0x22, 0x46, 0x0a, 0x15, 0x47, 0x65, 0x74, 0x52, 0x65, 0x63, 0x65, 0x6e, 0x74, 0x49, 0x74, 0x65,
+	0x22, 0x61, 0x0a, 0x15, 0x47, 0x65, 0x74, 0x52, 0x65, 0x63, 0x65, 0x6e, 0x74, 0x49, 0x74, 0x65,
 	0x6d, 0x73, 0x52, 0x65, 0x71, 0x75, 0x65, 0x73, 0x74, 0x12, 0x17, 0x0a, 0x07, 0x75, 0x73, 0x65,
 	0x72, 0x5f, 0x69, 0x64, 0x18, 0x01, 0x20, 0x01, 0x28, 0x09, 0x52, 0x06, 0x75, 0x73, 0x65, 0x72,
 	0x49, 0x64, 0x12, 0x14, 0x0a, 0x05, 0x6c, 0x69, 0x6d, 0x69, 0x74, 0x18, 0x02, 0x20, 0x01, 0x28,
-	0x05, 0x52, 0x05, 0x6c, 0x69, 0x6d, 0x69, 0x74, 0x22, 0x5f, 0x0a, 0x16, 0x47, 0x65, 0x74, 0x52,
-	0x65, 0x63, 0x65, 0x6e, 0x74, 0x49, 0x74, 0x65, 0x6d, 0x73, 0x52, 0x65, 0x73, 0x70, 0x6f, 0x6e,
-	0x73, 0x65, 0x12, 0x19, 0x0a, 0x08, 0x69, 0x74, 0x65, 0x6d, 0x5f, 0x69, 0x64, 0x73, 0x18, 0x01,
+	0x05, 0x52, 0x05, 0x6c, 0x69, 0x6d, 0x69, 0x74, 0x12, 0x19, 0x0a, 0x08, 0x75, 0x73, 0x65, 0x72,
+	0x5f, 0x69, 0x64, 0x73, 0x18, 0x03, 0x20, 0x03, 0x28, 0x09, 0x52, 0x07, 0x75, 0x73, 0x65, 0x72,
+	0x49, 0x64, 0x73, 0x22, 0x8d, 0x01, 0x0a, 0x16, 0x47, 0x65, 0x74, 0x52, 0x65, 0x63, 0x65, 0x6e,
+	0x74, 0x49, 0x74, 0x65, 0x6d, 0x73, 0x52, 0x65, 0x73, 0x70, 0x6f, 0x6e, 0x73, 0x65, 0x12, 0x19,
+	0x0a, 0x08, 0x69, 0x74, 0x65, 0x6d, 0x5f, 0x69, 0x64, 0x73, 0x18, 0x01, 0x20, 0x03, 0x28, 0x09,
+	0x52, 0x07, 0x69, 0x74, 0x65, 0x6d, 0x49, 0x64, 0x73, 0x12, 0x2a, 0x0a, 0x05, 0x74, 0x79, 0x70,
+	0x65, 0x73, 0x18, 0x02, 0x20, 0x03, 0x28, 0x0e, 0x32, 0x14, 0x2e, 0x65, 0x76, 0x6f, 0x72, 0x65,
+	0x63, 0x2e, 0x76, 0x31, 0x2e, 0x45, 0x76, 0x65, 0x6e, 0x74, 0x54, 0x79, 0x70, 0x65, 0x52, 0x05,
+	0x74, 0x79, 0x70, 0x65, 0x73, 0x12, 0x2c, 0x0a, 0x05, 0x75, 0x73, 0x65, 0x72, 0x73, 0x18, 0x03,
+	0x20, 0x03, 0x28, 0x0b, 0x32, 0x16, 0x2e, 0x65, 0x76, 0x6f, 0x72, 0x65, 0x63, 0x2e, 0x76, 0x31,
+	0x2e, 0x52, 0x65, 0x63, 0x65, 0x6e, 0x74, 0x49, 0x74, 0x65, 0x6d, 0x73, 0x52, 0x05, 0x75, 0x73,
+	0x65, 0x72, 0x73, 0x22, 0x54, 0x0a, 0x0b, 0x52, 0x65, 0x63, 0x65, 0x6e, 0x74, 0x49, 0x74, 0x65,
+	0x6d, 0x73, 0x12, 0x19, 0x0a, 0x08, 0x69, 0x74, 0x65, 0x6d, 0x5f, 0x69, 0x64, 0x73, 0x18, 0x01,
 	0x20, 0x03, 0x28, 0x09, 0x52, 0x07, 0x69, 0x74, 0x65, 0x6d, 0x49, 0x64, 0x73, 0x12, 0x2a, 0x0a,
 	0x05, 0x74, 0x79, 0x70, 0x65, 0x73, 0x18, 0x02, 0x20, 0x03, 0x28, 0x0e, 0x32, 0x14, 0x2e, 0x65,
 	0x76, 0x6f, 0x72, 0x65, 0x63, 0x2e, 0x76, 0x31, 0x2e, 0x45, 0x76, 0x65, 0x6e, 0x74, 0x54, 0x79,
@@ -1723,7 +1813,7 @@ func file_evorec_v1_interest_proto_rawDescGZIP() []byte {
 }
 
 var file_evorec_v1_interest_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_evorec_v1_interest_proto_msgTypes = make([]protoimpl.MessageInfo, 21)
+var file_evorec_v1_interest_proto_msgTypes = make([]protoimpl.MessageInfo, 22)
 var file_evorec_v1_interest_proto_goTypes = []interface{}{
 	(PredictionMethod)(0),              // 0: evorec.v1.PredictionMethod
 	(*RejectedEvent)(nil),              // 1: evorec.v1.RejectedEvent
@@ -1737,70 +1827,73 @@ var file_evorec_v1_interest_proto_goTypes = []interface{}{
 	(*GetUserHistoryResponse)(nil),     // 9: evorec.v1.GetUserHistoryResponse
 	(*GetRecentItemsRequest)(nil),      // 10: evorec.v1.GetRecentItemsRequest
 	(*GetRecentItemsResponse)(nil),     // 11: evorec.v1.GetRecentItemsResponse
-	(*GetInterestProfileRequest)(nil),  // 12: evorec.v1.GetInterestProfileRequest
-	(*TopicPrediction)(nil),            // 13: evorec.v1.TopicPrediction
-	(*TopicTrend)(nil),                 // 14: evorec.v1.TopicTrend
-	(*TimelineBucket)(nil),             // 15: evorec.v1.TimelineBucket
-	(*InterestProfile)(nil),            // 16: evorec.v1.InterestProfile
-	(*GetInterestProfileResponse)(nil), // 17: evorec.v1.GetInterestProfileResponse
-	(*DeleteUserRequest)(nil),          // 18: evorec.v1.DeleteUserRequest
-	(*DeleteUserResponse)(nil),         // 19: evorec.v1.DeleteUserResponse
-	(*ExportEventsRequest)(nil),        // 20: evorec.v1.ExportEventsRequest
-	(*ExportEventsResponse)(nil),       // 21: evorec.v1.ExportEventsResponse
-	(*Event)(nil),                      // 22: evorec.v1.Event
-	(*timestamppb.Timestamp)(nil),      // 23: google.protobuf.Timestamp
-	(EventType)(0),                     // 24: evorec.v1.EventType
-	(*durationpb.Duration)(nil),        // 25: google.protobuf.Duration
-	(*TopicDistribution)(nil),          // 26: evorec.v1.TopicDistribution
+	(*RecentItems)(nil),                // 12: evorec.v1.RecentItems
+	(*GetInterestProfileRequest)(nil),  // 13: evorec.v1.GetInterestProfileRequest
+	(*TopicPrediction)(nil),            // 14: evorec.v1.TopicPrediction
+	(*TopicTrend)(nil),                 // 15: evorec.v1.TopicTrend
+	(*TimelineBucket)(nil),             // 16: evorec.v1.TimelineBucket
+	(*InterestProfile)(nil),            // 17: evorec.v1.InterestProfile
+	(*GetInterestProfileResponse)(nil), // 18: evorec.v1.GetInterestProfileResponse
+	(*DeleteUserRequest)(nil),          // 19: evorec.v1.DeleteUserRequest
+	(*DeleteUserResponse)(nil),         // 20: evorec.v1.DeleteUserResponse
+	(*ExportEventsRequest)(nil),        // 21: evorec.v1.ExportEventsRequest
+	(*ExportEventsResponse)(nil),       // 22: evorec.v1.ExportEventsResponse
+	(*Event)(nil),                      // 23: evorec.v1.Event
+	(*timestamppb.Timestamp)(nil),      // 24: google.protobuf.Timestamp
+	(EventType)(0),                     // 25: evorec.v1.EventType
+	(*durationpb.Duration)(nil),        // 26: google.protobuf.Duration
+	(*TopicDistribution)(nil),          // 27: evorec.v1.TopicDistribution
 }
 var file_evorec_v1_interest_proto_depIdxs = []int32{
 	1,  // 0: evorec.v1.IngestSummary.rejected:type_name -> evorec.v1.RejectedEvent
-	22, // 1: evorec.v1.IngestEventsRequest.events:type_name -> evorec.v1.Event
+	23, // 1: evorec.v1.IngestEventsRequest.events:type_name -> evorec.v1.Event
 	2,  // 2: evorec.v1.IngestEventsResponse.summary:type_name -> evorec.v1.IngestSummary
-	22, // 3: evorec.v1.StreamEventsRequest.events:type_name -> evorec.v1.Event
+	23, // 3: evorec.v1.StreamEventsRequest.events:type_name -> evorec.v1.Event
 	2,  // 4: evorec.v1.StreamEventsResponse.summary:type_name -> evorec.v1.IngestSummary
-	22, // 5: evorec.v1.StoredEvent.event:type_name -> evorec.v1.Event
-	23, // 6: evorec.v1.StoredEvent.ingest_time:type_name -> google.protobuf.Timestamp
-	23, // 7: evorec.v1.GetUserHistoryRequest.start_time:type_name -> google.protobuf.Timestamp
-	23, // 8: evorec.v1.GetUserHistoryRequest.end_time:type_name -> google.protobuf.Timestamp
+	23, // 5: evorec.v1.StoredEvent.event:type_name -> evorec.v1.Event
+	24, // 6: evorec.v1.StoredEvent.ingest_time:type_name -> google.protobuf.Timestamp
+	24, // 7: evorec.v1.GetUserHistoryRequest.start_time:type_name -> google.protobuf.Timestamp
+	24, // 8: evorec.v1.GetUserHistoryRequest.end_time:type_name -> google.protobuf.Timestamp
 	7,  // 9: evorec.v1.GetUserHistoryResponse.events:type_name -> evorec.v1.StoredEvent
-	24, // 10: evorec.v1.GetRecentItemsResponse.types:type_name -> evorec.v1.EventType
-	25, // 11: evorec.v1.GetInterestProfileRequest.half_life:type_name -> google.protobuf.Duration
-	25, // 12: evorec.v1.GetInterestProfileRequest.timeline_bucket:type_name -> google.protobuf.Duration
-	0,  // 13: evorec.v1.TopicPrediction.method:type_name -> evorec.v1.PredictionMethod
-	26, // 14: evorec.v1.TopicPrediction.distribution:type_name -> evorec.v1.TopicDistribution
-	23, // 15: evorec.v1.TimelineBucket.start_time:type_name -> google.protobuf.Timestamp
-	23, // 16: evorec.v1.TimelineBucket.end_time:type_name -> google.protobuf.Timestamp
-	26, // 17: evorec.v1.TimelineBucket.distribution:type_name -> evorec.v1.TopicDistribution
-	23, // 18: evorec.v1.InterestProfile.last_event_time:type_name -> google.protobuf.Timestamp
-	26, // 19: evorec.v1.InterestProfile.current:type_name -> evorec.v1.TopicDistribution
-	26, // 20: evorec.v1.InterestProfile.long_term:type_name -> evorec.v1.TopicDistribution
-	26, // 21: evorec.v1.InterestProfile.short_term:type_name -> evorec.v1.TopicDistribution
-	13, // 22: evorec.v1.InterestProfile.predictions:type_name -> evorec.v1.TopicPrediction
-	14, // 23: evorec.v1.InterestProfile.rising:type_name -> evorec.v1.TopicTrend
-	14, // 24: evorec.v1.InterestProfile.falling:type_name -> evorec.v1.TopicTrend
-	15, // 25: evorec.v1.InterestProfile.timeline:type_name -> evorec.v1.TimelineBucket
-	16, // 26: evorec.v1.GetInterestProfileResponse.profile:type_name -> evorec.v1.InterestProfile
-	7,  // 27: evorec.v1.ExportEventsResponse.events:type_name -> evorec.v1.StoredEvent
-	3,  // 28: evorec.v1.InterestService.IngestEvents:input_type -> evorec.v1.IngestEventsRequest
-	5,  // 29: evorec.v1.InterestService.StreamEvents:input_type -> evorec.v1.StreamEventsRequest
-	8,  // 30: evorec.v1.InterestService.GetUserHistory:input_type -> evorec.v1.GetUserHistoryRequest
-	10, // 31: evorec.v1.InterestService.GetRecentItems:input_type -> evorec.v1.GetRecentItemsRequest
-	12, // 32: evorec.v1.InterestService.GetInterestProfile:input_type -> evorec.v1.GetInterestProfileRequest
-	18, // 33: evorec.v1.InterestService.DeleteUser:input_type -> evorec.v1.DeleteUserRequest
-	20, // 34: evorec.v1.InterestService.ExportEvents:input_type -> evorec.v1.ExportEventsRequest
-	4,  // 35: evorec.v1.InterestService.IngestEvents:output_type -> evorec.v1.IngestEventsResponse
-	6,  // 36: evorec.v1.InterestService.StreamEvents:output_type -> evorec.v1.StreamEventsResponse
-	9,  // 37: evorec.v1.InterestService.GetUserHistory:output_type -> evorec.v1.GetUserHistoryResponse
-	11, // 38: evorec.v1.InterestService.GetRecentItems:output_type -> evorec.v1.GetRecentItemsResponse
-	17, // 39: evorec.v1.InterestService.GetInterestProfile:output_type -> evorec.v1.GetInterestProfileResponse
-	19, // 40: evorec.v1.InterestService.DeleteUser:output_type -> evorec.v1.DeleteUserResponse
-	21, // 41: evorec.v1.InterestService.ExportEvents:output_type -> evorec.v1.ExportEventsResponse
-	35, // [35:42] is the sub-list for method output_type
-	28, // [28:35] is the sub-list for method input_type
-	28, // [28:28] is the sub-list for extension type_name
-	28, // [28:28] is the sub-list for extension extendee
-	0,  // [0:28] is the sub-list for field type_name
+	25, // 10: evorec.v1.GetRecentItemsResponse.types:type_name -> evorec.v1.EventType
+	12, // 11: evorec.v1.GetRecentItemsResponse.users:type_name -> evorec.v1.RecentItems
+	25, // 12: evorec.v1.RecentItems.types:type_name -> evorec.v1.EventType
+	26, // 13: evorec.v1.GetInterestProfileRequest.half_life:type_name -> google.protobuf.Duration
+	26, // 14: evorec.v1.GetInterestProfileRequest.timeline_bucket:type_name -> google.protobuf.Duration
+	0,  // 15: evorec.v1.TopicPrediction.method:type_name -> evorec.v1.PredictionMethod
+	27, // 16: evorec.v1.TopicPrediction.distribution:type_name -> evorec.v1.TopicDistribution
+	24, // 17: evorec.v1.TimelineBucket.start_time:type_name -> google.protobuf.Timestamp
+	24, // 18: evorec.v1.TimelineBucket.end_time:type_name -> google.protobuf.Timestamp
+	27, // 19: evorec.v1.TimelineBucket.distribution:type_name -> evorec.v1.TopicDistribution
+	24, // 20: evorec.v1.InterestProfile.last_event_time:type_name -> google.protobuf.Timestamp
+	27, // 21: evorec.v1.InterestProfile.current:type_name -> evorec.v1.TopicDistribution
+	27, // 22: evorec.v1.InterestProfile.long_term:type_name -> evorec.v1.TopicDistribution
+	27, // 23: evorec.v1.InterestProfile.short_term:type_name -> evorec.v1.TopicDistribution
+	14, // 24: evorec.v1.InterestProfile.predictions:type_name -> evorec.v1.TopicPrediction
+	15, // 25: evorec.v1.InterestProfile.rising:type_name -> evorec.v1.TopicTrend
+	15, // 26: evorec.v1.InterestProfile.falling:type_name -> evorec.v1.TopicTrend
+	16, // 27: evorec.v1.InterestProfile.timeline:type_name -> evorec.v1.TimelineBucket
+	17, // 28: evorec.v1.GetInterestProfileResponse.profile:type_name -> evorec.v1.InterestProfile
+	7,  // 29: evorec.v1.ExportEventsResponse.events:type_name -> evorec.v1.StoredEvent
+	3,  // 30: evorec.v1.InterestService.IngestEvents:input_type -> evorec.v1.IngestEventsRequest
+	5,  // 31: evorec.v1.InterestService.StreamEvents:input_type -> evorec.v1.StreamEventsRequest
+	8,  // 32: evorec.v1.InterestService.GetUserHistory:input_type -> evorec.v1.GetUserHistoryRequest
+	10, // 33: evorec.v1.InterestService.GetRecentItems:input_type -> evorec.v1.GetRecentItemsRequest
+	13, // 34: evorec.v1.InterestService.GetInterestProfile:input_type -> evorec.v1.GetInterestProfileRequest
+	19, // 35: evorec.v1.InterestService.DeleteUser:input_type -> evorec.v1.DeleteUserRequest
+	21, // 36: evorec.v1.InterestService.ExportEvents:input_type -> evorec.v1.ExportEventsRequest
+	4,  // 37: evorec.v1.InterestService.IngestEvents:output_type -> evorec.v1.IngestEventsResponse
+	6,  // 38: evorec.v1.InterestService.StreamEvents:output_type -> evorec.v1.StreamEventsResponse
+	9,  // 39: evorec.v1.InterestService.GetUserHistory:output_type -> evorec.v1.GetUserHistoryResponse
+	11, // 40: evorec.v1.InterestService.GetRecentItems:output_type -> evorec.v1.GetRecentItemsResponse
+	18, // 41: evorec.v1.InterestService.GetInterestProfile:output_type -> evorec.v1.GetInterestProfileResponse
+	20, // 42: evorec.v1.InterestService.DeleteUser:output_type -> evorec.v1.DeleteUserResponse
+	22, // 43: evorec.v1.InterestService.ExportEvents:output_type -> evorec.v1.ExportEventsResponse
+	37, // [37:44] is the sub-list for method output_type
+	30, // [30:37] is the sub-list for method input_type
+	30, // [30:30] is the sub-list for extension type_name
+	30, // [30:30] is the sub-list for extension extendee
+	0,  // [0:30] is the sub-list for field type_name
 }
 
 func init() { file_evorec_v1_interest_proto_init() }
@@ -1943,7 +2036,7 @@ func file_evorec_v1_interest_proto_init() {
 			}
 		}
 		file_evorec_v1_interest_proto_msgTypes[11].Exporter = func(v interface{}, i int) interface{} {
-			switch v := v.(*GetInterestProfileRequest); i {
+			switch v := v.(*RecentItems); i {
 			case 0:
 				return &v.state
 			case 1:
@@ -1955,7 +2048,7 @@ func file_evorec_v1_interest_proto_init() {
 			}
 		}
 		file_evorec_v1_interest_proto_msgTypes[12].Exporter = func(v interface{}, i int) interface{} {
-			switch v := v.(*TopicPrediction); i {
+			switch v := v.(*GetInterestProfileRequest); i {
 			case 0:
 				return &v.state
 			case 1:
@@ -1967,7 +2060,7 @@ func file_evorec_v1_interest_proto_init() {
 			}
 		}
 		file_evorec_v1_interest_proto_msgTypes[13].Exporter = func(v interface{}, i int) interface{} {
-			switch v := v.(*TopicTrend); i {
+			switch v := v.(*TopicPrediction); i {
 			case 0:
 				return &v.state
 			case 1:
@@ -1979,7 +2072,7 @@ func file_evorec_v1_interest_proto_init() {
 			}
 		}
 		file_evorec_v1_interest_proto_msgTypes[14].Exporter = func(v interface{}, i int) interface{} {
-			switch v := v.(*TimelineBucket); i {
+			switch v := v.(*TopicTrend); i {
 			case 0:
 				return &v.state
 			case 1:
@@ -1991,7 +2084,7 @@ func file_evorec_v1_interest_proto_init() {
 			}
 		}
 		file_evorec_v1_interest_proto_msgTypes[15].Exporter = func(v interface{}, i int) interface{} {
-			switch v := v.(*InterestProfile); i {
+			switch v := v.(*TimelineBucket); i {
 			case 0:
 				return &v.state
 			case 1:
@@ -2003,7 +2096,7 @@ func file_evorec_v1_interest_proto_init() {
 			}
 		}
 		file_evorec_v1_interest_proto_msgTypes[16].Exporter = func(v interface{}, i int) interface{} {
-			switch v := v.(*GetInterestProfileResponse); i {
+			switch v := v.(*InterestProfile); i {
 			case 0:
 				return &v.state
 			case 1:
@@ -2015,7 +2108,7 @@ func file_evorec_v1_interest_proto_init() {
 			}
 		}
 		file_evorec_v1_interest_proto_msgTypes[17].Exporter = func(v interface{}, i int) interface{} {
-			switch v := v.(*DeleteUserRequest); i {
+			switch v := v.(*GetInterestProfileResponse); i {
 			case 0:
 				return &v.state
 			case 1:
@@ -2027,7 +2120,7 @@ func file_evorec_v1_interest_proto_init() {
 			}
 		}
 		file_evorec_v1_interest_proto_msgTypes[18].Exporter = func(v interface{}, i int) interface{} {
-			switch v := v.(*DeleteUserResponse); i {
+			switch v := v.(*DeleteUserRequest); i {
 			case 0:
 				return &v.state
 			case 1:
@@ -2039,7 +2132,7 @@ func file_evorec_v1_interest_proto_init() {
 			}
 		}
 		file_evorec_v1_interest_proto_msgTypes[19].Exporter = func(v interface{}, i int) interface{} {
-			switch v := v.(*ExportEventsRequest); i {
+			switch v := v.(*DeleteUserResponse); i {
 			case 0:
 				return &v.state
 			case 1:
@@ -2051,6 +2144,18 @@ func file_evorec_v1_interest_proto_init() {
 			}
 		}
 		file_evorec_v1_interest_proto_msgTypes[20].Exporter = func(v interface{}, i int) interface{} {
+			switch v := v.(*ExportEventsRequest); i {
+			case 0:
+				return &v.state
+			case 1:
+				return &v.sizeCache
+			case 2:
+				return &v.unknownFields
+			default:
+				return nil
+			}
+		}
+		file_evorec_v1_interest_proto_msgTypes[21].Exporter = func(v interface{}, i int) interface{} {
 			switch v := v.(*ExportEventsResponse); i {
 			case 0:
 				return &v.state
@@ -2069,7 +2174,7 @@ func file_evorec_v1_interest_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: file_evorec_v1_interest_proto_rawDesc,
 			NumEnums:      1,
-			NumMessages:   21,
+			NumMessages:   22,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -166,14 +166,34 @@ export interface GetUserHistoryResponse {
 
 /** Whose newest items to list. */
 export interface GetRecentItemsRequest {
-  /** The user, 1 to 128 characters. An unknown user has no items (not an error). */
+  /**
+   * The user, 1 to 128 characters. An unknown user has no items (not an error). Leave it
+   * empty when `user_ids` is set.
+   */
   userId: string;
-  /** At most this many, 1 to 1,000. Default: 200. */
+  /** At most this many, 1 to 1,000, per user. Default: 200. */
   limit: number;
+  /**
+   * Several users in one call instead of `user_id`, at most 256, each 1 to 128 characters:
+   * what ranking asks for the requests it answers together, so that one call's cost is
+   * shared by all. Each user's items are read at the same point as a single call would read
+   * them (an acknowledged event is seen).
+   */
+  userIds: string[];
 }
 
 /** A user's newest items. */
 export interface GetRecentItemsResponse {
+  /** The item of each event, newest first (empty when the request named `user_ids`). */
+  itemIds: string[];
+  /** What the user did, in the same order. */
+  types: EventType[];
+  /** For a request with `user_ids`: each user's items, in the order of `user_ids`. */
+  users: RecentItems[];
+}
+
+/** One user's newest items, in a GetRecentItemsResponse for several users. */
+export interface RecentItems {
   /** The item of each event, newest first. */
   itemIds: string[];
   /** What the user did, in the same order. */
@@ -1205,7 +1225,7 @@ export const GetUserHistoryResponse: MessageFns<GetUserHistoryResponse> = {
 };
 
 function createBaseGetRecentItemsRequest(): GetRecentItemsRequest {
-  return { userId: "", limit: 0 };
+  return { userId: "", limit: 0, userIds: [] };
 }
 
 export const GetRecentItemsRequest: MessageFns<GetRecentItemsRequest> = {
@@ -1215,6 +1235,9 @@ export const GetRecentItemsRequest: MessageFns<GetRecentItemsRequest> = {
     }
     if (message.limit !== 0) {
       writer.uint32(16).int32(message.limit);
+    }
+    for (const v of message.userIds) {
+      writer.uint32(26).string(v!);
     }
     return writer;
   },
@@ -1248,6 +1271,14 @@ export const GetRecentItemsRequest: MessageFns<GetRecentItemsRequest> = {
             message.limit = reader.int32();
             continue;
           }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.userIds.push(reader.string());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1268,6 +1299,11 @@ export const GetRecentItemsRequest: MessageFns<GetRecentItemsRequest> = {
         ? globalThis.String(object.user_id)
         : "",
       limit: isSet(object.limit) ? globalThis.Number(object.limit) : 0,
+      userIds: globalThis.Array.isArray(object?.userIds)
+        ? object.userIds.map((e: any) => globalThis.String(e))
+        : globalThis.Array.isArray(object?.user_ids)
+        ? object.user_ids.map((e: any) => globalThis.String(e))
+        : [],
     };
   },
 
@@ -1279,6 +1315,9 @@ export const GetRecentItemsRequest: MessageFns<GetRecentItemsRequest> = {
     if (message.limit !== 0) {
       obj.limit = Math.round(message.limit);
     }
+    if (message.userIds?.length) {
+      obj.userIds = message.userIds;
+    }
     return obj;
   },
 
@@ -1289,12 +1328,13 @@ export const GetRecentItemsRequest: MessageFns<GetRecentItemsRequest> = {
     const message = createBaseGetRecentItemsRequest();
     message.userId = object.userId ?? "";
     message.limit = object.limit ?? 0;
+    message.userIds = object.userIds?.map((e) => e) || [];
     return message;
   },
 };
 
 function createBaseGetRecentItemsResponse(): GetRecentItemsResponse {
-  return { itemIds: [], types: [] };
+  return { itemIds: [], types: [], users: [] };
 }
 
 export const GetRecentItemsResponse: MessageFns<GetRecentItemsResponse> = {
@@ -1308,6 +1348,9 @@ export const GetRecentItemsResponse: MessageFns<GetRecentItemsResponse> = {
         writer.int32(v);
       }
       writer.join();
+    }
+    for (const v of message.users) {
+      RecentItems.encode(v!, writer.uint32(26).fork()).join();
     }
     return writer;
   },
@@ -1351,6 +1394,14 @@ export const GetRecentItemsResponse: MessageFns<GetRecentItemsResponse> = {
 
             break;
           }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.users.push(RecentItems.decode(reader, reader.uint32()));
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1371,6 +1422,7 @@ export const GetRecentItemsResponse: MessageFns<GetRecentItemsResponse> = {
         ? object.item_ids.map((e: any) => globalThis.String(e))
         : [],
       types: globalThis.Array.isArray(object?.types) ? object.types.map((e: any) => eventTypeFromJSON(e)) : [],
+      users: globalThis.Array.isArray(object?.users) ? object.users.map((e: any) => RecentItems.fromJSON(e)) : [],
     };
   },
 
@@ -1382,6 +1434,9 @@ export const GetRecentItemsResponse: MessageFns<GetRecentItemsResponse> = {
     if (message.types?.length) {
       obj.types = message.types.map((e) => eventTypeToJSON(e));
     }
+    if (message.users?.length) {
+      obj.users = message.users.map((e) => RecentItems.toJSON(e));
+    }
     return obj;
   },
 
@@ -1390,6 +1445,110 @@ export const GetRecentItemsResponse: MessageFns<GetRecentItemsResponse> = {
   },
   fromPartial<I extends Exact<DeepPartial<GetRecentItemsResponse>, I>>(object: I): GetRecentItemsResponse {
     const message = createBaseGetRecentItemsResponse();
+    message.itemIds = object.itemIds?.map((e) => e) || [];
+    message.types = object.types?.map((e) => e) || [];
+    message.users = object.users?.map((e) => RecentItems.fromPartial(e)) || [];
+    return message;
+  },
+};
+
+function createBaseRecentItems(): RecentItems {
+  return { itemIds: [], types: [] };
+}
+
+export const RecentItems: MessageFns<RecentItems> = {
+  encode(message: RecentItems, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    for (const v of message.itemIds) {
+      writer.uint32(10).string(v!);
+    }
+    if (message.types.length !== 0) {
+      writer.uint32(18).fork();
+      for (const v of message.types) {
+        writer.int32(v);
+      }
+      writer.join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): RecentItems {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseRecentItems();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.itemIds.push(reader.string());
+            continue;
+          }
+          case 2: {
+            if (tag === 16) {
+              message.types.push(reader.int32() as any);
+
+              continue;
+            }
+
+            if (tag === 18) {
+              const end2 = reader.uint32() + reader.pos;
+              while (reader.pos < end2) {
+                message.types.push(reader.int32() as any);
+              }
+
+              continue;
+            }
+
+            break;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): RecentItems {
+    return {
+      itemIds: globalThis.Array.isArray(object?.itemIds)
+        ? object.itemIds.map((e: any) => globalThis.String(e))
+        : globalThis.Array.isArray(object?.item_ids)
+        ? object.item_ids.map((e: any) => globalThis.String(e))
+        : [],
+      types: globalThis.Array.isArray(object?.types) ? object.types.map((e: any) => eventTypeFromJSON(e)) : [],
+    };
+  },
+
+  toJSON(message: RecentItems): unknown {
+    const obj: any = {};
+    if (message.itemIds?.length) {
+      obj.itemIds = message.itemIds;
+    }
+    if (message.types?.length) {
+      obj.types = message.types.map((e) => eventTypeToJSON(e));
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<RecentItems>, I>>(base?: I): RecentItems {
+    return RecentItems.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<RecentItems>, I>>(object: I): RecentItems {
+    const message = createBaseRecentItems();
     message.itemIds = object.itemIds?.map((e) => e) || [];
     message.types = object.types?.map((e) => e) || [];
     return message;
