@@ -528,3 +528,37 @@ async def test_a_new_version_rolls_out_through_tf_serving_and_no_answer_loses_th
     finally:
         asking.clear()
         await tf_serving.stop()
+
+
+async def test_after_repeated_encoder_outages_answers_skip_it_for_a_second(
+    services: Stack, monkeypatch: pytest.MonkeyPatch, prepared: Path
+) -> None:
+    from evorec.ranking.service import ENCODER_FAILURES_TO_OPEN, ENCODER_OPEN_S
+
+    calls = 0
+    down = True
+    original = InProcessBackend.user_vectors
+
+    async def restarting(self: InProcessBackend, *args: Any) -> Any:
+        nonlocal calls
+        calls += 1
+        if down:
+            raise TimeoutError("the model server is restarting")
+        return await original(self, *args)
+
+    monkeypatch.setattr(InProcessBackend, "user_vectors", restarting)
+    await services.start("ranking")
+    items = items_by_topic(prepared)[sorted(items_by_topic(prepared))[0]][:5]
+    history = ranking_pb2.InlineHistory(items=[ranking_pb2.HistoryItem(item_id=i) for i in items])
+    for _ in range(ENCODER_FAILURES_TO_OPEN + 3):
+        answer = await recommend(services, history=history)
+        assert ENCODER in answer.degraded_sources
+        assert len(answer.recommendations) > 0
+    assert calls == ENCODER_FAILURES_TO_OPEN  # the later ones did not wait on the encoder
+
+    down = False
+    await asyncio.sleep(ENCODER_OPEN_S + 0.2)
+    answer = await recommend(services, history=history)
+    assert ENCODER not in answer.degraded_sources
+    assert ENCODER in answer.sources_used
+    assert calls == ENCODER_FAILURES_TO_OPEN + 1
