@@ -14,8 +14,8 @@ what is left of the deadline, the answer comes from the other sources; when the 
 service is unreachable or too slow, from popularity; when the catalog mirror is stale, from
 the items it has. Each dependency gets a bounded share of the deadline, so that time is left
 to answer without it; after a few encoder outages in a row, requests skip the encoder for a
-second (a circuit breaker) rather than each wait on it. The response names the sources that
-were wanted but missing. Any other
+second (a circuit breaker, one request probing it) rather than each wait on it. The response
+names the sources that were wanted but missing. Any other
 failure of the encoder is a bug, not an outage: the call fails with INTERNAL, logged with
 its request id and counted (`evorec_ranking_encoder_errors_total`). Health is NOT_SERVING
 only until a model bundle is loaded: with one, popularity alone is still a useful answer.
@@ -32,8 +32,6 @@ from typing import Any
 import grpc
 import numpy as np
 from prometheus_client import Counter
-from purgatory import AsyncCircuitBreakerFactory
-from purgatory.domain.model import OpenedState
 from threadpoolctl import threadpool_limits
 
 from evorec.encoder.backends import (
@@ -47,6 +45,7 @@ from evorec.encoder.bundle import ModelBundle
 from evorec.encoder.repository import ModelRepository
 from evorec.platform import context
 from evorec.platform.background import BackgroundTasks
+from evorec.platform.circuit_breaker import CircuitBreaker
 from evorec.platform.clients import embedding_client, interest_client
 from evorec.platform.config import Settings
 from evorec.platform.errors import FailedPrecondition, ResourceExhausted, Violations
@@ -94,11 +93,15 @@ HEAVY_WAITING = 8
 INTEREST_SHARE_OF_DEADLINE = 0.3
 ENCODER_SHARE_OF_DEADLINE = 0.7
 # After this many encoder outages in a row (unreachable, out of time, overloaded), requests
-# answer without the encoder at once for ENCODER_OPEN_S seconds, then try it again: a model
-# server that is down or restarting costs each request nothing, instead of its share of the
-# deadline, and the time and CPU saved go to the answers from the other sources.
+# answer without the encoder at once for ENCODER_OPEN_S seconds, then one request tries it
+# again (evorec.platform.circuit_breaker): a model server that is down, restarting or hung
+# costs the other requests nothing, instead of each its share of the deadline.
 ENCODER_FAILURES_TO_OPEN = 3
 ENCODER_OPEN_S = 1.0
+
+
+class EncoderSkipped(Exception):
+    """The encoder's circuit breaker is open: answer without it."""
 
 
 @dataclass
@@ -219,15 +222,7 @@ class RankingServicer(ranking_pb2_grpc.RankingServiceServicer):
         self.heavy_slots = asyncio.Semaphore(HEAVY_CONCURRENCY)
         self.heavy_waiting = 0
         # Served on the service's metrics port (GrpcService.collectors), not the global registry.
-        self.encoder_breakers = AsyncCircuitBreakerFactory(
-            default_threshold=ENCODER_FAILURES_TO_OPEN,
-            default_ttl=ENCODER_OPEN_S,
-            # Only outages open it: a cancelled caller or a bug (which fails the call) do not.
-            exclude=[
-                asyncio.CancelledError,
-                (Exception, lambda error: not is_expected_failure(error)),
-            ],
-        )
+        self.encoder_breaker = CircuitBreaker(ENCODER_FAILURES_TO_OPEN, ENCODER_OPEN_S)
         self.encoder_errors = Counter(
             "evorec_ranking_encoder_errors",
             "Encoder failures that were not an outage, deadline or overload (bugs): each"
@@ -347,8 +342,17 @@ class RankingServicer(ranking_pb2_grpc.RankingServiceServicer):
         if len(window) == 0:
             return None
         limit = share_of_deadline(ENCODER_SHARE_OF_DEADLINE, self.serving.timeout_s)
-        async with await self.encoder_breakers.get_breaker("encoder"):
+        if not self.encoder_breaker.allow():
+            raise EncoderSkipped
+        try:
             vector, version = await self.batcher.user_vector(window, space.bundle.version, limit)
+        except Exception as error:
+            self.encoder_breaker.record(False if is_expected_failure(error) else None)
+            raise
+        except BaseException:  # cancelled: says nothing of the encoder
+            self.encoder_breaker.record(None)
+            raise
+        self.encoder_breaker.record(True)
         if version != space.bundle.version:
             raise RuntimeError(f"the encoder answered with version {version}, not the one asked")
         return vector
@@ -380,7 +384,7 @@ class RankingServicer(ranking_pb2_grpc.RankingServiceServicer):
         if not degraded:
             try:
                 vector = await self.user_vector(space, subject.query.history)
-            except OpenedState:
+            except EncoderSkipped:
                 log.debug("answering without the encoder: it failed just before")
                 degraded.add(ENCODER)
             except Exception as error:
