@@ -69,7 +69,10 @@ def test_bench_data(tmp_path: Path, synthetic: SyntheticDataset) -> None:
 
 @pytest.mark.timeout(300)
 def test_bench_interest() -> None:
-    output = run_script("bench_interest.py", "--events", "4000", "--items", "200", "--users", "50")
+    output = run_script(
+        "bench_interest.py", "--events", "4000", "--items", "200", "--users", "50",
+        "--start-events", "3000", "--history", "300", "--readers", "2",
+    )  # fmt: skip
     assert_rows(
         output,
         [
@@ -77,9 +80,11 @@ def test_bench_interest() -> None:
             rf"\| StreamEvents, one stream, messages of 1,000 \| {NUMBER} events/s \|",
             rf"\| StreamEvents, 4 streams at once, .* \| {NUMBER} events/s \|",
             rf"\| GetInterestProfile, .* p50 / p99 \| {NUMBER} / {NUMBER} ms \|",
+            rf"\| GetRecentItems, .* p50 / p99 \| {NUMBER} / {NUMBER} ms \|",
             rf"\| database size per million events \| {NUMBER} MiB \|",
         ],
     )
+    assert "3,000 events bulk-loaded first, 7,300 stored at the end" in output
 
 
 @pytest.mark.timeout(400)
