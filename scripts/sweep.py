@@ -36,6 +36,8 @@ from evorec.plotting import pyplot
 ROOT = Path(__file__).resolve().parent.parent
 SWEEP_INGEST_EVENTS = 200_000  # events ingested through the RPCs at each point
 STORE_BASE = 1_000_000  # events in the store for the history and callers axes
+# The sizes in use: these defaults, or main's --base and --ingest.
+SIZES = {"base": STORE_BASE, "ingest": SWEEP_INGEST_EVENTS}
 # Arguments every bench_interest.py run gets (--items and --users of main, for small runs).
 BENCH_ARGS: list[str] = []
 
@@ -64,7 +66,7 @@ def store_axis(points: list[int]) -> list[dict[str, Any]]:
     rows = []
     for events in points:
         figures = run_bench_interest(
-            "--start-events", str(events), "--events", str(SWEEP_INGEST_EVENTS)
+            "--start-events", str(events), "--events", str(SIZES["ingest"])
         )
         rows.append({"events in store": events, **figures})
     return rows
@@ -74,7 +76,7 @@ def history_axis(points: list[int]) -> list[dict[str, Any]]:
     rows = []
     for history in points:
         figures = run_bench_interest(
-            "--start-events", str(STORE_BASE), "--events", str(SWEEP_INGEST_EVENTS),
+            "--start-events", str(SIZES["base"]), "--events", str(SIZES["ingest"]),
             "--history", str(history),
         )  # fmt: skip
         rows.append({"history length": history, **figures})
@@ -85,7 +87,7 @@ def callers_axis(points: list[int]) -> list[dict[str, Any]]:
     rows = []
     for callers in points:
         figures = run_bench_interest(
-            "--start-events", str(STORE_BASE), "--events", str(SWEEP_INGEST_EVENTS),
+            "--start-events", str(SIZES["base"]), "--events", str(SIZES["ingest"]),
             "--in-flight", str(callers), "--readers", str(callers),
         )  # fmt: skip
         rows.append({"callers": callers, **figures})
@@ -187,8 +189,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--ingest", type=int, default=SWEEP_INGEST_EVENTS, help="per point")
     args = parser.parse_args(argv)
     BENCH_ARGS[:] = ["--items", str(args.items), "--users", str(args.users)]
-    global STORE_BASE, SWEEP_INGEST_EVENTS
-    STORE_BASE, SWEEP_INGEST_EVENTS = args.base, args.ingest
+    SIZES.update(base=args.base, ingest=args.ingest)
     points = {
         "store": args.store_events,
         "history": args.histories,
