@@ -8,12 +8,13 @@ It is not a way around ingest's checks: the caller gives events already valid (i
 their limits, known types, times after 1970) with their topics resolved, and the store must
 be empty and not served while it loads. The result is the same database that ingest would
 have built from the same events (tests/test_interest_store.py compares the two): the same
-rows, indexes and derived state, in WAL mode. Nothing is fsynced until the end, so a load
-that is interrupted leaves a store to delete, not one to serve.
+rows, indexes and derived state, in WAL mode. Nothing is fsynced until the end (one fsync of
+the file), so a load that is interrupted leaves a store to delete, not one to serve.
 """
 
 from __future__ import annotations
 
+import os
 import sqlite3
 from collections.abc import Iterable, Iterator
 from itertools import islice
@@ -81,9 +82,11 @@ def bulk_load(path: Path, rows: Iterable[BulkRow]) -> int:
         connection.execute("PRAGMA journal_mode=WAL")
         connection.execute("PRAGMA synchronous=FULL")
         connection.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-        return loaded
     finally:
         connection.close()
+    with path.open("rb+") as written:  # the whole load reaches the disk here, once
+        os.fsync(written.fileno())
+    return loaded
 
 
 def _derive(connection: sqlite3.Connection) -> None:
