@@ -69,7 +69,10 @@ def test_bench_data(tmp_path: Path, synthetic: SyntheticDataset) -> None:
 
 @pytest.mark.timeout(300)
 def test_bench_interest() -> None:
-    output = run_script("bench_interest.py", "--events", "4000", "--items", "200", "--users", "50")
+    output = run_script(
+        "bench_interest.py", "--events", "4000", "--items", "200", "--users", "50",
+        "--start-events", "3000", "--history", "300", "--readers", "2",
+    )  # fmt: skip
     assert_rows(
         output,
         [
@@ -77,9 +80,11 @@ def test_bench_interest() -> None:
             rf"\| StreamEvents, one stream, messages of 1,000 \| {NUMBER} events/s \|",
             rf"\| StreamEvents, 4 streams at once, .* \| {NUMBER} events/s \|",
             rf"\| GetInterestProfile, .* p50 / p99 \| {NUMBER} / {NUMBER} ms \|",
+            rf"\| GetRecentItems, .* p50 / p99 \| {NUMBER} / {NUMBER} ms \|",
             rf"\| database size per million events \| {NUMBER} MiB \|",
         ],
     )
+    assert "3,000 events bulk-loaded first, 7,300 stored at the end" in output
 
 
 @pytest.mark.timeout(400)
@@ -291,3 +296,30 @@ def test_bench_catalog(tmp_path: Path) -> None:
     assert figures["items"] == 300
     assert set(figures["rss_mib"]) == {"preprocess", "embedding", "interest", "ranking"}
     assert figures["export_mib"] > 0
+
+
+@pytest.mark.timeout(400)
+def test_sweep(tmp_path: Path) -> None:
+    output = run_script(
+        "sweep.py", "--axes", "history", "--histories", "20,40", "--items", "200",
+        "--users", "50", "--base", "2000", "--ingest", "2000", "--out", str(tmp_path),
+        timeout=360,
+    )  # fmt: skip
+    assert_rows(output, [rf"\| 20 \| {NUMBER} \| {NUMBER} \| {NUMBER} \| {NUMBER} \| {NUMBER} \|"])
+    assert (tmp_path / "sweep-history.png").stat().st_size > 0
+    figures = json.loads((tmp_path / "sweep.json").read_text())
+    assert [row["history length"] for row in figures["history"]] == [20, 40]
+
+
+def test_the_sweep_skips_the_catalog_axis_without_its_script(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    spec = importlib.util.spec_from_file_location("sweep", ROOT / "scripts" / "sweep.py")
+    assert spec is not None
+    assert spec.loader is not None
+    sweep = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(sweep)
+    (tmp_path / "scripts").mkdir()
+    monkeypatch.setattr(sweep, "ROOT", tmp_path)
+    assert sweep.catalog_axis([10_000]) == []
+    assert "catalog axis skipped: scripts/bench_catalog.py" in capsys.readouterr().err

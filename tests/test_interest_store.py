@@ -7,8 +7,9 @@ from pathlib import Path
 
 import pytest
 
+from evorec.interest.bulk import bulk_load
 from evorec.interest.records import NewEvent
-from evorec.interest.schema import MIGRATIONS, SCHEMA_VERSION
+from evorec.interest.schema import DERIVED_TABLES, MIGRATIONS, SCHEMA_VERSION
 from evorec.interest.store import EventStore
 
 
@@ -133,3 +134,54 @@ def test_export_pages_follow_time_order_within_the_cut_it_began_with(tmp_path: P
         assert export(0, store.log_position(), 1) == ["a1", "a2"]
     finally:
         store.close()
+
+
+def _bulk_events() -> list[NewEvent]:
+    """Events of a few users with topics, gaps without one, equal times and late arrivals."""
+    events = []
+    for n in range(600):
+        user = f"u{n % 7}"
+        time = float((n * 37) % 500) * 3600.0 + (n % 3) * 0.25
+        topic = None if n % 11 == 0 else f"t{(n * 13) % 5}"
+        item = f"i{n % 40}"
+        events.append(NewEvent(n, f"e{n:05d}", user, item, 1, None, "", time, 0.0, topic, False))
+    return events
+
+
+def test_a_bulk_load_builds_the_state_that_ingest_builds(tmp_path: Path) -> None:
+    events = _bulk_events()
+    ingested = EventStore(tmp_path / "ingested.sqlite", durability="normal")
+    try:
+        for start in range(0, len(events), 50):  # many groups: late events go the slow path
+            ingested.write(events[start : start + 50])
+        rows = [
+            (e.event_id, e.user_id, e.item_id, e.event_type, e.value, e.text, e.event_time,
+             e.ingest_time, int(e.unknown_item), e.topic_id)
+            for e in events
+        ]  # fmt: skip
+        assert bulk_load(tmp_path / "bulk.sqlite", iter(rows)) == len(events)
+        loaded = EventStore(tmp_path / "bulk.sqlite", durability="normal")
+        try:
+            for table in DERIVED_TABLES:
+                query = f"SELECT * FROM {table} ORDER BY 1, 2, 3"
+                expected = ingested.db.execute(query).fetchall()
+                assert loaded.db.execute(query).fetchall() == expected, table
+                assert expected
+            assert loaded.db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+            indexes = {row[1] for row in loaded.db.execute("PRAGMA index_list(events)")}
+            assert {"events_by_user_time", "events_to_backfill", "events_by_time"} <= indexes
+            assert [r.event_id for r in loaded.history("u3", 5)] == [
+                r.event_id for r in ingested.history("u3", 5)
+            ]
+            with pytest.raises(ValueError, match="already holds events"):
+                bulk_load(tmp_path / "bulk.sqlite", iter(rows[:1]))
+        finally:
+            loaded.close()
+    finally:
+        ingested.close()
+
+
+def test_a_bulk_load_refuses_two_events_with_one_id(tmp_path: Path) -> None:
+    row = ("e1", "u", "i", 1, None, "", 1.0, 0.0, 0, "t")
+    with pytest.raises(ValueError, match="share an event id"):
+        bulk_load(tmp_path / "bulk.sqlite", iter([row, row]))

@@ -51,12 +51,23 @@ class DerivedChanges:
             self.transitions[(user, topic, after)] += 1
 
     def add_counts(self, user: str, events: Sequence[NewEvent]) -> None:
+        """Counts the user's new events (at least one). Runs once per user and group, so
+        it is written for speed: plain dict lookups rather than Counter's __missing__."""
+        topics, days = self.topics, self.days
+        first = last = events[0].event_time
         for event in events:
-            if event.topic_id is not None:
-                self.topics[(user, event.topic_id)] += 1
-                self.days[(user, int(event.event_time // DAY), event.topic_id)] += 1
-        times = [e.event_time for e in events]
-        self.users[user] = (len(events), min(times), max(times))
+            at = event.event_time
+            if at < first:
+                first = at
+            elif at > last:
+                last = at
+            topic = event.topic_id
+            if topic is not None:
+                key = (user, topic)
+                topics[key] = topics.get(key, 0) + 1
+                day = (user, int(at // DAY), topic)
+                days[day] = days.get(day, 0) + 1
+        self.users[user] = (len(events), first, last)
 
     def apply(self, connection: sqlite3.Connection) -> None:
         upsert = "ON CONFLICT DO UPDATE SET count = count + excluded.count"

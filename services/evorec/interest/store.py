@@ -12,6 +12,7 @@ times.
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import sqlite3
@@ -31,6 +32,7 @@ from evorec.interest.schema import DERIVED_TABLES, migrate
 log = logging.getLogger("evorec.interest")
 _CHUNK = 900  # SQLite variables per statement, well under its limit
 WRITER_CACHE_KIB = 65_536
+TAIL_USERS = 10_000  # users whose newest event one statement reads
 
 
 def _transient(error: BaseException) -> bool:
@@ -88,29 +90,37 @@ class EventStore:
     @retry_transient
     def write(self, events: Sequence[NewEvent]) -> tuple[list[int], list[int]]:
         """Stores new events in one transaction; returns the indexes of the accepted events
-        and of the duplicates (ids already stored, or repeated earlier in `events`)."""
+        and of the duplicates (ids already stored, or repeated earlier in `events`).
+
+        The work per statement, not per event, is what a group of thousands of events
+        costs: the newest stored event of every user in the group is read by one statement
+        (`_tails`), the rows are inserted by one, and each derived table is updated by one."""
         connection = self.db.conn
         with connection:
             connection.execute("BEGIN IMMEDIATE")
             stored = self._existing_ids([e.event_id for e in events])
-            accepted: list[NewEvent] = []
+            accepted: list[int] = []
             duplicates: list[int] = []
+            by_user: dict[str, list[NewEvent]] = {}
             for event in events:
                 if event.event_id in stored:
                     duplicates.append(event.index)
+                    continue
+                stored.add(event.event_id)
+                accepted.append(event.index)
+                user_events = by_user.get(event.user_id)
+                if user_events is None:
+                    by_user[event.user_id] = [event]
                 else:
-                    stored.add(event.event_id)
-                    accepted.append(event)
-            by_user: dict[str, list[NewEvent]] = {}
-            for event in accepted:
-                by_user.setdefault(event.user_id, []).append(event)
+                    user_events.append(event)
+            tails = self._tails(list(by_user))
             state = DerivedChanges()
             appended: list[NewEvent] = []
             for user, user_events in by_user.items():
-                appended += self._add_user_events(user, user_events, state)
+                appended += self._add_user_events(user, user_events, tails.get(user), state)
             self._insert(appended)
             state.apply(connection)
-        return [e.index for e in accepted], duplicates
+        return accepted, duplicates
 
     def _existing_ids(self, event_ids: list[str]) -> set[str]:
         found: set[str] = set()
@@ -123,6 +133,20 @@ class EventStore:
             )
             found.update(row[0] for row in rows)
         return found
+
+    def _tails(self, users: list[str]) -> dict[str, tuple[float, str | None]]:
+        """(time, topic) of each user's newest stored event, for the users that have one:
+        one statement per TAIL_USERS users rather than one per user."""
+        tails: dict[str, tuple[float, str | None]] = {}
+        for start in range(0, len(users), TAIL_USERS):
+            rows = self.db.conn.execute(
+                "SELECT e.user_id, e.event_time, e.topic_id FROM json_each(?) AS wanted"
+                " JOIN events AS e ON e.seq = (SELECT seq FROM events"
+                "  WHERE user_id = wanted.value ORDER BY event_time DESC, seq DESC LIMIT 1)",
+                (json.dumps(users[start : start + TAIL_USERS]),),
+            )
+            tails.update((user, (time, topic)) for user, time, topic in rows)
+        return tails
 
     def _insert(self, events: Iterable[NewEvent]) -> None:
         self.db.conn.executemany(
@@ -139,26 +163,27 @@ class EventStore:
         return neighbour_topic(self.db.conn, user, time, seq, before)
 
     def _add_user_events(
-        self, user: str, events: list[NewEvent], state: DerivedChanges
+        self,
+        user: str,
+        events: list[NewEvent],
+        tail: tuple[float, str | None] | None,
+        state: DerivedChanges,
     ) -> list[NewEvent]:
-        """Accounts for the user's new events in `state`. Events that land inside the stored
-        history are inserted here, one by one; those after it are returned, for the caller
-        to insert together with other users'."""
-        events.sort(key=lambda e: (e.event_time, e.index))
-        last = self.db.conn.execute(
-            "SELECT event_time, topic_id FROM events WHERE user_id=?"
-            " ORDER BY event_time DESC, seq DESC LIMIT 1",
-            (user,),
-        ).fetchone()
-        in_order = last is None or events[0].event_time >= last[0]
+        """Accounts for the user's new events in `state`, given `tail`, the (time, topic) of
+        the user's newest stored event (None: the user has none). Events that land inside
+        the stored history are inserted here, one by one; those after it are returned, for
+        the caller to insert together with other users'."""
+        if len(events) > 1:
+            events.sort(key=lambda e: (e.event_time, e.index))
+        in_order = tail is None or events[0].event_time >= tail[0]
         if in_order:
             # The common case: the new events come after everything stored. The chain of
             # topics continues from the newest stored event that has one.
             previous = None
-            if last is not None:
+            if tail is not None:
                 previous = (
-                    last[1]
-                    if last[1] is not None
+                    tail[1]
+                    if tail[1] is not None
                     else self._neighbour_topic(user, math.inf, 0, True)
                 )
             for event in events:
