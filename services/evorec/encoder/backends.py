@@ -272,7 +272,11 @@ class Batcher:
         future: asyncio.Future[tuple[np.ndarray, int]] = asyncio.get_running_loop().create_future()
         deadline = None if time_limit is None else time.monotonic() + time_limit
         self.queue.put_nowait(_Waiting(history, version, deadline, future))
-        return await future
+        if time_limit is None:
+            return await future
+        # Bounded by its own limit, also while an earlier batch still holds the model.
+        async with asyncio.timeout(time_limit):
+            return await future
 
     async def _next_batch(self) -> list[_Waiting]:
         batch = [await self.queue.get()]

@@ -91,7 +91,7 @@ HEAVY_WAITING = 8
 # hung one leaves time to answer without it: the interest service first (its history), then
 # the encoder (of what is left after the history came).
 INTEREST_SHARE_OF_DEADLINE = 0.3
-ENCODER_SHARE_OF_DEADLINE = 0.7
+ENCODER_SHARE_OF_DEADLINE = 0.5
 # After this many encoder outages in a row (unreachable, out of time, overloaded), requests
 # answer without the encoder at once for ENCODER_OPEN_S seconds, then one request tries it
 # again (evorec.platform.circuit_breaker): a model server that is down, restarting or hung
