@@ -237,6 +237,8 @@ def test_retrain_every_goes_on_after_a_failed_turn_until_stopped(settings: objec
         [sys.executable, "-m", "evorec", "retrain", "--every", "1s"],
         cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
         env={**os.environ, "COLUMNS": "300", "EVOREC_CLIENT__RETRY_MAX_ATTEMPTS": "1"},
+        # With SIGINT ignored, as a shell's background job inherits it: it must stop even so.
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN),
     )  # fmt: skip
     assert process.stdout is not None
     lines: list[str] = []

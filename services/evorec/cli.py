@@ -13,7 +13,6 @@ import sys
 import time
 from collections.abc import Coroutine
 from pathlib import Path
-from types import FrameType
 from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import grpc
@@ -32,6 +31,7 @@ from evorec.platform.logs import configure_logging
 from evorec.platform.probes import check_health, wait_until_serving
 from evorec.platform.registry import SERVICES, create_service
 from evorec.platform.server import serve as serve_service
+from evorec.platform.stop_signals import raise_on_stop_signals
 from evorec.platform.tls import channel_credentials
 
 if TYPE_CHECKING:
@@ -102,9 +102,7 @@ def up(
     service that exits is restarted; they all stop with this command, even when it is killed.
     Ctrl-C or SIGTERM stops them."""
     settings = load_settings(config)
-    # Installed explicitly: a shell starts a background job with SIGINT ignored, and Python
-    # then installs no KeyboardInterrupt handler of its own.
-    _raise_on_stop_signals()
+    raise_on_stop_signals()
     env = dict(os.environ)
     env.setdefault("EVOREC_LOG_FORMAT", "text")
     if config is not None:
@@ -386,16 +384,6 @@ def _check_health(name: str, settings: Settings, timeout: float) -> str:
         timeout,
         channel_credentials(settings.tls),
     )
-
-
-def _raise_on_stop_signals() -> None:
-    """SIGINT and SIGTERM raise KeyboardInterrupt, whatever this process inherited."""
-
-    def handler(signum: int, frame: FrameType | None) -> None:
-        raise KeyboardInterrupt
-
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(signum, handler)
 
 
 def _status_table(settings: Settings, statuses: dict[str, str]) -> Table:

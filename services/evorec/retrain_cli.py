@@ -12,6 +12,7 @@ from rich.console import Console
 from evorec.cli_options import ConfigOption, config_options
 from evorec.encoder.config import EncoderConfig, TrainingConfig
 from evorec.platform.config import Settings, load_settings
+from evorec.platform.stop_signals import raise_on_stop_signals
 
 if TYPE_CHECKING:
     from evorec.learning.retrain import RetrainRequest as Request
@@ -78,6 +79,7 @@ def retrain(
             console.print(f"[red]{error}[/red]")
 
     console.print(f"retraining every {every}; Ctrl-C stops")
+    raise_on_stop_signals()
     try:
         repeat(period, turn)
     except KeyboardInterrupt:
