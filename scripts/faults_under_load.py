@@ -45,7 +45,6 @@ from pathlib import Path
 
 import grpc
 import pandas as pd
-from google.protobuf.timestamp_pb2 import Timestamp
 
 from evorec.data.artifacts import DatasetLayout
 from evorec.data.synth import SimulatorConfig
@@ -53,7 +52,10 @@ from evorec.encoder.config import EncoderConfig, TrainingConfig
 from evorec.model_cli import train_and_export
 from evorec.platform.probes import free_port, wait_until_serving
 from evorec.preparation import prepare_synthetic
-from evorec.v1 import common_pb2, interest_pb2, interest_pb2_grpc, ranking_pb2, ranking_pb2_grpc
+from evorec.v1 import ranking_pb2, ranking_pb2_grpc
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_ranking import STAND_IN, ingest, wait_until_answering
 
 ROOT = Path(__file__).resolve().parent.parent
 FAULTS = (
@@ -64,17 +66,6 @@ FAULTS = (
     "model-kill",
     "model-pause",
 )
-STAND_IN = """
-import asyncio, sys
-from pathlib import Path
-from tests.prediction_service import start_prediction_service
-
-async def main():
-    stand_in = await start_prediction_service(Path(sys.argv[1]), port=int(sys.argv[2]))
-    await stand_in.server.wait_for_termination()
-
-asyncio.run(main())
-"""
 
 
 @dataclass
@@ -124,7 +115,7 @@ class Services:
         self.processes[name] = process = subprocess.Popen(command, env=self.env, cwd=ROOT)
         # The stand-in has no health service: it is up once its channel connects.
         if name == "model":
-            wait_until_connected(target, process)
+            wait_until_answering(target, process, 300)
         else:
             wait_until_serving(target, process=process, timeout=300)
 
@@ -142,36 +133,6 @@ class Services:
     def stop_all(self) -> None:
         for name in reversed(list(self.processes)):
             self.stop(name)
-
-
-def wait_until_connected(target: str, process: subprocess.Popen[bytes]) -> None:
-    deadline = time.monotonic() + 300
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise SystemExit(f"the server for {target} exited with status {process.returncode}")
-        with grpc.insecure_channel(target) as channel:
-            try:
-                grpc.channel_ready_future(channel).result(timeout=1.0)
-                return
-            except grpc.FutureTimeoutError:
-                continue
-    raise SystemExit(f"nothing answered at {target} within 300 s")
-
-
-async def ingest(target: str, layout: DatasetLayout) -> None:
-    events = pd.read_parquet(layout.events, columns=["user_id", "item_id", "timestamp"])
-    messages = [
-        common_pb2.Event(
-            event_id=f"e{n}", user_id=user, item_id=item, type=common_pb2.EVENT_TYPE_VIEW,
-            event_time=Timestamp(seconds=int(when)),
-        )
-        for n, (user, item, when) in enumerate(events.itertuples(index=False))
-    ]  # fmt: skip
-    async with grpc.aio.insecure_channel(target) as channel:
-        stub = interest_pb2_grpc.InterestServiceStub(channel)
-        for start in range(0, len(messages), 1_000):
-            batch = messages[start : start + 1_000]
-            await stub.IngestEvents(interest_pb2.IngestEventsRequest(events=batch))
 
 
 class Load:
