@@ -171,6 +171,52 @@ async def test_a_message_over_the_size_limit_is_resource_exhausted(
         await server.shutdown()
 
 
+async def test_beyond_its_slots_a_server_sheds_what_it_cannot_answer_in_time(
+    monkeypatch: pytest.MonkeyPatch, settings: Any
+) -> None:
+    """One slot, calls of 0.4 s: of four calls sent at once with 0.6 s deadlines, the first
+    is answered, and the ones that could not finish in time are refused RESOURCE_EXHAUSTED
+    long before their deadline, counted by reason; a call after the burst is answered."""
+    monkeypatch.setenv("EVOREC_SERVER__MAX_IN_PROGRESS", "1")
+    one_slot = load_settings()
+    from evorec.platform.server import start_server
+
+    async def slow(request: Any, context: Any) -> Any:
+        await asyncio.sleep(0.4)
+        return preprocess_pb2.NormalizeTextResponse()
+
+    server = await start_server(
+        scripted_service(ScriptedServicer(slow)), settings.preprocess, one_slot.server
+    )
+    try:
+        await server.ready()
+        async with channel(server.port) as ch:
+            stub = preprocess_pb2_grpc.PreprocessServiceStub(ch)
+            request = preprocess_pb2.NormalizeTextRequest(texts=["a"])
+            await stub.NormalizeText(request, timeout=5)  # the method's typical time: 0.4 s
+
+            async def call() -> tuple[grpc.StatusCode, float]:
+                started = time.monotonic()
+                try:
+                    await stub.NormalizeText(request, timeout=0.6)
+                    return grpc.StatusCode.OK, time.monotonic() - started
+                except grpc.aio.AioRpcError as error:
+                    return error.code(), time.monotonic() - started
+
+            outcomes = await asyncio.gather(*(call() for _ in range(4)))
+            codes = sorted(code.name for code, _ in outcomes)
+            assert codes == ["OK", "RESOURCE_EXHAUSTED", "RESOURCE_EXHAUSTED", "RESOURCE_EXHAUSTED"]
+            shed_after = [took for code, took in outcomes if code != grpc.StatusCode.OK]
+            assert max(shed_after) < 0.5  # refused once 0.6 s - waited < 0.4 s, not at 0.6
+            assert (await call())[0] == grpc.StatusCode.OK
+        text = await asyncio.to_thread(scrape, server.metrics_port)
+        labels = f'grpc_method="NormalizeText",grpc_service="{SERVICE_NAME}",grpc_type="unary"'
+        assert f'evorec_admission_shed_total{{{labels},reason="deadline"}} 3.0' in text
+        assert f'grpc_server_handled_total{{grpc_code="RESOURCE_EXHAUSTED",{labels}}} 3.0' in text
+    finally:
+        await server.shutdown()
+
+
 def test_sigterm_lets_the_call_in_flight_finish_then_exits() -> None:
     port = free_port()
     env = {

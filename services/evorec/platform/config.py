@@ -73,6 +73,11 @@ class ServerSettings(Section):
     max_send_message_bytes: int = Field(default=16 * MIB, ge=1024, le=1024 * MIB)
     # Calls beyond this many at once are refused with RESOURCE_EXHAUSTED.
     max_concurrent_rpcs: int = Field(default=1000, ge=1, le=100_000)
+    # Unary calls worked on at once; the others wait, at most max_waiting of them, and are
+    # shed with RESOURCE_EXHAUSTED when they could no longer be answered in time
+    # (evorec.platform.admission).
+    max_in_progress: int = Field(default=64, ge=1, le=100_000)
+    max_waiting: int = Field(default=1000, ge=0, le=100_000)
     keepalive_time_s: float = Field(default=60.0, gt=0)
     keepalive_timeout_s: float = Field(default=20.0, gt=0)
     # Clients may ping at most this often without data before the server drops them.

@@ -1,9 +1,10 @@
 """The server interceptor every evorec service runs behind.
 
 For each call it: takes the request id from the metadata (or makes one) and the deadline
-from the call, so that logs and outbound calls carry them; counts and times the call; turns
-domain errors into their gRPC status; and turns anything uncaught into INTERNAL with a log
-line, never a stack trace for the caller.
+from the call, so that logs and outbound calls carry them; counts and times the call; admits
+a unary call of the service's own RPCs only when a slot is free, or sheds it
+(`evorec.platform.admission`); turns domain errors into their gRPC status; and turns
+anything uncaught into INTERNAL with a log line, never a stack trace for the caller.
 """
 
 from __future__ import annotations
@@ -12,11 +13,13 @@ import inspect
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import nullcontext
 from typing import Any
 
 import grpc
 
 from evorec.platform import context
+from evorec.platform.admission import Admission, Shed
 from evorec.platform.errors import EvorecError, InvalidArgument
 from evorec.platform.metrics import RpcMetrics
 
@@ -162,8 +165,9 @@ async def _checked_stream(requests: AsyncIterator[Any]) -> AsyncIterator[Any]:
 class ServerInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[type-arg]  # generic in stubs only
     """Wraps every handler of a server; see the module docstring."""
 
-    def __init__(self, metrics: RpcMetrics) -> None:
+    def __init__(self, metrics: RpcMetrics, admission: Admission | None = None) -> None:
         self.metrics = metrics
+        self.admission = admission
 
     async def intercept_service(
         self,
@@ -207,15 +211,24 @@ class ServerInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[type-arg]  
 
             return stream
 
+        admission = self.admission
+        if client_streaming or labels[1].startswith("grpc."):
+            admission = None  # a stream would hold a slot for its whole life
+
         async def unary(request: Any, servicer_context: Any) -> Any:
             with _Call(metrics, labels, servicer_context) as call:
                 try:
-                    requests = _checked_stream(request) if client_streaming else _checked(request)
-                    result = behavior(requests, servicer_context)
-                    # evorec's servicers are async; the generated base class's placeholders
-                    # (UNIMPLEMENTED) are plain functions.
-                    return await result if inspect.isawaitable(result) else result
+                    async with admission.slot(labels[2]) if admission else nullcontext():
+                        checked = (
+                            _checked_stream(request) if client_streaming else _checked(request)
+                        )
+                        result = behavior(checked, servicer_context)
+                        # evorec's servicers are async; the generated base class's
+                        # placeholders (UNIMPLEMENTED) are plain functions.
+                        return await result if inspect.isawaitable(result) else result
                 except Exception as error:
+                    if isinstance(error, Shed):
+                        metrics.shed.labels(*labels, error.reason).inc()
                     await call.fail(error)
 
         return unary

@@ -28,6 +28,7 @@ class RpcMetrics:
     handled: Counter
     handling_seconds: Histogram
     in_flight: Gauge
+    shed: Counter
 
     @classmethod
     def create(cls) -> RpcMetrics:
@@ -52,6 +53,12 @@ class RpcMetrics:
             ),
             in_flight=Gauge(
                 "grpc_server_in_flight", "RPCs being handled now.", _LABELS, registry=registry
+            ),
+            shed=Counter(
+                "evorec_admission_shed",
+                "Calls refused by admission (RESOURCE_EXHAUSTED), by reason: queue, deadline.",
+                (*_LABELS, "reason"),
+                registry=registry,
             ),
         )
 

@@ -25,6 +25,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 from prometheus_client.registry import Collector
 
+from evorec.platform.admission import Admission
 from evorec.platform.authorization import AuthorizationInterceptor, Policy
 from evorec.platform.config import Endpoint, ServerSettings
 from evorec.platform.interceptors import ServerInterceptor
@@ -175,7 +176,8 @@ async def start_server(
     metrics = RpcMetrics.create()
     for collector in service.collectors:
         metrics.registry.register(collector)
-    interceptors: list[grpc.aio.ServerInterceptor] = [ServerInterceptor(metrics)]  # type: ignore[type-arg]
+    admission = Admission(settings.max_in_progress, settings.max_waiting)
+    interceptors: list[grpc.aio.ServerInterceptor] = [ServerInterceptor(metrics, admission)]  # type: ignore[type-arg]
     if tls.authorization:
         # After the ServerInterceptor, which logs, counts and answers its denials.
         interceptors.append(AuthorizationInterceptor(Policy(tls.authorization)))

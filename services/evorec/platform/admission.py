@@ -1,0 +1,130 @@
+"""Admission: how many calls a server works on at once, and which waiting calls it sheds.
+
+Why: an asyncio server that starts every call as it arrives shares its one thread among all
+of them; offered more than it can do, each call takes longer than its deadline, the work
+spent on it is lost, and almost nothing is answered (goodput collapse). And when the load
+drops, the backlog still stands before the new calls, so the service recovers only after it.
+
+So a server keeps at most `max_in_progress` unary calls in progress; the others wait, at most
+`max_waiting` of them (beyond: RESOURCE_EXHAUSTED at once). A waiting call is refused with
+RESOURCE_EXHAUSTED, at once and cheaply, when it could no longer be answered in time: when
+what is left of its deadline falls below the typical time its method takes once started
+(an exponentially weighted mean of the last calls'). The order is adaptive LIFO: while the
+oldest waiting call has waited less than that typical time, calls start in arrival order;
+once it has waited longer (the server is behind), the newest start first, so that fresh calls
+meet no backlog and the stale ones are shed. A call that finds a free slot always starts:
+an idle server refuses nothing, however short the deadline.
+
+Streams are not admitted here (a stream would hold a slot for its whole life), nor are
+health checks and reflection.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import deque
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+
+from evorec.platform import context
+from evorec.platform.errors import ResourceExhausted
+
+# Weight of the newest call in a method's typical time: about the last 20 calls count.
+TYPICAL_WEIGHT = 0.1
+# The oldest waiting call counts as behind after at least this long, even for a method
+# whose calls are quicker (so that a queue of very quick calls does not flap into LIFO).
+MIN_BEHIND_S = 0.005
+
+
+@dataclass
+class _Waiting:
+    """A call waiting for a slot; `granted` is set when a finishing call hands it its slot."""
+
+    since: float
+    typical_s: float
+    granted: asyncio.Future[None] = field(
+        default_factory=lambda: asyncio.get_running_loop().create_future()
+    )
+
+
+class Admission:
+    """The admission of one server's unary calls; see the module docstring."""
+
+    def __init__(self, max_in_progress: int, max_waiting: int) -> None:
+        self.max_in_progress = max_in_progress
+        self.max_waiting = max_waiting
+        self.in_progress = 0
+        self.waiting: deque[_Waiting] = deque()
+        self.typical_s: dict[str, float] = {}
+
+    @asynccontextmanager
+    async def slot(self, method: str) -> AsyncIterator[None]:
+        """Holds one of the slots while the call runs; raises ResourceExhausted (`.reason`:
+        "deadline" or "queue") when the call is shed instead."""
+        if self.in_progress < self.max_in_progress and not self.waiting:
+            self.in_progress += 1
+        else:
+            await self._wait(method)
+        started = time.monotonic()
+        answered = False
+        try:
+            yield
+            answered = True
+        finally:
+            self._release()
+            if answered:
+                took = time.monotonic() - started
+                before = self.typical_s.get(method)
+                self.typical_s[method] = (
+                    took if before is None else before + TYPICAL_WEIGHT * (took - before)
+                )
+
+    async def _wait(self, method: str) -> None:
+        if len(self.waiting) >= self.max_waiting:
+            raise Shed("queue", f"{self.max_waiting} calls are already waiting: retry later")
+        typical = self.typical_s.get(method, 0.0)
+        remaining = context.remaining_seconds()
+        if remaining is not None and remaining <= typical:
+            raise Shed("deadline", _too_late(remaining, typical))
+        waiting = _Waiting(time.monotonic(), typical)
+        self.waiting.append(waiting)
+        try:
+            async with asyncio.timeout(None if remaining is None else remaining - typical):
+                await asyncio.shield(waiting.granted)
+        except BaseException as error:  # timed out, or the caller went away
+            if waiting.granted.done():  # the slot came at the same moment: give it on
+                self._release()
+            else:
+                self.waiting.remove(waiting)
+                waiting.granted.cancel()
+            if isinstance(error, TimeoutError):
+                left = context.remaining_seconds() or 0.0
+                raise Shed("deadline", _too_late(left, typical)) from None
+            raise
+
+    def _release(self) -> None:
+        """Hands the slot of a finished call to a waiting one (adaptive LIFO), or frees it."""
+        if not self.waiting:
+            self.in_progress -= 1
+            return
+        oldest = self.waiting[0]
+        behind = time.monotonic() - oldest.since > max(oldest.typical_s, MIN_BEHIND_S)
+        chosen = self.waiting.pop() if behind else self.waiting.popleft()
+        chosen.granted.set_result(None)
+
+
+class Shed(ResourceExhausted):
+    """A call admission refused: `reason` is "queue" (too many waiting) or "deadline"."""
+
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
+def _too_late(remaining: float, typical: float) -> str:
+    return (
+        f"overloaded: {max(remaining, 0.0) * 1000:.0f} ms left of the deadline, and a call "
+        f"takes about {typical * 1000:.0f} ms once started: retry later"
+    )

@@ -1,0 +1,151 @@
+"""Admission (evorec.platform.admission): slots, the bounded queue, shedding of calls that
+can no longer be answered in time, and the adaptive LIFO order."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import pytest
+
+from evorec.platform import context
+from evorec.platform.admission import Admission, Shed
+
+
+async def hold(admission: Admission, release: asyncio.Event, method: str = "M") -> None:
+    async with admission.slot(method):
+        await release.wait()
+
+
+async def with_deadline(seconds: float | None, admission: Admission, log: list[str], name: str):
+    """Takes a slot as a call with `seconds` left of its deadline; logs when it starts."""
+    context.deadline.set(None if seconds is None else time.monotonic() + seconds)
+    async with admission.slot("M"):
+        log.append(name)
+
+
+async def teach_typical(admission: Admission, seconds: float) -> None:
+    """One answered call of `seconds`: the method's typical time becomes that."""
+    async with admission.slot("M"):
+        await asyncio.sleep(seconds)
+
+
+async def test_an_idle_server_admits_a_call_however_short_its_deadline() -> None:
+    admission = Admission(max_in_progress=1, max_waiting=0)
+    await teach_typical(admission, 0.05)
+    log: list[str] = []
+    await with_deadline(0.001, admission, log, "short")
+    assert log == ["short"]
+    assert admission.in_progress == 0
+
+
+async def test_a_call_beyond_the_slots_waits_and_starts_when_one_frees() -> None:
+    admission = Admission(max_in_progress=1, max_waiting=10)
+    release = asyncio.Event()
+    first = asyncio.create_task(hold(admission, release))
+    await asyncio.sleep(0)
+    log: list[str] = []
+    second = asyncio.create_task(with_deadline(None, admission, log, "second"))
+    await asyncio.sleep(0.01)
+    assert log == []
+    assert len(admission.waiting) == 1
+    release.set()
+    await asyncio.gather(first, second)
+    assert log == ["second"]
+    assert admission.in_progress == 0
+    assert not admission.waiting
+
+
+async def test_a_full_queue_refuses_at_once() -> None:
+    admission = Admission(max_in_progress=1, max_waiting=1)
+    release = asyncio.Event()
+    first = asyncio.create_task(hold(admission, release))
+    await asyncio.sleep(0)
+    waiting = asyncio.create_task(hold(admission, release))
+    await asyncio.sleep(0)
+    with pytest.raises(Shed) as refused:
+        await with_deadline(None, admission, [], "third")
+    assert refused.value.reason == "queue"
+    release.set()
+    await asyncio.gather(first, waiting)
+    assert admission.in_progress == 0
+
+
+async def test_a_waiting_call_is_shed_once_it_could_not_finish_in_time() -> None:
+    admission = Admission(max_in_progress=1, max_waiting=10)
+    await teach_typical(admission, 0.4)
+    typical = admission.typical_s["M"]
+    release = asyncio.Event()
+    first = asyncio.create_task(hold(admission, release))
+    await asyncio.sleep(0)
+    started = time.monotonic()
+    with pytest.raises(Shed) as refused:
+        await with_deadline(1.0, admission, [], "late")
+    waited = time.monotonic() - started
+    # Shed when what is left (1 s - waited) reaches the typical time (about 0.6 s in), well
+    # before the deadline itself.
+    assert refused.value.reason == "deadline"
+    assert 1.0 - typical - 0.01 <= waited < 0.9
+    assert not admission.waiting
+    release.set()
+    await first
+    assert admission.in_progress == 0
+
+
+async def test_a_call_left_less_than_the_typical_time_is_shed_without_waiting() -> None:
+    admission = Admission(max_in_progress=1, max_waiting=10)
+    await teach_typical(admission, 0.1)
+    release = asyncio.Event()
+    first = asyncio.create_task(hold(admission, release))
+    await asyncio.sleep(0)
+    started = time.monotonic()
+    with pytest.raises(Shed, match="overloaded"):
+        await with_deadline(0.05, admission, [], "late")
+    assert time.monotonic() - started < 0.02
+    release.set()
+    await first
+
+
+async def test_in_arrival_order_while_on_time_newest_first_once_behind() -> None:
+    admission = Admission(max_in_progress=1, max_waiting=10)
+    await teach_typical(admission, 0.2)
+    log: list[str] = []
+
+    async def run_while_three_wait(pause_s: float) -> list[str]:
+        log.clear()
+        release = asyncio.Event()
+        first = asyncio.create_task(hold(admission, release))
+        await asyncio.sleep(0)
+        waiting = []
+        for name in ("a", "b", "c"):
+            waiting.append(asyncio.create_task(with_deadline(None, admission, log, name)))
+            await asyncio.sleep(0)
+        await asyncio.sleep(pause_s)
+        release.set()
+        await asyncio.gather(first, *waiting)
+        return list(log)
+
+    assert await run_while_three_wait(0.0) == ["a", "b", "c"]
+    # The oldest has now waited longer than the method's typical time: the newest goes first.
+    assert (await run_while_three_wait(0.3))[0] == "c"
+    assert admission.in_progress == 0
+
+
+async def test_a_waiting_call_cancelled_by_its_caller_leaves_the_queue() -> None:
+    admission = Admission(max_in_progress=1, max_waiting=10)
+    release = asyncio.Event()
+    first = asyncio.create_task(hold(admission, release))
+    await asyncio.sleep(0)
+    gone = asyncio.create_task(hold(admission, release))
+    await asyncio.sleep(0)
+    assert len(admission.waiting) == 1
+    gone.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await gone
+    assert not admission.waiting
+    release.set()
+    await first
+    assert admission.in_progress == 0
+    log: list[str] = []
+    await with_deadline(None, admission, log, "next")
+    assert log == ["next"]
