@@ -155,7 +155,7 @@ def index_recall(version_dir: Path, layout: DatasetLayout) -> dict[str, float]:
     import tensorflow as tf
 
     from evorec.data.sequences import LeaveOneOut
-    from evorec.encoder.backends import right_padded
+    from evorec.encoder.batch_shapes import right_padded
 
     table = np.load(version_dir / "assets.extra" / "evorec" / "item_table.npy")
     histories = LeaveOneOut.load(layout).train[:RECALL_USERS]

@@ -18,9 +18,11 @@ from tensorflow_serving.apis import prediction_log_pb2
 
 from evorec.data.artifacts import DatasetLayout
 from evorec.data.sequences import LeaveOneOut
+from evorec.encoder.batch_shapes import all_shapes
 from evorec.encoder.config import EncoderConfig, EncoderKind, TrainingConfig
 from evorec.encoder.export import export_model, next_version
 from evorec.encoder.model import SequenceEncoder, left_padded
+from evorec.encoder.settings import ServingSettings
 from evorec.encoder.training import Trainer, TrainingResult, seen_logit, training_pairs
 from evorec.evaluation.metrics import mask_seen, top_k
 from tests.conftest import ROOT
@@ -130,8 +132,10 @@ def assert_the_warmup_requests_replay(path: Path, loaded: Any, model: SequenceEn
     records = list(
         tf.data.TFRecordDataset(str(path / "assets.extra" / "tf_serving_warmup_requests"))
     )
-    assert len(records) == 1
-    for record in records:
+    # One request in each shape the Batcher sends; replaying the first, a middle and the
+    # last (the largest) is enough to check them.
+    assert len(records) == len(all_shapes(ServingSettings().max_batch_size, model.config.max_len))
+    for record in (records[0], records[len(records) // 2], records[-1]):
         log = prediction_log_pb2.PredictionLog.FromString(record.numpy())
         assert log.WhichOneof("log_type") == "predict_log"
         request = log.predict_log.request

@@ -11,7 +11,8 @@ import pytest
 from google.protobuf import text_format
 from tensorflow_serving.config import model_server_config_pb2
 
-from evorec.encoder.backends import Batcher, right_padded
+from evorec.encoder.backends import Batcher, InProcessBackend
+from evorec.encoder.batch_shapes import all_shapes, batch_shape, right_padded, row_buckets, widths
 from evorec.encoder.bundle import ModelBundle, model_versions
 from evorec.encoder.publish import publish, set_version_label
 from evorec.ranking.catalog import MirroredItem
@@ -180,6 +181,44 @@ def test_right_padding_keeps_lengths() -> None:
     batch, length = right_padded([np.array([4, 5]), np.array([7])])
     assert batch.tolist() == [[4, 5], [7, 0]]
     assert length.tolist() == [2, 1]
+    # To a shape: rows beyond the histories hold one padding item.
+    batch, length = right_padded([np.array([4, 5]), np.array([7])], (3, 4))
+    assert batch.tolist() == [[4, 5, 0, 0], [7, 0, 0, 0], [0, 0, 0, 0]]
+    assert length.tolist() == [2, 1, 1]
+
+
+def test_batches_are_padded_to_a_few_shapes() -> None:
+    assert row_buckets(64) == [1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 48, 64]
+    assert row_buckets(10) == [1, 2, 3, 4, 6, 8, 10]
+    assert widths(200) == [16, 32, 48, 64, 80, 96, 112, 128, 144, 160, 176, 192, 200]
+    assert batch_shape(5, 17, 64, 200) == (6, 32)
+    assert batch_shape(33, 199, 64, 200) == (48, 200)
+    assert batch_shape(1, 3, 64, None) == (1, 3)  # max_len not known: width as it is
+    assert len(all_shapes(64, 200)) == 12 * 13
+    assert {batch_shape(r, n, 64, 200) for r in range(1, 65) for n in range(1, 201)} == set(
+        all_shapes(64, 200)
+    )
+
+
+async def test_padding_a_batch_to_its_shape_leaves_the_user_vectors_as_they_were(
+    model_base: Path,
+) -> None:
+    version_dir = model_base / "encoder" / "1"
+    backend = InProcessBackend(max_batch=8)
+    await backend.load(version_dir)
+    histories = [np.array([1, 2, 3]), np.array([5]), np.array([4, 4, 2, 7, 9])]
+    plain, _ = await backend.user_vectors(*right_padded(histories), 1, None)
+    shape = batch_shape(3, 5, 8, ModelBundle.load(version_dir).max_len)
+    assert shape[0] == 3
+    assert shape[1] > 5
+    padded, _ = await backend.user_vectors(*right_padded(histories, shape), 1, None)
+    assert padded.shape[0] == 3
+    np.testing.assert_allclose(padded[:3], plain, atol=1e-5)
+    shape = batch_shape(5, 5, 8, ModelBundle.load(version_dir).max_len)
+    assert shape[0] == 6
+    padded, _ = await backend.user_vectors(*right_padded(histories, shape), 1, None)
+    np.testing.assert_allclose(padded[:3], plain, atol=1e-5)
+    await backend.close()
 
 
 async def test_the_batcher_gathers_concurrent_requests_into_one_call() -> None:
@@ -188,19 +227,20 @@ async def test_the_batcher_gathers_concurrent_requests_into_one_call() -> None:
     async def run(
         history: np.ndarray, length: np.ndarray, version: int, limit: float | None
     ) -> tuple[np.ndarray, int]:
-        calls.append((len(history), version))
+        calls.append(history.shape)
         await asyncio.sleep(0.01)
         return history[:, :1].astype(np.float32), version
 
     batcher = Batcher(run, max_batch=8, window_s=0.005)
     results = await asyncio.gather(
-        *(batcher.user_vector(np.array([n + 1]), 1, None) for n in range(20))
+        *(batcher.user_vector(np.array([n + 1] * (n + 1)), 1, None, 24) for n in range(20))
     )
     await batcher.close()
     assert [float(vector[0]) for vector, _ in results] == [n + 1 for n in range(20)]
-    assert sum(size for size, _ in calls) == 20
-    assert max(size for size, _ in calls) == 8
+    assert max(rows for rows, _ in calls) == 8
     assert len(calls) <= 4
+    # Each call in one of the few shapes: rows 1, 2, 3, 4, 6 or 8; width 16 or 24.
+    assert {(rows in row_buckets(8), width in (16, 24)) for rows, width in calls} == {(True, True)}
 
 
 async def test_the_batcher_fails_every_caller_of_a_failed_call() -> None:

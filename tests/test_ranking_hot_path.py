@@ -246,9 +246,13 @@ async def test_concurrent_answers_equal_the_per_request_computation(
     original = Batcher.user_vector
 
     async def recording(
-        self: Batcher, history: np.ndarray, version: int, time_limit: float | None
+        self: Batcher,
+        history: np.ndarray,
+        version: int,
+        time_limit: float | None,
+        max_len: int | None = None,
     ) -> tuple[np.ndarray, int]:
-        vector, answered = await original(self, history, version, time_limit)
+        vector, answered = await original(self, history, version, time_limit, max_len)
         vectors[tuple(history.tolist())] = vector
         return vector, answered
 

@@ -4,13 +4,15 @@ a right-padded int32 batch of histories (item indexes) with their lengths and an
 `user_vector` from the `serving_default` signature, with the model version that answered.
 
 `Batcher` sits in front of either: requests that arrive while the model is busy, or within a
-small window, go to it as one batch, so throughput grows with load.
+small window, go to it as one batch, so throughput grows with load; each batch is padded to
+one of a few shapes (`evorec.encoder.batch_shapes`).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextvars
+import json
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -31,6 +33,8 @@ from tensorflow_serving.apis import (
     prediction_service_pb2_grpc,
 )
 
+from evorec.encoder.batch_shapes import all_shapes, batch_shape, right_padded
+from evorec.encoder.bundle import BUNDLE_DIR
 from evorec.encoder.settings import ServingSettings
 from evorec.platform.clients import open_channel
 from evorec.platform.config import ClientSettings, ServerSettings
@@ -81,22 +85,14 @@ class EncoderBackend(Protocol):
     async def close(self) -> None: ...
 
 
-def right_padded(histories: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
-    """One int32 batch [len(histories), longest] with zeros after each history, and lengths."""
-    length = np.array([len(h) for h in histories], dtype=np.int32)
-    batch = np.zeros((len(histories), max(1, int(length.max(initial=0)))), dtype=np.int32)
-    for row, history in enumerate(histories):
-        batch[row, : len(history)] = history
-    return batch, length
-
-
 class InProcessBackend:
     """The SavedModel run by this process, one loaded model per version."""
 
     description = "in-process SavedModel"
 
-    def __init__(self, signature_name: str = "serving_default") -> None:
+    def __init__(self, signature_name: str = "serving_default", max_batch: int = 64) -> None:
         self.signature_name = signature_name
+        self.max_batch = max_batch
         self.models: dict[int, Any] = {}
 
     async def load(self, version_dir: Path) -> None:
@@ -105,9 +101,14 @@ class InProcessBackend:
             self.models[version] = await asyncio.to_thread(self._load_warm, version_dir)
 
     def _load_warm(self, version_dir: Path) -> Any:
+        """The SavedModel, run once in each shape the Batcher sends (evorec.encoder.
+        batch_shapes), so that its kernels' per-shape memory is taken before serving."""
         loaded = tf.saved_model.load(str(version_dir))
         signature = loaded.signatures[self.signature_name]
-        signature(history=tf.constant([[1]], tf.int32), length=tf.constant([1], tf.int32))
+        manifest = json.loads((version_dir / BUNDLE_DIR / "manifest.json").read_text())
+        for shape in all_shapes(self.max_batch, int(manifest["encoder"]["max_len"])):
+            history, length = right_padded([], shape)
+            signature(history=tf.constant(history), length=tf.constant(length))
         return loaded
 
     def unload(self, version: int) -> None:
@@ -234,6 +235,7 @@ class TFServingBackend:
 class _Waiting:
     history: np.ndarray
     version: int
+    max_len: int | None  # of that version; None: not known
     deadline: float | None  # time.monotonic()
     future: asyncio.Future[tuple[np.ndarray, int]] = field(repr=False)
 
@@ -262,16 +264,21 @@ class Batcher:
         self.busy = False
 
     async def user_vector(
-        self, history: np.ndarray, version: int, time_limit: float | None
+        self,
+        history: np.ndarray,
+        version: int,
+        time_limit: float | None,
+        max_len: int | None = None,
     ) -> tuple[np.ndarray, int]:
-        """The user vector for one history (item indexes of `version`, oldest first)."""
+        """The user vector for one history (item indexes of `version`, oldest first, at most
+        `max_len`, that version's, by which batches are padded: evorec.encoder.batch_shapes)."""
         if self.worker is None:
             # A context of its own: the worker outlives the request that started it, whose
             # deadline and request id (context variables) must not bound the batches after it.
             self.worker = asyncio.create_task(self._work(), context=contextvars.Context())
         future: asyncio.Future[tuple[np.ndarray, int]] = asyncio.get_running_loop().create_future()
         deadline = None if time_limit is None else time.monotonic() + time_limit
-        self.queue.put_nowait(_Waiting(history, version, deadline, future))
+        self.queue.put_nowait(_Waiting(history, version, max_len, deadline, future))
         if time_limit is None:
             return await future
         # Bounded by its own limit, also while an earlier batch still holds the model.
@@ -304,7 +311,11 @@ class Batcher:
     async def _run(self, version: int, batch: list[_Waiting], now: float) -> None:
         deadlines = [w.deadline for w in batch if w.deadline is not None]
         timeout = min(deadlines) - now if deadlines else None
-        history, length = right_padded([w.history for w in batch])
+        histories = [w.history for w in batch]
+        shape = batch_shape(
+            len(batch), max(len(h) for h in histories), self.max_batch, batch[0].max_len
+        )
+        history, length = right_padded(histories, shape)
         try:
             vectors, answered = await self.run(history, length, version, timeout)
         except Exception as error:  # every waiting caller gets it, and handles it

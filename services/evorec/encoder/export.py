@@ -42,7 +42,9 @@ from scipy import sparse
 from evorec.baselines import ItemCosine, ItemMarkov, MostPopular
 from evorec.data.artifacts import DatasetLayout
 from evorec.data.sequences import LeaveOneOut, user_sequences
+from evorec.encoder.batch_shapes import all_shapes, right_padded
 from evorec.encoder.model import SequenceEncoder, left_padded
+from evorec.encoder.settings import ServingSettings
 from evorec.evolution import methods
 from evorec.evolution.track_record import fit_evolution
 from evorec.topic_distributions import Distribution
@@ -103,20 +105,24 @@ def next_version(model_dir: Path) -> int:
     return max(versions, default=0) + 1
 
 
-def _warmup(path: Path, model_name: str) -> None:
+def _warmup(path: Path, model_name: str, max_len: int) -> None:
+    """One request in each shape ranking's Batcher sends with the default batch size
+    (evorec.encoder.batch_shapes), for TF Serving to replay at load."""
     from tensorflow_serving.apis import predict_pb2, prediction_log_pb2
 
-    request = predict_pb2.PredictRequest()
-    request.model_spec.name = model_name
-    request.model_spec.signature_name = "serving_default"
-    request.inputs["history"].CopyFrom(tf.make_tensor_proto(np.array([[1, 2, 3, 0]], np.int32)))
-    request.inputs["length"].CopyFrom(tf.make_tensor_proto(np.array([3], np.int32)))
-    log = prediction_log_pb2.PredictionLog(
-        predict_log=prediction_log_pb2.PredictLog(request=request)
-    )
     path.parent.mkdir(parents=True, exist_ok=True)
     with tf.io.TFRecordWriter(str(path)) as writer:
-        writer.write(log.SerializeToString())
+        for shape in all_shapes(ServingSettings().max_batch_size, max_len):
+            history, length = right_padded([np.array([1], np.int32)], shape)
+            request = predict_pb2.PredictRequest()
+            request.model_spec.name = model_name
+            request.model_spec.signature_name = "serving_default"
+            request.inputs["history"].CopyFrom(tf.make_tensor_proto(history))
+            request.inputs["length"].CopyFrom(tf.make_tensor_proto(length))
+            log = prediction_log_pb2.PredictionLog(
+                predict_log=prediction_log_pb2.PredictLog(request=request)
+            )
+            writer.write(log.SerializeToString())
 
 
 # Neighbours kept per item in the exported item-to-item similarity.
@@ -208,7 +214,9 @@ def export_model(
         str(staging),
         signatures={"serving_default": module.user_vectors, "top_k": module.top_k},
     )
-    _warmup(staging / "assets.extra" / "tf_serving_warmup_requests", model_name)
+    _warmup(
+        staging / "assets.extra" / "tf_serving_warmup_requests", model_name, model.config.max_len
+    )
     bundle = staging / "assets.extra" / "evorec"
     bundle.mkdir(parents=True, exist_ok=True)
     np.save(bundle / "item_table.npy", module.table.numpy())

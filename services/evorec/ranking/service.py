@@ -345,7 +345,9 @@ class RankingServicer(ranking_pb2_grpc.RankingServiceServicer):
         if not self.encoder_breaker.allow():
             raise EncoderSkipped
         try:
-            vector, version = await self.batcher.user_vector(window, space.bundle.version, limit)
+            vector, version = await self.batcher.user_vector(
+                window, space.bundle.version, limit, space.bundle.max_len
+            )
         except Exception as error:
             self.encoder_breaker.record(False if is_expected_failure(error) else None)
             raise
@@ -450,7 +452,7 @@ def _describe(error: BaseException) -> str:
 def backend_for(settings: Settings) -> EncoderBackend:
     if settings.serving.backend == "tf_serving":
         return TFServingBackend(settings.serving, settings.client, settings.server, settings.tls)
-    return InProcessBackend(settings.serving.signature_name)
+    return InProcessBackend(settings.serving.signature_name, settings.serving.max_batch_size)
 
 
 def create(settings: Settings) -> GrpcService:
