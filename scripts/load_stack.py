@@ -11,6 +11,7 @@ from there, so that the load scripts measure the same services as the ranking be
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import fcntl
 import itertools
 import os
@@ -42,6 +43,8 @@ from evorec.v1 import (
 
 SERVICES = ("preprocess", "embedding", "interest", "ranking")
 KINDS = ("Recommend", "GetInterestProfile", "IngestEvents")
+# The load generator's own entry among the CPU samples.
+LOAD = "load generator"
 # Events in each IngestEvents call of the load (a client sending a small batch).
 EVENTS_PER_INGEST = 5
 # How often the load generator starts the calls that are due (an open loop in ticks, so that
@@ -123,7 +126,8 @@ def measurement_priority(services: Services) -> None:
     """Sets every thread of this process and of the services to priority 0."""
     for pid in [os.getpid(), *(p.pid for p in services.processes.values())]:
         for task in Path(f"/proc/{pid}/task").iterdir():
-            os.setpriority(os.PRIO_PROCESS, int(task.name), 0)
+            with contextlib.suppress(ProcessLookupError):  # a thread that has just ended
+                os.setpriority(os.PRIO_PROCESS, int(task.name), 0)
 
 
 def rss_mib(pid: int) -> float:
@@ -134,14 +138,23 @@ def rss_mib(pid: int) -> float:
     raise RuntimeError(f"no VmRSS for process {pid}")
 
 
+def cpu_seconds(pid: int) -> float:
+    """CPU time (user + system) process `pid` has used so far, in seconds (Linux)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 @dataclass
 class MemorySamples:
-    """Each service process's resident memory, sampled every `interval_s` while running."""
+    """Each service process's resident memory, sampled every `interval_s` while running, and
+    the CPU time used so far by each service and by the load generator (this process, key
+    LOAD), so that a report can say where the two cores went."""
 
     services: Services
     interval_s: float = 1.0
     times: list[float] = field(default_factory=list)
     mib: dict[str, list[float]] = field(default_factory=dict)
+    cpu_s: dict[str, list[float]] = field(default_factory=dict)
 
     async def run(self, started: float, until: Callable[[], bool]) -> None:
         while not until():
@@ -149,7 +162,19 @@ class MemorySamples:
             for name in SERVICES:
                 pid = self.services.processes[name].pid
                 self.mib.setdefault(name, []).append(rss_mib(pid))
+                self.cpu_s.setdefault(name, []).append(cpu_seconds(pid))
+            self.cpu_s.setdefault(LOAD, []).append(cpu_seconds(os.getpid()))
             await asyncio.sleep(self.interval_s)
+
+    def cores(self, name: str, start: float, end: float) -> float:
+        """Cores process `name` kept busy on average between `start` and `end` (s since the
+        load started), from the samples nearest inside that span."""
+        inside = [n for n, t in enumerate(self.times) if start <= t <= end]
+        if len(inside) < 2:
+            return float("nan")
+        first, last = inside[0], inside[-1]
+        used = self.cpu_s[name][last] - self.cpu_s[name][first]
+        return used / (self.times[last] - self.times[first])
 
 
 @dataclass(frozen=True)

@@ -2,7 +2,7 @@
 the services shed the excess, whether their memory stays bounded, and how fast they recover.
 
     .venv/bin/python scripts/overload.py [--factor 3] [--seconds 30] [--call-timeout 1]
-        [--users 1000 --items 10000 --events-per-user 200] [--plot PNG]
+        [--users 1000 --items 10000 --events-per-user 200] [--in-progress 64,16] [--plot PNG]
 
 The stack of `bench_ranking.py` (see `load_stack.py`). First `Recommend`'s saturation is
 measured: 32 callers back to back over one connection for `--saturation-seconds` (after a
@@ -10,8 +10,10 @@ warm-up of 3 s), answered calls/s. Then an open-loop load in three phases, each 
 deadline of `--call-timeout` s: `--seconds` / 3 s at half the saturation ("before"),
 `--seconds` at `--factor` times it ("overload"), `--seconds` / 2 at half again ("after");
 IngestEvents (5 events a call) is offered throughout at a fifth of the saturation. The
-services shed with gRPC's admission limit (`server.max_concurrent_rpcs`, RESOURCE_EXHAUSTED
-beyond it) and the callers' deadlines (DEADLINE_EXCEEDED). Printed: each phase's offered and
+services shed with their admission (`evorec.platform.admission`: at most
+`server.max_in_progress` calls in progress, the others waiting and refused with
+RESOURCE_EXHAUSTED once they could no longer be answered in time) and the callers' deadlines
+(DEADLINE_EXCEEDED). Printed: each phase's offered and
 answered rates, p50/p99 of the answered calls, failures by code; the first seconds after
 the load drops, second by second (the recovery); each service's resident memory before,
 at its peak and at the end (sampled every second from /proc).
@@ -21,12 +23,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import platform
 import random
 import statistics
 from pathlib import Path
 
 from load_stack import (
+    LOAD,
     SERVICES,
     Load,
     MemorySamples,
@@ -56,9 +60,9 @@ def options() -> argparse.Namespace:
     parser.add_argument("--items", type=int, default=10_000)
     parser.add_argument("--events-per-user", type=int, default=200)
     parser.add_argument(
-        "--admission-limits", default="1000",
-        help="comma-separated values of ranking's server.max_concurrent_rpcs; the overload "
-        "is run once per value, ranking restarted with it (1000: the default)",
+        "--in-progress", default="64",
+        help="comma-separated values of ranking's server.max_in_progress; the overload is "
+        "run once per value, ranking restarted with it (64: the default)",
     )  # fmt: skip
     parser.add_argument(
         "--lock", type=Path,
@@ -71,7 +75,7 @@ def options() -> argparse.Namespace:
 def main() -> None:
     args = options()
     random.seed(0)
-    limits = [int(v) for v in args.admission_limits.split(",")]
+    limits = [int(v) for v in args.in_progress.split(",")]
     with running_stack(args.users, args.items, args.events_per_user) as stack:
         services = stack.services
         with measurement_lock(args.lock, services):
@@ -97,7 +101,7 @@ def main() -> None:
             ]  # fmt: skip
             for number, limit in enumerate(limits):
                 services.stop("ranking")
-                services.env["EVOREC_SERVER__MAX_CONCURRENT_RPCS"] = str(limit)
+                services.env["EVOREC_SERVER__MAX_IN_PROGRESS"] = str(limit)
                 services.start("ranking")
                 if args.lock is not None:  # the new process starts at the script's priority
                     measurement_priority(services)
@@ -119,7 +123,7 @@ def main() -> None:
 
 def report(load: Load, memory: MemorySamples, phases: list[Phase], limit: int) -> None:
     """Prints one overload run: each phase per RPC, the recovery, the memory."""
-    print(f"\nranking's server.max_concurrent_rpcs = {limit}:")
+    print(f"\nranking's server.max_in_progress = {limit}:")
     print(
         "| phase | RPC | offered calls/s | answered/s | p50 / p99 ms (answered) | failed |"
         " failures by code | degraded |"
@@ -150,6 +154,12 @@ def report(load: Load, memory: MemorySamples, phases: list[Phase], limit: int) -
             f"| {second + 1} | {int(s['calls']):,} | {s['p50_ms']:.1f} / {s['p99_ms']:.1f} |"
             f" {int(s['failed']):,} | {codes(s)} |"
         )
+    print(f"\nCPU: cores kept busy in each phase (of the machine's {os.cpu_count()}):")
+    print("| phase | " + " | ".join([*SERVICES, LOAD]) + " |")
+    print("|---|" + "---|" * (len(SERVICES) + 1))
+    for name, (begin, end) in bounds.items():
+        used = [memory.cores(n, begin, end) for n in [*SERVICES, LOAD]]
+        print(f"| {name} | " + " | ".join(f"{u:.2f}" for u in used) + " |")
     print("\nResident memory of each service (MiB; sampled every second):")
     print("| service | before the overload (mean) | peak | at the end |")
     print("|---|---|---|---|")

@@ -220,10 +220,10 @@ TINY_STACK = ("--users", "60", "--items", "300", "--events-per-user", "30", "--w
 
 
 @pytest.mark.timeout(400)
-def test_overload_sheds_with_resource_exhausted_at_a_small_admission_limit(tmp_path: Path) -> None:
+def test_overload_sheds_with_resource_exhausted_at_one_slot(tmp_path: Path) -> None:
     output = run_script(
         "overload.py", *TINY_STACK, "--seconds", "3", "--saturation-seconds", "2",
-        "--admission-limits", "1000,4", "--plot", str(tmp_path / "overload.png"), timeout=360,
+        "--in-progress", "64,1", "--plot", str(tmp_path / "overload.png"), timeout=360,
     )  # fmt: skip
     counts = r"[\d,]+ of [\d,]+"
     assert_rows(
@@ -235,7 +235,7 @@ def test_overload_sheds_with_resource_exhausted_at_a_small_admission_limit(tmp_p
             rf"\| ranking \| {NUMBER} \| {NUMBER} \| {NUMBER} \|",
         ],
     )
-    limited = output.split("max_concurrent_rpcs = 4:")[1]
+    limited = output.split("max_in_progress = 1:")[1]
     overload = next(line for line in limited.splitlines() if line.startswith("| overload | Rec"))
     assert re.search(r"RESOURCE_EXHAUSTED [\d,]+", overload), overload
     assert (tmp_path / "overload.png").stat().st_size > 0
