@@ -63,6 +63,7 @@ from typing import Any
 import grpc
 import numpy as np
 import pandas as pd
+from threadpoolctl import threadpool_limits
 
 from evorec.data.artifacts import DatasetLayout
 from evorec.data.readers import read_dataset
@@ -235,7 +236,14 @@ def index_recall(
 ) -> dict[str, Any]:
     """Recall of the approximate index (the settings' kind, forced on whatever the size)
     against exact search, and its build and search times, for `users` with their
-    `histories` excluded, as ranking's encoder source searches."""
+    `histories` excluded, as ranking's encoder source searches; one thread."""
+    with threadpool_limits(limits=1):  # numpy's BLAS on one thread, as in the services
+        return _index_recall(table, users, histories, settings)
+
+
+def _index_recall(
+    table: np.ndarray, users: np.ndarray, histories: list[np.ndarray], settings: IndexSettings
+) -> dict[str, Any]:
     exact = ExactIndex(table)
     started = time.perf_counter()
     approximate = build_index(table, settings.model_copy(update={"exact_below": 1}))
