@@ -3,18 +3,21 @@ query, recall of the approximate index against the exact one, build time; and th
 which the approximate index is faster (the default of `IndexSettings.exact_below`).
 
     .venv/bin/python scripts/bench_vector_index.py [--sizes 10000 30000 100000 300000]
-        [--dimension 64] [--queries 200] [--trained VECTORS.npz]
+        [--dimension 64] [--queries 200] [--trained VECTORS.npz | --text-vectors DATASET]
         [--config KEY=VALUE[,KEY=VALUE...] ...] [--json OUT]
 
-Without --trained the vectors are clustered like item embeddings (1,000 Gaussian clusters,
-noise of 0.7 of a centre's scale); the queries are vectors of the same mixture, and each
-search excludes 1% of the rows at random (a request's seen and excluded items). With
---trained, the item table and users' vectors of a trained model (`scripts/bench_catalog.py
---vectors VECTORS.npz` saves them), each user's history excluded as ranking excludes seen
-items; a size below the table's is a random sample of its rows (the same rows for every
-configuration). Trained tables are the harder case: a briefly trained model's item vectors
-are spread nearly evenly in every direction, with none of the clusters that make an index's
-job easy.
+Without --trained or --text-vectors the vectors are clustered like item embeddings (1,000
+Gaussian clusters, noise of 0.7 of a centre's scale); the queries are vectors of the same
+mixture, and each search excludes 1% of the rows at random (a request's seen and excluded
+items). With --trained, the item table and users' vectors of a trained model
+(`scripts/bench_catalog.py --vectors VECTORS.npz` saves them), each user's history excluded
+as ranking excludes seen items; a size below the table's is a random sample of its rows (the
+same rows for every configuration). With --text-vectors, what `SimilarItems` searches: a
+prepared dataset's unit text vectors, queried with some of its items' own vectors, each
+excluded from its own answer. The indexes do not rank alike on synthetic and on trained
+vectors (BENCHMARKS.md, "Large catalogs": the HNSW graph finds 0.99 of the top 10 on the
+clustered vectors, 0.42 on a trained table of 100,000 items), so settings are chosen on
+trained ones.
 
 Each --config is a set of `IndexSettings` fields (e.g. `approximate=hnsw,ef_search=512`;
 default: the settings' defaults), measured in turn on the same tables and queries. Each
@@ -35,6 +38,7 @@ from typing import Any
 import numpy as np
 from threadpoolctl import threadpool_limits
 
+from evorec.data.artifacts import DatasetLayout
 from evorec.vector_index import ExactIndex, build_index, recall_at
 from evorec.vector_index_settings import IndexSettings
 
@@ -78,6 +82,26 @@ def trained(path: Path, size: int, queries: int) -> tuple[np.ndarray, np.ndarray
         allowed[seen[seen >= 0]] = False
         masks.append(allowed)
     return np.ascontiguousarray(table[rows]), users, masks
+
+
+def text_vectors(
+    dataset: Path, size: int, queries: int
+) -> tuple[np.ndarray, np.ndarray, list[np.ndarray]]:
+    """`SimilarItems`' search: `size` rows of a prepared dataset's unit text vectors (all of
+    them, or a random sample; row 0, the padding, left out), queried with `queries` of
+    those rows' own vectors, each row excluded from its own answer."""
+    table = np.load(DatasetLayout(dataset).item_vectors).astype(np.float32)
+    rows = np.arange(1, len(table))
+    if size < len(rows):
+        rows = np.sort(np.random.default_rng(size).choice(rows, size, replace=False))
+    vectors = np.ascontiguousarray(table[rows])
+    asked = np.random.default_rng(0).choice(len(rows), min(queries, len(rows)), replace=False)
+    masks = []
+    for row in asked:
+        allowed = np.ones(len(rows), dtype=bool)
+        allowed[row] = False
+        masks.append(allowed)
+    return vectors, vectors[asked], masks
 
 
 def timed_searches(
@@ -141,15 +165,22 @@ def main() -> None:
     parser.add_argument("--queries", type=int, default=200)
     parser.add_argument("--trained", type=Path, help="a trained table's vectors (.npz)")
     parser.add_argument(
+        "--text-vectors", type=Path, help="a prepared dataset: search its unit text vectors"
+    )
+    parser.add_argument(
         "--config", type=config, action="append", help="IndexSettings fields, key=value,..."
     )
     parser.add_argument("--json", type=Path, help="also write the figures here as JSON")
     args = parser.parse_args()
     configs = args.config or [IndexSettings()]
-    print(
-        f"vectors: {args.trained or f'clustered, dimension {args.dimension}'}; "
-        f"{'users histories' if args.trained else '1% of rows'} excluded"
-    )
+    if args.trained:
+        print(f"vectors: the trained table and users of {args.trained}; users' histories excluded")
+    elif args.text_vectors:
+        print(
+            f"vectors: the unit text vectors of {args.text_vectors}; each query's own row excluded"
+        )
+    else:
+        print(f"vectors: clustered, dimension {args.dimension}; 1% of rows excluded")
     print(
         "| rows | index | exact ms k=10 / k=200 | approximate ms k=10 / k=200 | recall@10 "
         "| recall@200 | build s |"
@@ -160,6 +191,8 @@ def main() -> None:
         for size in args.sizes:
             if args.trained:
                 vectors, queries, masks = trained(args.trained, size, args.queries)
+            elif args.text_vectors:
+                vectors, queries, masks = text_vectors(args.text_vectors, size, args.queries)
             else:
                 vectors, queries, masks = synthetic(size, args.dimension, args.queries)
             for f in measure(vectors, queries, masks, configs):
