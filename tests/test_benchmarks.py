@@ -290,7 +290,8 @@ def test_index_recall_on_a_trained_table(tmp_path: Path) -> None:
     out, vectors = tmp_path / "recall.json", tmp_path / "vectors.npz"
     output = run_script(
         "bench_catalog.py", "--items", "20000", "--users", "200", "--events-per-user", "50",
-        "--recall-only", "--vectors", str(vectors), "--json", str(out), timeout=240,
+        "--recall-only", "--vectors", str(vectors), "--json", str(out),
+        "--work", str(tmp_path / "work"), timeout=240,
     )  # fmt: skip
     assert_rows(
         output, [r"\| approximate index \| approximate \(faiss IVF-flat, 48 of 256 lists\) \|"]
@@ -304,6 +305,11 @@ def test_index_recall_on_a_trained_table(tmp_path: Path) -> None:
         "--config", "approximate=hnsw,ef_search=64",
     )  # fmt: skip
     assert_rows(output, [rf"\| 5,000 \| approximate \(faiss HNSW\) \| {NUMBER} / {NUMBER} \|.*"])
+    output = run_script(
+        "bench_vector_index.py", "--text-vectors", str(tmp_path / "work" / "dataset"),
+        "--sizes", "5000", "--queries", "20",
+    )  # fmt: skip
+    assert_rows(output, [r"\| 5,000 \| approximate \(faiss IVF-flat, 24 of 128 lists\) \| .*"])
 
 
 @pytest.mark.timeout(500)
