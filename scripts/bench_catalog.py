@@ -6,7 +6,7 @@ while requests at the limits run.
 
     .venv/bin/python scripts/bench_catalog.py --items N [--json OUT] [--users 1000]
         [--events-per-user 200] [--epochs 1] [--loss sampled] [--seconds 15] [--work DIR]
-        [--prepare-only]
+        [--prepare-only | --recall-only] [--vectors VECTORS.npz]
 
 The simulator (`evorec.data.synth`, 20 topics) makes the catalog and users, and every item
 the users did not touch gets one view by a user drawn at random (preparation keeps only items
@@ -15,11 +15,21 @@ word vectors with one pass (`Word2VecOptions(epochs=1)`: the figures are of spee
 not text quality). The encoder is the reported transformer with text (d=64, 2 blocks, max
 length 200), trained for --epochs (each epoch also scores every validation user against
 every item, as training does) with the sampled softmax (1,000 negatives) by default, the loss
-meant for catalogs too large for a full one (--loss full for the full softmax). The recall
-figures compare faiss's HNSW graph (the settings' defaults, forced on whatever the size)
-with exact search, for 200 users' vectors from the SavedModel, their seen items excluded, at
-k=10 and k=200 (ranking's candidates per source). Which index the services use follows
-`EVOREC_INDEX__EXACT_BELOW` (default 50,000 items).
+meant for catalogs too large for a full one (--loss full for the full softmax); the time per
+epoch is reported as wall-clock and as the process's CPU time. The recall figures compare
+the approximate vector index (the kind and settings the services read from
+`EVOREC_INDEX__...`, forced on whatever the size) with exact search at k=10 and k=200
+(ranking's candidates per source), twice: as ranking's encoder source searches (the
+exported item table, 200 users' vectors from the SavedModel, their seen items excluded) and
+as `SimilarItems` does (the unit text vectors, 200 items' own vectors, each item excluded).
+Which index the services use follows `EVOREC_INDEX__EXACT_BELOW`.
+
+--recall-only stops after the recall figures, without the export or the services: the item
+table and users' vectors come from the export's own serving module in this process (the
+same functions the SavedModel runs), so a trained table's recall costs the preparation and
+the training only. --vectors saves that table and those users' vectors (with their
+histories) for `scripts/bench_vector_index.py --trained`, which compares index settings on
+them.
 
 Load comes from this process over loopback (stored users, k=10): --workers callers back to
 back for --seconds (throughput, p50, p99), then --rate requests/s offered (p50, p99). The
@@ -53,12 +63,14 @@ from typing import Any
 import grpc
 import numpy as np
 import pandas as pd
+from threadpoolctl import threadpool_limits
 
 from evorec.data.artifacts import DatasetLayout
 from evorec.data.readers import read_dataset
 from evorec.data.synth import SimulatorConfig, simulate
 from evorec.embedding.word_vectors import Word2VecOptions
 from evorec.encoder.config import EncoderConfig, TrainingConfig
+from evorec.platform.config import Settings
 from evorec.platform.probes import free_port, wait_until_serving
 from evorec.preparation import PrepareOptions, prepare
 from evorec.v1 import (
@@ -68,7 +80,7 @@ from evorec.v1 import (
     ranking_pb2,
     ranking_pb2_grpc,
 )
-from evorec.vector_index import ExactIndex, HnswIndex, recall_at
+from evorec.vector_index import ExactIndex, build_index, recall_at
 from evorec.vector_index_settings import IndexSettings
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -120,10 +132,9 @@ def with_every_item(events: pd.DataFrame, items: pd.DataFrame, seed: int) -> pd.
     return pd.concat([events, views], ignore_index=True).sort_values("timestamp", kind="stable")
 
 
-def train_and_export(layout: DatasetLayout, base: Path, args: argparse.Namespace) -> dict[str, Any]:
-    """Trains for args.epochs and exports; the training and export figures."""
+def train(layout: DatasetLayout, args: argparse.Namespace) -> tuple[Any, dict[str, Any]]:
+    """The trainer after args.epochs, and the training figures."""
     from evorec.data.sequences import LeaveOneOut
-    from evorec.encoder.export import export_model
     from evorec.encoder.model import SequenceEncoder
     from evorec.encoder.training import Trainer
 
@@ -132,7 +143,25 @@ def train_and_export(layout: DatasetLayout, base: Path, args: argparse.Namespace
     encoder = EncoderConfig()
     text = np.load(layout.item_vectors)
     trainer = Trainer(SequenceEncoder(data.n_items, encoder, text), data, training)
+    cpu_started = time.process_time()
     result = trainer.fit()
+    cpu_s = time.process_time() - cpu_started
+    return trainer, {
+        "train_pairs": len(trainer.inputs),
+        "epoch_s": statistics.mean(r.seconds for r in result.history),
+        # The process's CPU time (all threads) over the whole fit, per epoch: unlike the
+        # wall-clock time, not inflated by a pause of the process or by other jobs' load.
+        "epoch_cpu_s": cpu_s / max(1, len(result.history)),
+        "train_peak_mib": result.peak_memory_mib,
+    }
+
+
+def train_and_export(layout: DatasetLayout, base: Path, args: argparse.Namespace) -> dict[str, Any]:
+    """Trains for args.epochs and exports; the training and export figures."""
+    from evorec.encoder.export import export_model
+
+    trainer, figures = train(layout, args)
+    training = TrainingConfig(epochs=args.epochs, loss=args.loss)
     started = time.perf_counter()
     version_dir = export_model(
         trainer.model, layout, base, "encoder", {"training": training.as_dict()}
@@ -141,17 +170,17 @@ def train_and_export(layout: DatasetLayout, base: Path, args: argparse.Namespace
     size = sum(p.stat().st_size for p in version_dir.rglob("*") if p.is_file())
     return {
         "version_dir": version_dir,
-        "train_pairs": len(trainer.inputs),
-        "epoch_s": statistics.mean(r.seconds for r in result.history),
-        "train_peak_mib": result.peak_memory_mib,
+        **figures,
         "export_s": export_s,
         "export_mib": size / 2**20,
     }
 
 
-def index_recall(version_dir: Path, layout: DatasetLayout) -> dict[str, float]:
-    """Recall of the HNSW index against exact search, and its build time, on the exported
-    item table and users' vectors from the SavedModel."""
+def exported_vectors(
+    version_dir: Path, layout: DatasetLayout
+) -> tuple[np.ndarray, np.ndarray, list[np.ndarray]]:
+    """The exported item table, and RECALL_USERS users' vectors from the SavedModel with
+    their histories."""
     import tensorflow as tf
 
     from evorec.data.sequences import LeaveOneOut
@@ -166,13 +195,62 @@ def index_recall(version_dir: Path, layout: DatasetLayout) -> dict[str, float]:
             "user_vector"
         ]
     )
+    return table, users, histories
+
+
+def trained_vectors(
+    trainer: Any, layout: DatasetLayout
+) -> tuple[np.ndarray, np.ndarray, list[np.ndarray]]:
+    """What `exported_vectors` reads, computed in this process by the export's own serving
+    module (`evorec.encoder.export.serving_module`) without writing the export: the same
+    item table and the same users' vectors, without the export's minutes."""
+    import tensorflow as tf
+
+    from evorec.data.sequences import LeaveOneOut
+    from evorec.encoder.backends import right_padded
+    from evorec.encoder.export import serving_module
+
+    module = serving_module(trainer.model)
+    histories = LeaveOneOut.load(layout).train[:RECALL_USERS]
+    batch, length = right_padded(histories)
+    users = module.user_vectors(tf.constant(batch), tf.constant(length))["user_vector"]
+    return module.table.numpy(), np.asarray(users), histories
+
+
+def save_vectors(
+    path: Path, table: np.ndarray, users: np.ndarray, histories: list[np.ndarray]
+) -> None:
+    """The item table, users' vectors and their histories (what a search excludes), for
+    `scripts/bench_vector_index.py --trained PATH` to compare index settings on."""
+    np.savez(
+        path,
+        table=table.astype(np.float32),
+        users=users.astype(np.float32),
+        history_items=np.concatenate(histories).astype(np.int64),
+        history_lengths=np.array([len(h) for h in histories], dtype=np.int64),
+    )
+
+
+def index_recall(
+    table: np.ndarray, users: np.ndarray, histories: list[np.ndarray], settings: IndexSettings
+) -> dict[str, Any]:
+    """Recall of the approximate index (the settings' kind, forced on whatever the size)
+    against exact search, and its build and search times, for `users` with their
+    `histories` excluded, as ranking's encoder source searches; one thread."""
+    with threadpool_limits(limits=1):  # numpy's BLAS on one thread, as in the services
+        return _index_recall(table, users, histories, settings)
+
+
+def _index_recall(
+    table: np.ndarray, users: np.ndarray, histories: list[np.ndarray], settings: IndexSettings
+) -> dict[str, Any]:
     exact = ExactIndex(table)
     started = time.perf_counter()
-    graph = HnswIndex(table, IndexSettings(exact_below=1))
+    approximate = build_index(table, settings.model_copy(update={"exact_below": 1}))
     build_s = time.perf_counter() - started
-    figures: dict[str, float] = {"index_build_s": build_s}
+    figures: dict[str, Any] = {"index_build_s": build_s, "approximate": approximate.description}
     for k in (10, 200):
-        recalls, exact_ms, graph_ms = [], [], []
+        recalls, exact_ms, approximate_ms = [], [], []
         for user, history in zip(users, histories, strict=True):
             allowed = np.ones(len(table), dtype=bool)
             allowed[0] = False
@@ -181,13 +259,23 @@ def index_recall(version_dir: Path, layout: DatasetLayout) -> dict[str, float]:
             truth = exact.search(user, k, allowed)[0]
             exact_ms.append(time.perf_counter() - started)
             started = time.perf_counter()
-            found = graph.search(user, k, allowed)[0]
-            graph_ms.append(time.perf_counter() - started)
+            found = approximate.search(user, k, allowed)[0]
+            approximate_ms.append(time.perf_counter() - started)
             recalls.append(recall_at(truth, found))
         figures[f"recall_at_{k}"] = statistics.mean(recalls)
         figures[f"exact_search_ms_k{k}"] = statistics.median(exact_ms) * 1000
-        figures[f"hnsw_search_ms_k{k}"] = statistics.median(graph_ms) * 1000
+        figures[f"approximate_search_ms_k{k}"] = statistics.median(approximate_ms) * 1000
     return figures
+
+
+def text_recall(layout: DatasetLayout, settings: IndexSettings) -> dict[str, Any]:
+    """`index_recall` as `SimilarItems` searches: the items' unit text vectors (the embedding
+    service's table), queried with RECALL_USERS items' own vectors, each item excluded from
+    its own answer. Keys prefixed `text_`."""
+    table = np.load(layout.item_vectors).astype(np.float32)
+    asked = np.random.default_rng(0).choice(np.arange(1, len(table)), RECALL_USERS, replace=False)
+    figures = index_recall(table, table[asked], [np.array([row]) for row in asked], settings)
+    return {f"text_{key}": value for key, value in figures.items()}
 
 
 def memory_mib(pid: int) -> tuple[float, float]:
@@ -365,22 +453,53 @@ def options(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--start-deadline", type=float, default=900.0, help="seconds per service")
     parser.add_argument("--work", type=Path, help="keep (and reuse) the prepared dataset here")
     parser.add_argument("--prepare-only", action="store_true")
+    parser.add_argument(
+        "--recall-only",
+        action="store_true",
+        help="train, then measure the index's recall on the trained table; no export, no services",
+    )
+    parser.add_argument(
+        "--vectors",
+        type=Path,
+        help="also save the item table and users' vectors here (.npz) for bench_vector_index.py",
+    )
     return parser.parse_args(argv)
+
+
+def index_rows(f: dict[str, Any]) -> list[tuple[str, str]]:
+    """The report's rows of training and of the index."""
+    return [
+        ("items; users; events", f"{f['items']:,}; {f['users']:,}; {f['events']:,}"),
+        ("training, seconds per epoch: wall; CPU (all threads)",
+         f"{f['epoch_s']:.1f} s; {f['epoch_cpu_s']:.1f} s ({f['loss']} softmax, "
+         f"{f['train_pairs']:,} sequences)"),
+        ("index the services use", f["service_index"]),
+        ("approximate index", f["approximate"]),
+        ("approximate index build (one thread)", f"{f['index_build_s']:.1f} s"),
+        ("recall@10; recall@200 of the approximate index vs exact", f"{f['recall_at_10']:.3f}; "
+         f"{f['recall_at_200']:.3f}"),
+        ("search ms, k=10: exact; approximate", f"{f['exact_search_ms_k10']:.2f}; "
+         f"{f['approximate_search_ms_k10']:.2f}"),
+        ("search ms, k=200: exact; approximate", f"{f['exact_search_ms_k200']:.2f}; "
+         f"{f['approximate_search_ms_k200']:.2f}"),
+        ("SimilarItems (unit text vectors): recall@10; recall@200",
+         f"{f['text_recall_at_10']:.3f}; {f['text_recall_at_200']:.3f}"),
+        ("SimilarItems search ms, k=10: exact; approximate",
+         f"{f['text_exact_search_ms_k10']:.2f}; {f['text_approximate_search_ms_k10']:.2f}"),
+    ]  # fmt: skip
+
+
+def print_rows(rows: list[tuple[str, str]]) -> None:
+    print("| measure | value |\n|---|---|")
+    for name, value in rows:
+        print(f"| {name} | {value} |")
 
 
 def report(figures: dict[str, Any]) -> None:
     f = figures
     rows = [
-        ("items; users; events", f"{f['items']:,}; {f['users']:,}; {f['events']:,}"),
-        ("training, seconds per epoch", f"{f['epoch_s']:.1f} s ({f['loss']} softmax, "
-         f"{f['train_pairs']:,} sequences)"),
+        *index_rows(f),
         ("export: seconds; size", f"{f['export_s']:.1f} s; {f['export_mib']:,.0f} MiB"),
-        ("HNSW build (one thread)", f"{f['index_build_s']:.1f} s"),
-        ("recall@10; recall@200 of HNSW vs exact", f"{f['recall_at_10']:.3f}; "
-         f"{f['recall_at_200']:.3f}"),
-        ("search ms, k=200: exact; HNSW", f"{f['exact_search_ms_k200']:.2f}; "
-         f"{f['hnsw_search_ms_k200']:.2f}"),
-        ("index the services use", f["service_index"]),
         ("start-up s: " + ", ".join(SERVICES),
          ", ".join(f"{f['start_s'][n]:.1f}" for n in SERVICES)),
         ("memory MiB, resident (peak): " + ", ".join(SERVICES),
@@ -410,9 +529,7 @@ def report(figures: dict[str, Any]) -> None:
         p50 = "-" if x["p50_ms"] is None else f"{x['p50_ms']:,.0f}"
         top = "-" if x["max_ms"] is None else f"{x['max_ms']:,.0f}"
         rows.append((what, f"{x['calls']} calls, p50 {p50} ms, max {top} ms ({codes})"))
-    print("| measure | value |\n|---|---|")
-    for name, value in rows:
-        print(f"| {name} | {value} |")
+    print_rows(rows)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -433,29 +550,47 @@ def main(argv: list[str] | None = None) -> None:
             f"{len(users):,} users, {len(events):,} events",
             flush=True,
         )
+        # The index settings the services will read (EVOREC_INDEX__... from the environment).
+        settings = Settings().index
+        figures: dict[str, Any] = {
+            "items": catalog, "users": len(users), "events": len(events),
+            "loss": args.loss, "epochs": args.epochs, "workers": args.workers,
+            "rate": args.rate, "prepare_s": prepare_s, "index_settings": settings.model_dump(),
+            "service_index": "exact" if catalog < settings.exact_below else "approximate",
+        }  # fmt: skip
+        if args.recall_only:
+            trainer, trained = train(layout, args)
+            figures.update(trained)
+            vectors = trained_vectors(trainer, layout)
+            if args.vectors:
+                save_vectors(args.vectors, *vectors)
+            figures.update(index_recall(*vectors, settings))
+            figures.update(text_recall(layout, settings))
+            print_rows(index_rows(figures))
+            if args.json:
+                args.json.write_text(json.dumps(figures, indent=2, default=str) + "\n")
+            return
         base = Path(tempfile.mkdtemp(dir=work, prefix="models-"))
         try:
-            figures: dict[str, Any] = {
-                "items": catalog, "users": len(users), "events": len(events),
-                "loss": args.loss, "epochs": args.epochs, "workers": args.workers,
-                "rate": args.rate, "prepare_s": prepare_s,
-            }  # fmt: skip
             trained = train_and_export(layout, base, args)
             version_dir = trained.pop("version_dir")
             figures.update(trained)
             print(f"trained and exported: {trained}", flush=True)
-            figures.update(index_recall(version_dir, layout))
-            exact_below = int(
-                os.environ.get("EVOREC_INDEX__EXACT_BELOW", IndexSettings().exact_below)
-            )
-            figures["service_index"] = "exact" if catalog < exact_below else "approximate (HNSW)"
+            vectors = exported_vectors(version_dir, layout)
+            if args.vectors:
+                save_vectors(args.vectors, *vectors)
+            figures.update(index_recall(*vectors, settings))
+            figures.update(text_recall(layout, settings))
             env = {k: v for k, v in os.environ.items() if not k.startswith("EVOREC_")}
             env.update(
                 EVOREC_DATA_DIR=str(base / "data"),
                 EVOREC_DATASET=str(layout.root),
                 EVOREC_SERVING__BASE_PATH=str(base),
                 EVOREC_LOG_LEVEL="WARNING",
-                EVOREC_INDEX__EXACT_BELOW=str(exact_below),
+                **{
+                    f"EVOREC_INDEX__{name.upper()}": str(value)
+                    for name, value in settings.model_dump().items()
+                },
             )
             services = Services(env)
             try:

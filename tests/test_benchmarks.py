@@ -265,11 +265,51 @@ def test_bench_vector_index(tmp_path: Path) -> None:
     output = run_script(
         "bench_vector_index.py", "--sizes", "2000", "--queries", "20", "--json", str(out)
     )
-    assert_rows(output, [rf"\| 2,000 \| {NUMBER} / {NUMBER} \| {NUMBER} / {NUMBER} \| " +
-                         rf"{NUMBER} \| {NUMBER} \| {NUMBER} \|"])  # fmt: skip
+    index = r"approximate \(faiss IVF-flat, \d+ of \d+ lists\)"
+    times = rf"{NUMBER} / {NUMBER}"
+    assert_rows(
+        output,
+        [rf"\| 2,000 \| {index} \| {times} \| {times} \| {NUMBER} \| {NUMBER} \| {NUMBER} \|"],
+    )
     (figures,) = json.loads(out.read_text())
     assert figures["rows"] == 2_000
-    assert 0.9 <= figures["recall_k10"] <= 1.0
+    # 2,000 rows in 1,000 clusters are nearly unclustered, hard for inverted lists: a sanity
+    # bound (a broken index finds next to none); the floor on trained tables is
+    # test_index_recall_on_a_trained_table's.
+    assert 0.5 <= figures["recall_k10"] <= 1.0
+
+
+@pytest.mark.timeout(300)
+def test_index_recall_on_a_trained_table(tmp_path: Path) -> None:
+    """The default approximate index (the one the services use from EXACT_BELOW items) on a
+    trained item table, searched with users' vectors, against exact search: a catalog of
+    20,000 simulated items, one epoch of the sampled softmax. Measured with the defaults of
+    this commit: recall@10 0.959, recall@200 0.896; faiss's HNSW graph, the index before,
+    0.709 and 0.626 on this table. The floors (0.93, 0.85) leave room for the small
+    differences of another machine's arithmetic, not for a config that loses recall."""
+    out, vectors = tmp_path / "recall.json", tmp_path / "vectors.npz"
+    output = run_script(
+        "bench_catalog.py", "--items", "20000", "--users", "200", "--events-per-user", "50",
+        "--recall-only", "--vectors", str(vectors), "--json", str(out),
+        "--work", str(tmp_path / "work"), timeout=240,
+    )  # fmt: skip
+    assert_rows(
+        output, [r"\| approximate index \| approximate \(faiss IVF-flat, 48 of 256 lists\) \|"]
+    )
+    figures = json.loads(out.read_text())
+    assert figures["items"] == 20_000
+    assert figures["recall_at_10"] >= 0.93
+    assert figures["recall_at_200"] >= 0.85
+    output = run_script(
+        "bench_vector_index.py", "--trained", str(vectors), "--sizes", "5000", "--queries", "50",
+        "--config", "approximate=hnsw,ef_search=64",
+    )  # fmt: skip
+    assert_rows(output, [rf"\| 5,000 \| approximate \(faiss HNSW\) \| {NUMBER} / {NUMBER} \|.*"])
+    output = run_script(
+        "bench_vector_index.py", "--text-vectors", str(tmp_path / "work" / "dataset"),
+        "--sizes", "5000", "--queries", "20",
+    )  # fmt: skip
+    assert_rows(output, [r"\| 5,000 \| approximate \(faiss IVF-flat, 24 of 128 lists\) \| .*"])
 
 
 @pytest.mark.timeout(500)
@@ -287,7 +327,7 @@ def test_bench_catalog(tmp_path: Path) -> None:
         [
             rf"\| items; users; events \| 300; 30; {NUMBER} \|",
             r"\| index the services use \| exact \|",
-            rf"\| recall@10; recall@200 of HNSW vs exact \| {NUMBER}; {NUMBER} \|",
+            rf"\| recall@10; recall@200 of the approximate index vs exact \| {NUMBER}; {NUMBER} \|",
             rf"\| Recommend at saturation \(2 callers\) \| {NUMBER}/s, .*\(0 failed, .*",
             r"\| Recommend k=1,000 \| \d+ calls, .*\(OK \d+\) \|",
         ],

@@ -1,7 +1,9 @@
 """The vector index behind the real services: below the threshold SimilarItems and Recommend
 answer exactly what they answered before the index (one product over every item), and with
-the threshold set low the approximate index answers nearly the same; the TF Serving path
-uses the same index."""
+the threshold set low the approximate index answers nearly the same (on catalogs this small
+the IVF index has few lists and reads all of them: these tests check the services' path
+through the index; its recall on a trained table is tested in test_benchmarks.py); the TF
+Serving path uses the same index."""
 
 from __future__ import annotations
 
@@ -176,9 +178,10 @@ def answered_by_encoder(response: ranking_pb2.RecommendResponse) -> bool:
 async def test_recommend_through_the_approximate_index_and_tf_serving(
     services: Stack, monkeypatch: pytest.MonkeyPatch, prepared: Path, model_base: Path
 ) -> None:
-    """Above the threshold (set to 1 here) the encoder source comes from the HNSW graph; on a
-    small catalog it finds what exact search finds, so the answers stay nearly the same, and
-    the TF Serving path (the user vector from PredictionService) uses the same index."""
+    """Above the threshold (set to 1 here) the encoder source comes from the approximate
+    index; on a small catalog it finds what exact search finds, so the answers stay nearly
+    the same, and the TF Serving path (the user vector from PredictionService) uses the same
+    index."""
     users = histories(prepared)
     expected = answers_before(model_base, users)
     monkeypatch.setenv("EVOREC_INDEX__EXACT_BELOW", "1")

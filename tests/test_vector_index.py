@@ -1,6 +1,8 @@
-"""The vector index: exact answers on small hand-made tables, the approximate index against
-the exact one on synthetic vectors, adding and replacing rows without a rebuild, the choice
-by size, and ranking's item space reusing its index when the catalog grows."""
+"""The vector index: exact answers on small hand-made tables, the approximate indexes against
+the exact one on synthetic vectors (IVF reading every list is exact), adding and replacing
+rows without a rebuild, the choice by size and kind, and ranking's item space reusing its
+index when the catalog grows. The recall of the default settings on a trained item table is
+tested in tests/test_benchmarks.py (test_index_recall_on_a_trained_table)."""
 
 from __future__ import annotations
 
@@ -16,13 +18,15 @@ from evorec.ranking.recommender import best
 from evorec.vector_index import (
     ExactIndex,
     HnswIndex,
+    IvfIndex,
+    VectorIndex,
     build_index,
     extend_index,
     recall_at,
 )
 from evorec.vector_index_settings import IndexSettings
 
-GRAPH = IndexSettings(exact_below=1)
+APPROXIMATE = IndexSettings(exact_below=1)
 
 
 def clustered(rows: int, dimension: int = 16, seed: int = 0) -> np.ndarray:
@@ -57,15 +61,21 @@ def test_exact_search_is_the_encoder_source_of_before() -> None:
         assert index.search(user, 50, allowed)[0].tolist() == expected.tolist()
 
 
-def test_the_approximate_index_finds_nearly_what_the_exact_one_does() -> None:
+def approximate(table: np.ndarray, kind: str, exact_below: int = 1) -> VectorIndex:
+    settings = IndexSettings(exact_below=exact_below, approximate=kind)  # type: ignore[arg-type]
+    return HnswIndex(table, settings) if kind == "hnsw" else IvfIndex(table, settings)
+
+
+@pytest.mark.parametrize("kind", ["ivf", "hnsw"])
+def test_the_approximate_index_finds_nearly_what_the_exact_one_does(kind: str) -> None:
     table = clustered(3_000)
-    exact, graph = ExactIndex(table), HnswIndex(table, GRAPH)
+    exact, index = ExactIndex(table), approximate(table, kind)
     rng = np.random.default_rng(2)
     recalls = []
     for _ in range(100):
         query = rng.normal(size=16).astype(np.float32)
         allowed = rng.random(3_000) > 0.05
-        found, scores = graph.search(query, 10, allowed)
+        found, scores = index.search(query, 10, allowed)
         assert allowed[found].all()
         assert np.allclose(scores, table[found] @ query, atol=1e-4)
         assert (np.diff(scores) <= 1e-6).all()
@@ -73,24 +83,66 @@ def test_the_approximate_index_finds_nearly_what_the_exact_one_does() -> None:
     assert np.mean(recalls) >= 0.95
 
 
-def test_a_selective_filter_is_answered_exactly_over_the_allowed_rows() -> None:
+def test_ivf_reading_every_list_finds_the_exact_top_k() -> None:
+    """With probes = lists the inverted lists hold every allowed live row once: the answer is
+    the exact one, also after rows are added and replaced (the filter, the entry bookkeeping
+    and the scores all checked, whatever the recall of fewer probes)."""
+    table = clustered(4_000)
+    settings = IndexSettings(exact_below=1, ivf_lists=64, ivf_probes=64)
+    index, exact = IvfIndex(table, settings), ExactIndex(table)
+    assert (index.lists, index.probes) == (64, 64)
+    more = clustered(300, seed=5)
+    moved = clustered(50, seed=6)
+    rows = np.arange(0, 500, 10)
+    for target in (index, exact):
+        target.add(more)
+        target.replace(rows, moved)
+    rng = np.random.default_rng(3)
+    for _ in range(30):
+        query = rng.normal(size=16).astype(np.float32)
+        allowed = rng.random(4_300) > 0.1
+        for k in (10, 200):
+            found, scores = index.search(query, k, allowed)
+            expected, expected_scores = exact.search(query, k, allowed)
+            assert found.tolist() == expected.tolist()
+            assert np.allclose(scores, expected_scores, atol=1e-5)
+
+
+def test_ivf_lists_shrink_with_a_small_table_and_keep_the_share_probed() -> None:
+    index = IvfIndex(clustered(1_000), APPROXIMATE)
+    # 1,000 rows hold 25 lists of at least MIN_ROWS_PER_LIST (39); 48/256 of 25 is 5, fewer
+    # than MIN_PROBES (8).
+    assert (index.lists, index.probes) == (25, 8)
+    assert "8 of 25 lists" in index.description
+    assert IvfIndex(clustered(120), APPROXIMATE).probes == 3  # every one of its 3 lists
+    large = IvfIndex(clustered(20_000), APPROXIMATE)
+    assert (large.lists, large.probes) == (256, 48)
+    with pytest.raises(ValueError, match="ivf_probes"):
+        IndexSettings(ivf_lists=8, ivf_probes=9)
+
+
+@pytest.mark.parametrize("kind", ["ivf", "hnsw"])
+def test_a_selective_filter_is_answered_exactly_over_the_allowed_rows(kind: str) -> None:
     table = clustered(3_000)
-    graph = HnswIndex(table, IndexSettings(exact_below=100))
+    index = approximate(table, kind, exact_below=100)
+    index.replace(np.array([50]), np.full((1, 16), 3.0, dtype=np.float32))
+    table[50] = 3.0
     allowed = np.zeros(3_000, dtype=bool)
     allowed[::50] = True  # 60 rows: fewer than exact_below
     query = np.ones(16, dtype=np.float32)
     expected = ExactIndex(table).search(query, 10, allowed)
-    found = graph.search(query, 10, allowed)
+    found = index.search(query, 10, allowed)
     assert found[0].tolist() == expected[0].tolist()
+    assert found[0][0] == 50
     assert np.allclose(found[1], expected[1])
 
 
-@pytest.mark.parametrize("kind", ["exact", "approximate"])
+@pytest.mark.parametrize("kind", ["exact", "ivf", "hnsw"])
 def test_rows_are_added_and_replaced_without_a_rebuild(kind: str) -> None:
     table = clustered(1_000)
-    index = ExactIndex(table) if kind == "exact" else HnswIndex(table, GRAPH)
-    if isinstance(index, HnswIndex):
-        graph = index._graph
+    index = ExactIndex(table) if kind == "exact" else approximate(table, kind)
+    if not isinstance(index, ExactIndex):
+        graph = index._index
     far = np.zeros((2, 16), dtype=np.float32)
     far[0, 0], far[1, 1] = 100.0, 100.0
     index.add(far)
@@ -113,16 +165,18 @@ def test_rows_are_added_and_replaced_without_a_rebuild(kind: str) -> None:
         assert np.isclose(scores[rows.tolist().index(7)], old[2] * 100.0)
     assert rows.tolist()[0] != 7
     assert len(index) == 1_002
-    if isinstance(index, HnswIndex):
-        assert index._graph is graph
+    if not isinstance(index, ExactIndex):
+        assert index._index is graph
         assert graph.ntotal == 1_003  # 1,000 + 2 added + 1 replacement entry
         assert index.replaced == 1
 
 
-def test_the_size_chooses_the_index() -> None:
+def test_the_size_and_the_setting_choose_the_index() -> None:
     settings = IndexSettings(exact_below=100)
     assert isinstance(build_index(clustered(99), settings), ExactIndex)
-    assert isinstance(build_index(clustered(100), settings), HnswIndex)
+    assert isinstance(build_index(clustered(100), settings), IvfIndex)
+    graph = settings.model_copy(update={"approximate": "hnsw"})
+    assert isinstance(build_index(clustered(100), graph), HnswIndex)
 
 
 def test_extending_reuses_the_index_until_the_threshold() -> None:
@@ -138,7 +192,7 @@ def test_extending_reuses_the_index_until_the_threshold() -> None:
     assert np.array_equal(second.vectors, grown)
     crossed = np.vstack([grown, clustered(40, seed=4)])
     third = extend_index(second, grown, crossed, settings)
-    assert isinstance(third, HnswIndex)
+    assert isinstance(third, IvfIndex)
     assert len(third) == 1_060
     # A table that lost rows, or another index's vectors, are built anew.
     assert extend_index(third, crossed, crossed[:-1], settings) is not third
@@ -168,8 +222,8 @@ def test_a_new_catalog_item_extends_the_item_space_index(bundle: ModelBundle) ->
 
 def test_the_item_space_index_is_chosen_by_its_settings(bundle: ModelBundle) -> None:
     assert isinstance(ItemSpace(bundle, {}).encoder_index, ExactIndex)
-    graph = ItemSpace(bundle, {}, index_settings=GRAPH)
-    assert isinstance(graph.encoder_index, HnswIndex)
+    graph = ItemSpace(bundle, {}, index_settings=APPROXIMATE)
+    assert isinstance(graph.encoder_index, IvfIndex)
     allowed = np.ones(len(graph), dtype=bool)
     allowed[0] = False
     user = graph.table[1:].mean(axis=0)
