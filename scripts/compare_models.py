@@ -120,20 +120,29 @@ def print_table(protocol: str, results: list[dict[str, Any]]) -> None:
     trained = [r for r in results if r.get("training")]
     if trained:
         print(
-            "\n| model | best epoch | wall time (s) | s/epoch "
+            "\n| model | valid NDCG@10 | best epoch (of each member) | wall time (s) | s/epoch "
             "| peak resident memory of its process (MiB) |"
         )
-        print("|---|---|---|---|---|")
+        print("|---|---|---|---|---|---|")
         for result in trained:
             runs = result["training"]
             columns = [
-                ", ".join(str(r["best_epoch"]) for r in runs),
+                ", ".join(f"{r['valid']['ndcg@10']:.4f}" if r.get("valid") else "" for r in runs),
+                ", ".join(best_epochs(r) for r in runs),
                 ", ".join(f"{r['seconds']:.0f}" for r in runs),
                 ", ".join(f"{r['seconds_per_epoch']:.1f}" for r in runs),
                 ", ".join(f"{r['peak_memory_mib']:.0f}" for r in runs),
             ]
             print(f"| {result['model']} | " + " | ".join(columns) + " |")
     print()
+
+
+def best_epochs(run: dict[str, Any]) -> str:
+    """A run's best epoch, or with a seed ensemble each member's (`61/74/89`)."""
+    members = run.get("members") or []
+    if members:
+        return "/".join(str(m["best_epoch"]) for m in members)
+    return str(run["best_epoch"])
 
 
 def spread(values: list[float]) -> float:
