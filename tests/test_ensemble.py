@@ -127,3 +127,18 @@ def test_an_ensemble_needs_a_member(prepared: Path) -> None:
     data = LeaveOneOut.load(DatasetLayout(prepared))
     with pytest.raises(ValueError, match="at least 1"):
         EnsembleTrainer(data, EncoderConfig(members=0, use_text=False), TrainingConfig(), None)
+
+
+@pytest.mark.parametrize(("command", "has_members"), [
+    ("train", True), ("evaluate", True), ("tune", False), ("retrain", False),
+])  # fmt: skip
+def test_only_the_commands_that_train_ensembles_take_members(
+    command: str, has_members: bool
+) -> None:
+    from typer.testing import CliRunner
+
+    from evorec.cli import app
+
+    output = CliRunner().invoke(app, [command, "--help"], env={"COLUMNS": "200"}).output
+    assert "--dim" in output
+    assert ("--members" in output) == has_members
