@@ -12,11 +12,13 @@ import tensorflow as tf
 
 from evorec.data.artifacts import DatasetLayout
 from evorec.data.sequences import LeaveOneOut
+from evorec.encoder.bundle import ModelBundle
 from evorec.encoder.config import EncoderConfig, TrainingConfig
 from evorec.encoder.ensemble import EnsembleTrainer, member_seed
 from evorec.encoder.export import export_model
 from evorec.encoder.model import SequenceEncoder, score_histories
 from evorec.encoder.training import TrainingResult
+from evorec.encoder.warm_start import served_config
 from evorec.evaluation.metrics import mask_seen, top_k
 
 MEMBERS = 2
@@ -115,6 +117,15 @@ def test_the_export_serves_the_mean_logits_as_one_user_vector_and_table(
     )
     expected = top_k(mask_seen(ensemble.scores(histories), histories), 10)
     assert (served["item_index"].numpy() == expected).mean() > 0.95
+
+    # What the services read: the bundle, whose new-item vectors have the table's width; a
+    # warm start (retrain) cannot rebuild an ensemble as one encoder and says so.
+    loaded_bundle = ModelBundle.load(path)
+    assert loaded_bundle.text_projection is not None
+    new_items = loaded_bundle.text_vectors @ loaded_bundle.text_projection
+    assert new_items.shape == loaded_bundle.item_table.shape
+    with pytest.raises(ValueError, match=f"ensemble of {MEMBERS} encoders"):
+        SequenceEncoder(ensemble.model.n_items, served_config(path), text)
 
 
 def test_a_single_encoder_refuses_an_ensemble_config(prepared: Path) -> None:
