@@ -4,7 +4,8 @@ items excluded; the text cold-start split on the Amazon data. Prints Markdown ta
 
     .venv/bin/python scripts/compare_models.py [--datasets ../shared/datasets] [--seeds 0,1,2]
         [--only ml-100k] [--models transformer-text,popular] [--out benchmarks-out]
-        [--source NAME=PATH]... [any option of `evorec evaluate`, e.g. --patience 10 --heads 2]
+        [--source NAME=PATH]... [--resume]
+        [any option of `evorec evaluate`, e.g. --patience 10 --heads 2]
 
 `--source` adds a dataset of one's own (evaluated under leave-one-out; PATH relative to
 --datasets, or absolute; a folder with a manifest.json is taken as already prepared), and
@@ -14,7 +15,9 @@ defaults) unless it already is; the encoders are trained
 with `evorec evaluate`'s defaults, which are `evorec.encoder.config`'s, unless an option
 after the script's own says otherwise. Each model and seed runs in its own `evorec evaluate`
 process, so the peak resident memory reported for a run is its own, not the high-water mark
-of the runs before it.
+of the runs before it. With `--resume`, a model and seed whose report is already in --out
+(from an earlier run of the same command, stopped or split over several invocations) is not
+run again: its report is read and enters the tables as it is.
 """
 
 from __future__ import annotations
@@ -70,6 +73,7 @@ def main(argv: list[str] | None = None) -> None:
         "--source", action="append", default=[], metavar="NAME=PATH", help="another dataset"
     )
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks-out")
+    parser.add_argument("--resume", action="store_true", help="reuse the reports already in --out")
     args, evaluate_options = parser.parse_known_args(argv)
     added = added_sources(args.source)
     sources = {**SOURCES, **added}
@@ -83,11 +87,14 @@ def main(argv: list[str] | None = None) -> None:
             for seed in seeds:
                 run = f"{model}-seed{seed}"
                 report = args.out / name / f"{run}.json"
-                evorec(
-                    "evaluate", str(prepared), "--models", model, "--seeds", seed,
-                    "--protocols", protocols, "--json", str(report),
-                    "--plots", str(args.out / name / run), *evaluate_options,
-                )  # fmt: skip
+                if args.resume and report.exists():
+                    print(f"{run}: the report in {report} (--resume)")
+                else:
+                    evorec(
+                        "evaluate", str(prepared), "--models", model, "--seeds", seed,
+                        "--protocols", protocols, "--json", str(report),
+                        "--plots", str(args.out / name / run), *evaluate_options,
+                    )  # fmt: skip
                 for protocol, results in json.loads(report.read_text()).items():
                     for result in results:
                         kept = merged.setdefault(protocol, {}).setdefault(
@@ -120,20 +127,29 @@ def print_table(protocol: str, results: list[dict[str, Any]]) -> None:
     trained = [r for r in results if r.get("training")]
     if trained:
         print(
-            "\n| model | best epoch | wall time (s) | s/epoch "
+            "\n| model | valid NDCG@10 | best epoch (of each member) | wall time (s) | s/epoch "
             "| peak resident memory of its process (MiB) |"
         )
-        print("|---|---|---|---|---|")
+        print("|---|---|---|---|---|---|")
         for result in trained:
             runs = result["training"]
             columns = [
-                ", ".join(str(r["best_epoch"]) for r in runs),
+                ", ".join(f"{r['valid']['ndcg@10']:.4f}" if r.get("valid") else "" for r in runs),
+                ", ".join(best_epochs(r) for r in runs),
                 ", ".join(f"{r['seconds']:.0f}" for r in runs),
                 ", ".join(f"{r['seconds_per_epoch']:.1f}" for r in runs),
                 ", ".join(f"{r['peak_memory_mib']:.0f}" for r in runs),
             ]
             print(f"| {result['model']} | " + " | ".join(columns) + " |")
     print()
+
+
+def best_epochs(run: dict[str, Any]) -> str:
+    """A run's best epoch, or with a seed ensemble each member's (`61/74/89`)."""
+    members = run.get("members") or []
+    if members:
+        return "/".join(str(m["best_epoch"]) for m in members)
+    return str(run["best_epoch"])
 
 
 def spread(values: list[float]) -> float:

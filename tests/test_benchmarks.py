@@ -163,7 +163,7 @@ def test_compare_models(tmp_path: Path, prepared: Path) -> None:
     output = run_script(
         "compare_models.py", "--source", f"synthetic={prepared}", "--seeds", "0",
         "--models", "popular,transformer", "--out", str(tmp_path),
-        "--epochs", "1", "--dim", "16", "--max-len", "20", "--blocks", "1",
+        "--epochs", "1", "--dim", "16", "--max-len", "20", "--blocks", "1", "--members", "2",
     )  # fmt: skip
     cell = rf"{NUMBER} ± {NUMBER} \[{NUMBER}\]"
     assert "### synthetic" in output
@@ -172,10 +172,23 @@ def test_compare_models(tmp_path: Path, prepared: Path) -> None:
         [
             rf"\| popular \| 1 \| {cell} \| {cell} \| {cell} \|",
             rf"\| transformer \| 1 \| {cell} \| {cell} \| {cell} \|",
-            rf"\| transformer \| 1 \| \d+ \| {NUMBER} \| \d+ \|",
+            # valid NDCG@10, each member's best epoch, seconds, s/epoch, memory
+            rf"\| transformer \| {NUMBER} \| 1/1 \| \d+ \| {NUMBER} \| \d+ \|",
         ],
     )
-    assert (tmp_path / "synthetic.json").exists()
+    tables = json.loads((tmp_path / "synthetic.json").read_text())
+    (transformer,) = [r for r in tables["loo"] if r["model"] == "transformer"]
+    assert [m["best_epoch"] for m in transformer["training"][0]["members"]] == [1, 1]
+    # --resume reads the reports there instead of training again.
+    report = tmp_path / "synthetic" / "transformer-seed0.json"
+    written = report.stat().st_mtime_ns
+    again = run_script(
+        "compare_models.py", "--source", f"synthetic={prepared}", "--seeds", "0",
+        "--models", "popular,transformer", "--out", str(tmp_path), "--resume",
+    )  # fmt: skip
+    assert report.stat().st_mtime_ns == written
+    assert f"transformer-seed0: the report in {report} (--resume)" in again
+    assert_rows(again, [rf"\| transformer \| 1 \| {cell} \| {cell} \| {cell} \|"])
 
 
 @pytest.mark.timeout(300)

@@ -26,6 +26,7 @@ from evorec.platform.config import load_settings
 if TYPE_CHECKING:
     from evorec.data.artifacts import DatasetLayout
     from evorec.data.sequences import LeaveOneOut
+    from evorec.encoder.ensemble import EnsembleTrainer
     from evorec.encoder.training import EpochRecord, Trainer, TrainingResult
 
 console = Console()
@@ -37,15 +38,20 @@ def fit_encoder(
     encoder: EncoderConfig,
     training: TrainingConfig,
     checkpoints: Path | None = None,
-) -> tuple[Trainer, TrainingResult]:
-    """Trains `encoder` with a progress bar."""
+) -> tuple[Trainer | EnsembleTrainer, TrainingResult]:
+    """Trains `encoder` (a seed ensemble when its `members` is above 1) with a progress bar."""
     import numpy as np
 
+    from evorec.encoder.ensemble import EnsembleTrainer
     from evorec.encoder.model import SequenceEncoder
     from evorec.encoder.training import Trainer
 
     text = np.load(layout.item_vectors) if encoder.use_text else None
-    trainer = Trainer(SequenceEncoder(data.n_items, encoder, text), data, training, checkpoints)
+    trainer: Trainer | EnsembleTrainer
+    if encoder.members > 1:
+        trainer = EnsembleTrainer(data, encoder, training, text, checkpoints)
+    else:
+        trainer = Trainer(SequenceEncoder(data.n_items, encoder, text), data, training, checkpoints)
     with Progress(
         "[progress.description]{task.description}",
         BarColumn(),
@@ -53,17 +59,27 @@ def fit_encoder(
         console=console,
     ) as bar:
         run = f"{encoder.name} seed {training.seed}"
-        task = bar.add_task(run, total=training.epochs)
+        if encoder.members > 1:
+            run += f", {encoder.members} members"
+        task = bar.add_task(run, total=training.epochs * encoder.members)
+        epochs = 0
 
         def show(record: EpochRecord) -> None:
+            nonlocal epochs
+            epochs += 1
             bar.update(
                 task,
-                completed=record.epoch,
-                description=f"{run}: loss {record.loss:.3f}, "
+                completed=epochs,
+                description=f"{run}: epoch {record.epoch}, loss {record.loss:.3f}, "
                 f"valid NDCG@10 {record.valid_ndcg10:.4f}",
             )
 
         result = trainer.fit(show)
+    for number, member in enumerate(result.members):
+        console.print(
+            f"member {number}: best epoch {member['best_epoch']}, "
+            f"valid NDCG@10 {member['valid']['ndcg@10']:.4f}"
+        )
     return trainer, result
 
 
@@ -144,6 +160,7 @@ def train_and_export(
         "seconds": round(result.seconds, 1),
         "seconds_per_epoch": round(result.seconds / max(1, len(result.history)), 2),
         "peak_memory_mib": round(result.peak_memory_mib),
+        "members": result.members,
         "metrics": {"valid": result.valid, "test": metrics},
     }
     path = export_model(trainer.model, layout, base, name, details)
@@ -208,6 +225,8 @@ def evaluate(
             "seconds": result.seconds,
             "seconds_per_epoch": result.seconds / max(1, len(result.history)),
             "peak_memory_mib": result.peak_memory_mib,
+            "valid": result.valid,
+            "members": result.members,
         }
 
     names = models.split(",")

@@ -20,7 +20,7 @@ if TYPE_CHECKING:
 console = Console()
 
 
-@config_options()
+@config_options(omit=("members",))  # single encoders only: see evorec.encoder.ensemble
 def retrain(
     from_scratch: Annotated[
         bool, typer.Option(help="Start from random weights, not from the serving version.")

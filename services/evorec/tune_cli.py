@@ -26,7 +26,7 @@ if TYPE_CHECKING:
 console = Console()
 
 
-@config_options()
+@config_options(omit=("members",))  # single encoders only: see evorec.encoder.ensemble
 def tune(
     dataset: DatasetArgument = None,
     model: Annotated[str, typer.Option(help="transformer, gru or lstm.")] = "transformer",

@@ -34,6 +34,13 @@ class EncoderConfig:
     id_dropout: float = field(
         default=0.1, metadata=_help("Share of items whose id embedding a step hides (text only).")
     )
+    members: int = field(
+        default=1,
+        metadata=_help(
+            "Independently seeded encoders whose logits are averaged, served as one model "
+            "(K x the training time; see evorec.encoder.ensemble)."
+        ),
+    )
 
     @property
     def name(self) -> str:

@@ -43,7 +43,7 @@ from evorec.baselines import ItemCosine, ItemMarkov, MostPopular
 from evorec.data.artifacts import DatasetLayout
 from evorec.data.sequences import LeaveOneOut, user_sequences
 from evorec.encoder.batch_shapes import all_shapes, right_padded
-from evorec.encoder.model import SequenceEncoder, left_padded
+from evorec.encoder.model import ScoringEncoder, left_padded
 from evorec.encoder.settings import ServingSettings
 from evorec.evolution import methods
 from evorec.evolution.track_record import fit_evolution
@@ -55,7 +55,7 @@ EXCLUDE = tf.TensorSpec([None, None], tf.int32, name="exclude")
 K = tf.TensorSpec([], tf.int32, name="k")
 
 
-def serving_module(model: SequenceEncoder) -> tf.Module:
+def serving_module(model: ScoringEncoder) -> tf.Module:
     """The encoder with its item table frozen, behind the two serving signatures.
 
     The Keras model is captured by the functions rather than tracked as an attribute (Keras
@@ -159,7 +159,7 @@ def _write_candidate_sources(dataset: DatasetLayout, n_items: int, bundle: Path)
 
 
 def _encoder_next_topics(
-    model: SequenceEncoder, table: tf.Tensor, histories: list[np.ndarray], item_topics: list[str]
+    model: ScoringEncoder, table: tf.Tensor, histories: list[np.ndarray], item_topics: list[str]
 ) -> list[Distribution]:
     """The encoder's next-item distribution after each history, summed per topic (in batches,
     so that no [users, items] matrix is held whole)."""
@@ -173,7 +173,7 @@ def _encoder_next_topics(
 
 
 def _write_evolution(
-    model: SequenceEncoder, table: tf.Tensor, dataset: DatasetLayout, bundle: Path, seed: int
+    model: ScoringEncoder, table: tf.Tensor, dataset: DatasetLayout, bundle: Path, seed: int
 ) -> None:
     """The interest forecasts' track record on the validation split and the hidden Markov
     model, fitted on the training sequences."""
@@ -193,7 +193,7 @@ def _write_evolution(
 
 
 def export_model(
-    model: SequenceEncoder,
+    model: ScoringEncoder,
     dataset: DatasetLayout,
     base: Path,
     model_name: str,
@@ -220,8 +220,9 @@ def export_model(
     bundle = staging / "assets.extra" / "evorec"
     bundle.mkdir(parents=True, exist_ok=True)
     np.save(bundle / "item_table.npy", module.table.numpy())
-    if model.text_projection is not None:
-        np.save(bundle / "text_projection.npy", model.text_projection.kernel.numpy())
+    kernel = model.text_kernel()
+    if kernel is not None:
+        np.save(bundle / "text_projection.npy", kernel)
     for source in (dataset.items, dataset.topics, dataset.word_vectors):
         shutil.copy(source, bundle / source.name)
     shutil.copy(dataset.item_vectors, bundle / "text_vectors.npy")

@@ -13,6 +13,7 @@ the same table that represents items on the input side.
 from __future__ import annotations
 
 import math
+from typing import Any, Protocol
 
 import keras
 import numpy as np
@@ -69,6 +70,11 @@ class SequenceEncoder(keras.Model):
         self, n_items: int, config: EncoderConfig, text_vectors: np.ndarray | None
     ) -> None:
         super().__init__()
+        if config.members != 1:
+            raise ValueError(
+                f"an ensemble of {config.members} encoders is built by evorec.encoder.ensemble, "
+                "not as one SequenceEncoder"
+            )
         self.n_items = n_items
         self.config = config
         initializer = keras.initializers.TruncatedNormal(stddev=0.02)
@@ -149,6 +155,48 @@ class SequenceEncoder(keras.Model):
     def call(self, sequences: tf.Tensor, training: bool = False) -> tf.Tensor:
         """User vectors [batch, dim]: the output at the last (newest) position."""
         return self.encode(sequences, self.item_table(training), training)[:, -1, :]
+
+    def text_kernel(self) -> np.ndarray | None:
+        """W [text dim, dim], which maps an item's text vector into the table (None: id only)."""
+        if self.text_projection is None:
+            return None
+        return np.asarray(self.text_projection.kernel.numpy())
+
+
+class ScoringEncoder(Protocol):
+    """What scoring and export need of an encoder: a `SequenceEncoder` or a seed ensemble of
+    them (`evorec.encoder.ensemble.EnsembleEncoder`)."""
+
+    n_items: int
+    config: EncoderConfig
+
+    @property
+    def variables(self) -> Any: ...
+
+    def item_table(self, training: bool = False) -> tf.Tensor: ...
+
+    def encode(
+        self,
+        sequences: tf.Tensor,
+        table: tf.Tensor,
+        training: bool = False,
+        last_only: bool = False,
+    ) -> tf.Tensor: ...
+
+    def text_kernel(self) -> np.ndarray | None: ...
+
+
+def score_histories(
+    model: ScoringEncoder, histories: list[np.ndarray], batch: int = 256
+) -> np.ndarray:
+    """Scores [users, n_items + 1] of every item after each history, in batches."""
+    table = model.item_table(training=False)
+    out = []
+    for start in range(0, len(histories), batch):
+        sequences = left_padded(histories[start : start + batch], model.config.max_len)
+        users = model.encode(tf.constant(sequences), table, training=False, last_only=True)
+        out.append(tf.matmul(users[:, -1, :], table, transpose_b=True).numpy())
+    return np.concatenate(out)
 
 
 def left_padded(sequences: list[np.ndarray], max_len: int) -> np.ndarray:

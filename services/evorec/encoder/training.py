@@ -23,7 +23,7 @@ import tensorflow as tf
 
 from evorec.data.sequences import LeaveOneOut
 from evorec.encoder.config import TrainingConfig
-from evorec.encoder.model import SequenceEncoder, left_padded
+from evorec.encoder.model import SequenceEncoder, left_padded, score_histories
 from evorec.evaluation.metrics import RankingMetrics, mask_seen, positions
 
 
@@ -42,6 +42,8 @@ class TrainingResult:
     history: list[EpochRecord] = field(default_factory=list)
     seconds: float = 0.0
     peak_memory_mib: float = 0.0
+    # A seed ensemble's members: each one's best epoch and validation metrics.
+    members: list[dict[str, Any]] = field(default_factory=list)
 
 
 @dataclass
@@ -187,15 +189,7 @@ class Trainer:
 
     def scores(self, histories: list[np.ndarray], batch: int = 256) -> np.ndarray:
         """Scores [users, n_items + 1] of every item for each history."""
-        table = self.model.item_table(training=False)
-        out = []
-        for start in range(0, len(histories), batch):
-            sequences = left_padded(histories[start : start + batch], self.model.config.max_len)
-            users = self.model.encode(
-                tf.constant(sequences), table, training=False, last_only=True
-            )[:, -1, :]
-            out.append(tf.matmul(users, table, transpose_b=True).numpy())
-        return np.concatenate(out)
+        return score_histories(self.model, histories, batch)
 
     def evaluate(self, split: Literal["valid", "test"]) -> dict[str, float]:
         histories = self.data.valid_input if split == "valid" else self.data.test_input
