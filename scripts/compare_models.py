@@ -4,7 +4,7 @@ items excluded; the text cold-start split where new items have text. Prints Mark
 
     .venv/bin/python scripts/compare_models.py [--datasets ../shared/datasets] [--seeds 0,1,2]
         [--only ml-100k] [--models transformer-text,transformer-minilm,popular]
-        [--out benchmarks-out] [--source NAME=PATH]...
+        [--out benchmarks-out] [--source NAME=PATH]... [--protocols loo] [--resume]
         [any option of `evorec evaluate`, e.g. --patience 10 --heads 2]
 
 Models are `evorec evaluate`'s (`popular`, `item-cosine`, `markov`, `transformer-text`,
@@ -133,6 +133,9 @@ def main(argv: list[str] | None = None) -> None:
     )
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks-out")
     parser.add_argument(
+        "--protocols", help="run only these of each dataset's protocols (loo, cold-start)"
+    )
+    parser.add_argument(
         "--resume",
         action="store_true",
         help="reuse the report of a run already in --out (same options assumed), so that a "
@@ -155,7 +158,11 @@ def main(argv: list[str] | None = None) -> None:
             )
             # A baseline is deterministic: one run; an encoder: one run per seed.
             seeds = ["0"] if model in BASELINES else args.seeds.split(",")
-            protocols = [p for p in source.protocols.split(",") if runs_protocol(model, p)]
+            protocols = [
+                p
+                for p in source.protocols.split(",")
+                if runs_protocol(model, p) and p in (args.protocols or p).split(",")
+            ]
             for seed, protocol in itertools.product(seeds, protocols):
                 run = f"{model}-seed{seed}-{protocol}"
                 report = args.out / name / f"{run}.json"
