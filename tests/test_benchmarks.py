@@ -172,23 +172,85 @@ def test_compare_models(tmp_path: Path, prepared: Path) -> None:
         [
             rf"\| popular \| 1 \| {cell} \| {cell} \| {cell} \|",
             rf"\| transformer \| 1 \| {cell} \| {cell} \| {cell} \|",
-            # valid NDCG@10, each member's best epoch, seconds, s/epoch, memory
-            rf"\| transformer \| {NUMBER} \| 1/1 \| \d+ \| {NUMBER} \| \d+ \|",
+            # valid NDCG@10, each member's best epoch, epochs, seconds, s/epoch, median
+            # s/epoch, CPU seconds, memory
+            rf"\| transformer \| {NUMBER} \| 1/1 \| \d+ \| \d+ \| {NUMBER} \| {NUMBER}"
+            rf" \| \d+ \| \d+ \|",
         ],
     )
     tables = json.loads((tmp_path / "synthetic.json").read_text())
     (transformer,) = [r for r in tables["loo"] if r["model"] == "transformer"]
     assert [m["best_epoch"] for m in transformer["training"][0]["members"]] == [1, 1]
     # --resume reads the reports there instead of training again.
-    report = tmp_path / "synthetic" / "transformer-seed0.json"
+    report = tmp_path / "synthetic" / "transformer-seed0-loo.json"
     written = report.stat().st_mtime_ns
     again = run_script(
         "compare_models.py", "--source", f"synthetic={prepared}", "--seeds", "0",
         "--models", "popular,transformer", "--out", str(tmp_path), "--resume",
     )  # fmt: skip
     assert report.stat().st_mtime_ns == written
-    assert f"transformer-seed0: the report in {report} (--resume)" in again
+    assert f"synthetic: transformer-seed0-loo reused from {report}" in again
     assert_rows(again, [rf"\| transformer \| 1 \| {cell} \| {cell} \| {cell} \|"])
+
+
+@pytest.mark.timeout(300)
+def test_compare_models_runs_the_minilm_variant_on_a_dataset_prepared_with_minilm(
+    tmp_path: Path, synthetic_raw: Path
+) -> None:
+    from tests.test_minilm import MINILM_DIR
+
+    if not (MINILM_DIR / "model.safetensors").is_file():
+        from tests.cross_language import missing
+
+        missing(f"the MiniLM files are not in {MINILM_DIR}: make models")
+    output = run_script(
+        "compare_models.py", "--source", f"synthetic={synthetic_raw}", "--seeds", "0",
+        "--models", "transformer-text,transformer-minilm", "--out", str(tmp_path),
+        "--epochs", "1", "--dim", "16", "--max-len", "20", "--blocks", "1",
+    )  # fmt: skip
+    cell = rf"{NUMBER} ± {NUMBER} \[{NUMBER}\]"
+    training = rf"{NUMBER} \| 1 \| 1 \| \d+ \| {NUMBER} \| {NUMBER} \| \d+ \| \d+"
+    assert_rows(
+        output,
+        [
+            rf"\| transformer-(text|minilm) \| 1 \| {cell} \| {cell} \| {cell} \|",
+            rf"\| transformer-text \| {training} \|",
+            rf"\| transformer-minilm \| {training} \|",
+        ],
+    )
+    for folder, encoder in (("synthetic", "word2vec"), ("synthetic-minilm", "minilm")):
+        manifest = json.loads((tmp_path / "datasets" / folder / "manifest.json").read_text())
+        assert manifest["text_encoder"]["name"] == encoder
+    # The two text models differ only in the dataset's item text vectors.
+    first = json.loads((tmp_path / "synthetic" / "transformer-text-seed0-loo.json").read_text())
+    second = json.loads((tmp_path / "synthetic" / "transformer-minilm-seed0-loo.json").read_text())
+    assert first["loo"][0]["model"] == second["loo"][0]["model"] == "transformer-text"
+
+
+def compare_models_module() -> ModuleType:
+    spec = importlib.util.spec_from_file_location(
+        "compare_models", ROOT / "scripts" / "compare_models.py"
+    )
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # its dataclass looks its module up there
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_the_grid_runs_cold_start_for_baselines_and_text_models_only() -> None:
+    grid = compare_models_module()
+    assert grid.evaluated_as("lstm-minilm") == ("lstm-text", "minilm")
+    assert grid.evaluated_as("transformer-text") == ("transformer-text", "word2vec")
+    assert grid.evaluated_as("transformer") == ("transformer", "word2vec")
+    ran = {
+        m
+        for m in ("popular", "transformer-text", "transformer-minilm", "transformer", "lstm")
+        if grid.runs_protocol(m, "cold-start")
+    }
+    assert ran == {"popular", "transformer-text", "transformer-minilm"}
+    assert grid.runs_protocol("lstm", "loo")
 
 
 @pytest.mark.timeout(300)
@@ -376,3 +438,25 @@ def test_the_sweep_skips_the_catalog_axis_without_its_script(
     monkeypatch.setattr(sweep, "ROOT", tmp_path)
     assert sweep.catalog_axis([10_000]) == []
     assert "catalog axis skipped: scripts/bench_catalog.py" in capsys.readouterr().err
+
+
+def test_amazon_categories_counts_what_5_core_leaves(tmp_path: Path) -> None:
+    amazon = tmp_path / "amazon"
+    amazon.mkdir()
+    every_pair = [
+        {"reviewerID": f"u{u}", "asin": f"i{i}", "overall": 5.0, "unixReviewTime": 1e9 + 10 * u + i}
+        for u in range(6)
+        for i in range(6)
+    ]
+    (amazon / "Dense_5.json").write_text("\n".join(map(json.dumps, every_pair)) + "\n")
+    # One user with 5 items, each item reviewed by no one else: nothing is left after 5-core.
+    sparse = [{**row, "reviewerID": "u0"} for row in every_pair[:5]]
+    (amazon / "Sparse_5.json").write_text("\n".join(map(json.dumps, sparse)) + "\n")
+    output = run_script("amazon_categories.py", "--datasets", str(tmp_path))
+    assert_rows(
+        output,
+        [
+            r"\| Dense_5.json \| 36 \| 36 \| 36 \| 6 \| 6 \| 0 \| no \|",
+            r"\| Sparse_5.json \| 5 \| 5 \| 0 \| 0 \| 0 \| 0 \| no \|",
+        ],
+    )

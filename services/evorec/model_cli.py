@@ -4,6 +4,8 @@ baselines, export a model for TensorFlow Serving."""
 from __future__ import annotations
 
 import json
+import resource
+import statistics
 from dataclasses import asdict, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
@@ -117,6 +119,12 @@ def train(
     )
 
 
+def cpu_seconds() -> float:
+    """User and system CPU time of this process so far, all threads together."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
 def with_preset(
     dataset: Path,
     preset: str | None,
@@ -216,14 +224,22 @@ def evaluate(
     curves: dict[str, list[float]] = {}
 
     def train_encoder(name: str, seed: int, data: LeaveOneOut) -> tuple[Any, dict[str, Any]]:
+        cpu_before = cpu_seconds()
         trainer, result = fit_encoder(
             layout, data, encoder.named(name), replace(training, seed=seed)
         )
         curves[f"{name} seed {seed}"] = [r.valid_ndcg10 for r in result.history]
+        epochs = [r.seconds for r in result.history] or [0.0]
         return trainer.scores, {
             "best_epoch": result.best_epoch,
+            "epochs": len(result.history),
             "seconds": result.seconds,
             "seconds_per_epoch": result.seconds / max(1, len(result.history)),
+            # Robust to a few epochs stretched by a paused or crowded machine.
+            "median_seconds_per_epoch": statistics.median(epochs),
+            # CPU time (user + system, all threads) of the training: its cost in core-seconds,
+            # which a pause of the process does not add to.
+            "cpu_seconds": cpu_seconds() - cpu_before,
             "peak_memory_mib": result.peak_memory_mib,
             "valid": result.valid,
             "members": result.members,
