@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
@@ -20,7 +21,10 @@ ROOT = Path(__file__).resolve().parent.parent
 
 @pytest.fixture
 def settings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Settings:
-    """Settings whose services all listen on free loopback ports, with a short grace period."""
+    """Settings whose services all listen on free loopback ports, with a short grace period;
+    no EVOREC_ variable of the shell that started the tests reaches them."""
+    for variable in [v for v in os.environ if v.startswith("EVOREC_")]:
+        monkeypatch.delenv(variable)
     for name in ("preprocess", "embedding", "interest", "ranking"):
         monkeypatch.setenv(f"EVOREC_{name.upper()}__PORT", "0")
         monkeypatch.setenv(f"EVOREC_{name.upper()}__METRICS_PORT", "0")
