@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from typing import Any
 
 import grpc
 
-from evorec.platform.server import GrpcService
+from evorec.platform.config import Endpoint, ServerSettings
+from evorec.platform.server import GrpcService, RunningServer, start_server
 from evorec.v1 import preprocess_pb2, preprocess_pb2_grpc
 
 Handler = Callable[[preprocess_pb2.NormalizeTextRequest, Any], Awaitable[Any]]
@@ -50,6 +52,19 @@ def scripted_service(servicer: ScriptedServicer, gate: asyncio.Event | None = No
         ),
         start=start,
     )
+
+
+@asynccontextmanager
+async def serving(
+    handler: Handler, endpoint: Endpoint, settings: ServerSettings
+) -> AsyncIterator[RunningServer]:
+    """A server whose NormalizeText runs `handler`, serving until the block ends."""
+    server = await start_server(scripted_service(ScriptedServicer(handler)), endpoint, settings)
+    try:
+        await server.ready()
+        yield server
+    finally:
+        await server.shutdown()
 
 
 def channel(port: int) -> grpc.aio.Channel:

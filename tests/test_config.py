@@ -89,3 +89,11 @@ def test_an_invalid_environment_value_is_named(monkeypatch: pytest.MonkeyPatch) 
     monkeypatch.setenv("EVOREC_LOG_FORMAT", "xml")
     with pytest.raises(ConfigError, match=r"invalid setting EVOREC_LOG_FORMAT: .*'json' or 'text'"):
         load_settings()
+
+
+def test_core_queue_limits_out_of_order_are_named(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("EVOREC_SERVER__MAX_PENDING_SOFT", "10")
+    monkeypatch.setenv("EVOREC_SERVER__MAX_PENDING", "5")
+    named = r"MAX_PENDING_SOFT \(server.max_pending_soft\), 10, is above"
+    with pytest.raises(ConfigError, match=named):
+        load_settings()

@@ -8,6 +8,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
 from typing import Any
@@ -24,7 +25,7 @@ from evorec.platform.errors import InvalidArgument, NotFound, Violations, field_
 from evorec.platform.probes import free_port
 from evorec.v1 import preprocess_pb2, preprocess_pb2_grpc
 from tests.conftest import ROOT
-from tests.support import SERVICE_NAME, ScriptedServicer, channel, scripted_service
+from tests.support import SERVICE_NAME, ScriptedServicer, channel, scripted_service, serving
 
 SERVING = health_pb2.HealthCheckResponse.SERVING
 NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
@@ -171,6 +172,80 @@ async def test_a_message_over_the_size_limit_is_resource_exhausted(
         await server.shutdown()
 
 
+async def test_an_idle_server_refuses_none_of_a_burst_of_64_calls(
+    settings: Any,
+) -> None:
+    """gRPC's server takes calls from core one at a time, so a burst waits there for a moment:
+    the default bound of that queue (server.max_pending_soft) leaves room for 64 at once."""
+
+    async def quick(request: Any, context: Any) -> Any:
+        await asyncio.sleep(0.01)
+        return preprocess_pb2.NormalizeTextResponse()
+
+    async with (
+        serving(quick, settings.preprocess, settings.server) as server,
+        channel(server.port) as ch,
+    ):
+        stub = preprocess_pb2_grpc.PreprocessServiceStub(ch)
+        request = preprocess_pb2.NormalizeTextRequest(texts=["a"])
+        await stub.NormalizeText(request, timeout=10)
+        answers = await asyncio.gather(
+            *(stub.NormalizeText(request, timeout=10) for _ in range(64))
+        )
+        assert len(answers) == 64
+
+
+async def test_calls_the_process_cannot_take_wait_in_grpc_core_and_are_refused_there(
+    monkeypatch: pytest.MonkeyPatch, settings: Any
+) -> None:
+    """While the server's event loop is busy (here: blocked for 1 s), arriving calls wait in
+    gRPC core's queue; beyond `max_pending` (1) of them, core refuses the others at once,
+    without the event loop; the one that waited is answered."""
+    monkeypatch.setenv("EVOREC_SERVER__MAX_PENDING_SOFT", "0")
+    monkeypatch.setenv("EVOREC_SERVER__MAX_PENDING", "1")
+    small_queue = load_settings()
+    blocked = threading.Event()
+
+    async def blocking(request: Any, context: Any) -> Any:
+        if not blocked.is_set():
+            blocked.set()
+            time.sleep(1.0)  # noqa: ASYNC251 -- on purpose: the loop takes no calls meanwhile
+        return preprocess_pb2.NormalizeTextResponse()
+
+    outcomes: list[tuple[str, float]] = []
+
+    def four_calls_while_blocked(port: int) -> None:
+        blocked.wait(10)
+        with grpc.insecure_channel(f"127.0.0.1:{port}") as ch:
+            stub = preprocess_pb2_grpc.PreprocessServiceStub(ch)
+            request = preprocess_pb2.NormalizeTextRequest(texts=["a"])
+            started = time.monotonic()
+            done = threading.Semaphore(0)
+
+            def finished(future: Any) -> None:
+                outcomes.append((future.code().name, time.monotonic() - started))
+                done.release()
+
+            for _ in range(4):
+                stub.NormalizeText.future(request, timeout=10).add_done_callback(finished)
+            for _ in range(4):
+                done.acquire(timeout=20)
+
+    async with serving(blocking, settings.preprocess, small_queue.server) as server:
+        caller = threading.Thread(target=four_calls_while_blocked, args=(server.port,))
+        caller.start()
+        async with channel(server.port) as ch:
+            stub = preprocess_pb2_grpc.PreprocessServiceStub(ch)
+            await stub.NormalizeText(preprocess_pb2.NormalizeTextRequest(texts=["a"]), timeout=10)
+        await asyncio.to_thread(caller.join, 20)
+    # One call meets the event loop's standing request, one waits in core's queue, and the
+    # queue being full, core refuses the other two while the loop is still blocked. gRPC core
+    # decides RESOURCE_EXHAUSTED but resets the stream, which the caller sees as CANCELLED
+    # (grpcio 1.85).
+    assert sorted(code for code, _ in outcomes) == ["CANCELLED", "CANCELLED", "OK", "OK"]
+    assert all(took < 0.5 for code, took in outcomes if code != "OK")
+
+
 async def test_beyond_its_slots_a_server_sheds_what_it_cannot_answer_in_time(
     monkeypatch: pytest.MonkeyPatch, settings: Any
 ) -> None:
@@ -179,17 +254,12 @@ async def test_beyond_its_slots_a_server_sheds_what_it_cannot_answer_in_time(
     long before their deadline, counted by reason; a call after the burst is answered."""
     monkeypatch.setenv("EVOREC_SERVER__MAX_IN_PROGRESS", "1")
     one_slot = load_settings()
-    from evorec.platform.server import start_server
 
     async def slow(request: Any, context: Any) -> Any:
         await asyncio.sleep(0.4)
         return preprocess_pb2.NormalizeTextResponse()
 
-    server = await start_server(
-        scripted_service(ScriptedServicer(slow)), settings.preprocess, one_slot.server
-    )
-    try:
-        await server.ready()
+    async with serving(slow, settings.preprocess, one_slot.server) as server:
         async with channel(server.port) as ch:
             stub = preprocess_pb2_grpc.PreprocessServiceStub(ch)
             request = preprocess_pb2.NormalizeTextRequest(texts=["a"])
@@ -213,8 +283,6 @@ async def test_beyond_its_slots_a_server_sheds_what_it_cannot_answer_in_time(
         labels = f'grpc_method="NormalizeText",grpc_service="{SERVICE_NAME}",grpc_type="unary"'
         assert f'evorec_admission_shed_total{{{labels},reason="deadline"}} 3.0' in text
         assert f'grpc_server_handled_total{{grpc_code="RESOURCE_EXHAUSTED",{labels}}} 3.0' in text
-    finally:
-        await server.shutdown()
 
 
 def test_sigterm_lets_the_call_in_flight_finish_then_exits() -> None:

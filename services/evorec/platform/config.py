@@ -71,8 +71,16 @@ class ServerSettings(Section):
     grace_period_s: float = Field(default=10.0, gt=0, le=300)
     max_receive_message_bytes: int = Field(default=16 * MIB, ge=1024, le=1024 * MIB)
     max_send_message_bytes: int = Field(default=16 * MIB, ge=1024, le=1024 * MIB)
-    # Calls beyond this many at once are refused with RESOURCE_EXHAUSTED.
+    # Calls (streams included) beyond this many at once are refused with RESOURCE_EXHAUSTED.
+    # Calls the process's event loop has not taken yet wait in gRPC core's queue, first in
+    # first out; from max_pending_soft waiting there, core refuses arriving calls at a rising
+    # rate, all of them from max_pending (random early detection), at no cost to the event
+    # loop (the caller sees CANCELLED: core resets the stream).
     max_concurrent_rpcs: int = Field(default=1000, ge=1, le=100_000)
+    # gRPC's own defaults are 1,000 and 3,000: about a deadline's worth of stale calls under
+    # overload, which a server must then work through first (BENCHMARKS.md, "Overload").
+    max_pending_soft: int = Field(default=64, ge=0, le=100_000)
+    max_pending: int = Field(default=256, ge=1, le=100_000)
     # Unary calls worked on at once; the others wait, at most max_waiting of them, and are
     # shed with RESOURCE_EXHAUSTED when they could no longer be answered in time
     # (evorec.platform.admission).
@@ -83,6 +91,16 @@ class ServerSettings(Section):
     # Clients may ping at most this often without data before the server drops them.
     min_client_ping_interval_s: float = Field(default=10.0, gt=0)
     max_connection_age_s: float = Field(default=1800.0, gt=0)
+
+    @model_validator(mode="after")
+    def _pending_soft_within_hard(self) -> ServerSettings:
+        if self.max_pending_soft > self.max_pending:
+            raise ValueError(
+                f"EVOREC_SERVER__MAX_PENDING_SOFT (server.max_pending_soft), "
+                f"{self.max_pending_soft}, is above EVOREC_SERVER__MAX_PENDING "
+                f"(server.max_pending), {self.max_pending}"
+            )
+        return self
 
 
 class ClientSettings(Section):

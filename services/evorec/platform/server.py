@@ -76,6 +76,8 @@ def server_options(settings: ServerSettings) -> list[tuple[str, int]]:
         ),
         ("grpc.max_connection_age_ms", int(settings.max_connection_age_s * 1000)),
         ("grpc.max_connection_age_grace_ms", int(settings.grace_period_s * 1000)),
+        ("grpc.server.max_pending_requests", settings.max_pending_soft),
+        ("grpc.server.max_pending_requests_hard_limit", settings.max_pending),
     ]
 
 
