@@ -16,6 +16,7 @@ from evorec.interest.maintenance import Maintenance
 from evorec.interest.profile import build_profile
 from evorec.interest.records import NewEvent, StoredRow
 from evorec.interest.settings import InterestStateSettings
+from evorec.interest.sqlite_memory import sqlite_heap_gauge
 from evorec.interest.store import EventStore
 from evorec.interest.topics import TopicResolver
 from evorec.interest.writer import GroupWriter
@@ -407,4 +408,5 @@ def create(settings: Settings) -> GrpcService:
         ),
         start=start,
         stop=stop,
+        collectors=tuple(g for g in [sqlite_heap_gauge()] if g is not None),
     )
