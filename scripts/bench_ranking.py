@@ -94,7 +94,7 @@ class Services:
 
     def start(self, name: str) -> None:
         self.env[f"EVOREC_{name.upper()}__PORT"] = str(free_port())
-        self.env[f"EVOREC_{name.upper()}__METRICS_PORT"] = "0"
+        self.env[f"EVOREC_{name.upper()}__METRICS_PORT"] = str(free_port())
         process = subprocess.Popen([sys.executable, "-m", "evorec", "serve", name], env=self.env)
         self.processes[name] = process
         wait_until_serving(self.target(name), process=process, timeout=300)
@@ -102,7 +102,12 @@ class Services:
     def add_replica(self, name: str, log: Path) -> None:
         """Another process of `name` on the same port (gRPC sets SO_REUSEPORT, so the kernel
         spreads connections over both); returns once it reports serving."""
-        env = {**self.env, "EVOREC_LOG_LEVEL": "INFO", "EVOREC_LOG_FORMAT": "text"}
+        env = {
+            **self.env,
+            f"EVOREC_{name.upper()}__METRICS_PORT": "0",
+            "EVOREC_LOG_LEVEL": "INFO",
+            "EVOREC_LOG_FORMAT": "text",
+        }
         with log.open("wb") as handle:
             process = subprocess.Popen(
                 [sys.executable, "-m", "evorec", "serve", name], env=env, stderr=handle
@@ -122,6 +127,10 @@ class Services:
 
     def target(self, name: str) -> str:
         return f"127.0.0.1:{self.env[f'EVOREC_{name.upper()}__PORT']}"
+
+    def metrics_url(self, name: str) -> str:
+        """The Prometheus page of the first process of `name`."""
+        return f"http://127.0.0.1:{self.env[f'EVOREC_{name.upper()}__METRICS_PORT']}/metrics"
 
     def stop_all(self) -> None:
         for name in reversed(list(self.processes)):

@@ -18,6 +18,7 @@ import os
 import random
 import tempfile
 import time
+import urllib.request
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass, field
@@ -138,6 +139,20 @@ def rss_mib(pid: int) -> float:
     raise RuntimeError(f"no VmRSS for process {pid}")
 
 
+def scrape(url: str) -> str:
+    """A Prometheus page."""
+    with urllib.request.urlopen(url, timeout=5) as response:
+        return str(response.read().decode())
+
+
+def gauge(page: str, name: str) -> float:
+    """The value of the unlabelled metric `name` on a Prometheus page (NaN when absent)."""
+    for line in page.splitlines():
+        if line.startswith(f"{name} "):
+            return float(line.split()[1])
+    return float("nan")
+
+
 def cpu_seconds(pid: int) -> float:
     """CPU time (user + system) process `pid` has used so far, in seconds (Linux)."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
@@ -155,6 +170,9 @@ class MemorySamples:
     times: list[float] = field(default_factory=list)
     mib: dict[str, list[float]] = field(default_factory=dict)
     cpu_s: dict[str, list[float]] = field(default_factory=dict)
+    # The interest service's SQLite heap (its `evorec_sqlite_heap_bytes`), MiB, per sample:
+    # how much of its resident memory is SQLite's page caches.
+    interest_sqlite_mib: list[float] = field(default_factory=list)
 
     async def run(self, started: float, until: Callable[[], bool]) -> None:
         while not until():
@@ -164,6 +182,8 @@ class MemorySamples:
                 self.mib.setdefault(name, []).append(rss_mib(pid))
                 self.cpu_s.setdefault(name, []).append(cpu_seconds(pid))
             self.cpu_s.setdefault(LOAD, []).append(cpu_seconds(os.getpid()))
+            page = await asyncio.to_thread(scrape, self.services.metrics_url("interest"))
+            self.interest_sqlite_mib.append(gauge(page, "evorec_sqlite_heap_bytes") / 2**20)
             await asyncio.sleep(self.interval_s)
 
     def cores(self, name: str, start: float, end: float) -> float:
@@ -341,7 +361,8 @@ def plot_timeline(
     calls: list[Call], memory: MemorySamples, path: str, marks: list[float], bin_s: float
 ) -> None:
     """Two panels over time: p99 of the answered calls of each RPC per `bin_s` window (and the
-    failed calls, if any), and each service's resident memory; `marks` draws phase changes."""
+    failed calls, if any), and each service's resident memory with the interest service's
+    SQLite heap; `marks` draws phase changes."""
     from evorec.plotting import pyplot
 
     plt = pyplot()
@@ -367,6 +388,10 @@ def plot_timeline(
     latency.legend(loc="upper left")
     for name, samples in memory.mib.items():
         rss.plot(memory.times, samples, label=name)
+    rss.plot(
+        memory.times, memory.interest_sqlite_mib, color="grey", linestyle="--",
+        label="interest: SQLite heap",
+    )  # fmt: skip
     rss.set_ylabel("resident memory, MiB")
     rss.set_xlabel("seconds since the load started")
     rss.legend(loc="upper left")

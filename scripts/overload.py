@@ -2,7 +2,8 @@
 the services shed the excess, whether their memory stays bounded, and how fast they recover.
 
     .venv/bin/python scripts/overload.py [--factor 3] [--seconds 30] [--call-timeout 1]
-        [--users 1000 --items 10000 --events-per-user 200] [--in-progress 64,16] [--plot PNG]
+        [--users 1000 --items 10000 --events-per-user 200] [--plot PNG]
+        [--ranking-server defaults --ranking-server max_in_progress=16,max_waiting=64 ...]
 
 The stack of `bench_ranking.py` (see `load_stack.py`). First `Recommend`'s saturation is
 measured: 32 callers back to back over one connection for `--saturation-seconds` (after a
@@ -10,13 +11,18 @@ warm-up of 3 s), answered calls/s. Then an open-loop load in three phases, each 
 deadline of `--call-timeout` s: `--seconds` / 3 s at half the saturation ("before"),
 `--seconds` at `--factor` times it ("overload"), `--seconds` / 2 at half again ("after");
 IngestEvents (5 events a call) is offered throughout at a fifth of the saturation. The
-services shed with their admission (`evorec.platform.admission`: at most
-`server.max_in_progress` calls in progress, the others waiting and refused with
-RESOURCE_EXHAUSTED once they could no longer be answered in time) and the callers' deadlines
-(DEADLINE_EXCEEDED). Printed: each phase's offered and
-answered rates, p50/p99 of the answered calls, failures by code; the first seconds after
-the load drops, second by second (the recovery); each service's resident memory before,
-at its peak and at the end (sampled every second from /proc).
+services shed in three places: gRPC core's queue (calls the process's event loop has not
+taken yet wait there, first in first out; core refuses arrivals from
+`server.max_pending_soft` waiting, all from `server.max_pending`), gRPC's own limit
+(`server.max_concurrent_rpcs` calls at once) and the admission (`evorec.platform.admission`:
+at most `server.max_in_progress` calls in progress, the others waiting and refused with
+RESOURCE_EXHAUSTED once they could no longer be answered in time); and the callers' deadlines
+end the rest (DEADLINE_EXCEEDED). Each `--ranking-server` (ranking's `server.*` settings, or
+`defaults`) is one run of the three phases on the same stack, ranking restarted with it.
+Printed: each phase's offered and answered rates, p50/p99 of the answered calls, failures by
+code; the first seconds after the load drops, second by second (the recovery); the cores
+each process kept busy; each service's resident memory before, at its peak and at the end
+(sampled every second from /proc).
 """
 
 from __future__ import annotations
@@ -60,22 +66,23 @@ def options() -> argparse.Namespace:
     parser.add_argument("--items", type=int, default=10_000)
     parser.add_argument("--events-per-user", type=int, default=200)
     parser.add_argument(
-        "--in-progress", default="64",
-        help="comma-separated values of ranking's server.max_in_progress; the overload is "
-        "run once per value, ranking restarted with it (64: the default)",
+        "--ranking-server", action="append", type=server_variant,
+        help="ranking's server settings for one run, as KEY=VALUE,... of `server.*` "
+        "(max_in_progress=16,max_waiting=64) or `defaults`; repeat for more runs "
+        "(default: one run, with the defaults)",
     )  # fmt: skip
     parser.add_argument(
         "--lock", type=Path,
         help="hold this flock (the benchmark lock) for the measured part only, at priority 0",
     )  # fmt: skip
-    parser.add_argument("--plot", help="PNG of p99 and memory over time (the first limit's)")
+    parser.add_argument("--plot", help="PNG of p99 and memory over time (the first run's)")
     return parser.parse_args()
 
 
 def main() -> None:
     args = options()
     random.seed(0)
-    limits = [int(v) for v in args.in_progress.split(",")]
+    variants: list[dict[str, str]] = args.ranking_server or [{}]
     with running_stack(args.users, args.items, args.events_per_user) as stack:
         services = stack.services
         with measurement_lock(args.lock, services):
@@ -99,9 +106,13 @@ def main() -> None:
                 Phase("after", args.seconds / 2,
                       {"Recommend": CALM_SHARE * saturation, "IngestEvents": ingest}),
             ]  # fmt: skip
-            for number, limit in enumerate(limits):
+            base_env = dict(services.env)
+            for number, variant in enumerate(variants):
                 services.stop("ranking")
-                services.env["EVOREC_SERVER__MAX_IN_PROGRESS"] = str(limit)
+                services.env = {
+                    **base_env,
+                    **{f"EVOREC_SERVER__{k.upper()}": v for k, v in variant.items()},
+                }
                 services.start("ranking")
                 if args.lock is not None:  # the new process starts at the script's priority
                     measurement_priority(services)
@@ -113,7 +124,7 @@ def main() -> None:
                 load = Load(stack, args.call_timeout)
                 memory = MemorySamples(services)
                 asyncio.run(load.run(phases, memory))
-                report(load, memory, phases, limit)
+                report(load, memory, phases, variant)
                 if args.plot and number == 0:
                     from load_stack import plot_timeline
 
@@ -121,9 +132,20 @@ def main() -> None:
                     plot_timeline(load.calls, memory, args.plot, marks, bin_s=1.0)
 
 
-def report(load: Load, memory: MemorySamples, phases: list[Phase], limit: int) -> None:
+def server_variant(text: str) -> dict[str, str]:
+    """`KEY=VALUE,...` (or `defaults`) -> ranking's server settings for one run."""
+    if text == "defaults":
+        return {}
+    pairs = [item.partition("=") for item in text.split(",")]
+    if not all(key and sep and value for key, sep, value in pairs):
+        raise argparse.ArgumentTypeError(f"expected KEY=VALUE,... or defaults: {text!r}")
+    return {key: value for key, _, value in pairs}
+
+
+def report(load: Load, memory: MemorySamples, phases: list[Phase], variant: dict[str, str]) -> None:
     """Prints one overload run: each phase per RPC, the recovery, the memory."""
-    print(f"\nranking's server.max_in_progress = {limit}:")
+    said = ", ".join(f"server.{k} = {v}" for k, v in variant.items()) or "the defaults"
+    print(f"\nranking with {said}:")
     print(
         "| phase | RPC | offered calls/s | answered/s | p50 / p99 ms (answered) | failed |"
         " failures by code | degraded |"

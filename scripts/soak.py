@@ -12,7 +12,9 @@ open-loop at `--share` of it for `--minutes`, each call with a deadline of `--ca
 Printed: the saturation, the offered rate, then per window (a tenth of the run, at least 1 s)
 the calls, p50/p99 of each RPC and the failures by code, and each service's resident memory
 (sampled every second from /proc) at the start, the end and its peak, with the growth from
-the first to the last window's mean. The plot shows p99 per RPC and memory over time.
+the first to the last window's mean, and beside it the interest service's SQLite heap (its
+`evorec_sqlite_heap_bytes`), to tell its page caches filling from a leak. The plot shows p99
+per RPC and memory over time.
 """
 
 from __future__ import annotations
@@ -110,6 +112,14 @@ def main() -> None:
             f"| {name} | {statistics.mean(first):,.0f} | {statistics.mean(last):,.0f} |"
             f" {grew:+,.0f} | {max(m for _, m in samples):,.0f} |"
         )
+    heap = list(zip(memory.times, memory.interest_sqlite_mib, strict=True))
+    first = statistics.mean([m for t, m in heap if t < width] or [heap[0][1]])
+    last = statistics.mean([m for t, m in heap if t >= seconds - width] or [heap[-1][1]])
+    print(
+        f"\nThe interest service's SQLite heap (page caches, schemas, statements; MiB): "
+        f"first window {first:,.1f}, last window {last:,.1f}, growth {last - first:+,.1f}, "
+        f"peak {max(m for _, m in heap):,.1f}"
+    )
     if args.plot:
         from load_stack import plot_timeline
 

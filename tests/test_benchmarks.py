@@ -298,7 +298,8 @@ TINY_STACK = ("--users", "60", "--items", "300", "--events-per-user", "30", "--w
 def test_overload_sheds_with_resource_exhausted_at_one_slot(tmp_path: Path) -> None:
     output = run_script(
         "overload.py", *TINY_STACK, "--seconds", "3", "--saturation-seconds", "2",
-        "--in-progress", "64,1", "--plot", str(tmp_path / "overload.png"), timeout=360,
+        "--ranking-server", "defaults", "--ranking-server", "max_in_progress=1",
+        "--plot", str(tmp_path / "overload.png"), timeout=360,
     )  # fmt: skip
     counts = r"[\d,]+ of [\d,]+"
     assert_rows(
@@ -310,7 +311,7 @@ def test_overload_sheds_with_resource_exhausted_at_one_slot(tmp_path: Path) -> N
             rf"\| ranking \| {NUMBER} \| {NUMBER} \| {NUMBER} \|",
         ],
     )
-    limited = output.split("max_in_progress = 1:")[1]
+    limited = output.split("ranking with server.max_in_progress = 1:")[1]
     overload = next(line for line in limited.splitlines() if line.startswith("| overload | Rec"))
     assert re.search(r"RESOURCE_EXHAUSTED [\d,]+", overload), overload
     assert (tmp_path / "overload.png").stat().st_size > 0
@@ -332,6 +333,8 @@ def test_soak(tmp_path: Path) -> None:
             rf" [+-]{NUMBER} \| {NUMBER} \|",
         ],
     )
+    heap = rf"first window {NUMBER}, last window {NUMBER}, growth [+-]{NUMBER}, peak {NUMBER}"
+    assert re.search(rf"^The interest service's SQLite heap .+: {heap}$", output, re.M), output
     assert (tmp_path / "soak.png").stat().st_size > 0
 
 
