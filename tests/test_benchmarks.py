@@ -131,13 +131,14 @@ def test_profile_ranking() -> None:
     assert "(evorec/ranking/service.py) |" in output.split("ranking service, py-spy")[1]
 
 
-def bench_ranking_module() -> ModuleType:
-    spec = importlib.util.spec_from_file_location(
-        "bench_ranking", ROOT / "scripts" / "bench_ranking.py"
-    )
+def script_module(name: str) -> ModuleType:
+    """scripts/NAME.py imported as module NAME (registered in sys.modules, where a dataclass
+    of the script looks its module up)."""
+    spec = importlib.util.spec_from_file_location(name, ROOT / "scripts" / f"{name}.py")
     assert spec is not None
     assert spec.loader is not None
     module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
     spec.loader.exec_module(module)
     return module
 
@@ -155,7 +156,7 @@ def test_the_start_up_timing_fails_without_a_time_when_up_does_not_come_up(
     env = {k: v for k, v in os.environ.items() if not k.startswith("EVOREC_")}
     env.update(EVOREC_DATA_DIR=str(tmp_path / "data"), **setting)
     with pytest.raises(SystemExit, match=why):
-        bench_ranking_module().up_start_time(env, deadline, tmp_path / "up.log")
+        script_module("bench_ranking").up_start_time(env, deadline, tmp_path / "up.log")
 
 
 @pytest.mark.timeout(300)
@@ -227,20 +228,8 @@ def test_compare_models_runs_the_minilm_variant_on_a_dataset_prepared_with_minil
     assert first["loo"][0]["model"] == second["loo"][0]["model"] == "transformer-text"
 
 
-def compare_models_module() -> ModuleType:
-    spec = importlib.util.spec_from_file_location(
-        "compare_models", ROOT / "scripts" / "compare_models.py"
-    )
-    assert spec is not None
-    assert spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # its dataclass looks its module up there
-    spec.loader.exec_module(module)
-    return module
-
-
 def test_the_grid_runs_cold_start_for_baselines_and_text_models_only() -> None:
-    grid = compare_models_module()
+    grid = script_module("compare_models")
     assert grid.evaluated_as("lstm-minilm") == ("lstm-text", "minilm")
     assert grid.evaluated_as("transformer-text") == ("transformer-text", "word2vec")
     assert grid.evaluated_as("transformer") == ("transformer", "word2vec")
