@@ -3,7 +3,7 @@ VENV ?= .venv
 PYTHON ?= python3
 BIN := $(VENV)/bin
 
-.PHONY: up test test-quick check stubs install models deploy-tools images deploy-test
+.PHONY: up test test-quick smoke check stubs install models deploy-tools images deploy-test
 
 $(BIN)/evorec: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -33,11 +33,15 @@ up: install
 
 ## Run the whole test suite, the slow tests too (what CI runs).
 test: install models $(NODE_CLIENT_DEPS)
-	$(BIN)/pytest -q -m "slow or not slow"
+	$(BIN)/pytest -q -m "not smoke"
 
 ## Run the quick tests only (those not marked slow), for the edit-test loop.
 test-quick: install models $(NODE_CLIENT_DEPS)
 	$(BIN)/pytest -q
+
+## Run every benchmark script end to end at tiny sizes (CI runs it after the tests).
+smoke: install models
+	$(BIN)/pytest -q -m smoke
 
 ## Contract lint and compatibility, fresh stubs, lint, format, types.
 check: install $(NODE_CLIENT_DEPS)

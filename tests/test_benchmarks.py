@@ -1,49 +1,24 @@
 """Smoke runs of the benchmark scripts at tiny sizes, so that a change that breaks one is
 caught here rather than on the day its figures are needed. The figures themselves mean nothing
 at these sizes; what is checked is that each script runs to the end and prints every line it
-measures. Slow (each starts services or trains a model): run with `-m slow`."""
+measures. Marked `smoke` (most start services or train a model; together they take longer
+than the rest of the suite): `make smoke` runs them, and CI does after `make test`. The quick
+versions of the proof suite's overload and soak runs are tests (tests/test_proofs.py)."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import re
-import subprocess
-import sys
 from pathlib import Path
-from types import ModuleType
 
 import pytest
 
 from evorec.data.synth import SyntheticDataset
-from tests.conftest import ROOT, SYNTH
+from tests.conftest import SYNTH
+from tests.script_runs import NUMBER, assert_rows, run_script, script_module
 
-pytestmark = pytest.mark.slow
-
-NUMBER = r"[\d,.]+"
-
-
-def run_script(name: str, *args: str, timeout: float = 240) -> str:
-    """Runs scripts/`name` with `args` to the end; its standard output."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("EVOREC_")}
-    done = subprocess.run(
-        [sys.executable, str(ROOT / "scripts" / name), *args],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
-    assert done.returncode == 0, done.stderr[-3000:]
-    return done.stdout
-
-
-def assert_rows(output: str, rows: list[str]) -> None:
-    """Each pattern matches a whole Markdown table row of `output`."""
-    lines = output.splitlines()
-    for row in rows:
-        assert any(re.fullmatch(row, line) for line in lines), (row, output)
+pytestmark = pytest.mark.smoke
 
 
 @pytest.mark.timeout(300)
@@ -129,18 +104,6 @@ def test_profile_ranking() -> None:
     assert "ranking service, py-spy samples during the measured load:" in output
     # The ranking service's own code shows up in its profile.
     assert "(evorec/ranking/service.py) |" in output.split("ranking service, py-spy")[1]
-
-
-def script_module(name: str) -> ModuleType:
-    """scripts/NAME.py imported as module NAME (registered in sys.modules, where a dataclass
-    of the script looks its module up)."""
-    spec = importlib.util.spec_from_file_location(name, ROOT / "scripts" / f"{name}.py")
-    assert spec is not None
-    assert spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
 
 
 @pytest.mark.parametrize(
@@ -280,53 +243,6 @@ def test_bench_minilm(tmp_path: Path, synthetic: SyntheticDataset) -> None:
     )
 
 
-TINY_STACK = ("--users", "60", "--items", "300", "--events-per-user", "30", "--workers", "4")
-
-
-@pytest.mark.timeout(400)
-def test_overload_sheds_with_resource_exhausted_at_one_slot(tmp_path: Path) -> None:
-    output = run_script(
-        "overload.py", *TINY_STACK, "--seconds", "3", "--saturation-seconds", "2",
-        "--ranking-server", "defaults", "--ranking-server", "max_in_progress=1",
-        "--plot", str(tmp_path / "overload.png"), timeout=360,
-    )  # fmt: skip
-    counts = r"[\d,]+ of [\d,]+"
-    assert_rows(
-        output,
-        [
-            rf"\| (before|overload|after) \| (Recommend|IngestEvents) \| {NUMBER} \| {NUMBER} \|"
-            rf" ({NUMBER}|nan) / ({NUMBER}|nan) \| {counts} \| .+ \| [\d,]+ \|",
-            rf"\| 1 \| [\d,]+ \| ({NUMBER}|nan) / ({NUMBER}|nan) \| [\d,]+ \| .+ \|",
-            rf"\| ranking \| {NUMBER} \| {NUMBER} \| {NUMBER} \|",
-        ],
-    )
-    limited = output.split("ranking with server.max_in_progress = 1:")[1]
-    overload = next(line for line in limited.splitlines() if line.startswith("| overload | Rec"))
-    assert re.search(r"RESOURCE_EXHAUSTED [\d,]+", overload), overload
-    assert (tmp_path / "overload.png").stat().st_size > 0
-
-
-@pytest.mark.timeout(400)
-def test_soak(tmp_path: Path) -> None:
-    output = run_script(
-        "soak.py", *TINY_STACK, "--minutes", "0.2", "--saturation-seconds", "2",
-        "--plot", str(tmp_path / "soak.png"), timeout=360,
-    )  # fmt: skip
-    assert re.search(r"^calls: [\d,]+; failed: [\d,]+ \(.+\); degraded", output, re.M), output
-    latency = rf"({NUMBER}|nan) / ({NUMBER}|nan)"
-    assert_rows(
-        output,
-        [
-            rf"\| 0 \| [\d,]+ \| {latency} \| {latency} \| {latency} \| .+ \|",
-            rf"\| (preprocess|embedding|interest|ranking) \| {NUMBER} \| {NUMBER} \|"
-            rf" [+-]{NUMBER} \| {NUMBER} \|",
-        ],
-    )
-    heap = rf"first window {NUMBER}, last window {NUMBER}, growth [+-]{NUMBER}, peak {NUMBER}"
-    assert re.search(rf"^The interest service's SQLite heap .+: {heap}$", output, re.M), output
-    assert (tmp_path / "soak.png").stat().st_size > 0
-
-
 def test_bench_vector_index(tmp_path: Path) -> None:
     out = tmp_path / "index.json"
     output = run_script(
@@ -421,11 +337,7 @@ def test_sweep(tmp_path: Path) -> None:
 def test_the_sweep_skips_the_catalog_axis_without_its_script(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    spec = importlib.util.spec_from_file_location("sweep", ROOT / "scripts" / "sweep.py")
-    assert spec is not None
-    assert spec.loader is not None
-    sweep = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(sweep)
+    sweep = script_module("sweep")
     (tmp_path / "scripts").mkdir()
     monkeypatch.setattr(sweep, "ROOT", tmp_path)
     assert sweep.catalog_axis([10_000]) == []

@@ -1,9 +1,9 @@
-"""Quick runs of the durability and faults-under-load proofs (scripts/durability.py and
-scripts/faults_under_load.py; BENCHMARKS.md "Proof: durability and faults" has the full
-runs): a few SIGKILLs of the interest service under ingest, a hung interest service and a
-hung model server under Recommend load; and what they found. Each script exits non-zero when
-its proof fails; the rows are checked too, so that a script that measured nothing cannot
-pass."""
+"""Quick runs of the proof suite's scripts (BENCHMARKS.md has the full runs): durability
+(scripts/durability.py: a few SIGKILLs of the interest service under ingest), faults under
+load (scripts/faults_under_load.py: a hung interest service and a hung model server under
+Recommend load), overload (scripts/overload.py) and soak (scripts/soak.py) on a tiny stack;
+and what they found. The proofs' scripts exit non-zero when a proof fails; the rows are
+checked too, so that a script that measured nothing cannot pass."""
 
 from __future__ import annotations
 
@@ -21,7 +21,7 @@ from evorec.interest.derived import recomputed_derived_state, stored_derived_sta
 from evorec.interest.records import NewEvent
 from evorec.interest.store import EventStore
 from evorec.platform import context
-from tests.test_benchmarks import NUMBER, assert_rows, run_script
+from tests.script_runs import NUMBER, assert_rows, run_script
 
 
 @pytest.mark.slow
@@ -74,6 +74,55 @@ def test_a_hung_interest_service_or_model_server_degrades_recommend_not_fails_it
             rf"ENCODER {NUMBER}\) \| {NUMBER} ms \| (at once|{NUMBER} s) \|",
         ],
     )
+
+
+TINY_STACK = ("--users", "60", "--items", "300", "--events-per-user", "30", "--workers", "4")
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(400)
+def test_overload_sheds_with_resource_exhausted_at_one_slot(tmp_path: Path) -> None:
+    output = run_script(
+        "overload.py", *TINY_STACK, "--seconds", "3", "--saturation-seconds", "2",
+        "--ranking-server", "max_in_progress=1",
+        "--plot", str(tmp_path / "overload.png"), timeout=360,
+    )  # fmt: skip
+    counts = r"[\d,]+ of [\d,]+"
+    assert_rows(
+        output,
+        [
+            rf"\| (before|overload|after) \| (Recommend|IngestEvents) \| {NUMBER} \| {NUMBER} \|"
+            rf" ({NUMBER}|nan) / ({NUMBER}|nan) \| {counts} \| .+ \| [\d,]+ \|",
+            rf"\| 1 \| [\d,]+ \| ({NUMBER}|nan) / ({NUMBER}|nan) \| [\d,]+ \| .+ \|",
+            rf"\| ranking \| {NUMBER} \| {NUMBER} \| {NUMBER} \|",
+        ],
+    )
+    limited = output.split("ranking with server.max_in_progress = 1:")[1]
+    overload = next(line for line in limited.splitlines() if line.startswith("| overload | Rec"))
+    assert re.search(r"RESOURCE_EXHAUSTED [\d,]+", overload), overload
+    assert (tmp_path / "overload.png").stat().st_size > 0
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(400)
+def test_soak(tmp_path: Path) -> None:
+    output = run_script(
+        "soak.py", *TINY_STACK, "--minutes", "0.2", "--saturation-seconds", "2",
+        "--plot", str(tmp_path / "soak.png"), timeout=360,
+    )  # fmt: skip
+    assert re.search(r"^calls: [\d,]+; failed: [\d,]+ \(.+\); degraded", output, re.M), output
+    latency = rf"({NUMBER}|nan) / ({NUMBER}|nan)"
+    assert_rows(
+        output,
+        [
+            rf"\| 0 \| [\d,]+ \| {latency} \| {latency} \| {latency} \| .+ \|",
+            rf"\| (preprocess|embedding|interest|ranking) \| {NUMBER} \| {NUMBER} \|"
+            rf" [+-]{NUMBER} \| {NUMBER} \|",
+        ],
+    )
+    heap = rf"first window {NUMBER}, last window {NUMBER}, growth [+-]{NUMBER}, peak {NUMBER}"
+    assert re.search(rf"^The interest service's SQLite heap .+: {heap}$", output, re.M), output
+    assert (tmp_path / "soak.png").stat().st_size > 0
 
 
 async def test_the_batcher_does_not_carry_the_first_callers_deadline() -> None:
