@@ -11,10 +11,12 @@ import pytest
 from evorec.baselines import ItemCosine, ItemMarkov, MostPopular
 from evorec.data.sequences import LeaveOneOut
 from evorec.data.splits import leave_one_out
+from evorec.evaluation import metrics
 from evorec.evaluation.metrics import (
     Positions,
     RankingMetrics,
     beyond_accuracy,
+    catalog_positions,
     mask_seen,
     positions,
     top_k,
@@ -38,6 +40,31 @@ def test_ties_are_broken_at_random_in_expectation() -> None:
     assert values["hr@20"] == 1.0
     assert values["ndcg@10"] == pytest.approx(1 / math.log2(11) / 4)
     assert values["mrr"] == pytest.approx((1 / 10 + 1 / 11 + 1 / 12 + 1 / 13) / 4)
+
+
+def test_catalog_positions_score_a_bounded_batch_of_users_at_a_time(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The same figures as scoring every user at once, with at most SCORES_AT_ONCE scores
+    asked for in one call (at a million items, all users at once would not fit)."""
+    rng = np.random.default_rng(0)
+    table = rng.normal(size=(6, 2))  # items 1..5 and padding; scores tie only by chance
+    histories = [rng.choice(np.arange(1, 6), size=n, replace=False) for n in (1, 2, 0, 3, 1)]
+    targets = np.array([5, 1, 2, 4, 3])
+
+    def score(batch: list[np.ndarray]) -> np.ndarray:
+        asked.append(len(batch))
+        return np.array([table[h].sum(axis=0) if len(h) else np.ones(2) for h in batch]) @ table.T
+
+    asked: list[int] = []
+    at_once = positions(mask_seen(score(histories), histories), targets)
+    assert 0 < at_once.above.sum()  # targets that land at different places
+    monkeypatch.setattr(metrics, "SCORES_AT_ONCE", 12)  # two users of 6 columns
+    asked.clear()
+    batched = catalog_positions(score, histories, targets, columns=6)
+    assert asked == [2, 2, 1]
+    assert batched.above.tolist() == at_once.above.tolist()
+    assert batched.tied.tolist() == at_once.tied.tolist()
 
 
 def test_hit_rate_ndcg_and_mrr() -> None:

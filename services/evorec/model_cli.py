@@ -161,7 +161,7 @@ def train_and_export(
 
     data = LeaveOneOut.load(layout)
     trainer, result = fit_encoder(layout, data, encoder, training, checkpoints)
-    metrics = test_metrics(trainer.scores(data.test_input), data, layout)
+    metrics = test_metrics(trainer.scores, data, layout)
     details = {
         "training": training.as_dict(),
         "best_epoch": result.best_epoch,

@@ -29,7 +29,7 @@ from evorec.data.sequences import LeaveOneOut
 from evorec.encoder.config import EncoderConfig, TrainingConfig
 from evorec.encoder.model import SequenceEncoder, score_histories
 from evorec.encoder.training import EpochRecord, Trainer, TrainingResult
-from evorec.evaluation.metrics import RankingMetrics, mask_seen, positions
+from evorec.evaluation.metrics import RankingMetrics, catalog_positions
 
 # Seeds of an ensemble's members are this far apart, so that the members of runs with
 # neighbouring seeds (0, 1, 2) never share a seed.
@@ -138,5 +138,5 @@ class EnsembleTrainer:
     def evaluate(self, split: Literal["valid", "test"]) -> dict[str, float]:
         histories = self.data.valid_input if split == "valid" else self.data.test_input
         targets = self.data.valid_target if split == "valid" else self.data.test_target
-        scores = mask_seen(self.scores(histories), histories)
-        return RankingMetrics.from_positions(positions(scores, targets)).values
+        found = catalog_positions(self.scores, histories, targets, self.model.n_items + 1)
+        return RankingMetrics.from_positions(found).values

@@ -24,7 +24,7 @@ import tensorflow as tf
 from evorec.data.sequences import LeaveOneOut
 from evorec.encoder.config import TrainingConfig
 from evorec.encoder.model import SequenceEncoder, left_padded, score_histories
-from evorec.evaluation.metrics import RankingMetrics, mask_seen, positions
+from evorec.evaluation.metrics import RankingMetrics, catalog_positions
 
 
 @dataclass
@@ -194,8 +194,8 @@ class Trainer:
     def evaluate(self, split: Literal["valid", "test"]) -> dict[str, float]:
         histories = self.data.valid_input if split == "valid" else self.data.test_input
         targets = self.data.valid_target if split == "valid" else self.data.test_target
-        scores = mask_seen(self.scores(histories), histories)
-        return RankingMetrics.from_positions(positions(scores, targets)).values
+        found = catalog_positions(self.scores, histories, targets, self.model.n_items + 1)
+        return RankingMetrics.from_positions(found).values
 
     def _checkpoint(self) -> None:
         """Restores the latest checkpoint, if any. A checkpoint holds every variable a run's

@@ -9,12 +9,15 @@ expectation (see RankingMetrics).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 
 CUTOFFS = (5, 10, 20)
+# Scores held at once by `masked_batches` (users in a batch x items): 2^24 float64 scores,
+# 128 MiB. All users at once would hold 1,000 x 1,000,001 of them at a million items, 8 GB.
+SCORES_AT_ONCE = 1 << 24
 
 
 def mask_seen(scores: np.ndarray, histories: Sequence[np.ndarray]) -> np.ndarray:
@@ -33,6 +36,13 @@ class Positions:
     above: np.ndarray
     tied: np.ndarray
 
+    @classmethod
+    def concatenate(cls, parts: Sequence[Positions]) -> Positions:
+        """The positions of several batches of users, in order."""
+        return cls(
+            np.concatenate([p.above for p in parts]), np.concatenate([p.tied for p in parts])
+        )
+
 
 def positions(scores: np.ndarray, targets: np.ndarray) -> Positions:
     target_scores = scores[np.arange(len(targets)), targets][:, None]
@@ -40,6 +50,30 @@ def positions(scores: np.ndarray, targets: np.ndarray) -> Positions:
         above=(scores > target_scores).sum(axis=1),
         tied=(scores == target_scores).sum(axis=1) - 1,
     )
+
+
+Scorer = Callable[[list[np.ndarray]], np.ndarray]
+
+
+def masked_batches(
+    score: Scorer, histories: list[np.ndarray], columns: int
+) -> Iterator[tuple[slice, np.ndarray]]:
+    """(users, scores) of a batch of users at a time: `score` (histories -> scores [users,
+    `columns`]) with each user's seen items masked (mask_seen); the batches are as large as
+    SCORES_AT_ONCE allows, so that memory is bounded whatever the number of users."""
+    users = max(1, SCORES_AT_ONCE // columns)
+    for start in range(0, len(histories), users):
+        batch = slice(start, start + users)
+        yield batch, mask_seen(score(histories[batch]), histories[batch])
+
+
+def catalog_positions(
+    score: Scorer, histories: list[np.ndarray], targets: np.ndarray, columns: int
+) -> Positions:
+    """Where each target lands among the full catalog's items, its user's seen items
+    excluded, scored a batch of users at a time (masked_batches)."""
+    batches = masked_batches(score, histories, columns)
+    return Positions.concatenate([positions(masked, targets[users]) for users, masked in batches])
 
 
 def _expected(positions: Positions, gain: np.ndarray) -> np.ndarray:

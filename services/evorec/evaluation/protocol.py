@@ -19,7 +19,15 @@ from evorec.data.sequences import LeaveOneOut
 from evorec.evaluation.cold_start import ColdStart
 from evorec.evaluation.evolution import Evolution
 from evorec.evaluation.ground_truth import SimulatorTruth
-from evorec.evaluation.metrics import RankingMetrics, beyond_accuracy, mask_seen, positions, top_k
+from evorec.evaluation.metrics import (
+    Positions,
+    RankingMetrics,
+    Scorer,
+    beyond_accuracy,
+    masked_batches,
+    positions,
+    top_k,
+)
 from evorec.evaluation.plots import plot_timelines
 from evorec.evaluation.results import ModelResult
 from evorec.evolution import methods
@@ -33,19 +41,23 @@ BASELINES: dict[str, Callable[[list[np.ndarray], int], SequenceScorer]] = {
 ENCODERS = ("transformer-text", "transformer", "gru-text", "gru", "lstm-text", "lstm")
 
 
-def test_metrics(scores: np.ndarray, data: LeaveOneOut, layout: DatasetLayout) -> dict[str, float]:
-    """Test ranking metrics plus coverage, novelty and diversity of the top-10 lists."""
-    histories = data.test_input
-    masked = mask_seen(scores, histories)
-    values = RankingMetrics.from_positions(positions(masked, data.test_target)).values
+def test_metrics(score: Scorer, data: LeaveOneOut, layout: DatasetLayout) -> dict[str, float]:
+    """Test ranking metrics plus coverage, novelty and diversity of the top-10 lists; the
+    users are scored a batch at a time (masked_batches)."""
+    found, tops = [], []
+    for users, masked in masked_batches(score, data.test_input, data.n_items + 1):
+        found.append(positions(masked, data.test_target[users]))
+        tops.append(top_k(masked, 10))
+    values = RankingMetrics.from_positions(Positions.concatenate(found)).values
     popularity = np.bincount(np.concatenate(data.train), minlength=data.n_items + 1)
     values.update(
-        beyond_accuracy(top_k(masked, 10), data.n_items, popularity, np.load(layout.item_vectors))
+        beyond_accuracy(
+            np.concatenate(tops), data.n_items, popularity, np.load(layout.item_vectors)
+        )
     )
     return values
 
 
-Scorer = Callable[[list[np.ndarray]], np.ndarray]
 # Trains the encoder `name` with `seed` on `data`; returns its scorer and training details.
 TrainEncoder = Callable[[str, int, LeaveOneOut], tuple[Scorer, dict[str, Any]]]
 
@@ -81,7 +93,7 @@ def evaluate(
     for name in models:
         result = ModelResult(name)
         for scorer, details in _runs(name, seeds, data, train_encoder, progress):
-            result.runs.append(test_metrics(scorer(data.test_input), data, layout))
+            result.runs.append(test_metrics(scorer, data, layout))
             if details:
                 result.training.append(details)
         results.append(result)
