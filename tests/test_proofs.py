@@ -84,7 +84,7 @@ TINY_STACK = ("--users", "60", "--items", "300", "--events-per-user", "30", "--w
 def test_overload_sheds_with_resource_exhausted_at_one_slot(tmp_path: Path) -> None:
     output = run_script(
         "overload.py", *TINY_STACK, "--seconds", "3", "--saturation-seconds", "2",
-        "--ranking-server", "max_in_progress=1",
+        "--ranking-server", "defaults", "--ranking-server", "max_in_progress=1",
         "--plot", str(tmp_path / "overload.png"), timeout=360,
     )  # fmt: skip
     counts = r"[\d,]+ of [\d,]+"
