@@ -7,8 +7,10 @@ import math
 import numpy as np
 import pandas as pd
 import pytest
+from scipy import sparse
 
-from evorec.baselines import ItemCosine, ItemMarkov, MostPopular
+from evorec import baselines
+from evorec.baselines import ItemCosine, ItemMarkov, MostPopular, row_blocks, top_per_row
 from evorec.data.sequences import LeaveOneOut
 from evorec.data.splits import leave_one_out
 from evorec.evaluation import metrics
@@ -138,3 +140,42 @@ def test_item_cosine_scores_from_the_last_item() -> None:
     assert scores[1] == 0  # not similar to itself
     assert scores[2] == pytest.approx(2 / math.sqrt(2 * 3))
     assert scores[3] == pytest.approx(1 / math.sqrt(2 * 2))
+
+
+def test_top_per_row_keeps_the_largest_positive_entries_lower_column_first_on_ties() -> None:
+    matrix = sparse.csr_matrix(
+        np.array([[0.0, 0.5, 0.9, 0.5, 0.1], [0.0, -1.0, 0.0, 0.2, 0.0], [0.0] * 5])
+    )
+    kept = top_per_row(matrix, 2).toarray()
+    assert kept.tolist() == [
+        [0, 0.5, pytest.approx(0.9), 0, 0],  # 0.5 at column 1 beats 0.5 at column 3
+        [0, 0, 0, pytest.approx(0.2), 0],  # negative entries are never kept
+        [0, 0, 0, 0, 0],
+    ]
+
+
+def test_row_blocks_stay_within_the_budget_and_a_costly_row_stands_alone() -> None:
+    assert row_blocks(np.array([3, 3, 3, 3]), budget=6) == [(0, 2), (2, 4)]
+    assert row_blocks(np.array([1, 9, 1, 1]), budget=5) == [(0, 1), (1, 2), (2, 4)]
+    assert row_blocks(np.array([], dtype=np.int64), budget=5) == []
+
+
+def test_item_cosine_neighbours_block_by_block_equal_the_whole_similarity_pruned(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    rng = np.random.default_rng(7)
+    sequences = [rng.choice(np.arange(1, 41), size=rng.integers(2, 12)) for _ in range(60)]
+    whole = ItemCosine(sequences, 40).similarity
+    monkeypatch.setattr(baselines, "CO_OCCURRENCES_AT_ONCE", 50)
+    blocks: list[tuple[int, int]] = []
+
+    def recorded_blocks(cost: np.ndarray, budget: int) -> list[tuple[int, int]]:
+        blocks.extend(row_blocks(cost, budget))
+        return blocks
+
+    monkeypatch.setattr(baselines, "row_blocks", recorded_blocks)
+    pruned = ItemCosine(sequences, 40, neighbours=5).similarity
+    assert len(blocks) > 5
+    assert pruned.getnnz(axis=1).max() == 5
+    assert np.allclose(pruned.toarray(), top_per_row(whole, 5).toarray())
+    assert np.allclose(whole.diagonal(), 0)

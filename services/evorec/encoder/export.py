@@ -39,7 +39,7 @@ import pandas as pd
 import tensorflow as tf
 from scipy import sparse
 
-from evorec.baselines import ItemCosine, ItemMarkov, MostPopular
+from evorec.baselines import ItemCosine, ItemMarkov, MostPopular, top_per_row
 from evorec.data.artifacts import DatasetLayout
 from evorec.data.sequences import LeaveOneOut, user_sequences
 from evorec.encoder.batch_shapes import all_shapes, right_padded
@@ -129,30 +129,12 @@ def _warmup(path: Path, model_name: str, max_len: int) -> None:
 SIMILAR_ITEMS_KEPT = 50
 
 
-def top_per_row(matrix: sparse.csr_matrix, n: int) -> sparse.csr_matrix:
-    """`matrix` with only the `n` largest entries of each row kept."""
-    rows, cols, values = [], [], []
-    for row in range(matrix.shape[0]):
-        start, end = matrix.indptr[row], matrix.indptr[row + 1]
-        data, indices = matrix.data[start:end], matrix.indices[start:end]
-        keep = np.argsort(-data, kind="stable")[:n]
-        keep = keep[data[keep] > 0]
-        rows.append(np.full(len(keep), row))
-        cols.append(indices[keep])
-        values.append(data[keep])
-    return sparse.csr_matrix(
-        (np.concatenate(values), (np.concatenate(rows), np.concatenate(cols))),
-        shape=matrix.shape,
-        dtype=np.float32,
-    )
-
-
 def _write_candidate_sources(dataset: DatasetLayout, n_items: int, bundle: Path) -> None:
     """The baselines, fitted on every user's whole sequence, as the ranking service's
     fallback candidate sources."""
     sequences = user_sequences(dataset)
     np.save(bundle / "popularity.npy", MostPopular(sequences, n_items).counts.astype(np.float32))
-    similarity = top_per_row(ItemCosine(sequences, n_items).similarity, SIMILAR_ITEMS_KEPT)
+    similarity = ItemCosine(sequences, n_items, neighbours=SIMILAR_ITEMS_KEPT).similarity
     sparse.save_npz(bundle / "item_similarity.npz", similarity)
     transitions = top_per_row(ItemMarkov(sequences, n_items).transitions, SIMILAR_ITEMS_KEPT)
     sparse.save_npz(bundle / "markov.npz", transitions)
