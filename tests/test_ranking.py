@@ -23,6 +23,7 @@ from evorec.ranking.recommender import (
     RRF_K,
     Query,
     best,
+    first_allowed,
     mmr,
     recent_items,
     recommend,
@@ -31,18 +32,36 @@ from evorec.ranking.recommender import (
 from evorec.ranking.settings import RecommendSettings
 
 
+def test_first_allowed_reads_the_order_until_it_has_enough() -> None:
+    order = np.array([5, 3, 8, 1, 9, 2, 7, 4, 6])
+    allowed = np.zeros(10, dtype=bool)
+    allowed[[2, 4, 6, 8]] = True
+    assert first_allowed(order, allowed, 1).tolist() == [8]
+    assert first_allowed(order, allowed, 3).tolist() == [8, 2, 4]
+    assert first_allowed(order, allowed, 10).tolist() == [8, 2, 4, 6]
+    assert first_allowed(order, np.zeros(10, dtype=bool), 3).tolist() == []
+
+
+def test_unit_rows_are_the_table_rows_scaled_to_length_one(bundle: ModelBundle) -> None:
+    space = ItemSpace(bundle, {})
+    rows = space.unit_rows(np.array([0, 1, 2]))
+    assert np.allclose(rows[0], 0.0)  # the padding row stays zero
+    assert np.allclose(np.linalg.norm(rows[1:], axis=1), 1.0)
+    assert np.allclose(rows[2] * np.linalg.norm(space.table[2]), space.table[2], atol=1e-6)
+
+
 def test_mmr_without_diversity_is_relevance_order() -> None:
     vectors = np.eye(4)
     relevance = np.array([0.1, 0.9, 0.5, 0.7])
-    assert mmr(np.arange(4), relevance, vectors, k=3, diversity=0.0) == [1, 3, 2]
+    assert mmr(relevance, vectors, k=3, diversity=0.0) == [1, 3, 2]
 
 
 def test_mmr_skips_a_near_duplicate_of_what_it_picked() -> None:
     # Items 0 and 1 point the same way; 2 is orthogonal and a little less relevant.
     vectors = np.array([[1.0, 0.0], [1.0, 0.0], [0.0, 1.0]])
     relevance = np.array([1.0, 0.95, 0.8])
-    assert mmr(np.arange(3), relevance, vectors, k=2, diversity=0.0) == [0, 1]
-    assert mmr(np.arange(3), relevance, vectors, k=2, diversity=0.5) == [0, 2]
+    assert mmr(relevance, vectors, k=2, diversity=0.0) == [0, 1]
+    assert mmr(relevance, vectors, k=2, diversity=0.5) == [0, 2]
 
 
 def test_best_keeps_allowed_items_in_score_order() -> None:

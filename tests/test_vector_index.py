@@ -61,6 +61,26 @@ def test_exact_search_is_the_encoder_source_of_before() -> None:
         assert index.search(user, 50, allowed)[0].tolist() == expected.tolist()
 
 
+def test_exact_search_is_the_text_neighbours_source_of_before() -> None:
+    """The text neighbours source used to be best(text @ query, allowed, n, positive=True);
+    it is now the index's top n with the non-positive scores dropped: the same rows, also
+    when fewer than n allowed items score above zero."""
+    text = clustered(500, seed=4)
+    index = ExactIndex(text)
+    rng = np.random.default_rng(2)
+    short = 0
+    for _ in range(20):
+        query = rng.normal(size=16).astype(np.float32)
+        allowed = rng.random(500) > 0.2
+        allowed[0] = False
+        for n in (50, 400):
+            expected = best(text @ query, allowed, n, positive=True)
+            found, scores = index.search(query, n, allowed)
+            assert found[scores > 0].tolist() == expected.tolist()
+            short += len(expected) < n
+    assert short > 0  # the positive-only cut was exercised
+
+
 def approximate(table: np.ndarray, kind: str, exact_below: int = 1) -> VectorIndex:
     settings = IndexSettings(exact_below=exact_below, approximate=kind)  # type: ignore[arg-type]
     return HnswIndex(table, settings) if kind == "hnsw" else IvfIndex(table, settings)
@@ -206,7 +226,7 @@ def bundle(model_base: Path) -> ModelBundle:
 
 def test_a_new_catalog_item_extends_the_item_space_index(bundle: ModelBundle) -> None:
     space = ItemSpace(bundle, {})
-    before = len(space.encoder_index)
+    before, before_text = len(space.encoder_index), len(space.text_index)
     text = bundle.text_vectors[3]
     grown = ItemSpace(bundle, {"fresh": MirroredItem("fresh", "Fresh", "t1", text)}, space)
     assert grown.encoder_index is space.encoder_index
@@ -216,14 +236,23 @@ def test_a_new_catalog_item_extends_the_item_space_index(bundle: ModelBundle) ->
     rows, scores = grown.encoder_index.search(grown.table[row], 1, only)
     assert rows.tolist() == [row]
     assert np.isclose(scores[0], grown.table[row] @ grown.table[row], rtol=1e-5)
+    # The text index grows with it: the new item is its own best text neighbour.
+    assert grown.text_index is space.text_index
+    assert len(grown.text_index) == before_text + 1
+    assert grown.text_index.search(text, 1, only)[0].tolist() == [row]
     # A catalog listed anew (fewer items, other order) builds its own.
-    assert ItemSpace(bundle, {}, grown).encoder_index is not grown.encoder_index
+    relisted = ItemSpace(bundle, {}, grown)
+    assert relisted.encoder_index is not grown.encoder_index
+    assert relisted.text_index is not grown.text_index
 
 
 def test_the_item_space_index_is_chosen_by_its_settings(bundle: ModelBundle) -> None:
-    assert isinstance(ItemSpace(bundle, {}).encoder_index, ExactIndex)
+    exact = ItemSpace(bundle, {})
+    assert isinstance(exact.encoder_index, ExactIndex)
+    assert isinstance(exact.text_index, ExactIndex)
     graph = ItemSpace(bundle, {}, index_settings=APPROXIMATE)
     assert isinstance(graph.encoder_index, IvfIndex)
+    assert isinstance(graph.text_index, IvfIndex)
     allowed = np.ones(len(graph), dtype=bool)
     allowed[0] = False
     user = graph.table[1:].mean(axis=0)

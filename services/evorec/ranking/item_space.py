@@ -7,10 +7,12 @@ without its id part: the model learned to score such items, through id dropout, 
 same dot product scores them. An id-only model gives new items a zero vector (the text
 neighbours source still proposes them).
 
-The encoder source searches `table` through `encoder_index` (evorec.vector_index: exact below the
-threshold, approximate above it). A space built with the previous one as `previous` (same
-model version, the catalog's new items only added to or changed) reuses its index: new items
-are added and changed ones replaced, not rebuilt.
+The encoder source searches `table` through `encoder_index`, and the text neighbours source
+searches `text_vectors` through `text_index` (evorec.vector_index: exact below the
+threshold, approximate above it), so that no request reads the whole catalog. A space built
+with the previous one as `previous` (same model version, the catalog's new items only added
+to or changed) reuses its indexes: new items are added and changed ones replaced, not
+rebuilt.
 """
 
 from __future__ import annotations
@@ -58,8 +60,6 @@ class ItemSpace:
             else np.zeros((len(new), bundle.item_table.shape[1]), dtype=np.float32)
         )
         self.table = np.vstack([bundle.item_table, new_table]).astype(np.float32)
-        norms = np.linalg.norm(self.table, axis=1, keepdims=True)
-        self.unit_table = self.table / np.where(norms > 0, norms, 1.0)
         self.popularity = np.concatenate([bundle.popularity, np.zeros(len(new), dtype=np.float32)])
         # Items with any popularity, most popular first.
         order = np.argsort(-self.popularity, kind="stable")
@@ -71,16 +71,32 @@ class ItemSpace:
             and previous.ids == self.ids[: len(previous.ids)]
             else None
         )
+        settings = index_settings or IndexSettings()
         self.encoder_index: VectorIndex = extend_index(
             reused.encoder_index if reused else None,
             reused.table if reused else None,
             self.table,
-            index_settings or IndexSettings(),
+            settings,
+        )
+        self.text_index: VectorIndex = extend_index(
+            reused.text_index if reused else None,
+            reused.text_vectors if reused else None,
+            self.text_vectors,
+            settings,
         )
 
     def __len__(self) -> int:
         """Items, padding row included."""
         return len(self.ids)
+
+    def unit_rows(self, indexes: np.ndarray) -> np.ndarray:
+        """The encoder-space vectors of `indexes` scaled to length 1 (zero rows stay zero):
+        computed per request for the few items that need them, rather than kept for every
+        item (a second copy of the table)."""
+        rows = self.table[indexes]
+        norms = np.linalg.norm(rows, axis=1, keepdims=True)
+        unit: np.ndarray = rows / np.where(norms > 0, norms, 1.0)
+        return unit
 
     def is_new(self, index: int) -> bool:
         return index > self.n_model_items

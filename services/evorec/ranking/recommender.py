@@ -7,7 +7,8 @@ Candidate sources, each proposing its best `candidates_per_source` allowed items
   catalogs: evorec.vector_index);
 - item similarity: co-occurrence cosine neighbours of the user's recent items;
 - Markov: the items that most often followed the user's last item;
-- text neighbours: items whose text is closest to the recent items' text (new items too);
+- text neighbours: items whose text is closest to the recent items' text (new items too),
+  from the item space's text index;
 - popularity: the most frequent items, the whole answer for a user with no history.
 
 They are blended by weighted reciprocal-rank fusion, sum over sources of w / (10 + rank):
@@ -166,8 +167,8 @@ def candidates(
     n: int,
 ) -> Candidates:
     """Up to `n` allowed items from each source. The sparse sources (similarity, Markov) are
-    read from their rows' non-zeros; the encoder's from the vector index; text neighbours
-    from one product over the text vectors."""
+    read from their rows' non-zeros; the encoder's and the text neighbours' from the vector
+    indexes; popularity from the head of the popularity order."""
     recent = recent_items(history)
     by_source: dict[int, np.ndarray] = {}
     similar_rows: list[tuple[int, np.ndarray, np.ndarray]] = []
@@ -196,29 +197,39 @@ def candidates(
             )
         query = weights @ space.text_vectors[recent]
         if np.any(query):
-            by_source[TEXT_NEIGHBOURS] = best(space.text_vectors @ query, allowed, n, positive=True)
-    popular = space.popular_order
-    by_source[POPULARITY] = popular[allowed[popular]][:n]
+            found, scores = space.text_index.search(query, n, allowed)
+            by_source[TEXT_NEIGHBOURS] = found[scores > 0]
+    by_source[POPULARITY] = first_allowed(space.popular_order, allowed, n)
     return Candidates({s: c for s, c in by_source.items() if len(c)}, recent, similar_rows)
 
 
-def mmr(
-    candidates: np.ndarray, relevance: np.ndarray, vectors: np.ndarray, k: int, diversity: float
-) -> list[int]:
-    """Positions in `candidates` picked by maximal marginal relevance: each next pick
+def first_allowed(order: np.ndarray, allowed: np.ndarray, n: int) -> np.ndarray:
+    """The first `n` allowed entries of `order`, reading only as much of it as they need (a
+    growing prefix), not the whole catalog."""
+    end = n
+    while True:
+        head = order[:end]
+        found: np.ndarray = head[allowed[head]]
+        if len(found) >= n or end >= len(order):
+            return found[:n]
+        end *= 4
+
+
+def mmr(relevance: np.ndarray, unit: np.ndarray, k: int, diversity: float) -> list[int]:
+    """Positions among the candidates picked by maximal marginal relevance: each next pick
     maximizes (1 - diversity) * relevance - diversity * (max cosine to the picks so far);
-    relevance is scaled to [0, 1] over the candidates first."""
-    if len(candidates) == 0:
+    relevance is scaled to [0, 1] over the candidates first. `unit` holds the candidates'
+    vectors of length 1, one row each."""
+    if len(relevance) == 0:
         return []
     spread = relevance.max() - relevance.min()
     scaled = (relevance - relevance.min()) / spread if spread > 0 else np.ones_like(relevance)
     if diversity <= 0:
         return list(np.argsort(-scaled, kind="stable")[:k])
-    unit = vectors[candidates]
-    closest = np.full(len(candidates), -np.inf)
+    closest = np.full(len(relevance), -np.inf)
     picked: list[int] = []
-    available = np.ones(len(candidates), dtype=bool)
-    for _ in range(min(k, len(candidates))):
+    available = np.ones(len(relevance), dtype=bool)
+    for _ in range(min(k, len(relevance))):
         penalty = np.where(np.isfinite(closest), closest, 0.0)
         value = np.where(available, (1 - diversity) * scaled - diversity * penalty, -np.inf)
         choice = int(np.argmax(value))
@@ -291,7 +302,7 @@ def recommend(
         blended += forecast_gain(space, query.history, union, settings.weight_forecast)
     pool_positions = best(blended, blended > 0, max(3 * query.k, 50))
     pool = union[pool_positions]
-    order = mmr(pool, blended[pool_positions], space.unit_table, query.k, query.diversity)
+    order = mmr(blended[pool_positions], space.unit_rows(pool), query.k, query.diversity)
     items = []
     for position in order:
         index = int(pool[position])
@@ -332,6 +343,9 @@ def reason(space: ItemSpace, query: Query, found: Candidates, index: int, source
         ]
         anchor = found.similar_rows[int(np.argmax(strength))][0]
     else:
-        vectors = space.text_vectors if source == TEXT_NEIGHBOURS else space.unit_table
-        anchor = int(recent[int(np.argmax(vectors[recent] @ vectors[index]))])
+        if source == TEXT_NEIGHBOURS:
+            similarity = space.text_vectors[recent] @ space.text_vectors[index]
+        else:
+            similarity = space.unit_rows(recent) @ space.unit_rows(np.array([index]))[0]
+        anchor = int(recent[int(np.argmax(similarity))])
     return f"because you {_did(query, anchor)} {space.label(anchor)}"
