@@ -40,7 +40,11 @@ p50/p99 and the heavy ones' latencies and status codes. Memory is each service p
 resident set (VmRSS) and its peak (VmHWM) at the end; start-up is from launching the process
 to SERVING on its health check. --work keeps the dataset in DIR and reuses it when present
 (--prepare-only stops after preparing), so that a large catalog's preparation can run before,
-and apart from, the timed run.
+and apart from, the timed run; it keeps the export too (DIR/models), and a later run on the
+same DIR reuses it and reports the training and export figures of the run that made it (so
+that the services can be measured again after a change to them without training and
+exporting again: at a million items the export alone takes minutes). Delete DIR/models to
+train and export anew.
 """
 
 from __future__ import annotations
@@ -174,6 +178,22 @@ def train_and_export(layout: DatasetLayout, base: Path, args: argparse.Namespace
         "export_s": export_s,
         "export_mib": size / 2**20,
     }
+
+
+def exported(layout: DatasetLayout, base: Path, args: argparse.Namespace) -> dict[str, Any]:
+    """The training and export figures, with the export's version_dir: those of the export
+    kept in `base` when there is one (base/trained.json, written once the export is
+    complete), else of a new one."""
+    record = base / "trained.json"
+    if record.exists():
+        trained: dict[str, Any] = json.loads(record.read_text())
+        print(f"reusing the export in {base}: {trained}", flush=True)
+        return trained
+    base.mkdir(parents=True, exist_ok=True)
+    trained = train_and_export(layout, base, args)
+    record.write_text(json.dumps(trained, default=str) + "\n")
+    print(f"trained and exported: {trained}", flush=True)
+    return trained
 
 
 def exported_vectors(
@@ -570,12 +590,12 @@ def main(argv: list[str] | None = None) -> None:
             if args.json:
                 args.json.write_text(json.dumps(figures, indent=2, default=str) + "\n")
             return
-        base = Path(tempfile.mkdtemp(dir=work, prefix="models-"))
+        base = work / "models" if args.work else Path(tempfile.mkdtemp(dir=work))
+        service_data = Path(tempfile.mkdtemp(dir=work, prefix="service-data-"))
         try:
-            trained = train_and_export(layout, base, args)
-            version_dir = trained.pop("version_dir")
+            trained = exported(layout, base, args)
+            version_dir = Path(trained.pop("version_dir"))
             figures.update(trained)
-            print(f"trained and exported: {trained}", flush=True)
             vectors = exported_vectors(version_dir, layout)
             if args.vectors:
                 save_vectors(args.vectors, *vectors)
@@ -583,7 +603,7 @@ def main(argv: list[str] | None = None) -> None:
             figures.update(text_recall(layout, settings))
             env = {k: v for k, v in os.environ.items() if not k.startswith("EVOREC_")}
             env.update(
-                EVOREC_DATA_DIR=str(base / "data"),
+                EVOREC_DATA_DIR=str(service_data),
                 EVOREC_DATASET=str(layout.root),
                 EVOREC_SERVING__BASE_PATH=str(base),
                 EVOREC_LOG_LEVEL="WARNING",
@@ -623,7 +643,9 @@ def main(argv: list[str] | None = None) -> None:
             finally:
                 services.stop_all()
         finally:
-            shutil.rmtree(base, ignore_errors=True)
+            shutil.rmtree(service_data, ignore_errors=True)
+            if not args.work:
+                shutil.rmtree(base, ignore_errors=True)
     report(figures)
     if args.json:
         args.json.write_text(json.dumps(figures, indent=2, default=str) + "\n")
