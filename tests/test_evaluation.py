@@ -179,3 +179,18 @@ def test_item_cosine_neighbours_block_by_block_equal_the_whole_similarity_pruned
     assert pruned.getnnz(axis=1).max() == 5
     assert np.allclose(pruned.toarray(), top_per_row(whole, 5).toarray())
     assert np.allclose(whole.diagonal(), 0)
+
+
+def test_top_per_row_equals_sorting_each_row_by_value_then_column() -> None:
+    """On random rows with many ties and negative entries, against the plain definition."""
+    rng = np.random.default_rng(11)
+    dense = rng.integers(-2, 5, size=(40, 30)).astype(np.float64) / 4
+    dense[rng.random(dense.shape) < 0.3] = 0
+    for n in (1, 3, 8, 30):
+        expected = np.zeros_like(dense)
+        for row, values in enumerate(dense):
+            columns = sorted(np.flatnonzero(values > 0), key=lambda c: (-values[c], c))[:n]
+            expected[row, columns] = values[columns]
+        kept = top_per_row(sparse.csr_matrix(dense), n)
+        assert kept.dtype == np.float32
+        assert kept.toarray().tolist() == expected.tolist()
