@@ -108,7 +108,7 @@ def test_ivf_reading_every_list_finds_the_exact_top_k() -> None:
     the exact one, also after rows are added and replaced (the filter, the entry bookkeeping
     and the scores all checked, whatever the recall of fewer probes)."""
     table = clustered(4_000)
-    settings = IndexSettings(exact_below=1, ivf_lists=64, ivf_probes=64)
+    settings = IndexSettings(exact_below=1, ivf_lists=64, ivf_probes=64, ivf_storage="float32")
     index, exact = IvfIndex(table, settings), ExactIndex(table)
     assert (index.lists, index.probes) == (64, 64)
     more = clustered(300, seed=5)
@@ -126,6 +126,33 @@ def test_ivf_reading_every_list_finds_the_exact_top_k() -> None:
             expected, expected_scores = exact.search(query, k, allowed)
             assert found.tolist() == expected.tolist()
             assert np.allclose(scores, expected_scores, atol=1e-5)
+
+
+def test_ivf_float16_lists_reading_every_list_find_the_exact_top_k_at_rounded_scores() -> None:
+    table = clustered(4_000)
+    settings = IndexSettings(exact_below=1, ivf_lists=64, ivf_probes=64, ivf_storage="float16")
+    index, exact = IvfIndex(table, settings), ExactIndex(table)
+    assert "IVF-float16, 64 of 64 lists" in index.description
+    index.add(clustered(100, seed=5))
+    exact.add(clustered(100, seed=5))
+    rng = np.random.default_rng(3)
+    for _ in range(20):
+        query = rng.normal(size=16).astype(np.float32)
+        allowed = rng.random(4_100) > 0.1
+        found, scores = index.search(query, 10, allowed)
+        expected, expected_scores = exact.search(query, 10, allowed)
+        assert recall_at(expected, found) >= 0.9  # only near-ties may swap
+        assert np.allclose(scores, expected_scores, rtol=1e-2, atol=1e-2)
+        assert allowed[found].all()
+    # A selective filter is scored from the same (rounded) storage.
+    selective = IvfIndex(table, settings.model_copy(update={"exact_below": 500}))
+    few = np.zeros(4_000, dtype=bool)
+    few[:300] = True
+    query = rng.normal(size=16).astype(np.float32)
+    found, scores = selective.search(query, 10, few)
+    expected, expected_scores = exact.search(query, 10, few)
+    assert recall_at(expected, found) >= 0.9
+    assert np.allclose(scores, expected_scores, rtol=1e-2, atol=1e-2)
 
 
 def test_ivf_lists_shrink_with_a_small_table_and_keep_the_share_probed() -> None:

@@ -291,19 +291,34 @@ class IvfIndex(_FaissIndex):
     a table that crosses the threshold). A table with fewer than MIN_ROWS_PER_LIST rows per
     list gets fewer lists, and proportionally fewer probes, so the share read stays the
     settings', but at least MIN_PROBES: among a few large lists, one list's border cuts
-    through too many of the best rows."""
+    through too many of the best rows. With `ivf_storage` float16 the lists hold each
+    vector in half the bytes (`IndexIVFScalarQuantizer`, QT_fp16): a search is bound by the
+    bytes it reads, and the scores are rounded (also those of a selective filter, read from
+    the same storage)."""
 
     def _make(self, vectors: np.ndarray) -> Any:
         settings = self.settings
         self.lists = max(1, min(settings.ivf_lists, len(vectors) // MIN_ROWS_PER_LIST))
         share = -(-settings.ivf_probes * self.lists // settings.ivf_lists)
         self.probes = min(self.lists, max(share, min(MIN_PROBES, settings.ivf_probes)))
-        self.description = f"approximate (faiss IVF-flat, {self.probes} of {self.lists} lists)"
         # The index holds a pointer to its coarse quantizer only: keep the object alive.
         self._centres = faiss.IndexFlatIP(self.dimension)
-        lists = faiss.IndexIVFFlat(
-            self._centres, self.dimension, self.lists, faiss.METRIC_INNER_PRODUCT
-        )
+        lists: Any
+        if settings.ivf_storage == "float16":
+            kind = "IVF-float16"
+            lists = faiss.IndexIVFScalarQuantizer(
+                self._centres,
+                self.dimension,
+                self.lists,
+                faiss.ScalarQuantizer.QT_fp16,
+                faiss.METRIC_INNER_PRODUCT,
+            )
+        else:
+            kind = "IVF-flat"
+            lists = faiss.IndexIVFFlat(
+                self._centres, self.dimension, self.lists, faiss.METRIC_INNER_PRODUCT
+            )
+        self.description = f"approximate (faiss {kind}, {self.probes} of {self.lists} lists)"
         if len(vectors):
             lists.train(vectors)
         # Entry -> (list, offset), so that a selective filter can read the stored vectors.
