@@ -24,8 +24,23 @@ HEADROOM = 0.6  # plan each replica to this share of its measured saturation
 RECOMMEND_PER_REPLICA = 375.0
 MODEL_USERS_PER_S = 1_855.0  # the bare SavedModel on 2 CPU cores, batches of 256, 10k items
 MODEL_ITEMS = 10_000  # the catalog those two figures were measured with
+# How Recommend's saturation falls as the catalog grows: scripts/bench_catalog.py's figure at
+# each size over its figure at 10,000 items (BENCHMARKS.md "Large catalogs", "A million
+# items end to end"; the same script and machine at each size, commit 79ebe8b). A catalog
+# between two sizes takes the larger one's; beyond the largest, the cost grows with the
+# items (each vector index search reads a fixed share of its table).
+RECOMMEND_SHARE_BY_ITEMS = {10_000: 1.0, 100_000: 141.0 / 204.2, 1_000_000: 61.4 / 204.2}
 SHARD_DISK_GIB = 200.0  # the disk one interest shard is given (its volume)
 SHARD_CACHE_GIB = 8.0  # memory for SQLite's and the OS's cache of the hot pages
+
+
+def catalog_share(items: int) -> float:
+    """The share of its 10,000-item saturation a ranking replica keeps at `items`."""
+    for size, share in sorted(RECOMMEND_SHARE_BY_ITEMS.items()):
+        if items <= size:
+            return share
+    largest = max(RECOMMEND_SHARE_BY_ITEMS)
+    return RECOMMEND_SHARE_BY_ITEMS[largest] * largest / items
 
 
 def plan(
@@ -49,20 +64,22 @@ def plan(
     reads_per_shard = 1_000.0 / interest["recent_p50_ms"]
     by_reads = math.ceil(recommendations_per_s / (reads_per_shard * HEADROOM))
     shards = max(by_ingest, by_disk, by_reads, 1)
-    # Exact scoring costs in proportion to the catalog: the model's rate scales down with it.
-    model_rate = model_users_per_s * MODEL_ITEMS / max(items, MODEL_ITEMS)
-    model_servers = math.ceil(recommendations_per_s / (model_rate * HEADROOM))
-    replicas = math.ceil(recommendations_per_s / (recommend_per_replica * HEADROOM))
+    # The served model returns user vectors only (ranking searches the items through its
+    # vector index), so its cost does not grow with the catalog; the figure was measured
+    # scoring 10,000 items besides, so it errs on the side of more servers.
+    model_servers = math.ceil(recommendations_per_s / (model_users_per_s * HEADROOM))
+    per_replica = recommend_per_replica * catalog_share(items)
+    replicas = math.ceil(recommendations_per_s / (per_replica * HEADROOM))
     return [
         ("ranking replicas (2 cores each)", f"{replicas:,}",
-         f"{recommendations_per_s:,.0f}/s over {recommend_per_replica:,.0f}/s x {HEADROOM}"),
+         f"{recommendations_per_s:,.0f}/s over {per_replica:,.0f}/s ({recommend_per_replica:,.0f}"
+         f"/s at {MODEL_ITEMS:,} items x {catalog_share(items):.2f} at {items:,}) x {HEADROOM}"),
         ("interest shards (by user)", f"{shards:,}",
          f"ingest {by_ingest:,} ({events_per_s:,.0f}/s over {ingest:,.0f}/s x {HEADROOM}),"
          f" disk {by_disk:,} ({stored_gib:,.0f} GiB over {SHARD_DISK_GIB:,.0f} GiB x"
          f" {HEADROOM}), reads {by_reads:,} ({reads_per_shard:,.0f}/s per shard)"),
-        ("model servers (2 CPU cores each; exact scoring)", f"{model_servers:,}",
-         f"{recommendations_per_s:,.0f} users/s over {model_rate:,.0f}/s at {items:,} items"
-         f" x {HEADROOM}"),
+        ("model servers (2 CPU cores each; user vectors)", f"{model_servers:,}",
+         f"{recommendations_per_s:,.0f} users/s over {model_users_per_s:,.0f}/s x {HEADROOM}"),
         ("events stored per shard", f"{users * events_per_user / shards:,.0f}",
          f"{bytes_per_event:,.0f} bytes each, {stored_gib / shards:,.1f} GiB"),
     ]  # fmt: skip
