@@ -41,7 +41,8 @@ resident set (VmRSS) and its peak (VmHWM) at the end; start-up is from launching
 to SERVING on its health check. --work keeps the dataset in DIR and reuses it when present
 (--prepare-only stops after preparing), so that a large catalog's preparation can run before,
 and apart from, the timed run; it keeps the export too (DIR/models), and a later run on the
-same DIR reuses it and reports the training and export figures of the run that made it (so
+same DIR reuses it (if made of the same dataset with the same --epochs and --loss; else it
+stops and says so) and reports the training and export figures of the run that made it (so
 that the services can be measured again after a change to them without training and
 exporting again: at a million items the export alone takes minutes). Delete DIR/models to
 train and export anew.
@@ -183,15 +184,26 @@ def train_and_export(layout: DatasetLayout, base: Path, args: argparse.Namespace
 def exported(layout: DatasetLayout, base: Path, args: argparse.Namespace) -> dict[str, Any]:
     """The training and export figures, with the export's version_dir: those of the export
     kept in `base` when there is one (base/trained.json, written once the export is
-    complete), else of a new one."""
+    complete) and it was made of the same dataset with the same training options, else of
+    a new one; a kept export made otherwise is an error, not silently reused."""
     record = base / "trained.json"
+    made_with = {
+        "events_sha256": layout.read_manifest()["outputs"]["events.parquet"],
+        "epochs": args.epochs,
+        "loss": args.loss,
+    }
     if record.exists():
         trained: dict[str, Any] = json.loads(record.read_text())
+        if trained.pop("made_with", None) != made_with:
+            raise SystemExit(
+                f"{base} holds an export of another dataset or training ({record}); delete "
+                f"{base} to train and export anew"
+            )
         print(f"reusing the export in {base}: {trained}", flush=True)
         return trained
     base.mkdir(parents=True, exist_ok=True)
     trained = train_and_export(layout, base, args)
-    record.write_text(json.dumps(trained, default=str) + "\n")
+    record.write_text(json.dumps({**trained, "made_with": made_with}, default=str) + "\n")
     print(f"trained and exported: {trained}", flush=True)
     return trained
 

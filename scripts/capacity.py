@@ -7,7 +7,9 @@ the figures measured on the 2-core development machine (docs/capacity.md explain
 
 --interest is bench_interest.py --json's output (ingest rate, database size per event); the
 ranking and model figures default to BENCHMARKS.md's (Recommend at saturation, the bare
-model) and can be given measured anew (--recommend-per-replica, --model-users-per-s). Every
+model) and can be given measured anew (--model-users-per-s; --recommend-per-replica is a
+replica's saturation at 10,000 items, which the plan scales to --items by how the measured
+saturation fell with the catalog). Every
 replica is a 2-core machine like the one measured; HEADROOM keeps each below saturation.
 """
 
@@ -93,7 +95,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--users", type=int, default=10_000_000)
     parser.add_argument("--events-per-user", type=int, default=1_000)
     parser.add_argument("--items", type=int, default=1_000_000)
-    parser.add_argument("--recommend-per-replica", type=float, default=RECOMMEND_PER_REPLICA)
+    parser.add_argument(
+        "--recommend-per-replica",
+        type=float,
+        default=RECOMMEND_PER_REPLICA,
+        help="a ranking replica's Recommend/s at saturation over 10,000 items",
+    )
     parser.add_argument("--model-users-per-s", type=float, default=MODEL_USERS_PER_S)
     args = parser.parse_args(argv)
     rows = plan(

@@ -194,3 +194,16 @@ def test_top_per_row_equals_sorting_each_row_by_value_then_column() -> None:
         kept = top_per_row(sparse.csr_matrix(dense), n)
         assert kept.dtype == np.float32
         assert kept.toarray().tolist() == expected.tolist()
+
+
+def test_top_per_row_of_a_matrix_stored_out_of_order_with_duplicates() -> None:
+    """Entries stored with columns out of order and a column twice (summed) give the same
+    answer as the same matrix stored in order; n = 0 keeps nothing."""
+    data = np.array([0.5, 0.2, 0.5, 0.3, 0.4])
+    indices = np.array([3, 2, 1, 2, 0])  # row 0: columns 3, 2, 1, 2 (twice), 0
+    unordered = sparse.csr_matrix((data, indices, np.array([0, 5])), shape=(1, 4))
+    assert not unordered.has_canonical_format
+    # Summed: column 0 0.4, column 1 0.5, column 2 0.5, column 3 0.5; ties to the lower.
+    assert top_per_row(unordered, 2).toarray().tolist() == [[0, 0.5, 0.5, 0]]
+    assert unordered.indices.tolist() == [3, 2, 1, 2, 0]  # the input is left as it was
+    assert top_per_row(unordered, 0).nnz == 0

@@ -263,10 +263,20 @@ def test_a_new_catalog_item_extends_the_item_space_index(bundle: ModelBundle) ->
     rows, scores = grown.encoder_index.search(grown.table[row], 1, only)
     assert rows.tolist() == [row]
     assert np.isclose(scores[0], grown.table[row] @ grown.table[row], rtol=1e-5)
-    # The text index grows with it: the new item is its own best text neighbour.
+    # The text index grows with it, holding the new item's text vector.
     assert grown.text_index is space.text_index
     assert len(grown.text_index) == before_text + 1
-    assert grown.text_index.search(text, 1, only)[0].tolist() == [row]
+    rows, scores = grown.text_index.search(text, 1, only)
+    assert rows.tolist() == [row]
+    assert np.isclose(scores[0], text @ text, rtol=1e-5)
+    # A changed text vector is replaced in place, not rebuilt.
+    other = bundle.text_vectors[5]
+    changed = ItemSpace(bundle, {"fresh": MirroredItem("fresh", "Fresh", "t1", other)}, grown)
+    assert changed.text_index is grown.text_index
+    assert len(changed.text_index) == before_text + 1
+    rows, scores = changed.text_index.search(text, 1, only)
+    assert rows.tolist() == [row]
+    assert np.isclose(scores[0], other @ text, rtol=1e-5)
     # A catalog listed anew (fewer items, other order) builds its own.
     relisted = ItemSpace(bundle, {}, grown)
     assert relisted.encoder_index is not grown.encoder_index

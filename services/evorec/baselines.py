@@ -53,6 +53,8 @@ def top_per_row(matrix: sparse.csr_matrix, n: int) -> sparse.csr_matrix:
     n-th largest value by a partial sort of that row alone (a global sort of every entry by
     row, value and column took minutes at a million items)."""
     matrix = sparse.csr_matrix(matrix)
+    if n <= 0:
+        return sparse.csr_matrix(matrix.shape, dtype=np.float32)
     if not matrix.has_canonical_format:
         matrix = matrix.copy()
         matrix.sum_duplicates()  # columns in order within each row: ties go to the lower

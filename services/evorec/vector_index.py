@@ -1,8 +1,9 @@
 """Top-k search by inner product over a growing table of item vectors: one interface, an
 exact implementation and an approximate one, chosen by the table's size.
 
-Both ranking's encoder source (user vector against every item's encoder-space vector) and
-the embedding service's `SimilarItems` (text vector against every item's unit text vector)
+Ranking's encoder source (user vector against every item's encoder-space vector), its text
+neighbours source (the recent items' text against every item's text vector) and the
+embedding service's `SimilarItems` (text vector against every item's unit text vector) all
 ask the same question: the `k` rows with the largest inner product with a query, among the
 rows a filter allows. Below `IndexSettings.exact_below` rows one matrix-vector product
 answers it exactly and cheaply; above it the product grows with the catalog (about 1.3 ms

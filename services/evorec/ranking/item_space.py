@@ -9,7 +9,7 @@ neighbours source still proposes them).
 
 The encoder source searches `table` through `encoder_index`, and the text neighbours source
 searches `text_vectors` through `text_index` (evorec.vector_index: exact below the
-threshold, approximate above it), so that no request reads the whole catalog. A space built
+threshold, approximate above it), so that no request scores every item's vector. A space built
 with the previous one as `previous` (same model version, the catalog's new items only added
 to or changed) reuses its indexes: new items are added and changed ones replaced, not
 rebuilt.
