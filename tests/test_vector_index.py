@@ -48,6 +48,18 @@ def test_exact_search_ranks_by_inner_product_with_ties_by_row() -> None:
     assert index.search(np.array([1, 0], np.float32), 10, allowed[:2])[0].tolist() == [0, 1]
 
 
+def test_rows_tied_at_the_kth_score_are_taken_lowest_first() -> None:
+    """Ties that straddle the k-th place: the lower rows get in, whatever the partial
+    sort happened to pick (it picked rows 631 to 647 here before)."""
+    table = np.ones((1_000, 2), dtype=np.float32)
+    table[::7] = 0.5
+    rows, scores = ExactIndex(table).search(np.array([1, 0], dtype=np.float32), 5)
+    assert rows.tolist() == [1, 2, 3, 4, 5]
+    assert scores.tolist() == [1.0] * 5
+    rows, _ = ExactIndex(table).search(np.array([1, 0], np.float32), 3, np.arange(1_000) > 500)
+    assert rows.tolist() == [501, 502, 503]
+
+
 def test_exact_search_is_the_encoder_source_of_before() -> None:
     """The encoder source used to be best(table @ user, allowed, n): same rows, same order."""
     table = clustered(500)

@@ -86,8 +86,11 @@ def _top(scores: np.ndarray, rows: np.ndarray | None, k: int) -> tuple[np.ndarra
     if k <= 0:
         return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float32)
     top = np.argpartition(-scores, k - 1)[:k]
+    # argpartition picks any of the entries tied with the k-th score: all of them compete
+    # for the last places, so that the lower rows win them.
+    top = np.union1d(top, np.flatnonzero(scores == scores[top].min()))
     labels = top if rows is None else rows[top]
-    order = np.lexsort((labels, -scores[top]))
+    order = np.lexsort((labels, -scores[top]))[:k]
     return labels[order].astype(np.int64), scores[top][order].astype(np.float32)
 
 
