@@ -295,6 +295,22 @@ def test_a_new_catalog_item_extends_the_item_space_index(bundle: ModelBundle) ->
     assert relisted.text_index is not grown.text_index
 
 
+def test_an_item_space_without_new_items_shares_the_bundles_tables(bundle: ModelBundle) -> None:
+    """No copy of the bundle's item tables (512 MiB at a million items) per catalog change
+    while the catalog adds nothing, and none of them can be written through the space."""
+    space = ItemSpace(bundle, {})
+    assert np.shares_memory(space.table, bundle.item_table)
+    assert np.shares_memory(space.text_vectors, bundle.text_vectors)
+    text = bundle.text_vectors[3].copy()
+    grown = ItemSpace(bundle, {"fresh": MirroredItem("fresh", "Fresh", "t1", text)}, space)
+    assert not np.shares_memory(grown.table, bundle.item_table)
+    assert np.array_equal(grown.text_vectors[:-1], bundle.text_vectors)
+    assert np.array_equal(grown.text_vectors[-1], text)
+    for table in (space.table, space.text_vectors, grown.table, space.popularity):
+        with pytest.raises(ValueError, match="read-only"):
+            table[1] = 0.0
+
+
 def test_the_item_space_index_is_chosen_by_its_settings(bundle: ModelBundle) -> None:
     exact = ItemSpace(bundle, {})
     assert isinstance(exact.encoder_index, ExactIndex)

@@ -9,6 +9,7 @@ vector from TF Serving and the item table it is scored against come from the sam
 from __future__ import annotations
 
 import json
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -17,6 +18,7 @@ import numpy as np
 import pandas as pd
 from scipy import sparse
 
+from evorec.data.frames import release_arrow_memory
 from evorec.evolution.track_record import EvolutionModel
 
 BUNDLE_DIR = Path("assets.extra") / "evorec"
@@ -78,13 +80,14 @@ class ModelBundle:
             raise ValueError(f"{bundle}: items.parquet does not hold items 1..{n_items}")
         topics = json.loads((bundle / "topics.json").read_text())["topics"]
         projection = bundle / "text_projection.npy"
-        return cls(
+        loaded = cls(
             path=version_dir,
             version=int(manifest["version"]),
             manifest=manifest,
             item_ids=["", *items["item_id"].astype(str)],
             titles=["", *items["title"].astype(str)],
-            topic_ids=["", *items["topic_id"].astype(str)],
+            # One string per topic, not per item.
+            topic_ids=["", *map(sys.intern, items["topic_id"].astype(str))],
             topic_labels={t["topic_id"]: t["label"] for t in topics},
             item_table=np.load(bundle / "item_table.npy"),
             text_projection=np.load(projection) if projection.exists() else None,
@@ -94,3 +97,6 @@ class ModelBundle:
             markov=sparse.load_npz(bundle / "markov.npz").tocsr(),
             evolution=EvolutionModel.load(bundle),
         )
+        del items
+        release_arrow_memory()
+        return loaded

@@ -53,14 +53,14 @@ class ItemSpace:
         for row, item in enumerate(new):
             if item.vector is not None and item.vector.shape == (text_dim,):
                 new_text[row] = item.vector
-        self.text_vectors = np.vstack([bundle.text_vectors, new_text]).astype(np.float32)
+        self.text_vectors = _appended(bundle.text_vectors, new_text)
         new_table = (
             new_text @ bundle.text_projection
             if bundle.text_projection is not None
             else np.zeros((len(new), bundle.item_table.shape[1]), dtype=np.float32)
         )
-        self.table = np.vstack([bundle.item_table, new_table]).astype(np.float32)
-        self.popularity = np.concatenate([bundle.popularity, np.zeros(len(new), dtype=np.float32)])
+        self.table = _appended(bundle.item_table, new_table)
+        self.popularity = _appended(bundle.popularity, np.zeros(len(new), dtype=np.float32))
         # Items with any popularity, most popular first.
         order = np.argsort(-self.popularity, kind="stable")
         self.popular_order = order[self.popularity[order] > 0]
@@ -108,3 +108,13 @@ class ItemSpace:
     def label(self, index: int) -> str:
         """The item's title, or its id when it has none."""
         return self.titles[index] or self.ids[index]
+
+
+def _appended(base: np.ndarray, new: np.ndarray) -> np.ndarray:
+    """`base` with the rows of `new` after it, as float32, read-only. Without new rows it is
+    `base` itself, not a copy: at a million items the bundle's two tables are 512 MiB, and
+    the space is built again at every catalog change."""
+    joined = np.asarray(base, dtype=np.float32) if len(new) == 0 else np.concatenate([base, new])
+    joined = joined.astype(np.float32, copy=False)
+    joined.flags.writeable = False
+    return joined
