@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
+import sys
 import threading
 import time
 from collections.abc import Iterable, Sequence
@@ -22,6 +23,7 @@ import pandas as pd
 import sqlite_utils
 
 from evorec.data.artifacts import DatasetLayout
+from evorec.data.frames import release_arrow_memory
 
 
 @dataclass
@@ -50,6 +52,10 @@ class ItemCatalog:
         # Every put gets the next revision; row r was last changed at _revisions[r].
         self.revision = 0
         self._revisions = np.zeros(capacity, dtype=np.int64)
+        # Rows sorted by revision, as of catalog revision _order_revision (changed_after).
+        self._order_revision = -1
+        self._order = np.zeros(0, dtype=np.int64)
+        self._sorted_revisions = np.zeros(0, dtype=np.int64)
 
     def __len__(self) -> int:
         return len(self.items)
@@ -91,11 +97,18 @@ class ItemCatalog:
 
     def changed_after(self, revision: int, limit: int) -> list[tuple[int, int]]:
         """(row, revision) of up to `limit` items changed after `revision`, oldest change
-        first."""
-        revisions = self._revisions[: len(self.items)]
-        rows = np.flatnonzero(revisions > revision)
-        rows = rows[np.argsort(revisions[rows], kind="stable")[:limit]]
-        return [(int(row), int(revisions[row])) for row in rows]
+        first. The rows in revision order are sorted once per catalog revision, not per
+        call: a mirror's first sync of a million items takes a thousand pages, and sorting
+        what was left for each page cost the embedding service minutes of CPU."""
+        if self._order_revision != self.revision:
+            revisions = self._revisions[: len(self.items)]
+            self._order = np.argsort(revisions, kind="stable")
+            self._sorted_revisions = revisions[self._order]
+            self._order_revision = self.revision
+        start = int(np.searchsorted(self._sorted_revisions, revision, side="right"))
+        rows = self._order[start : start + limit]
+        revisions = self._sorted_revisions[start : start + limit]
+        return list(zip(rows.tolist(), revisions.tolist(), strict=True))
 
     @classmethod
     def from_dataset(cls, layout: DatasetLayout) -> ItemCatalog:
@@ -117,11 +130,13 @@ class ItemCatalog:
                     title=str(title),
                     text=str(text),
                     categories=[str(c) for c in categories],
-                    topic_id=str(topic_id),
+                    topic_id=sys.intern(str(topic_id)),
                     vector=vectors[index] if has_vector else None,
                     popularity=int(popularity),
                 )
             )
+        del table, rows
+        release_arrow_memory()
         return catalog
 
 

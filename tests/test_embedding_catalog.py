@@ -1,0 +1,53 @@
+"""The embedding service's in-memory catalog: rows, vectors and the change log it lists."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from evorec.embedding.catalog import CatalogItem, ItemCatalog
+
+
+def item(item_id: str, value: float) -> CatalogItem:
+    return CatalogItem(item_id, vector=np.full(4, value, dtype=np.float32))
+
+
+def test_changes_are_listed_oldest_first_and_a_changed_item_moves_to_the_end() -> None:
+    catalog = ItemCatalog(4, capacity=2)
+    for i in range(5):
+        catalog.put(item(f"i{i}", i))
+    # (row, revision): every put takes the next revision.
+    assert catalog.changed_after(0, 2) == [(0, 1), (1, 2)]
+    assert catalog.changed_after(2, 10) == [(2, 3), (3, 4), (4, 5)]
+    assert not catalog.put(item("i1", 9.0))
+    assert catalog.changed_after(0, 10) == [(0, 1), (2, 3), (3, 4), (4, 5), (1, 6)]
+    assert catalog.changed_after(5, 10) == [(1, 6)]
+    assert catalog.put(item("new", 1.0))
+    assert catalog.changed_after(5, 10) == [(1, 6), (5, 7)]
+    assert catalog.changed_after(7, 10) == []
+    assert catalog.vectors[1].tolist() == [9.0] * 4
+
+
+def test_paging_through_changes_while_items_change_matches_a_full_sort() -> None:
+    """Pages of changes, with puts between them, against the changes sorted from scratch."""
+    rng = np.random.default_rng(0)
+    catalog = ItemCatalog(4, capacity=8)
+    revision_of: dict[int, int] = {}  # row -> the revision of its last put
+
+    def put(item_id: str) -> None:
+        catalog.put(item(item_id, -1.0))
+        revision_of[catalog.rows[item_id]] = catalog.revision
+
+    for i in range(300):
+        put(f"i{i}")
+    after, pages = 0, 0
+    while True:
+        page = catalog.changed_after(after, 25)
+        expected = sorted((rev, row) for row, rev in revision_of.items() if rev > after)[:25]
+        assert page == [(row, rev) for rev, row in expected]
+        if not page:
+            break
+        after, pages = page[-1][1], pages + 1
+        for _ in range(3 if pages < 10 else 0):  # changes and additions between pages
+            put(f"i{int(rng.integers(0, 320))}")
+    assert pages > 10
+    assert len(catalog) > 300
