@@ -126,13 +126,15 @@ def test_ivf_reading_every_list_finds_the_exact_top_k() -> None:
     more = clustered(300, seed=5)
     moved = clustered(50, seed=6)
     rows = np.arange(0, 500, 10)
+    later = clustered(40, seed=7)
     for target in (index, exact):
         target.add(more)
         target.replace(rows, moved)
+        target.add(later)  # rows after a replacement: entries no longer follow rows
     rng = np.random.default_rng(3)
     for _ in range(30):
         query = rng.normal(size=16).astype(np.float32)
-        allowed = rng.random(4_300) > 0.1
+        allowed = rng.random(4_340) > 0.1
         for k in (10, 200):
             found, scores = index.search(query, k, allowed)
             expected, expected_scores = exact.search(query, k, allowed)

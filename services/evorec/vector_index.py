@@ -171,6 +171,10 @@ class _FaissIndex:
         self._entries = 0
         self._rows = 0
         self._replaced = 0
+        # Entries 0.._identity-1 hold rows 0.._identity-1 (until the first replacement):
+        # a search maps only the entries after them to rows (at a million rows, mapping
+        # them all cost 0.8 ms a search).
+        self._identity = 0
         self.add(vectors)
 
     def _make(self, vectors: np.ndarray) -> Any:
@@ -208,6 +212,8 @@ class _FaissIndex:
         entries = np.arange(first, first + len(rows))
         self._grow(first + len(rows), int(rows.max(initial=-1)) + 1)
         self._index.add(vectors)
+        if first == self._identity and np.array_equal(rows, entries):
+            self._identity = first + len(rows)
         self._row_of[entries] = rows
         self._live[entries] = True
         self._entry_of[rows] = entries
@@ -238,7 +244,7 @@ class _FaissIndex:
         query = np.ascontiguousarray(query, dtype=np.float32).reshape(1, self.dimension)
         with self._lock:
             allowed = _allowed_prefix(allowed, self._rows)
-            count = self._rows if allowed is None else int(allowed.sum())
+            count = self._rows if allowed is None else int(np.count_nonzero(allowed))
             if count == 0 or k <= 0:
                 return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float32)
             if count < self.settings.exact_below:
@@ -248,7 +254,12 @@ class _FaissIndex:
                 scores = self._vectors_of(self._entry_of[rows]) @ query[0]
                 return _top(scores, rows, k)
             live = self._live[: self._entries]
-            selected = live if allowed is None else live & allowed[self._row_of[: self._entries]]
+            if allowed is None:
+                selected = live
+            else:
+                head, entries = self._identity, self._entries
+                tail = allowed[self._row_of[head:entries]] if entries > head else None
+                selected = live & (allowed[:head] if tail is None else np.r_[allowed[:head], tail])
             bitmap = np.packbits(selected, bitorder="little")
             selector = faiss.IDSelectorBitmap(self._entries, faiss.swig_ptr(bitmap))
             scores, entries = self._index.search(query, k, params=self._parameters(selector, k))
