@@ -26,9 +26,10 @@ from evorec.data.artifacts import DatasetLayout
 from evorec.data.frames import release_arrow_memory
 
 
-@dataclass
+@dataclass(slots=True)
 class CatalogItem:
-    """An item as the catalog holds it."""
+    """An item as the catalog holds it (slotted: a catalog of a million items holds a million
+    of them)."""
 
     item_id: str
     title: str = ""
