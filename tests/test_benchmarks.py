@@ -106,6 +106,21 @@ def test_profile_ranking() -> None:
     assert "(evorec/ranking/service.py) |" in output.split("ranking service, py-spy")[1]
 
 
+@pytest.mark.timeout(300)
+def test_ranking_memory_and_profile_recommend(model_base: Path) -> None:
+    version = str(model_base / "encoder" / "1")
+    output = run_script("ranking_memory.py", version, "--repeat-space")
+    for step in ("bundle of", "SavedModel loaded and warmed", "catalog mirror", "item space ("):
+        assert re.search(rf"^{re.escape(step)}.* [+-]{NUMBER} MiB +{NUMBER} MiB +{NUMBER} s$",
+                         output, re.MULTILINE), (step, output)  # fmt: skip
+    assert re.search(rf"^item space built again .* \+{NUMBER} MiB", output, re.MULTILINE)
+    assert re.search(rf"^peak resident \(VmHWM\) +{NUMBER} MiB$", output, re.MULTILINE)
+    output = run_script("profile_recommend.py", version, "--requests", "20", "--top", "5")
+    assert re.search(rf"^recommend\(\): {NUMBER} ms per request \(mean of 20, profiled\)$",
+                     output, re.MULTILINE), output  # fmt: skip
+    assert "recommender.py" in output
+
+
 @pytest.mark.parametrize(
     ("setting", "deadline", "why"),
     [
