@@ -51,3 +51,18 @@ def test_paging_through_changes_while_items_change_matches_a_full_sort() -> None
             put(f"i{int(rng.integers(0, 320))}")
     assert pages > 10
     assert len(catalog) > 300
+
+
+def test_each_vector_is_held_once_also_after_the_catalog_grows() -> None:
+    catalog = ItemCatalog(4, capacity=2)
+    loaded = np.arange(12, dtype=np.float32).reshape(3, 4)  # as a dataset's vectors are read
+    for i in range(3):  # the third grows the catalog
+        catalog.put(CatalogItem(f"i{i}", vector=loaded[i]))
+    catalog.put(CatalogItem("none"))
+    for row, stored in enumerate(catalog.items[:3]):
+        assert stored.vector is not None
+        assert np.shares_memory(stored.vector, catalog.vectors)
+        assert not np.shares_memory(stored.vector, loaded)
+        assert stored.vector.tolist() == loaded[row].tolist()
+    assert catalog.items[3].vector is None
+    assert catalog.vectors[3].tolist() == [0.0] * 4

@@ -75,26 +75,35 @@ class ItemCatalog:
         return None if row is None else self.items[row]
 
     def put(self, item: CatalogItem) -> bool:
-        """Adds or replaces an item; True when it was new."""
+        """Adds or replaces an item; True when it was new. The item's vector becomes a view
+        of its row of `vectors`, so that the catalog holds each vector once (a million
+        items' vectors are 256 MiB)."""
         row = self.rows.get(item.item_id)
         created = row is None
         if row is None:
             row = len(self.items)
             if row == len(self._vectors):
-                self._vectors = np.vstack([self._vectors, np.zeros_like(self._vectors)])
-                self._has_vector = np.concatenate(
-                    [self._has_vector, np.zeros_like(self._has_vector)]
-                )
-                self._revisions = np.concatenate([self._revisions, np.zeros_like(self._revisions)])
+                self._grow()
             self.items.append(item)
             self.rows[item.item_id] = row
         else:
             self.items[row] = item
         self._has_vector[row] = item.vector is not None
         self._vectors[row] = 0.0 if item.vector is None else item.vector
+        if item.vector is not None:
+            item.vector = self._vectors[row]
         self.revision += 1
         self._revisions[row] = self.revision
         return created
+
+    def _grow(self) -> None:
+        """Doubles the capacity; the items' vectors then view the new rows."""
+        self._vectors = np.vstack([self._vectors, np.zeros_like(self._vectors)])
+        self._has_vector = np.concatenate([self._has_vector, np.zeros_like(self._has_vector)])
+        self._revisions = np.concatenate([self._revisions, np.zeros_like(self._revisions)])
+        for row, item in enumerate(self.items):
+            if item.vector is not None:
+                item.vector = self._vectors[row]
 
     def changed_after(self, revision: int, limit: int) -> list[tuple[int, int]]:
         """(row, revision) of up to `limit` items changed after `revision`, oldest change
