@@ -27,11 +27,12 @@ RECOMMEND_PER_REPLICA = 375.0
 MODEL_USERS_PER_S = 1_855.0  # the bare SavedModel on 2 CPU cores, batches of 256, 10k items
 MODEL_ITEMS = 10_000  # the catalog those two figures were measured with
 # How Recommend's saturation falls as the catalog grows: scripts/bench_catalog.py's figure at
-# each size over its figure at 10,000 items (BENCHMARKS.md "Large catalogs", "A million
-# items end to end"; the same script and machine at each size, commit 79ebe8b). A catalog
+# each size over its figure at 10,000 items (BENCHMARKS.md "Large catalogs", "Ranking's
+# memory, start-up and per-request work at a million items"; the same script, machine and
+# code at each size, commit 6bb55bf; at a million items the lowest of three runs). A catalog
 # between two sizes takes the larger one's; beyond the largest, the cost grows with the
 # items (each vector index search reads a fixed share of its table).
-RECOMMEND_SHARE_BY_ITEMS = {10_000: 1.0, 100_000: 141.0 / 204.2, 1_000_000: 61.4 / 204.2}
+RECOMMEND_SHARE_BY_ITEMS = {10_000: 1.0, 100_000: 168.4 / 244.2, 1_000_000: 91.5 / 244.2}
 SHARD_DISK_GIB = 200.0  # the disk one interest shard is given (its volume)
 SHARD_CACHE_GIB = 8.0  # memory for SQLite's and the OS's cache of the hot pages
 

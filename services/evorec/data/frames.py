@@ -4,8 +4,8 @@ pandas holds a parquet table's string columns in pyarrow's memory, which comes f
 pyarrow's own pool (mimalloc by default), and the pool keeps the pages freed since for its
 next allocation. A service reads its large tables once (at start, at a new model version)
 and turns their columns into Python lists and numpy arrays, so those pages are then held for
-nothing: about 220 MiB in the ranking service after loading a bundle of a million items
-(`scripts/ranking_memory.py`).
+nothing: hundreds of MiB in the ranking service after it loads a bundle of a million items
+(`scripts/ranking_memory.py`, its bundle step).
 """
 
 from __future__ import annotations
