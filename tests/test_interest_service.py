@@ -18,6 +18,7 @@ from google.protobuf.duration_pb2 import Duration
 
 from evorec.interest.plot import plot_profile
 from evorec.platform.errors import field_violations
+from evorec.platform.validation import DAY
 from evorec.v1 import common_pb2, interest_pb2_grpc
 from evorec.v1 import interest_pb2 as pb
 from tests.conftest import Stack
@@ -70,8 +71,17 @@ def derived_state_is_consistent(db: sqlite3.Connection, user: str) -> None:
     ).fetchall()
     chain = [t for t, _ in rows if t is not None]
     counts = dict(
-        db.execute("SELECT topic_id, count FROM topic_counts WHERE user_id=?", (user,)).fetchall()
+        db.execute(
+            "SELECT topic_id, SUM(count) FROM topic_days WHERE user_id=? GROUP BY topic_id", (user,)
+        ).fetchall()
     )
+    days = Counter((int(time // DAY), topic) for topic, time in rows if topic is not None)
+    assert days == {
+        (day, topic): n
+        for day, topic, n in db.execute(
+            "SELECT day, topic_id, count FROM topic_days WHERE user_id=?", (user,)
+        )
+    }
     transitions = {
         (a, b): n
         for a, b, n in db.execute(
@@ -279,7 +289,7 @@ async def test_delete_user_leaves_no_trace(
         await interest.GetInterestProfile(pb.GetInterestProfileRequest(user_id="u5"))
     assert raised.value.code() == grpc.StatusCode.NOT_FOUND
     with database(settings.data_dir) as db:  # type: ignore[attr-defined]
-        for table in ("events", "users", "topic_counts", "topic_transitions", "topic_days"):
+        for table in ("events", "users", "topic_transitions", "topic_days"):
             assert db.execute(f"SELECT COUNT(*) FROM {table} WHERE user_id='u5'").fetchone() == (0,)
         derived_state_is_consistent(db, "u6")
     again = await interest.DeleteUser(pb.DeleteUserRequest(user_id="u5"))

@@ -26,7 +26,8 @@ def test_a_version_1_database_is_migrated_with_its_events(tmp_path: Path) -> Non
         db.execute("PRAGMA user_version=1")
     store = EventStore(path)
     try:
-        assert store.db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 4
+        assert store.db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 5
+        assert "topic_counts" not in store.db.table_names()  # topic_days summed
         assert store.unresolved_items(10) == ["i"]
         indexes = {row[1] for row in store.db.execute("PRAGMA index_list(events)")}
         assert {"events_to_backfill", "events_by_time"} <= indexes

@@ -168,13 +168,13 @@ def test_the_recomputed_derived_state_matches_the_store_and_sees_a_wrong_row(
     connection = store.reader
     assert stored_derived_state(connection) == recomputed_derived_state(connection)
     assert len(recomputed_derived_state(connection)["topic_transitions"]) > 3
-    user, topic, _ = sorted(stored_derived_state(connection)["topic_counts"])[0]
+    user, day, topic, _ = sorted(stored_derived_state(connection)["topic_days"])[0]
     with store.db.conn:
         store.db.conn.execute(
-            "UPDATE topic_counts SET count = count + 1 WHERE user_id=? AND topic_id=?",
-            (user, topic),
+            "UPDATE topic_days SET count = count + 1 WHERE user_id=? AND day=? AND topic_id=?",
+            (user, day, topic),
         )
     stored, recomputed = stored_derived_state(connection), recomputed_derived_state(connection)
-    assert len(stored["topic_counts"] ^ recomputed["topic_counts"]) == 2
-    assert all(stored[t] == recomputed[t] for t in stored if t != "topic_counts")
+    assert len(stored["topic_days"] ^ recomputed["topic_days"]) == 2
+    assert all(stored[t] == recomputed[t] for t in stored if t != "topic_days")
     store.close()

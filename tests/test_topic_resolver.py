@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from evorec.interest.topics import TopicResolver
+from evorec.interest.topics import TopicCache, TopicResolver
 from evorec.v1 import embedding_pb2
 
 
@@ -41,3 +41,14 @@ async def test_cached_topics_expire_so_an_upsert_is_noticed() -> None:
     await asyncio.sleep(0.3)
     assert await resolver.resolve(["a"]) == {"a": ("t2", False)}
     assert catalog.calls == 2
+
+
+def test_the_topic_cache_is_bounded_the_least_recently_stored_going_first() -> None:
+    cache = TopicCache(max_items=2)
+    cache.put("a", ("t1", False), deadline=10.0)
+    cache.put("b", (None, True), deadline=10.0)
+    cache.put("a", ("t2", False), deadline=10.0)  # stored again: now the newest
+    cache.put("c", ("t3", False), deadline=10.0)
+    assert [cache.get(i, now=0.0) for i in "abc"] == [("t2", False), None, ("t3", False)]
+    assert cache.get("a", now=10.0) is None  # expired at its deadline
+    assert len(cache.entries) == 2

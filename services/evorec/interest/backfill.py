@@ -43,7 +43,6 @@ def assign_topics(connection: sqlite3.Connection, topics: dict[str, str]) -> int
             after = neighbour_topic(connection, user, time, seq, before=False)
             connection.execute("UPDATE events SET topic_id=? WHERE seq=?", (topic, seq))
             state.join_chain(user, before, topic, after)
-            state.topics[(user, topic)] += 1
             state.days[(user, int(time // DAY), topic)] += 1
         state.apply(connection)
     return len(rows)

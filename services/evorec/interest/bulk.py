@@ -99,10 +99,6 @@ def _derive(connection: sqlite3.Connection) -> None:
         " FROM events GROUP BY user_id"
     )
     connection.execute(
-        "INSERT INTO topic_counts SELECT user_id, topic_id, count(*) FROM events"
-        " WHERE topic_id IS NOT NULL GROUP BY user_id, topic_id"
-    )
-    connection.execute(
         "INSERT INTO topic_days SELECT user_id, evorec_day(event_time) AS day, topic_id,"
         " count(*) FROM events WHERE topic_id IS NOT NULL GROUP BY user_id, day, topic_id"
     )

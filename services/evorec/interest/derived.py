@@ -1,5 +1,6 @@
-"""The state derived from a user's events (topic counts, topic transitions, events per day,
-the user's span), changed by increments gathered during a transaction and applied at its end."""
+"""The state derived from a user's events (topic transitions, events per topic and day, the
+user's count and span), changed by increments gathered during a transaction and applied at
+its end."""
 
 from __future__ import annotations
 
@@ -35,7 +36,6 @@ class DerivedChanges:
     """Changes to the derived tables, gathered during a transaction, applied at its end."""
 
     def __init__(self) -> None:
-        self.topics: Counter[tuple[str, str]] = Counter()
         self.transitions: Counter[tuple[str, str, str]] = Counter()
         self.days: Counter[tuple[str, int, str]] = Counter()
         self.users: dict[str, tuple[int, float, float]] = {}
@@ -50,10 +50,29 @@ class DerivedChanges:
         if after is not None:
             self.transitions[(user, topic, after)] += 1
 
+    def append(self, user: str, previous: str | None, events: Sequence[NewEvent]) -> None:
+        """Counts the user's new events (at least one, in time order), which all come after
+        the user's stored ones: the chain of topics goes on from `previous`, the topic it
+        ends with so far (None: no event has a topic yet). The common case of ingest, once
+        per user and group, so it is written for speed: one pass, plain dict lookups rather
+        than Counter's __missing__."""
+        transitions, days = self.transitions, self.days
+        for event in events:
+            topic = event.topic_id
+            if topic is None:
+                continue
+            if previous is not None:
+                pair = (user, previous, topic)
+                transitions[pair] = transitions.get(pair, 0) + 1
+            previous = topic
+            day = (user, int(event.event_time // DAY), topic)
+            days[day] = days.get(day, 0) + 1
+        self.users[user] = (len(events), events[0].event_time, events[-1].event_time)
+
     def add_counts(self, user: str, events: Sequence[NewEvent]) -> None:
-        """Counts the user's new events (at least one). Runs once per user and group, so
-        it is written for speed: plain dict lookups rather than Counter's __missing__."""
-        topics, days = self.topics, self.days
+        """Counts the user's new events (at least one), in any order; their transitions are
+        the caller's (`join_chain`)."""
+        days = self.days
         first = last = events[0].event_time
         for event in events:
             at = event.event_time
@@ -63,18 +82,12 @@ class DerivedChanges:
                 last = at
             topic = event.topic_id
             if topic is not None:
-                key = (user, topic)
-                topics[key] = topics.get(key, 0) + 1
                 day = (user, int(at // DAY), topic)
                 days[day] = days.get(day, 0) + 1
         self.users[user] = (len(events), first, last)
 
     def apply(self, connection: sqlite3.Connection) -> None:
         upsert = "ON CONFLICT DO UPDATE SET count = count + excluded.count"
-        connection.executemany(
-            f"INSERT INTO topic_counts VALUES (?,?,?) {upsert}",
-            [(*k, n) for k, n in self.topics.items() if n],
-        )
         connection.executemany(
             f"INSERT INTO topic_transitions VALUES (?,?,?,?) {upsert}",
             [(*k, n) for k, n in self.transitions.items() if n],
@@ -92,7 +105,6 @@ class DerivedChanges:
         )
         # Rows that decrements brought to zero go (only those keys: no table scan).
         for table, keys, columns in (
-            ("topic_counts", self.topics, "user_id=? AND topic_id=?"),
             ("topic_transitions", self.transitions, "user_id=? AND from_topic=? AND to_topic=?"),
             ("topic_days", self.days, "user_id=? AND day=? AND topic_id=?"),
         ):
@@ -109,7 +121,6 @@ def stored_derived_state(connection: sqlite3.Connection) -> DerivedState:
         table: set(connection.execute(f"SELECT {columns} FROM {table}"))
         for table, columns in (
             ("users", "user_id, event_count, first_time, last_time"),
-            ("topic_counts", "user_id, topic_id, count"),
             ("topic_transitions", "user_id, from_topic, to_topic, count"),
             ("topic_days", "user_id, day, topic_id, count"),
         )
@@ -121,7 +132,6 @@ def recomputed_derived_state(connection: sqlite3.Connection) -> DerivedState:
     `stored_derived_state`: what the increments must add up to, whatever order the events
     came in and however often a writer died (the durability proof compares the two)."""
     users: dict[str, tuple[int, float, float]] = {}
-    topics: Counter[tuple[str, str]] = Counter()
     transitions: Counter[tuple[str, str, str]] = Counter()
     days: Counter[tuple[str, int, str]] = Counter()
     previous: dict[str, str] = {}  # each user's newest topic so far in the walk
@@ -133,14 +143,12 @@ def recomputed_derived_state(connection: sqlite3.Connection) -> DerivedState:
         users[user] = (count + 1, min(first, time), max(last, time))
         if topic is None:
             continue
-        topics[(user, topic)] += 1
         days[(user, int(time // DAY), topic)] += 1
         if user in previous:
             transitions[(user, previous[user], topic)] += 1
         previous[user] = topic
     return {
         "users": {(user, *values) for user, values in users.items()},
-        "topic_counts": {(*key, n) for key, n in topics.items()},
         "topic_transitions": {(*key, n) for key, n in transitions.items()},
         "topic_days": {(*key, n) for key, n in days.items()},
     }

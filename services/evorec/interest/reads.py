@@ -105,9 +105,6 @@ def user_state(connection: sqlite3.Connection, user_id: str, recent: int) -> Use
     ).fetchone()
     if user is None:
         return None
-    topics = dict(
-        read("SELECT topic_id, count FROM topic_counts WHERE user_id=?", (user_id,)).fetchall()
-    )
     transitions = {
         (a, b): n
         for a, b, n in read(
@@ -115,9 +112,16 @@ def user_state(connection: sqlite3.Connection, user_id: str, recent: int) -> Use
             (user_id,),
         )
     }
-    days = read(
-        "SELECT day, topic_id, count FROM topic_days WHERE user_id=? ORDER BY day", (user_id,)
-    ).fetchall()
+    days = [
+        (int(d), str(t), int(n))
+        for d, t, n in read(
+            "SELECT day, topic_id, count FROM topic_days WHERE user_id=? ORDER BY day", (user_id,)
+        )
+    ]
+    summed: dict[str, int] = {}  # events per topic: the days summed
+    for _, topic, count in days:
+        summed[topic] = summed.get(topic, 0) + count
+    topics = {topic: summed[topic] for topic in sorted(summed)}  # in topic order, as stored
     recent_topics = [
         row[0]
         for row in read(
@@ -132,7 +136,7 @@ def user_state(connection: sqlite3.Connection, user_id: str, recent: int) -> Use
         last_time=float(user[2]),
         topic_counts=topics,
         transitions=transitions,
-        days=[(int(d), str(t), int(n)) for d, t, n in days],
+        days=days,
         recent_topics=recent_topics,
         last_topic=recent_topics[0] if recent_topics else None,
     )

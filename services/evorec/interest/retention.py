@@ -42,7 +42,6 @@ def enforce_retention(
                     state.transitions[(user, a, b)] -= 1
             for _, time, topic in gone:
                 if topic is not None:
-                    state.topics[(user, topic)] -= 1
                     state.days[(user, int(time // DAY), topic)] -= 1
             connection.executemany("DELETE FROM events WHERE seq=?", [(r[0],) for r in gone])
             if kept:

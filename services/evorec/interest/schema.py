@@ -2,10 +2,10 @@
 
 `events` holds every event, unique on the caller's event id, indexed per user by time; the
 derived tables (see `derived`) are kept up to date in the same transaction as each write, so
-that a profile never scans a history: `users` (counts and time span), `topic_counts` (events
-per user and topic), `topic_transitions` (consecutive topic pairs per user, in time order:
-the Markov counts n_ij) and `topic_days` (events per user, topic and day: the timeline and
-the time decay).
+that a profile never scans a history: `users` (counts and time span), `topic_transitions`
+(consecutive topic pairs per user, in time order: the Markov counts n_ij) and `topic_days`
+(events per user, topic and day: the timeline, the time decay and, summed, the long-term
+counts per topic).
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from pathlib import Path
 
 import sqlite_utils
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 
 _DDL = [
     """CREATE TABLE events (
@@ -64,8 +64,11 @@ MIGRATIONS: dict[int, list[str]] = {
     ],
     # 4: ExportEvents reads the whole log in time order, one page after another.
     4: ["CREATE INDEX events_by_time ON events (event_time, seq)"],
+    # 5: events per user and topic are topic_days summed; keeping them apart cost every
+    # ingested event an upsert.
+    5: ["DROP TABLE topic_counts"],
 }
-DERIVED_TABLES = ("users", "topic_counts", "topic_transitions", "topic_days")
+DERIVED_TABLES = ("users", "topic_transitions", "topic_days")
 
 
 def migrate(db: sqlite_utils.Database, path: Path) -> None:

@@ -12,9 +12,10 @@ import time
 from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
+from evorec.interest.intake import new_events
 from evorec.interest.maintenance import Maintenance
 from evorec.interest.profile import build_profile
-from evorec.interest.records import NewEvent, StoredRow
+from evorec.interest.records import StoredRow
 from evorec.interest.settings import InterestStateSettings
 from evorec.interest.sqlite_memory import sqlite_heap_gauge
 from evorec.interest.store import EventStore
@@ -22,13 +23,10 @@ from evorec.interest.topics import TopicResolver
 from evorec.interest.writer import GroupWriter
 from evorec.platform.clients import embedding_client
 from evorec.platform.config import Settings
-from evorec.platform.errors import FieldViolation, NotFound, Violations
+from evorec.platform.errors import NotFound, Violations
 from evorec.platform.server import GrpcService
 from evorec.platform.validation import (
     DAY,
-    MAX_EVENT_TEXT_CHARS,
-    MAX_FUTURE_S,
-    MAX_ID_CHARS,
     check_id,
     duration_seconds,
     timestamp,
@@ -49,28 +47,6 @@ MAX_HORIZON = 100
 DEFAULT_HORIZON = 10
 MAX_EXPORT_PAGE = 10_000
 DEFAULT_EXPORT_PAGE = 1_000
-KNOWN_TYPES = set(common_pb2.EventType.values()) - {common_pb2.EVENT_TYPE_UNSPECIFIED}
-
-
-def event_problem(event: common_pb2.Event, field: str, now: float) -> FieldViolation | None:
-    """The first thing wrong with an event, or None."""
-    for name in ("event_id", "user_id", "item_id"):
-        value = getattr(event, name)
-        if not 0 < len(value) <= MAX_ID_CHARS:
-            return FieldViolation(f"{field}.{name}", f"must be 1 to {MAX_ID_CHARS} characters")
-    if event.type not in KNOWN_TYPES:
-        return FieldViolation(f"{field}.type", "must be a known event type, not UNSPECIFIED")
-    if event.HasField("value") and not math.isfinite(event.value):
-        return FieldViolation(f"{field}.value", "must be a finite number")
-    if len(event.text) > MAX_EVENT_TEXT_CHARS:
-        return FieldViolation(f"{field}.text", f"at most {MAX_EVENT_TEXT_CHARS:,} characters")
-    if event.HasField("event_time"):
-        at = timestamp_seconds(event.event_time)
-        if at is None or at < 0 or at > now + MAX_FUTURE_S:
-            return FieldViolation(
-                f"{field}.event_time", "must lie between 1970 and one day from now"
-            )
-    return None
 
 
 def encode_token(position: tuple[float, int]) -> str:
@@ -108,38 +84,7 @@ class InterestServicer(interest_pb2_grpc.InterestServiceServicer):
     ) -> None:
         """Validates, resolves topics, stores; adds the outcome to `summary`. Event i of
         `events` is number offset + i in the caller's numbering."""
-        now = time.time()
-        valid: list[tuple[int, common_pb2.Event]] = []
-        for i, event in enumerate(events):
-            problem = event_problem(event, f"events[{i}]", now)
-            if problem is None:
-                valid.append((offset + i, event))
-            else:
-                summary.rejected.add(
-                    index=offset + i,
-                    event_id=event.event_id,
-                    field=problem.field,
-                    reason=problem.description,
-                )
-        topics = await self.resolver.resolve(e.item_id for _, e in valid)
-        new = [
-            NewEvent(
-                index=index,
-                event_id=event.event_id,
-                user_id=event.user_id,
-                item_id=event.item_id,
-                event_type=int(event.type),
-                value=event.value if event.HasField("value") else None,
-                text=event.text,
-                event_time=timestamp_seconds(event.event_time) or 0.0
-                if event.HasField("event_time")
-                else now,
-                ingest_time=now,
-                topic_id=topics[event.item_id][0],
-                unknown_item=topics[event.item_id][1],
-            )
-            for index, event in valid
-        ]
+        new = await new_events(events, offset, self.resolver, summary, time.time())
         unknown = {e.index for e in new if e.unknown_item}
         accepted, duplicates = await self.writer.write(new)
         summary.accepted_count += len(accepted)

@@ -175,8 +175,7 @@ class EventStore:
         the caller to insert together with other users'."""
         if len(events) > 1:
             events.sort(key=lambda e: (e.event_time, e.index))
-        in_order = tail is None or events[0].event_time >= tail[0]
-        if in_order:
+        if tail is None or events[0].event_time >= tail[0]:
             # The common case: the new events come after everything stored. The chain of
             # topics continues from the newest stored event that has one.
             previous = None
@@ -186,25 +185,20 @@ class EventStore:
                     if tail[1] is not None
                     else self._neighbour_topic(user, math.inf, 0, True)
                 )
-            for event in events:
-                if event.topic_id is None:
-                    continue
-                if previous is not None:
-                    state.transitions[(user, previous, event.topic_id)] += 1
-                previous = event.topic_id
-        else:
-            # Some events land inside the history: place each, and rewire the transition
-            # between its neighbours (pred -> succ becomes pred -> new -> succ).
-            for event in events:
-                self._insert([event])
-                if event.topic_id is None:
-                    continue
-                seq = int(self.db.conn.execute("SELECT last_insert_rowid()").fetchone()[0])
-                before = self._neighbour_topic(user, event.event_time, seq, True)
-                after = self._neighbour_topic(user, event.event_time, seq, False)
-                state.join_chain(user, before, event.topic_id, after)
+            state.append(user, previous, events)
+            return events
+        # Some events land inside the history: place each, and rewire the transition
+        # between its neighbours (pred -> succ becomes pred -> new -> succ).
+        for event in events:
+            self._insert([event])
+            if event.topic_id is None:
+                continue
+            seq = int(self.db.conn.execute("SELECT last_insert_rowid()").fetchone()[0])
+            before = self._neighbour_topic(user, event.event_time, seq, True)
+            after = self._neighbour_topic(user, event.event_time, seq, False)
+            state.join_chain(user, before, event.topic_id, after)
         state.add_counts(user, events)
-        return events if in_order else []
+        return []
 
     @retry_transient
     def delete_user(self, user_id: str) -> tuple[int, int]:

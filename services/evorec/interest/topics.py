@@ -10,10 +10,8 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Iterable
-from typing import cast
 
 import grpc
-from cachetools import TTLCache
 
 from evorec.v1 import embedding_pb2, embedding_pb2_grpc
 
@@ -22,7 +20,35 @@ TOPIC_TTL_S = 600.0
 UNKNOWN_ITEM_RETRY_S = 60.0
 MAX_CACHED_ITEMS = 1_000_000
 MAX_IDS_PER_CALL = 10_000
-_MISSING = object()
+Resolved = tuple[str | None, bool]  # (topic or None, item unknown to the catalog)
+
+
+class TopicCache:
+    """Item -> Resolved, each entry until its deadline (time.monotonic), at most `max_items`
+    entries: beyond, the least recently stored go first, expired or not.
+
+    Why not cachetools' TTLCache: ingest looks up every event's item here, and a TTLCache
+    lookup runs several Python calls (its timer, its order links), which made the cache the
+    largest part of the event loop's work per ingested event (scripts/profile_ingest.py). A
+    dict of (topic, unknown, deadline) read against one clock reading per batch is one
+    lookup."""
+
+    def __init__(self, max_items: int = MAX_CACHED_ITEMS) -> None:
+        self.max_items = max_items
+        self.entries: dict[str, tuple[str | None, bool, float]] = {}
+
+    def get(self, item_id: str, now: float) -> Resolved | None:
+        entry = self.entries.get(item_id)
+        if entry is None or entry[2] <= now:
+            return None
+        return entry[0], entry[1]
+
+    def put(self, item_id: str, resolved: Resolved, deadline: float) -> None:
+        entries = self.entries
+        entries.pop(item_id, None)  # stored again: the newest
+        while len(entries) >= self.max_items:
+            del entries[next(iter(entries))]
+        entries[item_id] = (*resolved, deadline)
 
 
 class TopicResolver:
@@ -34,17 +60,25 @@ class TopicResolver:
         topic_ttl_s: float = TOPIC_TTL_S,
     ) -> None:
         self.embedding = embedding
-        # Items the catalog knows; None: it has no topic.
-        self.topics: TTLCache[str, str | None] = TTLCache(MAX_CACHED_ITEMS, topic_ttl_s)
-        self.unknown: TTLCache[str, bool] = TTLCache(MAX_CACHED_ITEMS, UNKNOWN_ITEM_RETRY_S)
+        self.topic_ttl_s = topic_ttl_s
+        self.cache = TopicCache()
         self.labels: dict[str, str] = {}
         self.labels_fetched = 0.0
 
-    async def resolve(self, item_ids: Iterable[str]) -> dict[str, tuple[str | None, bool]]:
-        """(topic or None, item unknown to the catalog) per item. When the EmbeddingService
-        cannot answer, items come back as (None, False): stored now, topic unknown."""
-        wanted = set(item_ids)
-        missing = [i for i in wanted if i not in self.topics and i not in self.unknown]
+    async def resolve(self, item_ids: Iterable[str]) -> dict[str, Resolved]:
+        """Resolved per item. When the EmbeddingService cannot answer, items come back as
+        (None, False): stored now, topic unknown."""
+        now = time.monotonic()
+        entries = self.cache.entries  # read inline: ingest asks this for every event
+        found: dict[str, Resolved] = {}
+        missing: list[str] = []
+        for item_id in set(item_ids):
+            entry = entries.get(item_id)
+            if entry is not None and entry[2] > now:
+                found[item_id] = (entry[0], entry[1])
+            else:
+                missing.append(item_id)
+                found[item_id] = (None, False)  # unless the catalog says otherwise below
         for start in range(0, len(missing), MAX_IDS_PER_CALL):
             chunk = missing[start : start + MAX_IDS_PER_CALL]
             try:
@@ -58,19 +92,16 @@ class TopicResolver:
                     error.code().name,
                 )
                 continue
+            stored = time.monotonic()
             for item in response.items:
                 if item.status == embedding_pb2.VECTOR_STATUS_UNKNOWN_ITEM:
-                    self.unknown[item.item_id] = True
+                    resolved: Resolved = (None, True)
+                    deadline = stored + UNKNOWN_ITEM_RETRY_S
                 else:
-                    self.topics[item.item_id] = item.topic_id or None
-                    self.unknown.pop(item.item_id, None)
-        found: dict[str, tuple[str | None, bool]] = {}
-        for item_id in wanted:
-            topic = self.topics.get(item_id, _MISSING)
-            if topic is _MISSING:
-                found[item_id] = (None, item_id in self.unknown)
-            else:
-                found[item_id] = (cast(str | None, topic), False)
+                    resolved = (item.topic_id or None, False)
+                    deadline = stored + self.topic_ttl_s
+                self.cache.put(item.item_id, resolved, deadline)
+                found[item.item_id] = resolved
         return found
 
     async def label(self, topic_id: str) -> str:
