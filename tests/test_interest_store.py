@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import sqlite3
+import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -102,6 +104,31 @@ def test_a_deleted_users_bytes_leave_the_database_and_its_wal(tmp_path: Path) ->
         assert len(store.history("keeper", 1000)) == 300
     finally:
         store.close()
+
+
+def test_commits_are_checkpointed_by_a_thread_of_their_own_which_close_stops(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "events.sqlite"
+    store = EventStore(path)
+    try:
+        schema_only = path.stat().st_size
+        store.write(
+            [
+                NewEvent(n, f"e{n}", f"u{n % 50}", f"i{n}", 1, None, "", float(n), 0.0, "t", False)
+                for n in range(2_000)
+            ]
+        )
+        # Far below the writer's own automatic checkpoint: only the thread copies the pages.
+        assert path.with_name(path.name + "-wal").stat().st_size < 4096 * 1_000
+        deadline = time.monotonic() + 10
+        while path.stat().st_size == schema_only and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert path.stat().st_size > schema_only
+        assert "evorec-checkpoints" in {t.name for t in threading.enumerate()}
+    finally:
+        store.close()
+    assert "evorec-checkpoints" not in {t.name for t in threading.enumerate()}
 
 
 def test_export_pages_follow_time_order_within_the_cut_it_began_with(tmp_path: Path) -> None:

@@ -25,6 +25,7 @@ import sqlite_utils
 from tenacity import retry, retry_if_exception, stop_after_attempt, wait_exponential
 
 from evorec.interest import backfill, reads, retention
+from evorec.interest.checkpoints import BACKSTOP_PAGES, WalCheckpointer
 from evorec.interest.derived import DerivedChanges, neighbour_topic
 from evorec.interest.records import NewEvent, StoredRow, UserState
 from evorec.interest.schema import DERIVED_TABLES, migrate
@@ -60,6 +61,8 @@ class EventStore:
         self.db.enable_wal()
         # The writer's page cache holds the hot part of the indexes of millions of events.
         self.db.execute(f"PRAGMA cache_size=-{WRITER_CACHE_KIB}")
+        self.db.execute(f"PRAGMA wal_autocheckpoint={BACKSTOP_PAGES}")
+        self.checkpoints = WalCheckpointer(self._connect)
         self._local = threading.local()
         migrate(self.db, path)
 
@@ -83,6 +86,7 @@ class EventStore:
         return connection
 
     def close(self) -> None:
+        self.checkpoints.stop()
         self.db.conn.close()
 
     # Writes ----------------------------------------------------------------------------
@@ -120,6 +124,7 @@ class EventStore:
                 appended += self._add_user_events(user, user_events, tails.get(user), state)
             self._insert(appended)
             state.apply(connection)
+        self.checkpoints.requested()
         return accepted, duplicates
 
     def _existing_ids(self, event_ids: list[str]) -> set[str]:
@@ -215,7 +220,8 @@ class EventStore:
                 connection.execute(f"DELETE FROM {table} WHERE user_id=?", (user_id,)).rowcount
                 for table in DERIVED_TABLES
             )
-        busy = connection.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()[0]
+        with self.checkpoints.exclusive:
+            busy = connection.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()[0]
         if busy:
             log.warning("a reader kept the WAL from being truncated after deleting a user")
         return events, state
@@ -227,13 +233,17 @@ class EventStore:
 
     @retry_transient
     def assign_topics(self, topics: dict[str, str]) -> int:
-        return backfill.assign_topics(self.db.conn, topics)
+        assigned = backfill.assign_topics(self.db.conn, topics)
+        self.checkpoints.requested()
+        return assigned
 
     @retry_transient
     def enforce_retention(
         self, max_events: int, min_time: float | None, max_users: int = 100
     ) -> int:
-        return retention.enforce_retention(self.db.conn, max_events, min_time, max_users)
+        removed = retention.enforce_retention(self.db.conn, max_events, min_time, max_users)
+        self.checkpoints.requested()
+        return removed
 
     def recent_items(self, user_id: str, limit: int) -> tuple[list[str], list[int]]:
         return reads.recent_items(self.reader, user_id, limit)

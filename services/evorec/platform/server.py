@@ -13,6 +13,7 @@ policy; a plaintext health-only port can serve probes beside it.
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import signal
 from collections.abc import Awaitable, Callable
@@ -247,6 +248,11 @@ async def serve(
     except BaseException:
         await running.shutdown()
         raise
+    # What start-up built (modules, the model, the catalog) lives as long as the process:
+    # kept out of the collector's full passes, which otherwise walk all of it, several times
+    # a second under load, holding the GIL (BENCHMARKS.md, "Ingest, second step").
+    gc.collect()
+    gc.freeze()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
