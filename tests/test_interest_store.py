@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from evorec.interest.bulk import bulk_load
+from evorec.interest.derived import last_topic, recomputed_derived_state, stored_derived_state
 from evorec.interest.records import NewEvent
 from evorec.interest.schema import DERIVED_TABLES, MIGRATIONS, SCHEMA_VERSION
 from evorec.interest.store import EventStore
@@ -129,6 +130,40 @@ def test_commits_are_checkpointed_by_a_thread_of_their_own_which_close_stops(
     finally:
         store.close()
     assert "evorec-checkpoints" not in {t.name for t in threading.enumerate()}
+
+
+def test_the_chain_of_topics_goes_on_across_events_without_a_topic(tmp_path: Path) -> None:
+    store = EventStore(tmp_path / "events.sqlite", durability="normal")
+    day = 86_400.0
+    try:
+
+        def event(n: int, user: str, at: float, topic: str | None) -> NewEvent:
+            return NewEvent(n, f"{user}{n}", user, "i", 1, None, "", at, 0.0, topic, False)
+
+        store.write([event(0, "u", 0.5 * day, "a"), event(1, "u", 1.5 * day, "b")])
+        # Three days of events of items without a topic: the newest stored has none.
+        store.write([event(n, "u", (2 + n) * day, None) for n in range(2, 5)])
+        store.write([event(5, "u", 9 * day, "c")])
+        # A user none of whose events has a topic starts no chain.
+        store.write([event(0, "v", day, None), event(1, "v", 2 * day, None)])
+        store.write([event(2, "v", 3 * day, "a")])
+        stored = stored_derived_state(store.db.conn)
+        assert stored["topic_transitions"] == {
+            ("u", "a", "b", 1),
+            ("u", "b", "c", 1),
+        }
+        assert stored == recomputed_derived_state(store.db.conn)
+        # Found by a seek to the newest event's day, not a scan of the user's history.
+        statements: list[str] = []
+        store.db.conn.set_trace_callback(statements.append)
+        assert last_topic(store.db.conn, "u") == "c"
+        store.db.conn.set_trace_callback(None)
+        plans = [
+            str(store.db.execute(f"EXPLAIN QUERY PLAN {sql}").fetchall()) for sql in statements
+        ]
+        assert "events_by_user_time (user_id=? AND event_time>?)" in plans[-1]
+    finally:
+        store.close()
 
 
 def test_export_pages_follow_time_order_within_the_cut_it_began_with(tmp_path: Path) -> None:

@@ -32,6 +32,26 @@ def neighbour_topic(
     return None if row is None else str(row[0])
 
 
+def last_topic(connection: sqlite3.Connection, user: str) -> str | None:
+    """Topic of the user's newest event that has one (None: no event has one).
+
+    `topic_days` says which day that event falls on, so the search reads that day's events
+    and the ones after it, not the whole history: a user whose newest events have no topic
+    (items the catalog does not know) would otherwise cost a scan of every stored event of
+    theirs at each write."""
+    day = connection.execute("SELECT max(day) FROM topic_days WHERE user_id=?", (user,)).fetchone()[
+        0
+    ]
+    if day is None:
+        return None
+    row = connection.execute(
+        "SELECT topic_id FROM events WHERE user_id=? AND event_time >= ?"
+        " AND topic_id IS NOT NULL ORDER BY event_time DESC, seq DESC LIMIT 1",
+        (user, day * DAY),
+    ).fetchone()
+    return None if row is None else str(row[0])
+
+
 class DerivedChanges:
     """Changes to the derived tables, gathered during a transaction, applied at its end."""
 

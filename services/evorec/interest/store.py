@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 import sqlite3
 import threading
 from collections.abc import Iterable, Sequence
@@ -26,7 +25,7 @@ from tenacity import retry, retry_if_exception, stop_after_attempt, wait_exponen
 
 from evorec.interest import backfill, reads, retention
 from evorec.interest.checkpoints import BACKSTOP_PAGES, WalCheckpointer
-from evorec.interest.derived import DerivedChanges, neighbour_topic
+from evorec.interest.derived import DerivedChanges, last_topic, neighbour_topic
 from evorec.interest.records import NewEvent, StoredRow, UserState
 from evorec.interest.schema import DERIVED_TABLES, migrate
 
@@ -185,11 +184,7 @@ class EventStore:
             # topics continues from the newest stored event that has one.
             previous = None
             if tail is not None:
-                previous = (
-                    tail[1]
-                    if tail[1] is not None
-                    else self._neighbour_topic(user, math.inf, 0, True)
-                )
+                previous = tail[1] if tail[1] is not None else last_topic(self.db.conn, user)
             state.append(user, previous, events)
             return events
         # Some events land inside the history: place each, and rewire the transition
