@@ -14,6 +14,7 @@ from evorec.interest.derived import last_topic, recomputed_derived_state, stored
 from evorec.interest.records import NewEvent
 from evorec.interest.schema import DERIVED_TABLES, MIGRATIONS, SCHEMA_VERSION
 from evorec.interest.store import EventStore
+from evorec.interest.tails import TailCache
 
 
 def test_a_version_1_database_is_migrated_with_its_events(tmp_path: Path) -> None:
@@ -164,6 +165,40 @@ def test_the_chain_of_topics_goes_on_across_events_without_a_topic(tmp_path: Pat
         assert "events_by_user_time (user_id=? AND event_time>?)" in plans[-1]
     finally:
         store.close()
+
+
+def test_a_write_by_another_connection_is_not_hidden_by_the_writers_cache(tmp_path: Path) -> None:
+    path = tmp_path / "events.sqlite"
+    first, second = EventStore(path, durability="normal"), EventStore(path, durability="normal")
+    try:
+
+        def event(n: int, at: float, topic: str) -> NewEvent:
+            return NewEvent(0, f"e{n}", "u", "i", 1, None, "", at, 0.0, topic, False)
+
+        first.write([event(1, 1.0, "a")])
+        assert first.tails.get("u") == (1.0, "a")  # what the next write starts from
+        second.write([event(2, 2.0, "b")])  # another process, say
+        first.write([event(3, 3.0, "c")])
+        transitions = stored_derived_state(first.db.conn)["topic_transitions"]
+        assert transitions == {("u", "a", "b", 1), ("u", "b", "c", 1)}
+        first.delete_user("u")
+        assert first.tails.get("u") is None
+        first.write([event(4, 4.0, "d")])
+        assert stored_derived_state(first.db.conn) == recomputed_derived_state(first.db.conn)
+    finally:
+        first.close()
+        second.close()
+
+
+def test_the_tail_cache_keeps_the_most_recently_written_users() -> None:
+    cache = TailCache(max_users=2)
+    cache.put("a", (1.0, "t"))
+    cache.put("b", (2.0, None))
+    cache.put("a", (3.0, "t"))  # written again: now the most recent
+    cache.put("c", (4.0, "t"))
+    assert (cache.get("a"), cache.get("b"), cache.get("c")) == ((3.0, "t"), None, (4.0, "t"))
+    cache.check(7)
+    assert len(cache) == 0  # a data version it had not seen
 
 
 def test_export_pages_follow_time_order_within_the_cut_it_began_with(tmp_path: Path) -> None:

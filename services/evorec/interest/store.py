@@ -28,6 +28,7 @@ from evorec.interest.checkpoints import BACKSTOP_PAGES, WalCheckpointer
 from evorec.interest.derived import DerivedChanges, last_topic, neighbour_topic
 from evorec.interest.records import NewEvent, StoredRow, UserState
 from evorec.interest.schema import DERIVED_TABLES, migrate
+from evorec.interest.tails import Tail, TailCache
 
 log = logging.getLogger("evorec.interest")
 _CHUNK = 900  # SQLite variables per statement, well under its limit
@@ -62,6 +63,7 @@ class EventStore:
         self.db.execute(f"PRAGMA cache_size=-{WRITER_CACHE_KIB}")
         self.db.execute(f"PRAGMA wal_autocheckpoint={BACKSTOP_PAGES}")
         self.checkpoints = WalCheckpointer(self._connect)
+        self.tails = TailCache()
         self._local = threading.local()
         migrate(self.db, path)
 
@@ -101,6 +103,7 @@ class EventStore:
         connection = self.db.conn
         with connection:
             connection.execute("BEGIN IMMEDIATE")
+            self.tails.check(connection.execute("PRAGMA data_version").fetchone()[0])
             stored = self._existing_ids([e.event_id for e in events])
             accepted: list[int] = []
             duplicates: list[int] = []
@@ -119,10 +122,18 @@ class EventStore:
             tails = self._tails(list(by_user))
             state = DerivedChanges()
             appended: list[NewEvent] = []
+            newest: dict[str, Tail | None] = {}  # None: the user's events landed inside
             for user, user_events in by_user.items():
-                appended += self._add_user_events(user, user_events, tails.get(user), state)
+                added = self._add_user_events(user, user_events, tails.get(user), state)
+                appended += added
+                newest[user] = (added[-1].event_time, added[-1].topic_id) if added else None
             self._insert(appended)
             state.apply(connection)
+        for user, tail in newest.items():  # committed: the cache may follow
+            if tail is None:
+                self.tails.forget(user)
+            else:
+                self.tails.put(user, tail)
         self.checkpoints.requested()
         return accepted, duplicates
 
@@ -138,16 +149,24 @@ class EventStore:
             found.update(row[0] for row in rows)
         return found
 
-    def _tails(self, users: list[str]) -> dict[str, tuple[float, str | None]]:
+    def _tails(self, users: list[str]) -> dict[str, Tail]:
         """(time, topic) of each user's newest stored event, for the users that have one:
-        one statement per TAIL_USERS users rather than one per user."""
-        tails: dict[str, tuple[float, str | None]] = {}
-        for start in range(0, len(users), TAIL_USERS):
+        from the cache (`tails`), else read, one statement per TAIL_USERS users rather than
+        one per user."""
+        tails: dict[str, Tail] = {}
+        unknown: list[str] = []
+        for user in users:
+            tail = self.tails.get(user)
+            if tail is None:
+                unknown.append(user)
+            else:
+                tails[user] = tail
+        for start in range(0, len(unknown), TAIL_USERS):
             rows = self.db.conn.execute(
                 "SELECT e.user_id, e.event_time, e.topic_id FROM json_each(?) AS wanted"
                 " JOIN events AS e ON e.seq = (SELECT seq FROM events"
                 "  WHERE user_id = wanted.value ORDER BY event_time DESC, seq DESC LIMIT 1)",
-                (json.dumps(users[start : start + TAIL_USERS]),),
+                (json.dumps(unknown[start : start + TAIL_USERS]),),
             )
             tails.update((user, (time, topic)) for user, time, topic in rows)
         return tails
@@ -207,6 +226,7 @@ class EventStore:
         No byte of them stays behind: secure_delete zeroes the rows in the pages, and a
         checkpoint moves the pages into the database file and truncates the WAL, whose
         older frames still held the rows as they were written."""
+        self.tails.forget(user_id)
         connection = self.db.conn
         with connection:
             connection.execute("BEGIN IMMEDIATE")
@@ -228,6 +248,7 @@ class EventStore:
 
     @retry_transient
     def assign_topics(self, topics: dict[str, str]) -> int:
+        self.tails.clear()  # the newest events' topics may be among those filled in
         assigned = backfill.assign_topics(self.db.conn, topics)
         self.checkpoints.requested()
         return assigned
@@ -236,6 +257,7 @@ class EventStore:
     def enforce_retention(
         self, max_events: int, min_time: float | None, max_users: int = 100
     ) -> int:
+        self.tails.clear()  # a user's newest events may be among those removed
         removed = retention.enforce_retention(self.db.conn, max_events, min_time, max_users)
         self.checkpoints.requested()
         return removed
