@@ -3,10 +3,10 @@
 In WAL mode every commit appends pages to the write-ahead log, and a checkpoint copies them
 into the database file. SQLite's automatic checkpoint runs inside the commit that passes
 1,000 pages, on the committing thread: for the interest service that is the single writer,
-which then stops taking events for the length of the copy (about a sixth of its time at
-full ingest, measured by scripts/bench_interest.py). Here the copy runs on a thread of its
-own, with its own connection, after commits and at most every `min_interval_s`; SQLite
-releases the GIL while it copies, so it runs beside the writer, on another core.
+which then stops taking events for the length of the copy. Here the copy runs on a thread
+of its own, with its own connection, after commits and at most every `min_interval_s`;
+SQLite releases the GIL while it copies, so it runs beside the writer, on another core
+(what that gains: BENCHMARKS.md, "Ingest, second step").
 
 A PASSIVE checkpoint never waits for the writer or the readers and changes no data, so
 durability is that of the commits (each fsynced to the log before it is acknowledged). The

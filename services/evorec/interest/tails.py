@@ -3,8 +3,8 @@
 Every write needs, for each of its users, the time and topic of the user's newest stored
 event: to tell events that come after the history (the common case) from late ones, and to
 go on with the user's chain of topics. Read from the database that is an index seek and a
-row per user, a tenth of the writer's time at full ingest (BENCHMARKS.md, "Ingest, second
-step"). The writer changes the events, so it can keep what it wrote instead:
+row per user, a visible share of the writer's time at full ingest (BENCHMARKS.md, "Ingest,
+second step"). The writer changes the events, so it can keep what it wrote instead:
 
 - after a commit, each user it appended to has its newest event in the cache; a user whose
   events landed inside the history, whose events were deleted, or whose topics were filled
