@@ -190,6 +190,24 @@ def test_a_write_by_another_connection_is_not_hidden_by_the_writers_cache(tmp_pa
         second.close()
 
 
+def test_retention_empties_the_tail_cache_only_when_it_removed_events(tmp_path: Path) -> None:
+    store = EventStore(tmp_path / "events.sqlite", durability="normal")
+    try:
+        store.write(
+            [
+                NewEvent(n, f"e{n}", "u", "i", 1, None, "", float(n), 0.0, "t", False)
+                for n in range(3)
+            ]
+        )
+        assert store.enforce_retention(max_events=10, min_time=None) == 0
+        assert store.tails.get("u") == (2.0, "t")
+        assert store.enforce_retention(max_events=1, min_time=None) == 2
+        assert store.tails.get("u") is None
+        assert stored_derived_state(store.db.conn) == recomputed_derived_state(store.db.conn)
+    finally:
+        store.close()
+
+
 def test_the_tail_cache_keeps_the_most_recently_written_users() -> None:
     cache = TailCache(max_users=2)
     cache.put("a", (1.0, "t"))

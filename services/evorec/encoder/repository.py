@@ -16,6 +16,7 @@ from pathlib import Path
 
 from evorec.encoder.backends import EncoderBackend
 from evorec.encoder.bundle import ModelBundle, model_versions
+from evorec.platform.heap import refreeze
 
 log = logging.getLogger("evorec.encoder")
 
@@ -56,9 +57,12 @@ class ModelRepository:
             return False
         self.current = bundle
         others = [v for v in self.bundles if v != newest]  # in the order they were loaded
-        for old in others[: max(0, len(others) - self.keep)]:
+        dropped = others[: max(0, len(others) - self.keep)]
+        for old in dropped:
             del self.bundles[old]
             self.backend.unload(old)
+        if dropped:
+            refreeze()  # the dropped model's cycles were frozen with it
         log.info("serving model version %s (%s)", newest, self.backend.description)
         return True
 

@@ -23,7 +23,7 @@ import threading
 from collections.abc import Callable
 
 log = logging.getLogger("evorec.interest")
-BACKSTOP_PAGES = 16_000  # 64 MiB of 4 KiB pages: the writer checkpoints only past this
+BACKSTOP_PAGES = 16_000  # 62.5 MiB of 4 KiB pages: the writer checkpoints only past this
 
 
 class WalCheckpointer:
@@ -40,13 +40,17 @@ class WalCheckpointer:
         self._thread: threading.Thread | None = None
 
     def requested(self) -> None:
-        """Asks for a checkpoint soon (the first call starts the thread)."""
-        if self._thread is None:
-            self._thread = threading.Thread(
-                target=self._run, name="evorec-checkpoints", daemon=True
-            )
-            self._thread.start()
+        """Asks for a checkpoint soon (starting the thread when it is not running). Never
+        raises: it is called after commits, and the writer's backstop covers a lost thread."""
         self._wanted.set()
+        if self._thread is None or not self._thread.is_alive():
+            thread = threading.Thread(target=self._run, name="evorec-checkpoints", daemon=True)
+            try:
+                thread.start()
+            except RuntimeError as error:
+                log.warning("cannot start the WAL checkpoint thread: %s", error)
+                return
+            self._thread = thread
 
     def stop(self) -> None:
         if self._thread is not None:
@@ -56,7 +60,11 @@ class WalCheckpointer:
             self._thread = None
 
     def _run(self) -> None:
-        connection = self.connect()
+        try:
+            connection = self.connect()
+        except sqlite3.Error as error:  # the next commit starts the thread again
+            log.warning("cannot open a connection for WAL checkpoints: %s", error)
+            return
         try:
             while True:
                 self._wanted.wait()

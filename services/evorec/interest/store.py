@@ -248,18 +248,20 @@ class EventStore:
 
     @retry_transient
     def assign_topics(self, topics: dict[str, str]) -> int:
-        self.tails.clear()  # the newest events' topics may be among those filled in
         assigned = backfill.assign_topics(self.db.conn, topics)
-        self.checkpoints.requested()
+        if assigned:
+            self.tails.clear()  # the newest events' topics may be among those filled in
+            self.checkpoints.requested()
         return assigned
 
     @retry_transient
     def enforce_retention(
         self, max_events: int, min_time: float | None, max_users: int = 100
     ) -> int:
-        self.tails.clear()  # a user's newest events may be among those removed
         removed = retention.enforce_retention(self.db.conn, max_events, min_time, max_users)
-        self.checkpoints.requested()
+        if removed:
+            self.tails.clear()  # a user's newest events may be among those removed
+            self.checkpoints.requested()
         return removed
 
     def recent_items(self, user_id: str, limit: int) -> tuple[list[str], list[int]]:

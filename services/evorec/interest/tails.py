@@ -16,6 +16,8 @@ second step"). The writer changes the events, so it can keep what it wrote inste
 
 from __future__ import annotations
 
+from collections import OrderedDict
+
 Tail = tuple[float, str | None]  # (time, topic) of a user's newest stored event
 MAX_USERS = 100_000
 
@@ -26,7 +28,8 @@ class TailCache:
 
     def __init__(self, max_users: int = MAX_USERS) -> None:
         self.max_users = max_users
-        self._tails: dict[str, Tail] = {}
+        # Ordered: evicting the oldest of a plain dict walks the slots its deletions left.
+        self._tails: OrderedDict[str, Tail] = OrderedDict()
         self._data_version: int | None = None
 
     def get(self, user: str) -> Tail | None:
@@ -34,10 +37,10 @@ class TailCache:
 
     def put(self, user: str, tail: Tail) -> None:
         tails = self._tails
-        tails.pop(user, None)
         tails[user] = tail
+        tails.move_to_end(user)
         if len(tails) > self.max_users:
-            del tails[next(iter(tails))]
+            tails.popitem(last=False)
 
     def forget(self, user: str) -> None:
         self._tails.pop(user, None)

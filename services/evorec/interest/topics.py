@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections import OrderedDict
 from collections.abc import Iterable
 
 import grpc
@@ -35,7 +36,8 @@ class TopicCache:
 
     def __init__(self, max_items: int = MAX_CACHED_ITEMS) -> None:
         self.max_items = max_items
-        self.entries: dict[str, tuple[str | None, bool, float]] = {}
+        # Ordered: evicting the oldest of a plain dict walks the slots its deletions left.
+        self.entries: OrderedDict[str, tuple[str | None, bool, float]] = OrderedDict()
 
     def get(self, item_id: str, now: float) -> Resolved | None:
         entry = self.entries.get(item_id)
@@ -45,10 +47,10 @@ class TopicCache:
 
     def put(self, item_id: str, resolved: Resolved, deadline: float) -> None:
         entries = self.entries
-        entries.pop(item_id, None)  # stored again: the newest
-        while len(entries) >= self.max_items:
-            del entries[next(iter(entries))]
         entries[item_id] = (*resolved, deadline)
+        entries.move_to_end(item_id)  # stored again: the newest
+        while len(entries) > self.max_items:
+            entries.popitem(last=False)
 
 
 class TopicResolver:

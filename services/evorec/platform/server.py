@@ -13,7 +13,6 @@ policy; a plaintext health-only port can serve probes beside it.
 from __future__ import annotations
 
 import asyncio
-import gc
 import logging
 import signal
 from collections.abc import Awaitable, Callable
@@ -29,6 +28,7 @@ from prometheus_client.registry import Collector
 from evorec.platform.admission import Admission
 from evorec.platform.authorization import AuthorizationInterceptor, Policy
 from evorec.platform.config import Endpoint, ServerSettings
+from evorec.platform.heap import freeze_long_lived
 from evorec.platform.interceptors import ServerInterceptor
 from evorec.platform.metrics import RpcMetrics
 from evorec.platform.tls import TlsSettings, is_loopback, server_credentials
@@ -96,6 +96,9 @@ class RunningServer:
     # The plaintext health-only server and its port, when the endpoint has a health_port.
     health_server: grpc.aio.Server | None = None
     health_port: int | None = None
+    # Whether to freeze what loading built before answering SERVING (see platform.heap):
+    # for a process that serves one service, not for a test runner that starts many.
+    freeze_after_load: bool = False
 
     @property
     def metrics_port(self) -> int:
@@ -112,6 +115,8 @@ class RunningServer:
 
     async def load(self) -> None:
         await self.service.start()
+        if self.freeze_after_load:
+            freeze_long_lived()
         await self.set_serving(True)
         log.info("%s serving", self.service.name)
 
@@ -168,12 +173,15 @@ async def start_server(
     endpoint: Endpoint,
     settings: ServerSettings,
     tls: TlsSettings | None = None,
+    freeze_after_load: bool = False,
 ) -> RunningServer:
     """Starts `service` on `endpoint`: listening at once, loading in the background.
 
     Health answers NOT_SERVING while the service loads, so that an orchestrator routes around
     it, and SERVING once `service.start` returns; `await running.ready()` waits for that.
     `tls` (default: none, plaintext) secures the port and holds the authorization policy.
+    `freeze_after_load` keeps what loading built out of the collector's full passes
+    (`platform.heap`), for a process that serves this one service.
     """
     tls = tls or TlsSettings()
     metrics = RpcMetrics.create()
@@ -217,6 +225,7 @@ async def start_server(
         grace_period_s=settings.grace_period_s,
         health_server=health_server,
         health_port=health_port,
+        freeze_after_load=freeze_after_load,
     )
     await running.set_serving(False)
     await server.start()
@@ -242,17 +251,12 @@ async def serve(
     tls: TlsSettings | None = None,
 ) -> None:
     """Runs `service` until SIGTERM or SIGINT, then drains it gracefully."""
-    running = await start_server(service, endpoint, settings, tls)
+    running = await start_server(service, endpoint, settings, tls, freeze_after_load=True)
     try:
         await running.ready()
     except BaseException:
         await running.shutdown()
         raise
-    # What start-up built (modules, the model, the catalog) lives as long as the process:
-    # kept out of the collector's full passes, which otherwise walk all of it, several times
-    # a second under load, holding the GIL (BENCHMARKS.md, "Ingest, second step").
-    gc.collect()
-    gc.freeze()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
