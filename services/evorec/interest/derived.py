@@ -39,9 +39,9 @@ def last_topic(connection: sqlite3.Connection, user: str) -> str | None:
     and the ones after it, not the whole history: a user whose newest events have no topic
     (items the catalog does not know) would otherwise cost a scan of every stored event of
     theirs at each write."""
-    day = connection.execute("SELECT max(day) FROM topic_days WHERE user_id=?", (user,)).fetchone()[
-        0
-    ]
+    (day,) = connection.execute(
+        "SELECT max(day) FROM topic_days WHERE user_id=?", (user,)
+    ).fetchone()
     if day is None:
         return None
     row = connection.execute(
