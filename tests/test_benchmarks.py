@@ -110,10 +110,13 @@ def test_profile_ranking() -> None:
 def test_ranking_memory_and_profile_recommend(model_base: Path) -> None:
     version = str(model_base / "encoder" / "1")
     output = run_script("ranking_memory.py", version, "--repeat-space")
-    for step in ("bundle of", "SavedModel loaded and warmed", "catalog mirror", "item space ("):
+    # A step's "added" is a difference of resident sets, so it has either sign: the space
+    # built again can reuse pages the allocator freed and add nothing, or less than nothing.
+    steps = ("bundle of", "SavedModel loaded and warmed", "catalog mirror", "item space (",
+             "item space built again")  # fmt: skip
+    for step in steps:
         assert re.search(rf"^{re.escape(step)}.* [+-]{NUMBER} MiB +{NUMBER} MiB +{NUMBER} s$",
                          output, re.MULTILINE), (step, output)  # fmt: skip
-    assert re.search(rf"^item space built again .* \+{NUMBER} MiB", output, re.MULTILINE)
     assert re.search(rf"^peak resident \(VmHWM\) +{NUMBER} MiB$", output, re.MULTILINE)
     output = run_script("profile_recommend.py", version, "--requests", "20", "--top", "5")
     assert re.search(rf"^recommend\(\): {NUMBER} ms per request \(mean of 20, profiled\)$",
