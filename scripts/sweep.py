@@ -16,9 +16,10 @@ Axes (each point is one run of a script, in its own processes, on a fresh store)
 - catalog: items of the catalog, by scripts/bench_catalog.py --items N --json OUT (the
   approximate-index work); skipped, saying so, where that script is not in the checkout.
 
-Writes OUT/sweep.md (the table), OUT/sweep.json (every figure) and OUT/sweep-AXIS.png
-(log-log plots). The points of the store axis take long (50 million events: about
-5 GiB of disk, deleted after the point); each run's store lives in a temporary folder.
+Writes OUT/sweep.md (the tables), OUT/sweep.json (every figure) and OUT/sweep-AXIS.png
+(log-log plots); axes already in OUT/sweep.json and not measured in this run are kept. The
+points of the store axis take long (50 million events: about 5 GiB of disk, deleted after
+the point); each run's store lives in a temporary folder.
 """
 
 from __future__ import annotations
@@ -197,21 +198,25 @@ def main(argv: list[str] | None = None) -> None:
         "catalog": args.catalog_items,
     }
     args.out.mkdir(parents=True, exist_ok=True)
-    results: dict[str, list[dict[str, Any]]] = {}
-    sections = []
+    # The axes an earlier run measured into the same folder are kept, so that one axis can
+    # be measured again (or for the first time) without running the others.
+    kept = args.out / "sweep.json"
+    results: dict[str, list[dict[str, Any]]] = json.loads(kept.read_text()) if kept.exists() else {}
     for axis in args.axes.split(","):
         run, _ = AXES[axis]
         rows = run(points[axis])
         if rows:
             results[axis] = rows
             plot(axis, rows, args.out / f"sweep-{axis}.png")
-            sections.append(f"### {axis}\n\n{table(axis, rows)}")
+            print(f"### {axis}\n\n{table(axis, rows)}", flush=True)
         else:
-            sections.append(f"### {axis}\n\nskipped: nothing measured on this axis")
+            print(f"### {axis}\n\nskipped: nothing measured on this axis", flush=True)
         # Written after every axis, so that a long sweep stopped midway keeps what it did.
+        sections = [
+            f"### {name}\n\n{table(name, results[name])}" for name in AXES if name in results
+        ]
         (args.out / "sweep.md").write_text("\n\n".join(sections) + "\n")
-        (args.out / "sweep.json").write_text(json.dumps(results, indent=2))
-        print(sections[-1], flush=True)
+        kept.write_text(json.dumps(results, indent=2))
 
 
 if __name__ == "__main__":

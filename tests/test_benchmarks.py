@@ -341,6 +341,9 @@ def test_bench_catalog(tmp_path: Path) -> None:
 
 @pytest.mark.timeout(400)
 def test_sweep(tmp_path: Path) -> None:
+    # An axis an earlier run left in the folder is kept beside the one measured now.
+    earlier = {"events in store": 1_000, "batch_events_per_s": 12_345.0, "database_mib": 7.0}
+    (tmp_path / "sweep.json").write_text(json.dumps({"store": [earlier]}))
     output = run_script(
         "sweep.py", "--axes", "history", "--histories", "20,40", "--items", "200",
         "--users", "50", "--base", "2000", "--ingest", "2000", "--out", str(tmp_path),
@@ -350,6 +353,10 @@ def test_sweep(tmp_path: Path) -> None:
     assert (tmp_path / "sweep-history.png").stat().st_size > 0
     figures = json.loads((tmp_path / "sweep.json").read_text())
     assert [row["history length"] for row in figures["history"]] == [20, 40]
+    assert figures["store"] == [earlier]
+    tables = (tmp_path / "sweep.md").read_text()
+    assert tables.index("### store") < tables.index("### history")
+    assert "| 1,000 | 12,345 | 7.00 |" in tables
 
 
 def test_the_sweep_skips_the_catalog_axis_without_its_script(
