@@ -6,10 +6,16 @@ from __future__ import annotations
 import asyncio
 import time
 
+import grpc
 import pytest
 
 from evorec.platform import context
 from evorec.platform.admission import Admission, Shed
+
+
+def without_delay_control(max_in_progress: int, max_waiting: int) -> Admission:
+    """Admission whose queue is never standing long enough for its delay to be controlled."""
+    return Admission(max_in_progress, max_waiting, queue_target_s=60.0, queue_interval_s=60.0)
 
 
 async def hold(admission: Admission, release: asyncio.Event, method: str = "M") -> None:
@@ -31,7 +37,7 @@ async def teach_typical(admission: Admission, seconds: float) -> None:
 
 
 async def test_an_idle_server_admits_a_call_however_short_its_deadline() -> None:
-    admission = Admission(max_in_progress=1, max_waiting=0)
+    admission = without_delay_control(1, 0)
     await teach_typical(admission, 0.05)
     log: list[str] = []
     await with_deadline(0.001, admission, log, "short")
@@ -40,7 +46,7 @@ async def test_an_idle_server_admits_a_call_however_short_its_deadline() -> None
 
 
 async def test_a_call_beyond_the_slots_waits_and_starts_when_one_frees() -> None:
-    admission = Admission(max_in_progress=1, max_waiting=10)
+    admission = without_delay_control(1, 10)
     release = asyncio.Event()
     first = asyncio.create_task(hold(admission, release))
     await asyncio.sleep(0)
@@ -57,7 +63,7 @@ async def test_a_call_beyond_the_slots_waits_and_starts_when_one_frees() -> None
 
 
 async def test_a_full_queue_refuses_at_once() -> None:
-    admission = Admission(max_in_progress=1, max_waiting=1)
+    admission = without_delay_control(1, 1)
     release = asyncio.Event()
     first = asyncio.create_task(hold(admission, release))
     await asyncio.sleep(0)
@@ -72,7 +78,7 @@ async def test_a_full_queue_refuses_at_once() -> None:
 
 
 async def test_a_waiting_call_is_shed_once_it_could_not_finish_in_time() -> None:
-    admission = Admission(max_in_progress=1, max_waiting=10)
+    admission = without_delay_control(1, 10)
     await teach_typical(admission, 0.4)
     typical = admission.typical_s["M"]
     release = asyncio.Event()
@@ -93,7 +99,7 @@ async def test_a_waiting_call_is_shed_once_it_could_not_finish_in_time() -> None
 
 
 async def test_a_call_left_less_than_the_typical_time_is_shed_without_waiting() -> None:
-    admission = Admission(max_in_progress=1, max_waiting=10)
+    admission = without_delay_control(1, 10)
     await teach_typical(admission, 0.1)
     release = asyncio.Event()
     first = asyncio.create_task(hold(admission, release))
@@ -107,7 +113,7 @@ async def test_a_call_left_less_than_the_typical_time_is_shed_without_waiting() 
 
 
 async def test_in_arrival_order_while_on_time_newest_first_once_behind() -> None:
-    admission = Admission(max_in_progress=1, max_waiting=10)
+    admission = without_delay_control(1, 10)
     await teach_typical(admission, 0.2)
     log: list[str] = []
 
@@ -132,7 +138,7 @@ async def test_in_arrival_order_while_on_time_newest_first_once_behind() -> None
 
 
 async def test_a_waiting_call_cancelled_by_its_caller_leaves_the_queue() -> None:
-    admission = Admission(max_in_progress=1, max_waiting=10)
+    admission = without_delay_control(1, 10)
     release = asyncio.Event()
     first = asyncio.create_task(hold(admission, release))
     await asyncio.sleep(0)
@@ -149,3 +155,71 @@ async def test_a_waiting_call_cancelled_by_its_caller_leaves_the_queue() -> None
     log: list[str] = []
     await with_deadline(None, admission, log, "next")
     assert log == ["next"]
+
+
+async def start_or_shed(
+    admission: Admission, log: list[str], name: str, deadline_s: float | None = 10.0
+) -> None:
+    """Takes a slot as a call with `deadline_s` left; logs its name, or "NAME shed: REASON"."""
+    try:
+        await with_deadline(deadline_s, admission, log, name)
+    except Shed as shed:
+        log.append(f"{name} shed: {shed.reason}")
+
+
+async def queue_behind_one_call(
+    admission: Admission, stand_s: float, b_deadline_s: float | None = 10.0
+) -> list[str]:
+    """Calls a and b wait behind a call holding the only slot for `stand_s`; then c comes,
+    and the slot frees. What each of a, b and c got, in order."""
+    log: list[str] = []
+    release = asyncio.Event()
+    first = asyncio.create_task(hold(admission, release))
+    await asyncio.sleep(0)
+    waiting = [
+        asyncio.create_task(start_or_shed(admission, log, "a")),
+        asyncio.create_task(start_or_shed(admission, log, "b", b_deadline_s)),
+    ]
+    await asyncio.sleep(stand_s)
+    waiting.append(asyncio.create_task(start_or_shed(admission, log, "c")))
+    await asyncio.sleep(0)
+    release.set()
+    await asyncio.gather(first, *waiting)
+    assert admission.in_progress == 0
+    assert not admission.waiting
+    return log
+
+
+async def test_a_standing_queue_sheds_the_calls_that_waited_beyond_the_target() -> None:
+    admission = Admission(1, 10, queue_target_s=0.01, queue_interval_s=0.05)
+    # The queue stood 0.1 s (beyond the interval): a and b waited beyond the target and are
+    # shed when the slot frees; c, just come, starts.
+    assert await queue_behind_one_call(admission, 0.1) == ["a shed: delay", "b shed: delay", "c"]
+
+
+async def test_a_call_without_a_deadline_is_never_shed_for_its_delay() -> None:
+    admission = Admission(1, 10, queue_target_s=0.01, queue_interval_s=0.05)
+    log = await queue_behind_one_call(admission, 0.1, b_deadline_s=None)
+    assert log == ["a shed: delay", "c", "b"]
+
+
+async def test_a_queue_that_stood_less_than_the_interval_sheds_none() -> None:
+    admission = Admission(1, 10, queue_target_s=0.01, queue_interval_s=0.5)
+    # a and b waited beyond the target, but the queue is younger than the interval (a burst).
+    assert sorted(await queue_behind_one_call(admission, 0.1)) == ["a", "b", "c"]
+
+
+async def test_a_call_shed_for_its_delay_is_resource_exhausted_and_says_why() -> None:
+    admission = Admission(1, 10, queue_target_s=0.0, queue_interval_s=0.01)
+    release = asyncio.Event()
+    first = asyncio.create_task(hold(admission, release))
+    await asyncio.sleep(0)
+    late = asyncio.create_task(with_deadline(10.0, admission, [], "late"))
+    await asyncio.sleep(0.05)
+    release.set()
+    await first
+    with pytest.raises(Shed, match="behind a standing queue") as refused:
+        await late
+    assert refused.value.reason == "delay"
+    assert refused.value.code == grpc.StatusCode.RESOURCE_EXHAUSTED
+    assert admission.in_progress == 0

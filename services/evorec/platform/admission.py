@@ -15,6 +15,16 @@ once it has waited longer (the server is behind), the newest start first, so tha
 meet no backlog and the stale ones are shed. A call that finds a free slot always starts:
 an idle server refuses nothing, however short the deadline.
 
+And the queue's delay is controlled (CoDel, as Facebook's "Fail at scale" applies it to
+request queues): once calls have waited without a break for `queue_interval_s` (a standing
+queue, not a burst), a call that has waited longer than `queue_target_s` is shed when a slot
+frees, instead of started, unless its caller gave no deadline (and so asked to wait).
+Without this, the calls that waited through an overload take the slots one after another
+once the load drops, and the fresh calls share the event loop with a full set of them; with
+it, the calls in progress fall to what the load needs at once. The cost: a client that keeps
+more calls in flight than `max_in_progress`, with deadlines, has the excess refused once the
+queue stands, even while the server keeps up.
+
 Streams are not admitted here (a stream would hold a slot for its whole life), nor are
 health checks and reflection.
 """
@@ -40,11 +50,15 @@ MIN_BEHIND_S = 0.005
 
 @dataclass
 class _Waiting:
-    """A call waiting for a slot; `granted` is set when a finishing call hands it its slot."""
+    """A call waiting for a slot; `granted` is set when a finishing call hands it its slot
+    (True) or sheds it (False: it waited too long in a standing queue)."""
 
     since: float
     typical_s: float
-    granted: asyncio.Future[None] = field(
+    # Whether the caller gave a deadline: one that gave none asked to wait, and is never
+    # shed for its delay.
+    has_deadline: bool
+    granted: asyncio.Future[bool] = field(
         default_factory=lambda: asyncio.get_running_loop().create_future()
     )
 
@@ -52,17 +66,27 @@ class _Waiting:
 class Admission:
     """The admission of one server's unary calls; see the module docstring."""
 
-    def __init__(self, max_in_progress: int, max_waiting: int) -> None:
+    def __init__(
+        self,
+        max_in_progress: int,
+        max_waiting: int,
+        queue_target_s: float,
+        queue_interval_s: float,
+    ) -> None:
         self.max_in_progress = max_in_progress
         self.max_waiting = max_waiting
+        self.queue_target_s = queue_target_s
+        self.queue_interval_s = queue_interval_s
         self.in_progress = 0
         self.waiting: deque[_Waiting] = deque()
+        # Until when no call waited: the moment the first call of the present queue came.
+        self.empty_until = time.monotonic()
         self.typical_s: dict[str, float] = {}
 
     @asynccontextmanager
     async def slot(self, method: str) -> AsyncIterator[None]:
         """Holds one of the slots while the call runs; raises ResourceExhausted (`.reason`:
-        "deadline" or "queue") when the call is shed instead."""
+        "deadline", "queue" or "delay") when the call is shed instead."""
         if self.in_progress < self.max_in_progress and not self.waiting:
             self.in_progress += 1
         else:
@@ -88,14 +112,17 @@ class Admission:
         remaining = context.remaining_seconds()
         if remaining is not None and remaining <= typical:
             raise Shed("deadline", _too_late(remaining, typical))
-        waiting = _Waiting(time.monotonic(), typical)
+        waiting = _Waiting(time.monotonic(), typical, remaining is not None)
+        if not self.waiting:
+            self.empty_until = waiting.since
         self.waiting.append(waiting)
         try:
             async with asyncio.timeout(None if remaining is None else remaining - typical):
-                await asyncio.shield(waiting.granted)
+                granted = await asyncio.shield(waiting.granted)
         except BaseException as error:  # timed out, or the caller went away
-            if waiting.granted.done():  # the slot came at the same moment: give it on
-                self._release()
+            if waiting.granted.done():
+                if waiting.granted.result():  # the slot came at the same moment: give it on
+                    self._release()
             else:
                 self.waiting.remove(waiting)
                 waiting.granted.cancel()
@@ -103,20 +130,38 @@ class Admission:
                 left = context.remaining_seconds() or 0.0
                 raise Shed("deadline", _too_late(left, typical)) from None
             raise
+        if not granted:
+            waited = time.monotonic() - waiting.since
+            raise Shed(
+                "delay",
+                f"overloaded: waited {waited * 1000:.0f} ms for a slot behind a standing "
+                f"queue (at most {self.queue_target_s * 1000:g} ms there): retry later",
+            )
 
     def _release(self) -> None:
-        """Hands the slot of a finished call to a waiting one (adaptive LIFO), or frees it."""
+        """Hands the slot of a finished call to a waiting one (adaptive LIFO), or frees it;
+        first sheds the calls that waited too long in a standing queue (controlled delay)."""
+        now = time.monotonic()
+        if self.waiting and now - self.empty_until > self.queue_interval_s:
+            kept: deque[_Waiting] = deque()
+            for waiting in self.waiting:
+                if waiting.has_deadline and now - waiting.since > self.queue_target_s:
+                    waiting.granted.set_result(False)
+                else:
+                    kept.append(waiting)
+            self.waiting = kept
         if not self.waiting:
             self.in_progress -= 1
             return
         oldest = self.waiting[0]
-        behind = time.monotonic() - oldest.since > max(oldest.typical_s, MIN_BEHIND_S)
+        behind = now - oldest.since > max(oldest.typical_s, MIN_BEHIND_S)
         chosen = self.waiting.pop() if behind else self.waiting.popleft()
-        chosen.granted.set_result(None)
+        chosen.granted.set_result(True)
 
 
 class Shed(ResourceExhausted):
-    """A call admission refused: `reason` is "queue" (too many waiting) or "deadline"."""
+    """A call admission refused: `reason` is "queue" (too many waiting), "deadline" (it
+    could not be answered in time) or "delay" (it waited too long in a standing queue)."""
 
     def __init__(self, reason: str, message: str) -> None:
         super().__init__(message)

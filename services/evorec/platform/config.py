@@ -86,6 +86,10 @@ class ServerSettings(Section):
     # (evorec.platform.admission).
     max_in_progress: int = Field(default=64, ge=1, le=100_000)
     max_waiting: int = Field(default=1000, ge=0, le=100_000)
+    # Once calls have waited for a slot without a break for queue_interval_s, one that has
+    # waited longer than queue_target_s is shed instead of started (controlled delay).
+    queue_target_s: float = Field(default=0.005, ge=0, le=60)
+    queue_interval_s: float = Field(default=0.1, gt=0, le=60)
     keepalive_time_s: float = Field(default=60.0, gt=0)
     keepalive_timeout_s: float = Field(default=20.0, gt=0)
     # Clients may ping at most this often without data before the server drops them.

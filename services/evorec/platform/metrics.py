@@ -64,7 +64,8 @@ class RpcMetrics:
             ),
             shed=Counter(
                 "evorec_admission_shed",
-                "Calls refused by admission (RESOURCE_EXHAUSTED), by reason: queue, deadline.",
+                "Calls refused by admission (RESOURCE_EXHAUSTED), by reason: queue, deadline,"
+                " delay.",
                 (*_LABELS, "reason"),
                 registry=registry,
             ),

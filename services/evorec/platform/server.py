@@ -187,7 +187,12 @@ async def start_server(
     metrics = RpcMetrics.create()
     for collector in service.collectors:
         metrics.registry.register(collector)
-    admission = Admission(settings.max_in_progress, settings.max_waiting)
+    admission = Admission(
+        settings.max_in_progress,
+        settings.max_waiting,
+        settings.queue_target_s,
+        settings.queue_interval_s,
+    )
     interceptors: list[grpc.aio.ServerInterceptor] = [ServerInterceptor(metrics, admission)]  # type: ignore[type-arg]
     if tls.authorization:
         # After the ServerInterceptor, which logs, counts and answers its denials.
