@@ -13,12 +13,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import fcntl
+import gc
 import itertools
 import os
 import random
+import re
 import tempfile
 import time
 import urllib.request
+from collections import Counter
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass, field
@@ -51,6 +54,9 @@ EVENTS_PER_INGEST = 5
 # How often the load generator starts the calls that are due (an open loop in ticks, so that
 # rates of a thousand calls/s do not need a timer per call).
 TICK_S = 0.005
+# How often the load moves what its process holds out of reach of Python's full collections
+# (see Load.run).
+FREEZE_EVERY_S = 1.0
 
 
 @dataclass
@@ -153,6 +159,17 @@ def gauge(page: str, name: str) -> float:
     return float("nan")
 
 
+def method_gauge(page: str, name: str, method: str) -> float:
+    """The sum over `name`'s series of gRPC method `method` on a Prometheus page (0 when
+    none: a server shows a method's series only once it was called)."""
+    marker = f'grpc_method="{method}"'
+    return sum(
+        float(line.rsplit(maxsplit=1)[1])
+        for line in page.splitlines()
+        if line.startswith(f"{name}{{") and marker in line
+    )
+
+
 def cpu_seconds(pid: int) -> float:
     """CPU time (user + system) process `pid` has used so far, in seconds (Linux)."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
@@ -173,6 +190,10 @@ class MemorySamples:
     # The interest service's SQLite heap (its `evorec_sqlite_heap_bytes`), MiB, per sample:
     # how much of its resident memory is SQLite's page caches.
     interest_sqlite_mib: list[float] = field(default_factory=list)
+    # Ranking's Recommend calls in flight (its `grpc_server_in_flight`: waiting for a slot
+    # of the admission or in progress), per sample; calls still in gRPC core's queue are not
+    # counted.
+    recommend_in_flight: list[float] = field(default_factory=list)
 
     async def run(self, started: float, until: Callable[[], bool]) -> None:
         while not until():
@@ -184,6 +205,10 @@ class MemorySamples:
             self.cpu_s.setdefault(LOAD, []).append(cpu_seconds(os.getpid()))
             page = await asyncio.to_thread(scrape, self.services.metrics_url("interest"))
             self.interest_sqlite_mib.append(gauge(page, "evorec_sqlite_heap_bytes") / 2**20)
+            page = await asyncio.to_thread(scrape, self.services.metrics_url("ranking"))
+            self.recommend_in_flight.append(
+                method_gauge(page, "grpc_server_in_flight", "Recommend")
+            )
             await asyncio.sleep(self.interval_s)
 
     def cores(self, name: str, start: float, end: float) -> float:
@@ -200,13 +225,15 @@ class MemorySamples:
 @dataclass(frozen=True)
 class Call:
     """One call of the load: when it was due (s since the start), what, how long it took
-    from when it was due, and its status code's name (`OK` when answered)."""
+    from when it was due, its status code's name (`OK` when answered) and, when it failed,
+    the status's message (which says which bound or deadline refused it)."""
 
     due_s: float
     kind: str
     latency_s: float
     code: str
     degraded: bool = False
+    details: str = ""
 
 
 @dataclass(frozen=True)
@@ -228,6 +255,8 @@ class Load:
         self.call_timeout = call_timeout
         self.calls: list[Call] = []
         self.sequence = itertools.count()
+        # How long each of this process's full garbage collections paused the load, s.
+        self.collection_pauses: list[float] = []
         self.started = 0.0
 
     async def _one(self, kind: str, due: float, stubs: dict[str, object]) -> None:
@@ -261,11 +290,11 @@ class Load:
                 await interest.IngestEvents(
                     interest_pb2.IngestEventsRequest(events=events), timeout=self.call_timeout
                 )
-            code = "OK"
+            code, details = "OK", ""
         except grpc.aio.AioRpcError as error:
-            code = error.code().name
+            code, details = error.code().name, error.details() or ""
         latency = time.perf_counter() - due
-        self.calls.append(Call(due - self.started, kind, latency, code, degraded))
+        self.calls.append(Call(due - self.started, kind, latency, code, degraded, details))
 
     @asynccontextmanager
     async def _stubs(self) -> AsyncIterator[dict[str, object]]:
@@ -302,7 +331,19 @@ class Load:
 
     async def run(self, phases: list[Phase], memory: MemorySamples | None = None) -> None:
         """Offers each phase's rates for its seconds, in order; returns when every call has
-        answered or failed."""
+        answered or failed.
+
+        Python's full collections would pause the sender: this process holds TensorFlow's
+        objects from training the model and a record of every call, and a collection scans
+        them all, sends no call meanwhile, and then sends the calls that fell due at once, a
+        burst that every service is charged for. So what the process holds is frozen (out of
+        the collections' reach) when the load starts and every FREEZE_EVERY_S; the pauses
+        that are left are counted in `collection_pauses`."""
+        gc.freeze()
+        with collections_timed(self.collection_pauses):
+            await self._offer(phases, memory)
+
+    async def _offer(self, phases: list[Phase], memory: MemorySamples | None) -> None:
         async with self._stubs() as stubs:
             tasks: set[asyncio.Task[None]] = set()
             self.started = time.perf_counter()
@@ -314,7 +355,11 @@ class Load:
             for phase in phases:
                 sent = dict.fromkeys(KINDS, 0)
                 end = phase_start + phase.seconds
+                frozen = phase_start
                 while (now := time.perf_counter()) < end:
+                    if now - frozen > FREEZE_EVERY_S:
+                        gc.freeze()
+                        frozen = now
                     for kind, rate in phase.rates.items():
                         due_count = int((now - phase_start) * rate)
                         for n in range(sent[kind], due_count):
@@ -329,6 +374,33 @@ class Load:
             done = True
             if sampler is not None:
                 await sampler
+
+
+@contextmanager
+def collections_timed(pauses: list[float]) -> Iterator[None]:
+    """Appends to `pauses` how long each full garbage collection of this process took, s."""
+    started = 0.0
+
+    def timed(phase: str, info: dict[str, int]) -> None:
+        nonlocal started
+        if info["generation"] == 2:
+            if phase == "start":
+                started = time.perf_counter()
+            else:
+                pauses.append(time.perf_counter() - started)
+
+    gc.callbacks.append(timed)
+    try:
+        yield
+    finally:
+        gc.callbacks.remove(timed)
+
+
+def pauses_said(load: Load) -> str:
+    """One line on the load's own full collections while it ran (they delay its calls)."""
+    pauses = load.collection_pauses
+    longest = f", longest {max(pauses) * 1000:.1f} ms" if pauses else ""
+    return f"the load's own full garbage collections while it ran: {len(pauses)}{longest}"
 
 
 def window(calls: list[Call], start: float, end: float) -> dict[str, float]:
@@ -355,6 +427,20 @@ def codes(summary: dict[str, float]) -> str:
     known = {"calls", "answered_per_s", "p50_ms", "p99_ms", "failed", "degraded"}
     parts = [f"{k} {int(v):,}" for k, v in sorted(summary.items()) if k not in known]
     return ", ".join(parts) or "none"
+
+
+def failures(calls: list[Call]) -> list[str]:
+    """The failed calls as markdown rows `| RPC | code | message | calls |`, most first; the
+    message's numbers read as N, so that calls refused by one bound count together."""
+    counted = Counter(
+        (c.kind, c.code, re.sub(r"\d+(\.\d+)?", "N", c.details)[:120])
+        for c in calls
+        if c.code != "OK"
+    )
+    return [
+        f"| {kind} | {code} | {message or '-'} | {n:,} |"
+        for (kind, code, message), n in counted.most_common()
+    ]
 
 
 def plot_timeline(

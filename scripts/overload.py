@@ -20,9 +20,12 @@ RESOURCE_EXHAUSTED once they could no longer be answered in time); and the calle
 end the rest (DEADLINE_EXCEEDED). Each `--ranking-server` (ranking's `server.*` settings, or
 `defaults`) is one run of the three phases on the same stack, ranking restarted with it.
 Printed: each phase's offered and answered rates, p50/p99 of the answered calls, failures by
-code; the first seconds after the load drops, second by second (the recovery); the cores
-each process kept busy; each service's resident memory before, at its peak and at the end
-(sampled every second from /proc).
+code; the first seconds after the load drops, second by second (the recovery), with
+ranking's `Recommend` calls in flight at each second's start (admitted or waiting for a
+slot; those still in gRPC core's queue are not seen), and when it recovered (the last
+`Recommend` due after the drop that failed or took more than twice its p99 before the
+overload); the cores each process kept busy; each service's resident memory before, at its
+peak and at the end (sampled every second from /proc).
 """
 
 from __future__ import annotations
@@ -38,12 +41,14 @@ from pathlib import Path
 from load_stack import (
     LOAD,
     SERVICES,
+    Call,
     Load,
     MemorySamples,
     Phase,
     codes,
     measurement_lock,
     measurement_priority,
+    pauses_said,
     running_stack,
     window,
 )
@@ -142,10 +147,27 @@ def server_variant(text: str) -> dict[str, str]:
     return {key: value for key, _, value in pairs}
 
 
+def in_flight_at(memory: MemorySamples, at: float) -> float:
+    """Ranking's Recommend calls in flight at the sample nearest to `at` (s since the start)."""
+    nearest = min(range(len(memory.times)), key=lambda n: abs(memory.times[n] - at))
+    return memory.recommend_in_flight[nearest]
+
+
+def recovered_after(calls: list[Call], after: float, p99_before_s: float) -> float:
+    """How long after the drop (at `after` s) the last of `calls` was due that failed or
+    took more than twice `p99_before_s`, in s; 0 when none did."""
+    slow = [
+        c.due_s - after
+        for c in calls
+        if c.due_s >= after and (c.code != "OK" or c.latency_s > 2 * p99_before_s)
+    ]
+    return max(slow, default=0.0)
+
+
 def report(load: Load, memory: MemorySamples, phases: list[Phase], variant: dict[str, str]) -> None:
     """Prints one overload run: each phase per RPC, the recovery, the memory."""
     said = ", ".join(f"server.{k} = {v}" for k, v in variant.items()) or "the defaults"
-    print(f"\nranking with {said}:")
+    print(f"\nranking with {said} ({pauses_said(load)}):")
     print(
         "| phase | RPC | offered calls/s | answered/s | p50 / p99 ms (answered) | failed |"
         " failures by code | degraded |"
@@ -168,14 +190,27 @@ def report(load: Load, memory: MemorySamples, phases: list[Phase], variant: dict
         start += phase.seconds
     after = bounds["after"][0]
     print("\nRecovery, the seconds after the load drops (every RPC of the load):")
-    print("| second after | calls | p50 / p99 ms (answered) | failed | failures by code |")
-    print("|---|---|---|---|---|")
+    print(
+        "| second after | calls | p50 / p99 ms (answered) | failed | failures by code |"
+        " Recommend calls in ranking at its start |"
+    )
+    print("|---|---|---|---|---|---|")
     for second in range(RECOVERY_SECONDS):
         s = window(load.calls, after + second, after + second + 1)
         print(
             f"| {second + 1} | {int(s['calls']):,} | {s['p50_ms']:.1f} / {s['p99_ms']:.1f} |"
-            f" {int(s['failed']):,} | {codes(s)} |"
+            f" {int(s['failed']):,} | {codes(s)} | {in_flight_at(memory, after + second):,.0f} |"
         )
+    recommend = [c for c in load.calls if c.kind == "Recommend"]
+    p99_before = window(recommend, *bounds["before"])["p99_ms"]
+    late = recovered_after(recommend, after, p99_before / 1000)
+    slow = f"failed or took more than twice its p99 before the overload ({p99_before:.1f} ms)"
+    print(
+        f"\nRecovered {late * 1000:,.0f} ms after the drop: the last Recommend that {slow} was"
+        " due then"
+        if late
+        else f"\nRecovered at once: no Recommend due after the drop {slow}"
+    )
     print(f"\nCPU: cores kept busy in each phase (of the machine's {os.cpu_count()}):")
     print("| phase | " + " | ".join([*SERVICES, LOAD]) + " |")
     print("|---|" + "---|" * (len(SERVICES) + 1))

@@ -11,10 +11,10 @@ call) is measured first: 32 callers back to back over one connection to each ser
 open-loop at `--share` of it for `--minutes`, each call with a deadline of `--call-timeout` s.
 Printed: the saturation, the offered rate, then per window (a tenth of the run, at least 1 s)
 the calls, p50/p99 of each RPC and the failures by code, and each service's resident memory
-(sampled every second from /proc) at the start, the end and its peak, with the growth from
-the first to the last window's mean, and beside it the interest service's SQLite heap (its
-`evorec_sqlite_heap_bytes`), to tell its page caches filling from a leak. The plot shows p99
-per RPC and memory over time.
+(sampled every second from /proc) per window, and at the start, the end and its peak, with
+the growth from the first to the last window's mean, and beside it the interest service's
+SQLite heap (its `evorec_sqlite_heap_bytes`), to tell its page caches filling from a leak.
+The plot shows p99 per RPC and memory over time.
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ import asyncio
 import platform
 import random
 import statistics
+from collections.abc import Iterator
 from pathlib import Path
 
 from load_stack import (
@@ -32,7 +33,9 @@ from load_stack import (
     MemorySamples,
     Phase,
     codes,
+    failures,
     measurement_lock,
+    pauses_said,
     running_stack,
     window,
 )
@@ -57,6 +60,15 @@ def options() -> argparse.Namespace:
     )  # fmt: skip
     parser.add_argument("--plot", help="PNG of p99 and memory over time")
     return parser.parse_args()
+
+
+def spans(seconds: float, width: float) -> Iterator[tuple[float, float]]:
+    """The run's windows, (start, end) in s since the load started."""
+    start = 0.0
+    while start < seconds - 1e-9:
+        end = min(seconds, start + width)
+        yield start, end
+        start = end
 
 
 def main() -> None:
@@ -85,21 +97,35 @@ def main() -> None:
     total = window(load.calls, 0, seconds)
     print(
         f"calls: {int(total['calls']):,}; failed: {int(total['failed']):,} ({codes(total)}); "
-        f"degraded Recommend answers: {int(total['degraded']):,}"
+        f"degraded Recommend answers: {int(total['degraded']):,}; {pauses_said(load)}"
     )
+    if rows := failures(load.calls):
+        print("| RPC | code | message | calls |\n|---|---|---|---|\n" + "\n".join(rows))
     width = max(1.0, seconds / WINDOWS)
     print("| from s | calls | " + " | ".join(f"{k} p50 / p99 ms" for k in MIX) + " | failed |")
     print("|---|---|" + "---|" * len(MIX) + "---|")
-    start = 0.0
-    while start < seconds - 1e-9:
-        end = min(seconds, start + width)
+    for start, end in spans(seconds, width):
         s = window(load.calls, start, end)
         cells = []
         for kind in MIX:
             k = window([c for c in load.calls if c.kind == kind], start, end)
             cells.append(f"{k['p50_ms']:.1f} / {k['p99_ms']:.1f}")
         print(f"| {start:,.0f} | {int(s['calls']):,} | " + " | ".join(cells) + f" | {codes(s)} |")
-        start = end
+    print(
+        "\nResident memory per window (MiB, mean of the window's samples; whether it levels off):"
+    )
+    print("| from s | " + " | ".join(SERVICES) + " | interest's SQLite heap |")
+    print("|---|" + "---|" * (len(SERVICES) + 1))
+    for start, end in spans(seconds, width):
+        inside = [n for n, t in enumerate(memory.times) if start <= t < end]
+        if inside:
+            means = [statistics.mean(memory.mib[name][n] for n in inside) for name in SERVICES]
+            heap_mean = statistics.mean(memory.interest_sqlite_mib[n] for n in inside)
+            print(
+                f"| {start:,.0f} | "
+                + " | ".join(f"{m:,.1f}" for m in means)
+                + f" | {heap_mean:,.1f} |"
+            )
     print("\nResident memory of each service (MiB; sampled every second):")
     print("| service | first window (mean) | last window (mean) | growth | peak |")
     print("|---|---|---|---|---|")

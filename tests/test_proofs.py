@@ -21,7 +21,8 @@ from evorec.interest.derived import recomputed_derived_state, stored_derived_sta
 from evorec.interest.records import NewEvent
 from evorec.interest.store import EventStore
 from evorec.platform import context
-from tests.script_runs import NUMBER, assert_rows, run_script
+from tests.conftest import ROOT
+from tests.script_runs import NUMBER, assert_rows, run_script, script_module
 
 
 @pytest.mark.slow
@@ -93,14 +94,52 @@ def test_overload_sheds_with_resource_exhausted_at_one_slot(tmp_path: Path) -> N
         [
             rf"\| (before|overload|after) \| (Recommend|IngestEvents) \| {NUMBER} \| {NUMBER} \|"
             rf" ({NUMBER}|nan) / ({NUMBER}|nan) \| {counts} \| .+ \| [\d,]+ \|",
-            rf"\| 1 \| [\d,]+ \| ({NUMBER}|nan) / ({NUMBER}|nan) \| [\d,]+ \| .+ \|",
+            rf"\| 1 \| [\d,]+ \| ({NUMBER}|nan) / ({NUMBER}|nan) \| [\d,]+ \| .+ \| {NUMBER} \|",
             rf"\| ranking \| {NUMBER} \| {NUMBER} \| {NUMBER} \|",
         ],
     )
-    limited = output.split("ranking with server.max_in_progress = 1:")[1]
+    recovered = r"^Recovered ([\d,]+ ms after the drop: the last|at once: no) Recommend (that|due)"
+    assert len(re.findall(recovered, output, re.MULTILINE)) == 2, output
+    pauses = r"\(the load's own full garbage collections while it ran: [\d,]+(, longest .+ ms)?\):$"
+    assert len(re.findall(r"^ranking with .+ " + pauses, output, re.MULTILINE)) == 2, output
+    limited = output.split("ranking with server.max_in_progress = 1 (")[1]
     overload = next(line for line in limited.splitlines() if line.startswith("| overload | Rec"))
     assert re.search(r"RESOURCE_EXHAUSTED [\d,]+", overload), overload
     assert (tmp_path / "overload.png").stat().st_size > 0
+
+
+def test_recovery_is_when_the_last_slow_or_failed_call_was_due(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.syspath_prepend(str(ROOT / "scripts"))  # the scripts import each other
+    call = script_module("load_stack").Call
+    calls = [
+        call(9.0, "Recommend", 5.0, "OK"),  # before the drop (at 10 s): not counted
+        call(10.1, "Recommend", 0.05, "OK"),  # slower than twice the p99 before (20 ms)
+        call(10.2, "Recommend", 0.001, "CANCELLED"),  # failed
+        call(10.3, "Recommend", 0.03, "OK"),  # within twice the p99 before
+    ]
+    recovered_after = script_module("overload").recovered_after
+    assert recovered_after(calls, 10.0, 0.02) == pytest.approx(0.2)
+    assert recovered_after(calls[3:], 10.0, 0.02) == 0.0
+
+
+def test_failures_count_together_the_calls_one_bound_refused(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.syspath_prepend(str(ROOT / "scripts"))
+    call = script_module("load_stack").Call
+    delay = "overloaded: waited {} ms for a slot behind a standing queue: retry later"
+    calls = [
+        call(1.0, "Recommend", 0.01, "OK"),
+        call(1.1, "Recommend", 0.2, "RESOURCE_EXHAUSTED", details=delay.format(12)),
+        call(1.2, "Recommend", 0.3, "RESOURCE_EXHAUSTED", details=delay.format(250)),
+        call(1.3, "IngestEvents", 2.0, "DEADLINE_EXCEEDED", details="Deadline Exceeded"),
+    ]
+    assert script_module("load_stack").failures(calls) == [
+        f"| Recommend | RESOURCE_EXHAUSTED | {delay.format('N')} | 2 |",
+        "| IngestEvents | DEADLINE_EXCEEDED | Deadline Exceeded | 1 |",
+    ]
 
 
 @pytest.mark.slow
@@ -110,12 +149,15 @@ def test_soak(tmp_path: Path) -> None:
         "soak.py", *TINY_STACK, "--minutes", "0.2", "--saturation-seconds", "2",
         "--plot", str(tmp_path / "soak.png"), timeout=360,
     )  # fmt: skip
-    assert re.search(r"^calls: [\d,]+; failed: [\d,]+ \(.+\); degraded", output, re.M), output
+    said = r"degraded Recommend answers: [\d,]+; the load's own full garbage collections"
+    assert re.search(rf"^calls: [\d,]+; failed: [\d,]+ \(.+\); {said}", output, re.M), output
     latency = rf"({NUMBER}|nan) / ({NUMBER}|nan)"
     assert_rows(
         output,
         [
             rf"\| 0 \| [\d,]+ \| {latency} \| {latency} \| {latency} \| .+ \|",
+            # Memory per window: each service's, then the interest service's SQLite heap.
+            rf"\| 0 \| {NUMBER} \| {NUMBER} \| {NUMBER} \| {NUMBER} \| {NUMBER} \|",
             rf"\| (preprocess|embedding|interest|ranking) \| {NUMBER} \| {NUMBER} \|"
             rf" [+-]{NUMBER} \| {NUMBER} \|",
         ],
