@@ -143,13 +143,16 @@ class Admission:
         first sheds the calls that waited too long in a standing queue (controlled delay)."""
         now = time.monotonic()
         if self.waiting and now - self.empty_until > self.queue_interval_s:
-            kept: deque[_Waiting] = deque()
-            for waiting in self.waiting:
-                if waiting.has_deadline and now - waiting.since > self.queue_target_s:
-                    waiting.granted.set_result(False)
+            # The queue is in arrival order, so the calls past the target are its head: only
+            # they are looked at, not the whole queue on every release.
+            patient: list[_Waiting] = []
+            while self.waiting and now - self.waiting[0].since > self.queue_target_s:
+                stale = self.waiting.popleft()
+                if stale.has_deadline:
+                    stale.granted.set_result(False)
                 else:
-                    kept.append(waiting)
-            self.waiting = kept
+                    patient.append(stale)
+            self.waiting.extendleft(reversed(patient))
         if not self.waiting:
             self.in_progress -= 1
             return
