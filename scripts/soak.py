@@ -42,6 +42,7 @@ from load_stack import (
 
 MIX = {"Recommend": 0.6, "GetInterestProfile": 0.2, "IngestEvents": 0.2}
 WINDOWS = 10
+HEAP = "interest service's SQLite heap"
 
 
 def options() -> argparse.Namespace:
@@ -69,6 +70,20 @@ def spans(seconds: float, width: float) -> Iterator[tuple[float, float]]:
         end = min(seconds, start + width)
         yield start, end
         start = end
+
+
+def memory_per_window(
+    memory: MemorySamples, windows: list[tuple[float, float]]
+) -> list[tuple[float, dict[str, float]]]:
+    """(start, mean MiB of each service and of the interest service's SQLite heap) of each
+    window that has samples."""
+    series = {**{name: memory.mib[name] for name in SERVICES}, HEAP: memory.interest_sqlite_mib}
+    rows = []
+    for start, end in windows:
+        if inside := [n for n, t in enumerate(memory.times) if start <= t < end]:
+            means = {name: statistics.mean(v[n] for n in inside) for name, v in series.items()}
+            rows.append((start, means))
+    return rows
 
 
 def main() -> None:
@@ -111,40 +126,27 @@ def main() -> None:
             k = window([c for c in load.calls if c.kind == kind], start, end)
             cells.append(f"{k['p50_ms']:.1f} / {k['p99_ms']:.1f}")
         print(f"| {start:,.0f} | {int(s['calls']):,} | " + " | ".join(cells) + f" | {codes(s)} |")
+    per_window = memory_per_window(memory, list(spans(seconds, width)))
     print(
         "\nResident memory per window (MiB, mean of the window's samples; whether it levels off):"
     )
-    print("| from s | " + " | ".join(SERVICES) + " | interest's SQLite heap |")
+    print("| from s | " + " | ".join(SERVICES) + f" | {HEAP} |")
     print("|---|" + "---|" * (len(SERVICES) + 1))
-    for start, end in spans(seconds, width):
-        inside = [n for n, t in enumerate(memory.times) if start <= t < end]
-        if inside:
-            means = [statistics.mean(memory.mib[name][n] for n in inside) for name in SERVICES]
-            heap_mean = statistics.mean(memory.interest_sqlite_mib[n] for n in inside)
-            print(
-                f"| {start:,.0f} | "
-                + " | ".join(f"{m:,.1f}" for m in means)
-                + f" | {heap_mean:,.1f} |"
-            )
+    for start, means in per_window:
+        print(f"| {start:,.0f} | " + " | ".join(f"{m:,.1f}" for m in means.values()) + " |")
+    (_, first), (_, last) = per_window[0], per_window[-1]
     print("\nResident memory of each service (MiB; sampled every second):")
     print("| service | first window (mean) | last window (mean) | growth | peak |")
     print("|---|---|---|---|---|")
     for name in SERVICES:
-        samples = list(zip(memory.times, memory.mib[name], strict=True))
-        first = [m for t, m in samples if t < width] or [samples[0][1]]
-        last = [m for t, m in samples if t >= seconds - width] or [samples[-1][1]]
-        grew = statistics.mean(last) - statistics.mean(first)
         print(
-            f"| {name} | {statistics.mean(first):,.0f} | {statistics.mean(last):,.0f} |"
-            f" {grew:+,.0f} | {max(m for _, m in samples):,.0f} |"
+            f"| {name} | {first[name]:,.0f} | {last[name]:,.0f} |"
+            f" {last[name] - first[name]:+,.0f} | {max(memory.mib[name]):,.0f} |"
         )
-    heap = list(zip(memory.times, memory.interest_sqlite_mib, strict=True))
-    first = statistics.mean([m for t, m in heap if t < width] or [heap[0][1]])
-    last = statistics.mean([m for t, m in heap if t >= seconds - width] or [heap[-1][1]])
     print(
-        f"\nThe interest service's SQLite heap (page caches, schemas, statements; MiB): "
-        f"first window {first:,.1f}, last window {last:,.1f}, growth {last - first:+,.1f}, "
-        f"peak {max(m for _, m in heap):,.1f}"
+        f"\nThe {HEAP} (page caches, schemas, statements; MiB): "
+        f"first window {first[HEAP]:,.1f}, last window {last[HEAP]:,.1f}, "
+        f"growth {last[HEAP] - first[HEAP]:+,.1f}, peak {max(memory.interest_sqlite_mib):,.1f}"
     )
     if args.plot:
         from load_stack import plot_timeline
