@@ -12,6 +12,9 @@ Models are `evorec evaluate`'s (`popular`, `item-cosine`, `markov`, `transformer
 prepare`'s default, plus `<kind>-minilm`: the same `<kind>-text` encoder on the dataset prepared
 a second time with `--text-encoder minilm` (item text vectors of the pretrained MiniLM model;
 its files from `make models`). The text encoder is a choice of preparation, not of training.
+`<model>+cosine` (e.g. `transformer-text+cosine`, `transformer-minilm+cosine`) is that encoder
+fused with item-to-item similarity over the user's recent items, under leave-one-out only
+(`evorec evaluate`'s models; README, "Models").
 
 `--source` adds a dataset of one's own (evaluated under leave-one-out; PATH relative to
 --datasets, or absolute; a folder with a manifest.json is taken as already prepared, and then
@@ -46,6 +49,9 @@ MODELS = (
 )
 # The suffix of a model run on the dataset prepared with `--text-encoder minilm`.
 MINILM = "-minilm"
+# The suffix of an encoder fused with item-to-item similarity (evorec.evaluation.fusion);
+# such a model trains its encoder in its own process, as every model here does.
+FUSED = "+cosine"
 # The Amazon categories are the 2018 "5-core" files, which their duplicate reviews leave short
 # of 5 events per user or item once removed: `--min-*-events 5` restores the 5-core.
 FIVE_CORE = ("--min-user-events", "5", "--min-item-events", "5")
@@ -111,13 +117,18 @@ def prepared_dataset(
 
 def evaluated_as(model: str) -> tuple[str, str]:
     """The `evorec evaluate` model name of a grid model and its dataset's text encoder."""
-    if model.endswith(MINILM):
-        return model.removesuffix(MINILM) + "-text", "minilm"
+    encoder = model.removesuffix(FUSED)
+    fused = FUSED if encoder != model else ""
+    if encoder.endswith(MINILM):
+        return encoder.removesuffix(MINILM) + "-text" + fused, "minilm"
     return model, "word2vec"
 
 
 def runs_protocol(model: str, protocol: str) -> bool:
-    """Whether `model` runs under `protocol`: cold start only for baselines and text models."""
+    """Whether `model` runs under `protocol`: cold start only for baselines and text models,
+    a fused model under leave-one-out only."""
+    if model.endswith(FUSED):
+        return protocol == "loo"
     text = evaluated_as(model)[0].endswith("-text")
     return protocol != "cold-start" or model in BASELINES or text
 

@@ -214,6 +214,10 @@ def test_the_grid_runs_cold_start_for_baselines_and_text_models_only() -> None:
     assert grid.evaluated_as("lstm-minilm") == ("lstm-text", "minilm")
     assert grid.evaluated_as("transformer-text") == ("transformer-text", "word2vec")
     assert grid.evaluated_as("transformer") == ("transformer", "word2vec")
+    assert grid.evaluated_as("lstm-minilm+cosine") == ("lstm-text+cosine", "minilm")
+    assert grid.evaluated_as("transformer+cosine") == ("transformer+cosine", "word2vec")
+    assert not grid.runs_protocol("transformer-text+cosine", "cold-start")
+    assert grid.runs_protocol("transformer-text+cosine", "loo")
     ran = {
         m
         for m in ("popular", "transformer-text", "transformer-minilm", "transformer", "lstm")

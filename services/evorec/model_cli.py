@@ -248,6 +248,12 @@ def evaluate(
     names = models.split(",")
     seed_list = [int(s) for s in seeds.split(",")]
     report: dict[str, Any] = {}
+    fused = [m for m in names if m.endswith(protocol.FUSED)]
+    if fused and protocols != "loo":
+        raise ValueError(
+            f"{', '.join(fused)}: a fused model is scored under leave-one-out only "
+            "(--protocols loo; its fusion is chosen on that split's validation targets)"
+        )
     for name in protocols.split(","):
         if name == "loo":
             results = protocol.evaluate(layout, names, seed_list, train_encoder, console.print)

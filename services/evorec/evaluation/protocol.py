@@ -1,13 +1,18 @@
 """The comparison protocol behind `evorec evaluate`: every model on the same leave-one-out
 split, ranked over all items with seen items excluded, over several seeds.
 
-Models: `popular`, `item-cosine`, `markov` (baselines) and encoders named
-`<kind>[-text]`, e.g. `transformer-text`, `transformer`, `gru-text`, `lstm`.
+Models: `popular`, `item-cosine`, `markov` (baselines), encoders named
+`<kind>[-text]`, e.g. `transformer-text`, `transformer`, `gru-text`, `lstm`, and under
+leave-one-out an encoder fused with item-to-item similarity, `<encoder>+cosine` (see
+evaluation.fusion): the same trained encoder as `<encoder>` when both are asked for, so that
+the two rows differ by the fusion only.
 """
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Callable
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +21,7 @@ import numpy as np
 from evorec.baselines import ItemCosine, ItemMarkov, MostPopular, SequenceScorer
 from evorec.data.artifacts import DatasetLayout
 from evorec.data.sequences import LeaveOneOut
+from evorec.evaluation import fusion
 from evorec.evaluation.cold_start import ColdStart
 from evorec.evaluation.evolution import Evolution
 from evorec.evaluation.ground_truth import SimulatorTruth
@@ -39,6 +45,8 @@ BASELINES: dict[str, Callable[[list[np.ndarray], int], SequenceScorer]] = {
     "markov": ItemMarkov,
 }
 ENCODERS = ("transformer-text", "transformer", "gru-text", "gru", "lstm-text", "lstm")
+# The suffix of an encoder fused with item-to-item similarity over recent items.
+FUSED = "+cosine"
 
 
 def test_metrics(score: Scorer, data: LeaveOneOut, layout: DatasetLayout) -> dict[str, float]:
@@ -87,17 +95,45 @@ def evaluate(
     train_encoder: TrainEncoder,
     progress: Callable[[str], None] = lambda message: None,
 ) -> list[ModelResult]:
-    """Leave-one-out test metrics of each model, over `seeds` for the encoders."""
+    """Leave-one-out test metrics of each model, over `seeds` for the encoders; an
+    `<encoder>+cosine` fuses each run of `<encoder>` (trained once for both) with item-to-item
+    similarity, its weight and decay chosen on the validation split."""
     data = LeaveOneOut.load(layout)
+    # Each encoder's runs, kept until the last model that uses them is scored.
+    trained: dict[str, list[tuple[Scorer, dict[str, Any]]]] = {}
+    uses = Counter(name.removesuffix(FUSED) for name in models)
+    similarity = None
     results = []
     for name in models:
+        encoder = name.removesuffix(FUSED)
+        if encoder not in trained:
+            trained[encoder] = _runs(encoder, seeds, data, train_encoder, progress)
+        runs = trained[encoder]
+        if name != encoder:
+            if encoder in BASELINES:
+                raise ValueError(f"{name}: only an encoder can be fused, not {encoder}")
+            if similarity is None:
+                similarity = ItemCosine(data.train, data.n_items).similarity
+            runs = [_fused(scorer, details, similarity, data) for scorer, details in runs]
         result = ModelResult(name)
-        for scorer, details in _runs(name, seeds, data, train_encoder, progress):
+        for scorer, details in runs:
             result.runs.append(test_metrics(scorer, data, layout))
             if details:
                 result.training.append(details)
         results.append(result)
+        uses[encoder] -= 1
+        if not uses[encoder]:
+            del trained[encoder]
     return results
+
+
+def _fused(
+    scorer: Scorer, details: dict[str, Any], similarity: Any, data: LeaveOneOut
+) -> tuple[Scorer, dict[str, Any]]:
+    """The run's scorer fused with `similarity`, as chosen on validation; the choice is
+    recorded in its details."""
+    chosen = fusion.choose(scorer, similarity, data.valid_input, data.valid_target)
+    return fusion.fused_scorer(scorer, similarity, chosen), {**details, "fusion": asdict(chosen)}
 
 
 def evaluate_cold_start(
