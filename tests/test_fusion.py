@@ -12,9 +12,11 @@ import numpy as np
 import pytest
 from scipy import sparse
 
+from evorec.baselines import ItemCosine
 from evorec.data.artifacts import DatasetLayout
 from evorec.data.sequences import LeaveOneOut
 from evorec.evaluation import fusion
+from evorec.evaluation.metrics import Scorer
 from evorec.evaluation.protocol import evaluate
 from tests.conftest import ROOT
 
@@ -57,7 +59,7 @@ def test_fused_scores_add_the_weighted_similarity_and_keep_excluded_items_last()
     )
 
 
-def _scorer(table: np.ndarray) -> fusion.Scorer:
+def _scorer(table: np.ndarray) -> Scorer:
     return lambda histories: np.repeat(table[None], len(histories), axis=0)
 
 
@@ -103,9 +105,57 @@ def test_a_fused_model_reuses_its_encoders_training_and_records_its_fusion(
     assert fused.runs[0]["ndcg@10"] > plain.runs[0]["ndcg@10"]
 
 
-def test_only_an_encoder_can_be_fused(prepared: Path) -> None:
-    with pytest.raises(ValueError, match="only an encoder can be fused"):
-        evaluate(DatasetLayout(prepared), ["item-cosine+cosine"], [0], lambda *a: ({}, {}))
+def test_only_an_encoder_can_be_fused_and_nothing_trains_before_the_refusal(
+    prepared: Path,
+) -> None:
+    trained: list[str] = []
+
+    def train_encoder(name: str, seed: int, data: LeaveOneOut) -> tuple[Any, dict[str, Any]]:
+        trained.append(name)
+        return _scorer(np.zeros(data.n_items + 1)), {}
+
+    with pytest.raises(ValueError, match=r"item-cosine\+cosine: only an encoder can be fused"):
+        evaluate(DatasetLayout(prepared), ["transformer", "item-cosine+cosine"], [0], train_encoder)
+    assert trained == []
+
+
+def test_the_fusion_is_chosen_on_the_validation_split_and_the_training_similarity(
+    prepared: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    data = LeaveOneOut.load(DatasetLayout(prepared))
+    seen: list[tuple[Any, list[np.ndarray], np.ndarray]] = []
+    choose = fusion.choose
+
+    def spy(encoder: Any, similarity: Any, histories: Any, targets: Any) -> fusion.Fusion:
+        seen.append((similarity, histories, targets))
+        return choose(encoder, similarity, histories, targets)
+
+    monkeypatch.setattr(fusion, "choose", spy)
+    evaluate(
+        DatasetLayout(prepared),
+        ["transformer+cosine"],
+        [0],
+        lambda name, seed, d: (_scorer(np.zeros(d.n_items + 1)), {}),
+    )
+    ((similarity, histories, targets),) = seen
+    np.testing.assert_array_equal(targets, data.valid_target)
+    assert all(np.array_equal(h, t) for h, t in zip(histories, data.train, strict=True))
+    # The similarity is the item-cosine baseline's, fitted on the training sequences alone.
+    expected = ItemCosine(data.train, data.n_items).similarity
+    assert (similarity != expected).nnz == 0
+
+
+def test_fused_scores_do_not_depend_on_how_users_are_batched(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    histories = [np.array([1, 2]), np.array([3]), np.array([4, 1, 2])]
+    encoder = _scorer(np.array([0.0, 0.2, 0.1, 0.4, 0.3]))
+    chosen = fusion.Fusion(weight=0.5, decay=0.7)
+    whole = fusion.fused_scorer(encoder, SIMILARITY, chosen)(histories)
+    monkeypatch.setattr(fusion, "SCORES_AT_ONCE", fusion.COPIES * 5)  # one user per batch
+    np.testing.assert_array_equal(
+        fusion.fused_scorer(encoder, SIMILARITY, chosen)(histories), whole
+    )
 
 
 def test_evaluate_refuses_a_fused_model_outside_leave_one_out(prepared: Path) -> None:

@@ -17,7 +17,7 @@ never on test. The similarity is `ItemCosine`'s, fitted on the training sequence
 from __future__ import annotations
 
 import itertools
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -37,14 +37,19 @@ from evorec.evaluation.metrics import (
 WINDOW = 10
 DECAYS = (0.5, 0.7, 0.9)
 WEIGHTS = (0.0, 0.1, 0.2, 0.3, 0.5, 0.7, 1.0)
-# Scores below this are an item the encoder can never recommend (padding, never trained):
-# they stay where they are.
+# Scores at or below this are items a scorer rules out (-1e9 or -inf): they are left out of
+# the standardization and keep their score. The encoders score every column, padding
+# included (the ranking's mask removes it later), so for them every column counts.
 EXCLUDED = -1e8
+# Score matrices a batch of users holds at once while fusing (the encoder's, its
+# standardized copy, the similarity, its standardized copy, the sum, its masked copy): a
+# batch is that many times smaller than `masked_batches`', so that the memory is the same.
+COPIES = 6
 
 
 @dataclass(frozen=True)
 class Fusion:
-    """The chosen weight and decay, and the validation NDCG@10 each candidate reached."""
+    """The chosen weight and decay, and the validation NDCG@10 they reached."""
 
     weight: float
     decay: float
@@ -82,21 +87,40 @@ def standardized(scores: np.ndarray, kept: np.ndarray) -> np.ndarray:
 
 
 def fused(encoder: np.ndarray, similarity: np.ndarray, weight: float) -> np.ndarray:
-    """z(encoder) + weight * z(similarity), both standardized over the items the encoder can
-    recommend (not EXCLUDED); the others keep the encoder's score."""
+    """z(encoder) + weight * z(similarity), both standardized over the items the encoder
+    does not rule out (above EXCLUDED); the others keep the encoder's score."""
     if weight == 0:
         return encoder
     kept = encoder > EXCLUDED
-    combined = standardized(encoder, kept) + weight * standardized(similarity, kept)
-    return np.where(kept, combined, encoder)
+    return _combined(encoder, standardized(encoder, kept), standardized(similarity, kept), weight)
+
+
+def _combined(
+    encoder: np.ndarray, encoder_z: np.ndarray, similarity_z: np.ndarray, weight: float
+) -> np.ndarray:
+    if weight == 0:
+        return encoder
+    return np.where(encoder > EXCLUDED, encoder_z + weight * similarity_z, encoder)
+
+
+def _batches(count: int, items: int) -> Iterator[slice]:
+    """Slices of at most SCORES_AT_ONCE / COPIES scores' worth of users."""
+    users = max(1, SCORES_AT_ONCE // (COPIES * items))
+    for start in range(0, count, users):
+        yield slice(start, start + users)
 
 
 def fused_scorer(encoder: Scorer, similarity: sparse.csr_matrix, fusion: Fusion) -> Scorer:
-    """A scorer of histories with the encoder's scores fused as `fusion` says."""
+    """A scorer of histories with the encoder's scores fused as `fusion` says, a bounded
+    batch of users at a time."""
 
     def score(histories: list[np.ndarray]) -> np.ndarray:
-        recent = recent_similarity(similarity, histories, fusion.window, fusion.decay)
-        return fused(encoder(histories), recent, fusion.weight)
+        parts = []
+        for users in _batches(len(histories), similarity.shape[0]):
+            batch = histories[users]
+            recent = recent_similarity(similarity, batch, fusion.window, fusion.decay)
+            parts.append(fused(encoder(batch), recent, fusion.weight))
+        return np.concatenate(parts)
 
     return score
 
@@ -108,18 +132,20 @@ def choose(
     targets: np.ndarray,
 ) -> Fusion:
     """The weight and decay with the best NDCG@10 of `targets` (validation) after
-    `histories`; the encoder scores each batch of users once for every candidate."""
+    `histories`; each batch of users is scored by the encoder, and each score standardized,
+    once for all the candidates."""
     candidates = list(itertools.product(DECAYS, WEIGHTS))
     found: dict[tuple[float, float], list[Positions]] = {c: [] for c in candidates}
-    users = max(1, SCORES_AT_ONCE // similarity.shape[0])
-    for start in range(0, len(histories), users):
-        batch = histories[start : start + users]
+    for users in _batches(len(histories), similarity.shape[0]):
+        batch = histories[users]
         scores = encoder(batch)
+        kept = scores > EXCLUDED
+        scores_z = standardized(scores, kept)
         for decay in DECAYS:
-            recent = recent_similarity(similarity, batch, WINDOW, decay)
+            recent_z = standardized(recent_similarity(similarity, batch, WINDOW, decay), kept)
             for weight in WEIGHTS:
-                masked = mask_seen(fused(scores, recent, weight), batch)
-                found[decay, weight].append(positions(masked, targets[start : start + users]))
+                masked = mask_seen(_combined(scores, scores_z, recent_z, weight), batch)
+                found[decay, weight].append(positions(masked, targets[users]))
     ndcg = {
         c: RankingMetrics.from_positions(Positions.concatenate(parts)).values["ndcg@10"]
         for c, parts in found.items()

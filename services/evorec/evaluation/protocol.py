@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from scipy import sparse
 
 from evorec.baselines import ItemCosine, ItemMarkov, MostPopular, SequenceScorer
 from evorec.data.artifacts import DatasetLayout
@@ -98,11 +99,14 @@ def evaluate(
     """Leave-one-out test metrics of each model, over `seeds` for the encoders; an
     `<encoder>+cosine` fuses each run of `<encoder>` (trained once for both) with item-to-item
     similarity, its weight and decay chosen on the validation split."""
+    unfusable = [n for n in models if n.endswith(FUSED) and n.removesuffix(FUSED) in BASELINES]
+    if unfusable:
+        raise ValueError(f"{', '.join(unfusable)}: only an encoder can be fused, not a baseline")
     data = LeaveOneOut.load(layout)
     # Each encoder's runs, kept until the last model that uses them is scored.
     trained: dict[str, list[tuple[Scorer, dict[str, Any]]]] = {}
     uses = Counter(name.removesuffix(FUSED) for name in models)
-    similarity = None
+    similarity: sparse.csr_matrix | None = None
     results = []
     for name in models:
         encoder = name.removesuffix(FUSED)
@@ -110,8 +114,6 @@ def evaluate(
             trained[encoder] = _runs(encoder, seeds, data, train_encoder, progress)
         runs = trained[encoder]
         if name != encoder:
-            if encoder in BASELINES:
-                raise ValueError(f"{name}: only an encoder can be fused, not {encoder}")
             if similarity is None:
                 similarity = ItemCosine(data.train, data.n_items).similarity
             runs = [_fused(scorer, details, similarity, data) for scorer, details in runs]
@@ -128,7 +130,7 @@ def evaluate(
 
 
 def _fused(
-    scorer: Scorer, details: dict[str, Any], similarity: Any, data: LeaveOneOut
+    scorer: Scorer, details: dict[str, Any], similarity: sparse.csr_matrix, data: LeaveOneOut
 ) -> tuple[Scorer, dict[str, Any]]:
     """The run's scorer fused with `similarity`, as chosen on validation; the choice is
     recorded in its details."""
