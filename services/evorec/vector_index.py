@@ -82,13 +82,14 @@ class VectorIndex(Protocol):
 
 def _top(scores: np.ndarray, rows: np.ndarray | None, k: int) -> tuple[np.ndarray, np.ndarray]:
     """The `k` highest finite `scores` as (rows, scores), best first, ties by lower row."""
-    k = min(k, int(np.isfinite(scores).sum()))
+    k = min(k, int(np.count_nonzero(np.isfinite(scores))))
     if k <= 0:
         return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float32)
     top = np.argpartition(-scores, k - 1)[:k]
     # argpartition picks any of the entries tied with the k-th score: all of them compete
-    # for the last places, so that the lower rows win them.
-    top = np.union1d(top, np.flatnonzero(scores == scores[top].min()))
+    # for the last places, so that the lower rows win them. Every score above the k-th is
+    # among `top` already, so the rows at or above it are `top` and its ties, in row order.
+    top = np.flatnonzero(scores >= scores[top].min())
     labels = top if rows is None else rows[top]
     order = np.lexsort((labels, -scores[top]))[:k]
     return labels[order].astype(np.int64), scores[top][order].astype(np.float32)
@@ -144,7 +145,7 @@ class ExactIndex:
             allowed = _allowed_prefix(allowed, self._size)
             scores = table @ np.asarray(query, dtype=np.float32)
         if allowed is not None:
-            scores = np.where(allowed, scores, -np.inf)
+            np.putmask(scores, ~allowed, -np.inf)  # `scores` is this call's own array
         return _top(scores, None, k)
 
 

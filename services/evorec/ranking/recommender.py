@@ -226,16 +226,20 @@ def mmr(relevance: np.ndarray, unit: np.ndarray, k: int, diversity: float) -> li
     scaled = (relevance - relevance.min()) / spread if spread > 0 else np.ones_like(relevance)
     if diversity <= 0:
         return list(np.argsort(-scaled, kind="stable")[:k])
-    closest = np.full(len(relevance), -np.inf)
+    relevant = (1 - diversity) * scaled
+    # The largest cosine of each candidate to the picks so far (none yet: no penalty).
+    closest = np.zeros(len(relevance))
     picked: list[int] = []
-    available = np.ones(len(relevance), dtype=bool)
     for _ in range(min(k, len(relevance))):
-        penalty = np.where(np.isfinite(closest), closest, 0.0)
-        value = np.where(available, (1 - diversity) * scaled - diversity * penalty, -np.inf)
+        value = relevant - diversity * closest
+        value[picked] = -np.inf
         choice = int(np.argmax(value))
+        cosine = unit @ unit[choice]
+        if picked:
+            np.maximum(closest, cosine, out=closest)
+        else:
+            closest[:] = cosine
         picked.append(choice)
-        available[choice] = False
-        closest = np.maximum(closest, unit @ unit[choice])
     return picked
 
 
@@ -302,7 +306,9 @@ def recommend(
         blended += forecast_gain(space, query.history, union, settings.weight_forecast)
     pool_positions = best(blended, blended > 0, max(3 * query.k, 50))
     pool = union[pool_positions]
-    order = mmr(blended[pool_positions], space.unit_rows(pool), query.k, query.diversity)
+    unit = space.unit_rows(pool)
+    order = mmr(blended[pool_positions], unit, query.k, query.diversity)
+    reasons = Reasons(space, query, found)
     items = []
     for position in order:
         index = int(pool[position])
@@ -314,38 +320,55 @@ def recommend(
                 index=index,
                 score=float(blended[pool_positions[position]]),
                 sources=sorted(contributed, key=lambda s: -contributed[s]),
-                reason=reason(space, query, found, index, strongest),
+                reason=reasons.of(index, strongest, unit[position]),
             )
         )
     return Answer(items=items, sources_used=sorted(used), cold_start=cold_start)
 
 
-def _did(query: Query, index: int) -> str:
-    where = np.flatnonzero(query.history == index)
-    kind = int(query.event_types[where[-1]]) if len(where) else 0
-    return _DID.get(kind, "chose")
+class Reasons:
+    """Short explanations for a person of one answer's items, each from the source that
+    contributed most to the item. What every explanation reads (the recent items' vectors of
+    length 1, what the user last did with each) is computed once per answer."""
 
+    def __init__(self, space: ItemSpace, query: Query, found: Candidates) -> None:
+        self.space = space
+        self.found = found
+        self.recent_unit = space.unit_rows(found.recent)
+        # The recent items are the newest distinct ones: read from the end, the history
+        # reaches each of them within a few entries.
+        self.did: dict[int, str] = {}
+        wanted = set(found.recent.tolist())
+        newest_first = zip(
+            query.history[::-1].tolist(), query.event_types[::-1].tolist(), strict=True
+        )
+        for item, kind in newest_first:
+            if item in wanted and item not in self.did:
+                self.did[item] = _DID.get(kind, "chose")
+                if len(self.did) == len(wanted):
+                    break
 
-def reason(space: ItemSpace, query: Query, found: Candidates, index: int, source: int) -> str:
-    """A short explanation for a person, from the source that contributed most."""
-    topic = space.topic_of(index)
-    topic_label = space.topic_labels.get(topic, topic)
-    recent = found.recent
-    if source == POPULARITY or len(recent) == 0:
-        return f"popular in {topic_label}" if topic_label else "popular"
-    if space.is_new(index) and source in (ENCODER, TEXT_NEIGHBOURS):
-        return f"new in {topic_label}" if topic_label else "new"
-    if source == MARKOV:
-        return f"often chosen after {space.label(found.similar_rows[0][0])}"
-    if source == ITEM_SIMILARITY:
-        strength = [
-            float(data[neighbours == index].sum()) for _, neighbours, data in found.similar_rows
-        ]
-        anchor = found.similar_rows[int(np.argmax(strength))][0]
-    else:
-        if source == TEXT_NEIGHBOURS:
-            similarity = space.text_vectors[recent] @ space.text_vectors[index]
+    def of(self, index: int, source: int, unit: np.ndarray) -> str:
+        """The reason for item `index` (`unit`: its encoder-space vector of length 1)."""
+        space, found = self.space, self.found
+        topic = space.topic_of(index)
+        topic_label = space.topic_labels.get(topic, topic)
+        recent = found.recent
+        if source == POPULARITY or len(recent) == 0:
+            return f"popular in {topic_label}" if topic_label else "popular"
+        if space.is_new(index) and source in (ENCODER, TEXT_NEIGHBOURS):
+            return f"new in {topic_label}" if topic_label else "new"
+        if source == MARKOV:
+            return f"often chosen after {space.label(found.similar_rows[0][0])}"
+        if source == ITEM_SIMILARITY:
+            strength = [
+                float(data[neighbours == index].sum()) for _, neighbours, data in found.similar_rows
+            ]
+            anchor = found.similar_rows[int(np.argmax(strength))][0]
         else:
-            similarity = space.unit_rows(recent) @ space.unit_rows(np.array([index]))[0]
-        anchor = int(recent[int(np.argmax(similarity))])
-    return f"because you {_did(query, anchor)} {space.label(anchor)}"
+            if source == TEXT_NEIGHBOURS:
+                similarity = space.text_vectors[recent] @ space.text_vectors[index]
+            else:
+                similarity = self.recent_unit @ unit
+            anchor = int(recent[int(np.argmax(similarity))])
+        return f"because you {self.did.get(anchor, 'chose')} {space.label(anchor)}"

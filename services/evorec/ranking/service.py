@@ -326,13 +326,11 @@ class RankingServicer(ranking_pb2_grpc.RankingServiceServicer):
         except TimeoutError:
             log.warning("no history for the answer: InterestService took its share of the deadline")
             return set(PERSONAL_SOURCES)
-        index = space.index
-        found = [(index.get(i), t) for i, t in zip(response.item_ids, response.types, strict=True)]
-        known = [(i, t) for i, t in reversed(found) if i is not None]  # oldest first
-        indexes = [i for i, _ in known]
-        types = [t for _, t in known]
-        subject.query.history = np.array(indexes, dtype=np.int64)
-        subject.query.event_types = np.array(types, dtype=np.int32)
+        # Oldest first; index 0 (the padding row) stands for an item this space does not know.
+        found = np.array([space.index.get(i, 0) for i in response.item_ids], dtype=np.int64)
+        known = found[::-1] > 0
+        subject.query.history = found[::-1][known]
+        subject.query.event_types = np.array(response.types, dtype=np.int32)[::-1][known]
         return set()
 
     async def user_vector(self, space: ItemSpace, history: np.ndarray) -> np.ndarray | None:
