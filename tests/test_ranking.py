@@ -30,6 +30,7 @@ from evorec.ranking.recommender import (
     topic_forecast,
 )
 from evorec.ranking.settings import RecommendSettings
+from evorec.v1 import common_pb2
 
 
 def test_first_allowed_reads_the_order_until_it_has_enough() -> None:
@@ -144,6 +145,28 @@ def test_the_encoder_ranks_by_dot_product_and_leads_the_blend(bundle: ModelBundl
     assert ENCODER in blended.sources_used
     assert not {1, 2, 3} & {r.index for r in blended.items}
     assert blended.items[0].sources[0] == ENCODER
+
+
+def test_an_encoder_item_is_explained_by_the_nearest_recent_item_and_the_last_action(
+    bundle: ModelBundle,
+) -> None:
+    space = ItemSpace(bundle, {})
+    # Item 2 was viewed, then rated: "rated" is what the user last did with it.
+    history = np.array([1, 2, 3, 2])
+    types = np.array(
+        [common_pb2.EVENT_TYPE_PURCHASE, common_pb2.EVENT_TYPE_VIEW,
+         common_pb2.EVENT_TYPE_CLICK, common_pb2.EVENT_TYPE_RATING],
+        dtype=np.int32,
+    )  # fmt: skip
+    did = {1: "bought", 2: "rated", 3: "clicked"}
+    query = Query(history=history, event_types=types, k=10, diversity=0)
+    answer = recommend(space, query, space.table[2], ENCODER_ONLY)
+    unit = space.table / np.linalg.norm(space.table, axis=1, keepdims=True).clip(1e-12)
+    recent = [2, 3, 1]  # newest first
+    for item in answer.items:
+        anchor = recent[int(np.argmax(unit[recent] @ unit[item.index]))]
+        assert item.reason == f"because you {did[anchor]} {space.label(anchor)}"
+    assert any(item.reason.startswith("because you rated") for item in answer.items)
 
 
 def test_the_forecast_term_lifts_the_forecast_topic_and_is_off_at_zero(
