@@ -8,14 +8,18 @@ versions of the proof suite's overload and soak runs are tests (tests/test_proof
 from __future__ import annotations
 
 import json
+import math
 import os
+import pickle
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
 from evorec.data.synth import SyntheticDataset
-from tests.conftest import SYNTH
+from tests.conftest import ROOT, SYNTH
 from tests.script_runs import NUMBER, assert_rows, run_script, script_module
 
 pytestmark = pytest.mark.smoke
@@ -122,6 +126,31 @@ def test_ranking_memory_and_profile_recommend(model_base: Path) -> None:
     assert re.search(rf"^recommend\(\): {NUMBER} ms per request \(mean of 20, profiled\)$",
                      output, re.MULTILINE), output  # fmt: skip
     assert "recommender.py" in output
+
+
+@pytest.mark.timeout(300)
+def test_answers_unchanged_finds_no_change_and_a_changed_score(
+    model_base: Path, tmp_path: Path
+) -> None:
+    version, record = str(model_base / "encoder" / "1"), tmp_path / "answers.pkl"
+    output = run_script("answers_unchanged.py", version, "--record", str(record), "--queries", "30")
+    assert re.search(rf"^recorded 30 answers \({NUMBER} items\)", output, re.MULTILINE), output
+    output = run_script(
+        "answers_unchanged.py", version, "--compare", str(record), "--queries", "30"
+    )
+    assert re.search(rf"^0 of 30 answers \({NUMBER} items\) differ$", output, re.MULTILINE)
+    recorded = pickle.loads(record.read_bytes())
+    changed = next(n for n, answer in enumerate(recorded) if answer.items)
+    recorded[changed].items[0].score = math.nextafter(recorded[changed].items[0].score, 1.0)
+    record.write_bytes(pickle.dumps(recorded))
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "scripts" / "answers_unchanged.py"), version,
+         "--compare", str(record), "--queries", "30"],
+        capture_output=True, text=True, timeout=240,
+    )  # fmt: skip
+    assert done.returncode == 1, done.stderr[-3000:]
+    assert "1 of 30 answers" in done.stdout
+    assert f"first: query {changed}" in done.stdout
 
 
 @pytest.mark.parametrize(
