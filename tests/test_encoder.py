@@ -23,7 +23,14 @@ from evorec.encoder.config import EncoderConfig, EncoderKind, TrainingConfig
 from evorec.encoder.export import export_model, next_version
 from evorec.encoder.model import SequenceEncoder, left_padded
 from evorec.encoder.settings import ServingSettings
-from evorec.encoder.training import Trainer, TrainingResult, seen_logit, training_pairs
+from evorec.encoder.training import (
+    EpochRecord,
+    Progress,
+    Trainer,
+    TrainingResult,
+    seen_logit,
+    training_pairs,
+)
 from evorec.evaluation.metrics import mask_seen, top_k
 from tests.conftest import ROOT
 
@@ -252,3 +259,32 @@ def test_resuming_a_stopped_training_keeps_its_best_epoch_and_weights(
     assert stopped[0].best_epoch == epochs_run - 2
     resumed = train_resumable(prepared, tmp_path, epochs=30, patience=2)
     assert_same_training(resumed, stopped)
+
+
+def test_the_warm_ups_epochs_do_not_count_against_the_patience() -> None:
+    progress = Progress()
+
+    def epoch(number: int, ndcg: float) -> EpochRecord:
+        return EpochRecord(number, 1.0, ndcg, 0.1)
+
+    assert progress.add(epoch(1, 0.02), {}, warming_up=True)
+    for number in (2, 3, 4):  # not better while the rate warms up: no patience spent
+        assert not progress.add(epoch(number, 0.01), {}, warming_up=True)
+    assert progress.waited == 0
+    assert not progress.add(epoch(5, 0.01), {})
+    assert progress.waited == 1
+    assert progress.add(epoch(6, 0.03), {})
+    assert (progress.best_epoch, progress.waited) == (6, 0)
+
+
+def test_a_short_patience_does_not_stop_a_training_still_warming_up(prepared: Path) -> None:
+    """A warm-up longer than the run keeps the rate near zero, so no epoch is better than the
+    first: with patience 1 the run used to stop after its second epoch."""
+    keras.utils.set_random_seed(0)
+    layout = DatasetLayout(prepared)
+    data = LeaveOneOut.load(layout)
+    config = EncoderConfig(dim=16, max_len=20, blocks=1)
+    model = SequenceEncoder(data.n_items, config, np.load(layout.item_vectors))
+    training = TrainingConfig(epochs=4, patience=1, batch_size=32, warmup_steps=1_000_000)
+    result = Trainer(model, data, training).fit()
+    assert [record.epoch for record in result.history] == [1, 2, 3, 4]

@@ -68,7 +68,10 @@ class TrainingConfig:
     weight_decay: float = field(default=0.01, metadata=_help("AdamW's weight decay."))
     warmup_steps: int = field(default=100, metadata=_help("Steps of linear warm-up."))
     patience: int = field(
-        default=20, metadata=_help("Stop after this many epochs without a better valid NDCG@10.")
+        default=20,
+        metadata=_help(
+            "Stop after this many epochs without a better valid NDCG@10 (after the warm-up)."
+        ),
     )
     loss: Literal["full", "sampled"] = field(
         default="full", metadata=_help("full (softmax over the catalog) or sampled.")

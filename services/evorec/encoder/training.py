@@ -59,15 +59,19 @@ class Progress:
     history: list[EpochRecord] = field(default_factory=list)
     seconds: float = 0.0
 
-    def add(self, record: EpochRecord, metrics: dict[str, float]) -> bool:
-        """Records an epoch; True when it is the best so far."""
+    def add(self, record: EpochRecord, metrics: dict[str, float], warming_up: bool = False) -> bool:
+        """Records an epoch; True when it is the best so far. An epoch that ended during the
+        learning rate's warm-up does not count against the patience: at a fraction of its
+        rate the model may not have moved yet, and on a small dataset (a few steps an epoch)
+        the warm-up spans many epochs, which a short patience would otherwise stop in."""
         self.history.append(record)
         if record.valid_ndcg10 > self.best:
             self.best, self.best_epoch, self.valid, self.waited = (
                 record.valid_ndcg10, record.epoch, metrics, 0
             )  # fmt: skip
             return True
-        self.waited += 1
+        if not warming_up:
+            self.waited += 1
         return False
 
     def to_json(self) -> str:
@@ -228,9 +232,9 @@ class Trainer:
         return float(np.mean(losses))
 
     def fit(self, on_epoch: Callable[[EpochRecord], None] = lambda record: None) -> TrainingResult:
-        """Trains until `epochs` or `patience` epochs without a better validation NDCG@10, then
-        keeps the best epoch's weights. With `checkpoints`, saves after every epoch and goes on
-        from the latest checkpoint there."""
+        """Trains until `epochs` or `patience` epochs without a better validation NDCG@10 (the
+        warm-up's epochs not counted), then keeps the best epoch's weights. With
+        `checkpoints`, saves after every epoch and goes on from the latest checkpoint there."""
         keras.utils.set_random_seed(self.config.seed)
         started = time.perf_counter()
         self.model(tf.constant(self.inputs[:1]))  # build the weights
@@ -249,7 +253,8 @@ class Trainer:
                 metrics["ndcg@10"],
                 time.perf_counter() - epoch_started,
             )
-            if progress.add(record, metrics):
+            warming_up = int(self.optimizer.iterations.numpy()) < self.config.warmup_steps
+            if progress.add(record, metrics, warming_up):
                 for kept, weight in zip(self.best_weights, self.model.weights, strict=True):
                     kept.assign(weight)
             progress.seconds = before + time.perf_counter() - started
