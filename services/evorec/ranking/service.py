@@ -327,9 +327,9 @@ class RankingServicer(ranking_pb2_grpc.RankingServiceServicer):
             log.warning("no history for the answer: InterestService took its share of the deadline")
             return set(PERSONAL_SOURCES)
         # Oldest first; index 0 (the padding row) stands for an item this space does not know.
-        found = np.array([space.index.get(i, 0) for i in response.item_ids], dtype=np.int64)
-        known = found[::-1] > 0
-        subject.query.history = found[::-1][known]
+        found = np.array([space.index.get(i, 0) for i in response.item_ids], dtype=np.int64)[::-1]
+        known = found > 0
+        subject.query.history = found[known]
         subject.query.event_types = np.array(response.types, dtype=np.int32)[::-1][known]
         return set()
 
