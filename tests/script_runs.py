@@ -14,8 +14,9 @@ from tests.conftest import ROOT
 NUMBER = r"[\d,.]+"
 
 
-def run_script(name: str, *args: str, timeout: float = 240) -> str:
-    """Runs scripts/`name` with `args` to the end; its standard output."""
+def run_script(name: str, *args: str, timeout: float = 240, status: int = 0) -> str:
+    """Runs scripts/`name` with `args` to the end, expecting it to exit with `status`; its
+    standard output."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("EVOREC_")}
     done = subprocess.run(
         [sys.executable, str(ROOT / "scripts" / name), *args],
@@ -25,7 +26,7 @@ def run_script(name: str, *args: str, timeout: float = 240) -> str:
         text=True,
         timeout=timeout,
     )
-    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.returncode == status, done.stderr[-3000:]
     return done.stdout
 
 

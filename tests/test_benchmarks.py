@@ -12,14 +12,12 @@ import math
 import os
 import pickle
 import re
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from evorec.data.synth import SyntheticDataset
-from tests.conftest import ROOT, SYNTH
+from tests.conftest import SYNTH
 from tests.script_runs import NUMBER, assert_rows, run_script, script_module
 
 pytestmark = pytest.mark.smoke
@@ -143,14 +141,11 @@ def test_answers_unchanged_finds_no_change_and_a_changed_score(
     changed = next(n for n, answer in enumerate(recorded) if answer.items)
     recorded[changed].items[0].score = math.nextafter(recorded[changed].items[0].score, 1.0)
     record.write_bytes(pickle.dumps(recorded))
-    done = subprocess.run(
-        [sys.executable, str(ROOT / "scripts" / "answers_unchanged.py"), version,
-         "--compare", str(record), "--queries", "30"],
-        capture_output=True, text=True, timeout=240,
-    )  # fmt: skip
-    assert done.returncode == 1, done.stderr[-3000:]
-    assert "1 of 30 answers" in done.stdout
-    assert f"first: query {changed}" in done.stdout
+    output = run_script(
+        "answers_unchanged.py", version, "--compare", str(record), "--queries", "30", status=1
+    )
+    assert "1 of 30 answers" in output
+    assert f"first: query {changed}" in output
 
 
 @pytest.mark.parametrize(
