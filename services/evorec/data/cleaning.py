@@ -156,8 +156,10 @@ def _item_table(catalog: pd.DataFrame, item_ids: pd.Index, events: pd.DataFrame)
     """The items that have events, in item_index order, with their catalog fields."""
     known = catalog.drop_duplicates("item_id").set_index("item_id")
     table = known.reindex(item_ids)
-    table["title"] = table["title"].fillna("")
-    table["text"] = table["text"].fillna("")
+    for text in ("title", "text"):
+        # As objects first: a column that reindexing left all missing is float, and filling
+        # it with strings in place is deprecated in pandas.
+        table[text] = table[text].astype(object).fillna("")
     table["categories"] = [c if isinstance(c, list) else [] for c in table["categories"]]
     table = table.reset_index(names="item_id")
     table.insert(1, "item_index", np.arange(1, len(table) + 1, dtype=np.int64))
