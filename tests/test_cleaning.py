@@ -118,3 +118,14 @@ def test_too_many_unparsed_rows_stop_with_the_first_lines() -> None:
 def test_nothing_left_is_an_error() -> None:
     with pytest.raises(DataError, match="no events left"):
         clean(raw([("", "a", 1, "view", NAN, "")]))
+
+
+@pytest.mark.filterwarnings("error::DeprecationWarning")
+def test_an_empty_catalog_leaves_items_empty_text() -> None:
+    """An empty catalog: reindexing leaves the text columns all missing (float), which are
+    filled with empty strings without pandas' deprecated fill of a float column."""
+    dataset = raw([("u1", "q", 100, "view", NAN, ""), ("u1", "r", 200, "view", NAN, "")])
+    dataset.items = items_frame([], [], None, [])
+    data = clean(dataset, CleaningOptions())
+    assert list(data.items["title"]) == ["", ""]
+    assert list(data.items["text"]) == ["", ""]
