@@ -42,16 +42,17 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
-BASELINES = ("popular", "item-cosine", "markov")
+BASELINES = ("popular", "item-cosine", "item-cooccurrence", "markov")
 MODELS = (
     "popular,item-cosine,markov,transformer-text,transformer,lstm-text,lstm,"
     "transformer-minilm,lstm-minilm"
 )
 # The suffix of a model run on the dataset prepared with `--text-encoder minilm`.
 MINILM = "-minilm"
-# The suffix of an encoder fused with item-to-item similarity (evorec.evaluation.fusion);
-# such a model trains its encoder in its own process, as every model here does.
-FUSED = "+cosine"
+# What follows an encoder's name when it is fused with item-to-item similarity
+# (`+cosine`, `+cosine+cooccurrence`: evorec.evaluation.fusion); such a model trains its
+# encoder in its own process, as every model here does.
+FUSED = "+"
 # The Amazon categories are the 2018 "5-core" files, which their duplicate reviews leave short
 # of 5 events per user or item once removed: `--min-*-events 5` restores the 5-core.
 FIVE_CORE = ("--min-user-events", "5", "--min-item-events", "5")
@@ -117,8 +118,8 @@ def prepared_dataset(
 
 def evaluated_as(model: str) -> tuple[str, str]:
     """The `evorec evaluate` model name of a grid model and its dataset's text encoder."""
-    encoder = model.removesuffix(FUSED)
-    fused = FUSED if encoder != model else ""
+    encoder, plus, sources = model.partition(FUSED)
+    fused = plus + sources
     if encoder.endswith(MINILM):
         return encoder.removesuffix(MINILM) + "-text" + fused, "minilm"
     return model, "word2vec"
@@ -127,7 +128,7 @@ def evaluated_as(model: str) -> tuple[str, str]:
 def runs_protocol(model: str, protocol: str) -> bool:
     """Whether `model` runs under `protocol`: cold start only for baselines and text models,
     a fused model under leave-one-out only."""
-    if model.endswith(FUSED):
+    if FUSED in model:
         return protocol == "loo"
     text = evaluated_as(model)[0].endswith("-text")
     return protocol != "cold-start" or model in BASELINES or text

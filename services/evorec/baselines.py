@@ -3,6 +3,8 @@
 - `MostPopular`: items by how often they occur in training.
 - `ItemCosine`: item-to-item collaborative filtering; cosine similarity of items' user
   vectors (binary user x item matrix), scored from the user's last item.
+- `ItemCoOccurrence`: item-to-item similarity of items consumed close together (within a
+  few positions of each other in a sequence), scored from the user's last item.
 - `ItemMarkov`: a first-order Markov chain over items, P_ij = n_ij / n_i counted over
   consecutive items of the training sequences, scored from the user's last item.
 
@@ -123,6 +125,52 @@ class ItemCosine:
             block.eliminate_zeros()
             blocks.append(block if neighbours is None else top_per_row(block, neighbours))
         self.similarity = sparse.vstack(blocks, format="csr")
+
+    def score(self, histories: Sequence[np.ndarray]) -> np.ndarray:
+        return np.asarray(self.similarity[_last_items(histories)].todense())
+
+
+# How near in a sequence two items count as consumed together, in positions (ItemCoOccurrence).
+# Chosen on ml-100k's validation split with its Transformer's scores: windows of 7 to 12
+# fused about as well, 5 and 15 or more less well.
+CO_OCCURRENCE_WINDOW = 10
+
+
+class ItemCoOccurrence:
+    """How often two items come within `window` positions of each other in the training
+    sequences, both ways, normalized as C_ij / sqrt(C_i * C_j), where C_i counts every pair
+    item i is in (the symmetric normalization of a co-occurrence graph).
+
+    ItemCosine counts two items once for every user who has both anywhere in their history;
+    this counts how often they come close, so it keeps what a user's history blurs: which
+    items go together in one sitting (an evening of ratings, one shopping trip). The whole
+    item x item matrix is kept: for evaluation on small catalogs, like ItemCosine without
+    `neighbours`.
+    """
+
+    def __init__(
+        self, sequences: Sequence[np.ndarray], n_items: int, window: int = CO_OCCURRENCE_WINDOW
+    ) -> None:
+        items = np.concatenate(sequences)
+        owner = np.repeat(np.arange(len(sequences)), [len(s) for s in sequences])
+        firsts, seconds = [], []
+        for distance in range(1, window + 1):
+            same_user = owner[:-distance] == owner[distance:]
+            firsts.append(items[:-distance][same_user])
+            seconds.append(items[distance:][same_user])
+        first, second = np.concatenate(firsts), np.concatenate(seconds)
+        counts = sparse.csr_matrix(
+            (np.ones(2 * len(first)), (np.concatenate([first, second]),
+                                       np.concatenate([second, first]))),
+            shape=(n_items + 1, n_items + 1),
+        )  # fmt: skip
+        totals = np.asarray(counts.sum(axis=1)).ravel()
+        totals[totals == 0] = 1.0
+        inverse = sparse.diags(1 / np.sqrt(totals))
+        similarity = (inverse @ counts @ inverse).tocsr()
+        similarity.setdiag(0)  # an item repeated within the window is not its own neighbour
+        similarity.eliminate_zeros()
+        self.similarity = similarity
 
     def score(self, histories: Sequence[np.ndarray]) -> np.ndarray:
         return np.asarray(self.similarity[_last_items(histories)].todense())

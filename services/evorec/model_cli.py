@@ -248,7 +248,7 @@ def evaluate(
     names = models.split(",")
     seed_list = [int(s) for s in seeds.split(",")]
     report: dict[str, Any] = {}
-    fused = [m for m in names if m.endswith(protocol.FUSED)]
+    fused = [m for m in names if protocol.fusion_parts(m)[1]]
     if fused and protocols != "loo":
         raise ValueError(
             f"{', '.join(fused)}: a fused model is scored under leave-one-out only "

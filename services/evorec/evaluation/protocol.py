@@ -1,11 +1,12 @@
 """The comparison protocol behind `evorec evaluate`: every model on the same leave-one-out
 split, ranked over all items with seen items excluded, over several seeds.
 
-Models: `popular`, `item-cosine`, `markov` (baselines), encoders named
+Models: `popular`, `item-cosine`, `item-cooccurrence`, `markov` (baselines), encoders named
 `<kind>[-text]`, e.g. `transformer-text`, `transformer`, `gru-text`, `lstm`, and under
-leave-one-out an encoder fused with item-to-item similarity, `<encoder>+cosine` (see
-evaluation.fusion): the same trained encoder as `<encoder>` when both are asked for, so that
-the two rows differ by the fusion only.
+leave-one-out an encoder fused with item-to-item similarity from one or more sources,
+`<encoder>+<source>[+<source>]` with sources `cosine` and `cooccurrence` (see
+evaluation.fusion), e.g. `transformer-text+cosine+cooccurrence`: the same trained encoder as
+`<encoder>` when both are asked for, so that the rows differ by the fusion only.
 """
 
 from __future__ import annotations
@@ -19,7 +20,13 @@ from typing import Any
 import numpy as np
 from scipy import sparse
 
-from evorec.baselines import ItemCosine, ItemMarkov, MostPopular, SequenceScorer
+from evorec.baselines import (
+    ItemCoOccurrence,
+    ItemCosine,
+    ItemMarkov,
+    MostPopular,
+    SequenceScorer,
+)
 from evorec.data.artifacts import DatasetLayout
 from evorec.data.sequences import LeaveOneOut
 from evorec.evaluation import fusion
@@ -43,11 +50,29 @@ from evorec.topic_distributions import Distribution
 BASELINES: dict[str, Callable[[list[np.ndarray], int], SequenceScorer]] = {
     "popular": MostPopular,
     "item-cosine": ItemCosine,
+    "item-cooccurrence": ItemCoOccurrence,
     "markov": ItemMarkov,
 }
 ENCODERS = ("transformer-text", "transformer", "gru-text", "gru", "lstm-text", "lstm")
-# The suffix of an encoder fused with item-to-item similarity over recent items.
-FUSED = "+cosine"
+# The similarity sources an encoder can be fused with: `<encoder>+<source>[+<source>]`.
+FUSION_SOURCES: dict[str, Callable[[list[np.ndarray], int], ItemCosine | ItemCoOccurrence]] = {
+    "cosine": ItemCosine,
+    "cooccurrence": ItemCoOccurrence,
+}
+
+
+def fusion_parts(name: str) -> tuple[str, list[str]]:
+    """The model `name` read as its encoder (or baseline) and the sources it is fused with
+    (none for a model that is not fused); a source that is not one of FUSION_SOURCES, or one
+    named twice, is refused."""
+    model, *sources = name.split("+")
+    unknown = [s for s in sources if s not in FUSION_SOURCES]
+    if unknown or len(set(sources)) < len(sources):
+        raise ValueError(
+            f"{name}: fuse an encoder with {', '.join(FUSION_SOURCES)}, each at most once "
+            "(`<encoder>+<source>[+<source>]`)"
+        )
+    return model, sources
 
 
 def test_metrics(score: Scorer, data: LeaveOneOut, layout: DatasetLayout) -> dict[str, float]:
@@ -97,26 +122,31 @@ def evaluate(
     progress: Callable[[str], None] = lambda message: None,
 ) -> list[ModelResult]:
     """Leave-one-out test metrics of each model, over `seeds` for the encoders; an
-    `<encoder>+cosine` fuses each run of `<encoder>` (trained once for both) with item-to-item
-    similarity, its weight and decay chosen on the validation split."""
-    unfusable = [n for n in models if n.endswith(FUSED) and n.removesuffix(FUSED) in BASELINES]
+    `<encoder>+<source>...` fuses each run of `<encoder>` (trained once for all its models)
+    with item-to-item similarity from those sources, the weights and decay chosen on the
+    validation split."""
+    parts = {name: fusion_parts(name) for name in models}
+    unfusable = [n for n, (model, sources) in parts.items() if sources and model in BASELINES]
     if unfusable:
         raise ValueError(f"{', '.join(unfusable)}: only an encoder can be fused, not a baseline")
     data = LeaveOneOut.load(layout)
     # Each encoder's runs, kept until the last model that uses them is scored.
     trained: dict[str, list[tuple[Scorer, dict[str, Any]]]] = {}
-    uses = Counter(name.removesuffix(FUSED) for name in models)
-    similarity: sparse.csr_matrix | None = None
+    uses = Counter(model for model, _ in parts.values())
+    similarities: dict[str, sparse.csr_matrix] = {}
     results = []
     for name in models:
-        encoder = name.removesuffix(FUSED)
+        encoder, sources = parts[name]
         if encoder not in trained:
             trained[encoder] = _runs(encoder, seeds, data, train_encoder, progress)
         runs = trained[encoder]
-        if name != encoder:
-            if similarity is None:
-                similarity = ItemCosine(data.train, data.n_items).similarity
-            runs = [_fused(scorer, details, similarity, data) for scorer, details in runs]
+        if sources:
+            for source in sources:
+                if source not in similarities:
+                    fitted = FUSION_SOURCES[source](data.train, data.n_items)
+                    similarities[source] = fitted.similarity
+            chosen = {source: similarities[source] for source in sources}
+            runs = [_fused(scorer, details, chosen, data) for scorer, details in runs]
         result = ModelResult(name)
         for scorer, details in runs:
             result.runs.append(test_metrics(scorer, data, layout))
@@ -130,12 +160,16 @@ def evaluate(
 
 
 def _fused(
-    scorer: Scorer, details: dict[str, Any], similarity: sparse.csr_matrix, data: LeaveOneOut
+    scorer: Scorer,
+    details: dict[str, Any],
+    similarities: dict[str, sparse.csr_matrix],
+    data: LeaveOneOut,
 ) -> tuple[Scorer, dict[str, Any]]:
-    """The run's scorer fused with `similarity`, as chosen on validation; the choice is
+    """The run's scorer fused with `similarities`, as chosen on validation; the choice is
     recorded in its details."""
-    chosen = fusion.choose(scorer, similarity, data.valid_input, data.valid_target)
-    return fusion.fused_scorer(scorer, similarity, chosen), {**details, "fusion": asdict(chosen)}
+    chosen = fusion.choose(scorer, similarities, data.valid_input, data.valid_target)
+    fused = fusion.fused_scorer(scorer, similarities, chosen)
+    return fused, {**details, "fusion": asdict(chosen)}
 
 
 def evaluate_cold_start(
