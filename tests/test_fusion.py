@@ -141,6 +141,21 @@ def test_a_fused_model_reuses_its_encoders_training_and_records_its_fusion(
     assert fused.runs[0]["ndcg@10"] > plain.runs[0]["ndcg@10"]
 
 
+def test_an_encoder_trains_once_for_all_its_models_even_when_a_name_repeats(
+    prepared: Path,
+) -> None:
+    trained: list[str] = []
+
+    def train_encoder(name: str, seed: int, data: LeaveOneOut) -> tuple[Any, dict[str, Any]]:
+        trained.append(name)
+        return _scorer(np.random.default_rng(seed).normal(size=data.n_items + 1)), {}
+
+    models = ["transformer", "transformer+cooccurrence", "transformer", "transformer+cosine"]
+    results = evaluate(DatasetLayout(prepared), models, [0], train_encoder)
+    assert trained == ["transformer"]
+    assert [r.model for r in results] == models
+
+
 def test_a_model_fused_with_two_sources_records_a_weight_for_each(prepared: Path) -> None:
     def train_encoder(name: str, seed: int, data: LeaveOneOut) -> tuple[Any, dict[str, Any]]:
         return _scorer(np.random.default_rng(seed).normal(size=data.n_items + 1)), {}

@@ -132,7 +132,7 @@ def evaluate(
     data = LeaveOneOut.load(layout)
     # Each encoder's runs, kept until the last model that uses them is scored.
     trained: dict[str, list[tuple[Scorer, dict[str, Any]]]] = {}
-    uses = Counter(model for model, _ in parts.values())
+    uses = Counter(parts[name][0] for name in models)
     similarities: dict[str, sparse.csr_matrix] = {}
     results = []
     for name in models:
