@@ -7,14 +7,16 @@ items excluded; the text cold-start split where new items have text. Prints Mark
         [--out benchmarks-out] [--source NAME=PATH]... [--protocols loo] [--resume]
         [any option of `evorec evaluate`, e.g. --patience 10 --heads 2]
 
-Models are `evorec evaluate`'s (`popular`, `item-cosine`, `markov`, `transformer-text`,
-`transformer`, `lstm-text`, `lstm`, ...), where `-text` is the Word2Vec text of `evorec data
-prepare`'s default, plus `<kind>-minilm`: the same `<kind>-text` encoder on the dataset prepared
-a second time with `--text-encoder minilm` (item text vectors of the pretrained MiniLM model;
-its files from `make models`). The text encoder is a choice of preparation, not of training.
-`<model>+cosine` (e.g. `transformer-text+cosine`, `transformer-minilm+cosine`) is that encoder
-fused with item-to-item similarity over the user's recent items, under leave-one-out only
-(`evorec evaluate`'s models; README, "Models").
+Models are `evorec evaluate`'s (`popular`, `item-cosine`, `item-cooccurrence`, `markov`,
+`transformer-text`, `transformer`, `lstm-text`, `lstm`, ...), where `-text` is the Word2Vec
+text of `evorec data prepare`'s default, plus `<kind>-minilm`: the same `<kind>-text` encoder
+on the dataset prepared a second time with `--text-encoder minilm` (item text vectors of the
+pretrained MiniLM model; its files from `make models`). The text encoder is a choice of
+preparation, not of training.
+`<model>+cosine`, `<model>+cooccurrence` or `<model>+cosine+cooccurrence` (e.g.
+`transformer-minilm+cosine+cooccurrence`) is that encoder fused with item-to-item similarity
+over the user's recent items, from the sources named, under leave-one-out only (`evorec
+evaluate`'s models; README, "Models").
 
 `--source` adds a dataset of one's own (evaluated under leave-one-out; PATH relative to
 --datasets, or absolute; a folder with a manifest.json is taken as already prepared, and then

@@ -200,6 +200,25 @@ def test_compare_models(tmp_path: Path, prepared: Path) -> None:
 
 
 @pytest.mark.timeout(300)
+def test_fusion_sources_compares_the_sources_on_validation(prepared: Path) -> None:
+    output = run_script(
+        "fusion_sources.py", str(prepared), "--model", "transformer", "--seeds", "0,1",
+        "--windows", "2,5", "--epochs", "1", "--dim", "16", "--max-len", "20", "--blocks", "1",
+    )  # fmt: skip
+    chosen = rf"{NUMBER} \({NUMBER}, {NUMBER}\)"
+    assert_rows(
+        output,
+        [
+            r"\| source \| seed 0 \| seed 1 \| mean \|",
+            rf"\| encoder alone \| {NUMBER} \| {NUMBER} \| {NUMBER} \|",
+            rf"\| cosine \| {chosen} \| {chosen} \| {NUMBER} \|",
+            rf"\| co-occurrence, window 2 \| {chosen} \| {chosen} \| {NUMBER} \|",
+            rf"\| co-occurrence, window 5 \| {chosen} \| {chosen} \| {NUMBER} \|",
+        ],
+    )
+
+
+@pytest.mark.timeout(300)
 def test_compare_models_runs_the_minilm_variant_on_a_dataset_prepared_with_minilm(
     tmp_path: Path, synthetic_raw: Path
 ) -> None:
