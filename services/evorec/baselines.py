@@ -131,8 +131,9 @@ class ItemCosine:
 
 
 # How near in a sequence two items count as consumed together, in positions (ItemCoOccurrence).
-# Chosen on ml-100k's validation split with its Transformer's scores: windows of 7 to 12
-# fused about as well, 5 and 15 or more less well.
+# Chosen on ml-100k's validation split, fused with its Transformer's scores
+# (scripts/fusion_sources.py; BENCHMARKS.md): windows of 7 to 12 fused about as well, 5 and
+# 15 or more less well.
 CO_OCCURRENCE_WINDOW = 10
 
 
