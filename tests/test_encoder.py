@@ -3,6 +3,7 @@ ranks exactly as the training code does."""
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import subprocess
@@ -211,7 +212,7 @@ def test_the_last_position_shortcut_gives_the_full_encoders_user_vectors(
 
 
 def train_resumable(
-    prepared: Path, checkpoints: Path, epochs: int, patience: int = 20
+    prepared: Path, checkpoints: Path, epochs: int, patience: int = 20, weight_average: float = 0.0
 ) -> tuple[TrainingResult, list[np.ndarray]]:
     """A small Transformer with text, dropout and id dropout, trained with checkpoints in
     `checkpoints`; the result and the weights it ends with."""
@@ -221,7 +222,12 @@ def train_resumable(
     config = EncoderConfig(dim=16, max_len=20, blocks=1, dropout=0.2, id_dropout=0.1)
     model = SequenceEncoder(data.n_items, config, np.load(layout.item_vectors))
     training = TrainingConfig(
-        epochs=epochs, patience=patience, batch_size=32, warmup_steps=5, learning_rate=5e-3
+        epochs=epochs,
+        patience=patience,
+        batch_size=32,
+        warmup_steps=5,
+        learning_rate=5e-3,
+        weight_average=weight_average,
     )
     result = Trainer(model, data, training, checkpoints).fit()
     return result, model.get_weights()
@@ -241,11 +247,20 @@ def assert_same_training(
         np.testing.assert_array_equal(weight, expected_weight)
 
 
-def test_a_resumed_training_ends_as_an_uninterrupted_one(prepared: Path, tmp_path: Path) -> None:
-    uninterrupted = train_resumable(prepared, tmp_path / "uninterrupted", epochs=4)
-    interrupted, _ = train_resumable(prepared, tmp_path / "resumed", epochs=2)
+@pytest.mark.parametrize("weight_average", [0.0, 0.9])
+def test_a_resumed_training_ends_as_an_uninterrupted_one(
+    prepared: Path, tmp_path: Path, weight_average: float
+) -> None:
+    uninterrupted = train_resumable(
+        prepared, tmp_path / "uninterrupted", epochs=4, weight_average=weight_average
+    )
+    interrupted, _ = train_resumable(
+        prepared, tmp_path / "resumed", epochs=2, weight_average=weight_average
+    )
     assert [r.epoch for r in interrupted.history] == [1, 2]
-    resumed = train_resumable(prepared, tmp_path / "resumed", epochs=4)
+    resumed = train_resumable(
+        prepared, tmp_path / "resumed", epochs=4, weight_average=weight_average
+    )
     assert [r.epoch for r in resumed[0].history] == [1, 2, 3, 4]
     assert_same_training(resumed, uninterrupted)
 
@@ -288,3 +303,41 @@ def test_a_short_patience_does_not_stop_a_training_still_warming_up(prepared: Pa
     training = TrainingConfig(epochs=4, patience=1, batch_size=32, warmup_steps=1_000_000)
     result = Trainer(model, data, training).fit()
     assert [record.epoch for record in result.history] == [1, 2, 3, 4]
+
+
+def test_the_weight_average_is_validated_and_kept_while_training_goes_on_from_the_weights(
+    prepared: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With `weight_average` m, the weights validated and kept are a_1 = w_1 and
+    a_k = m a_(k-1) + (1 - m) w_k over the steps' weights w_k up to the best epoch, while
+    each step starts from the last step's own weights, not from the average validated."""
+    keras.utils.set_random_seed(0)
+    data = LeaveOneOut.load(DatasetLayout(prepared))
+    model = SequenceEncoder(data.n_items, EncoderConfig(dim=16, max_len=20, use_text=False), None)
+    momentum = 0.8
+    training = TrainingConfig(
+        epochs=3, batch_size=64, warmup_steps=2, learning_rate=5e-3, weight_average=momentum
+    )
+    trainer = Trainer(model, data, training)
+    steps: list[tuple[list[np.ndarray], list[np.ndarray]]] = []
+    step = trainer._step
+
+    def recorded(inputs: tf.Tensor, targets: tf.Tensor) -> tf.Tensor:
+        before = [v.numpy() for v in model.trainable_variables]
+        loss = step(inputs, targets)
+        steps.append((before, [v.numpy() for v in model.trainable_variables]))
+        return loss
+
+    monkeypatch.setattr(trainer, "_step", recorded)
+    result = trainer.fit()
+    for (_, after), (before, _) in itertools.pairwise(steps):
+        for a, b in zip(after, before, strict=True):
+            np.testing.assert_array_equal(a, b)
+    per_epoch = len(steps) // 3
+    average = steps[0][1]
+    for _, weights in steps[1 : result.best_epoch * per_epoch]:
+        average = [momentum * a + (1 - momentum) * w for a, w in zip(average, weights, strict=True)]
+    assert not np.allclose(average[0], steps[result.best_epoch * per_epoch - 1][1][0])
+    for kept, expected in zip(model.trainable_variables, average, strict=True):
+        np.testing.assert_allclose(kept.numpy(), expected, rtol=1e-5, atol=1e-6)
+    assert trainer.evaluate("valid") == result.valid

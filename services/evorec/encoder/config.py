@@ -80,6 +80,13 @@ class TrainingConfig:
     mask_seen: bool = field(
         default=True, metadata=_help("Leave each position's seen items out of the full softmax.")
     )
+    weight_average: float = field(
+        default=0.0,
+        metadata=_help(
+            "Validate and keep an exponential moving average of the weights, with this "
+            "momentum per step (0: the weights themselves)."
+        ),
+    )
     seed: int = field(default=0, metadata=_help("Seed of weights, order and dropout."))
 
     def as_dict(self) -> dict[str, Any]:
