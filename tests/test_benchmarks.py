@@ -219,6 +219,23 @@ def test_fusion_sources_compares_the_sources_on_validation(prepared: Path) -> No
 
 
 @pytest.mark.timeout(300)
+def test_weight_average_curve_prints_both_curves_and_their_noise(prepared: Path) -> None:
+    output = run_script(
+        "weight_average_curve.py", str(prepared), "--model", "transformer", "--epochs", "3",
+        "--weight-average", "0.9", "--dim", "16", "--max-len", "20", "--blocks", "1",
+    )  # fmt: skip
+    assert_rows(
+        output,
+        [
+            r"\| epoch \| valid NDCG@10, the average \| the weights \|",
+            *(rf"\| {epoch} \| {NUMBER} \| {NUMBER} \|" for epoch in (1, 2, 3)),
+        ],
+    )
+    for curve in ("the average", "the weights"):
+        assert re.search(rf"{curve}: best epoch [123] \({NUMBER}\); .* deviation {NUMBER}", output)
+
+
+@pytest.mark.timeout(300)
 def test_compare_models_runs_the_minilm_variant_on_a_dataset_prepared_with_minilm(
     tmp_path: Path, synthetic_raw: Path
 ) -> None:
