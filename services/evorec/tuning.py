@@ -54,6 +54,7 @@ SPACE: dict[str, BaseDistribution] = {
     "learning_rate": FloatDistribution(1e-5, 1e-2, log=True),
     "weight_decay": FloatDistribution(1e-4, 0.3, log=True),
     "loss": CategoricalDistribution(["full", "sampled"]),
+    "weight_average": CategoricalDistribution([0.0, 0.9, 0.99]),
 }
 ENCODER_FIELDS = {f.name for f in dataclasses.fields(EncoderConfig)}
 # Optuna's median pruner: no trial is pruned before this many trials have finished, nor
