@@ -8,9 +8,9 @@ are kept); seeds fixed; resumable checkpoints.
 
 With `weight_average`, what is validated and kept is an exponential moving average of the
 weights over the steps (Polyak averaging, Keras' optimizer `use_ema`), not the weights the
-last step left: the average sits nearer the middle of the region the noisy steps wander in,
-so it generalizes a little better and its validation curve is smoother, which makes the
-best epoch early stopping picks less a matter of luck.
+last step left. Its validation curve is smoother, so the best epoch early stopping picks
+is less a matter of a lucky step; on ml-100k it did better on test, on Amazon magazines
+not (BENCHMARKS.md, "A moving average of the weights"), so it is off by default.
 """
 
 from __future__ import annotations
