@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 
+import pytest
 import typer
 from typer.testing import CliRunner
 
@@ -63,6 +64,25 @@ def test_an_omitted_field_keeps_its_default() -> None:
         pass
 
     assert CliRunner().invoke(app, ["--seed", "3"]).exit_code != 0
+
+
+@pytest.mark.parametrize("momentum", ["-0.5", "1", "1.5"])
+def test_a_weight_average_outside_0_to_1_is_a_usage_error(momentum: str) -> None:
+    app = typer.Typer()
+
+    @app.command()
+    @config_options()
+    def command(*, training: TrainingConfig) -> None:
+        pass
+
+    result = CliRunner().invoke(app, ["--weight-average", momentum], env={"COLUMNS": "200"})
+    assert result.exit_code == 2, result.output
+    assert "weight_average must be in [0, 1)" in result.output
+    assert result.exception is None or isinstance(result.exception, SystemExit)
+
+
+def test_a_weight_average_within_0_to_1_is_taken() -> None:
+    assert _received("--weight-average", "0.99")[1] == TrainingConfig(weight_average=0.99)
 
 
 def test_encoder_names() -> None:

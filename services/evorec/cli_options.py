@@ -95,7 +95,10 @@ def _with_config_options(command: Command, omit: tuple[str, ...]) -> Command:
         fields: dict[str, dict[str, Any]] = {name: {} for name in configs}
         for name, config_name in owner.items():
             fields[config_name][name] = values.pop(name)
-        built = {name: config(**fields[name]) for name, config in configs.items()}
+        try:
+            built = {name: config(**fields[name]) for name, config in configs.items()}
+        except ValueError as exc:  # a config's own check of its values
+            raise typer.BadParameter(str(exc)) from None
         return command(**values, **built)
 
     del wrapper.__wrapped__  # typer must read the new signature, not the command's

@@ -89,5 +89,13 @@ class TrainingConfig:
     )
     seed: int = field(default=0, metadata=_help("Seed of weights, order and dropout."))
 
+    def __post_init__(self) -> None:
+        # Keras would take a negative momentum as no average, freeze the weights at 1 and
+        # fail only above it: each a silent or late surprise, so refuse them here.
+        if not 0.0 <= self.weight_average < 1.0:
+            raise ValueError(
+                f"weight_average must be in [0, 1) (0: no average), not {self.weight_average}"
+            )
+
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
