@@ -24,7 +24,9 @@ code; the first seconds after the load drops, second by second (the recovery), w
 ranking's `Recommend` calls in flight at each second's start (admitted or waiting for a
 slot; those still in gRPC core's queue are not seen), and when it recovered (the last
 `Recommend` due after the drop that failed or took more than twice its p99 before the
-overload); the cores each process kept busy; each service's resident memory before, at its
+overload; a blip seconds later counts too, so each second after the drop also says how many
+`Recommend` calls failed or took that long, against the seconds before the overload); the
+cores each process kept busy; each service's resident memory before, at its
 peak and at the end (sampled every second from /proc).
 """
 
@@ -164,6 +166,13 @@ def recovered_after(calls: list[Call], after: float, p99_before_s: float) -> flo
     return max(slow, default=0.0)
 
 
+def slow_or_failed(calls: list[Call], start: float, end: float, p99_before_s: float) -> int:
+    """How many of `calls` due in [start, end) failed or took more than twice `p99_before_s`."""
+    return sum(
+        start <= c.due_s < end and (c.code != "OK" or c.latency_s > 2 * p99_before_s) for c in calls
+    )
+
+
 def report(load: Load, memory: MemorySamples, phases: list[Phase], variant: dict[str, str]) -> None:
     """Prints one overload run: each phase per RPC, the recovery, the memory."""
     said = ", ".join(f"server.{k} = {v}" for k, v in variant.items()) or "the defaults"
@@ -189,20 +198,29 @@ def report(load: Load, memory: MemorySamples, phases: list[Phase], variant: dict
             )
         start += phase.seconds
     after = bounds["after"][0]
+    recommend = [c for c in load.calls if c.kind == "Recommend"]
+    p99_before = window(recommend, *bounds["before"])["p99_ms"]
     print("\nRecovery, the seconds after the load drops (every RPC of the load):")
     print(
         "| second after | calls | p50 / p99 ms (answered) | failed | failures by code |"
-        " Recommend calls in ranking at its start |"
+        " Recommend calls in ranking at its start | Recommend failed or slower than twice"
+        " its p99 before |"
     )
-    print("|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|")
     for second in range(RECOVERY_SECONDS):
         s = window(load.calls, after + second, after + second + 1)
+        late = slow_or_failed(recommend, after + second, after + second + 1, p99_before / 1000)
         print(
             f"| {second + 1} | {int(s['calls']):,} | {s['p50_ms']:.1f} / {s['p99_ms']:.1f} |"
             f" {int(s['failed']):,} | {codes(s)} | {in_flight_at(memory, after + second):,.0f} |"
+            f" {late} |"
         )
-    recommend = [c for c in load.calls if c.kind == "Recommend"]
-    p99_before = window(recommend, *bounds["before"])["p99_ms"]
+    before_start, before_end = bounds["before"]
+    usual = slow_or_failed(recommend, before_start, before_end, p99_before / 1000)
+    print(
+        f"\n(Before the overload, {usual / (before_end - before_start):.1f} Recommend calls a"
+        " second failed or took more than twice that p99.)"
+    )
     late = recovered_after(recommend, after, p99_before / 1000)
     slow = f"failed or took more than twice its p99 before the overload ({p99_before:.1f} ms)"
     print(

@@ -223,3 +223,53 @@ async def test_a_call_shed_for_its_delay_is_resource_exhausted_and_says_why() ->
     assert refused.value.reason == "delay"
     assert refused.value.code == grpc.StatusCode.RESOURCE_EXHAUSTED
     assert admission.in_progress == 0
+
+
+async def test_a_call_that_waited_less_than_its_methods_typical_time_is_not_stale() -> None:
+    admission = Admission(1, 10, queue_target_s=0.01, queue_interval_s=0.05)
+    await teach_typical(admission, 0.2)
+    log: list[str] = []
+    release = asyncio.Event()
+    first = asyncio.create_task(hold(admission, release))
+    await asyncio.sleep(0)
+    a = asyncio.create_task(start_or_shed(admission, log, "a"))
+    await asyncio.sleep(0.08)
+    b = asyncio.create_task(start_or_shed(admission, log, "b"))
+    await asyncio.sleep(0.03)
+    release.set()
+    await asyncio.gather(first, a, b)
+    # The queue stood past the interval. b waited past the target, but less than a call of
+    # this method takes once started (0.2 s, counted up to the interval): slots free no
+    # faster than that, so b is fresh. a waited past the interval: stale.
+    assert log == ["a shed: delay", "b"]
+
+
+async def test_while_it_sheds_a_standing_queue_keeps_to_fewer_calls_in_progress() -> None:
+    admission = Admission(3, 10, queue_target_s=0.01, queue_interval_s=0.05, standing_in_progress=2)
+    releases = [asyncio.Event() for _ in range(3)]
+    holders = [asyncio.create_task(hold(admission, release)) for release in releases]
+    await asyncio.sleep(0)
+    log: list[str] = []
+    old = asyncio.create_task(start_or_shed(admission, log, "old"))
+    await asyncio.sleep(0.1)  # the queue stands, and "old" waited past the target
+    fresh = [asyncio.create_task(hold(admission, asyncio.Event())) for _ in range(2)]
+    await asyncio.sleep(0)
+    releases[0].set()
+    await holders[0]
+    await old
+    # The release shed "old": the queue's delay is controlled, so the two calls still in
+    # progress are already at the bound of 2, and no fresh call takes the free slot.
+    assert log == ["old shed: delay"]
+    assert admission.in_progress == 2
+    assert len(admission.waiting) == 2
+    releases[1].set()
+    await holders[1]
+    # This release found nothing to shed and no more calls waiting than the bound: the load
+    # has dropped, the control ends, and both fresh calls start at once, up to the 3 slots.
+    assert admission.in_progress == 3
+    assert not admission.waiting
+    releases[2].set()
+    for task in fresh:
+        task.cancel()
+    await asyncio.gather(holders[2], *fresh, return_exceptions=True)
+    assert admission.in_progress == 0

@@ -98,6 +98,8 @@ def test_overload_sheds_with_resource_exhausted_at_one_slot(tmp_path: Path) -> N
             rf"\| ranking \| {NUMBER} \| {NUMBER} \| {NUMBER} \|",
         ],
     )
+    usual = r"^\(Before the overload, [\d.]+ Recommend calls a second failed or took more"
+    assert len(re.findall(usual, output, re.MULTILINE)) == 2, output
     recovered = r"^Recovered ([\d,]+ ms after the drop: the last|at once: no) Recommend (that|due)"
     assert len(re.findall(recovered, output, re.MULTILINE)) == 2, output
     pauses = r"\(the load's own full garbage collections while it ran: [\d,]+(, longest .+ ms)?\):$"
@@ -122,6 +124,10 @@ def test_recovery_is_when_the_last_slow_or_failed_call_was_due(
     recovered_after = script_module("overload").recovered_after
     assert recovered_after(calls, 10.0, 0.02) == pytest.approx(0.2)
     assert recovered_after(calls[3:], 10.0, 0.02) == 0.0
+    slow_or_failed = script_module("overload").slow_or_failed
+    assert slow_or_failed(calls, 10.0, 11.0, 0.02) == 2
+    assert slow_or_failed(calls, 9.0, 10.0, 0.02) == 1
+    assert slow_or_failed(calls, 10.25, 11.0, 0.02) == 0
 
 
 def test_failures_count_together_the_calls_one_bound_refused(

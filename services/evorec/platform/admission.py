@@ -17,13 +17,22 @@ an idle server refuses nothing, however short the deadline.
 
 And the queue's delay is controlled (CoDel, as Facebook's "Fail at scale" applies it to
 request queues): once calls have waited without a break for `queue_interval_s` (a standing
-queue, not a burst), a call that has waited longer than `queue_target_s` is shed when a slot
-frees, instead of started, unless its caller gave no deadline (and so asked to wait).
-Without this, the calls that waited through an overload take the slots one after another
-once the load drops, and the fresh calls share the event loop with a full set of them; with
-it, the calls in progress fall to what the load needs at once. The cost: a client that keeps
-more calls in flight than `max_in_progress`, with deadlines, has the excess refused once the
-queue stands, even while the server keeps up.
+queue, not a burst), a call that has waited longer than `queue_target_s` (or than its
+method's typical time, up to the interval, where that is longer: the slots of a server that
+answers in batches free a batch at a time, and a call that waited less than one batch is not
+late) is shed when a slot frees, instead of started, unless its caller gave no deadline (and
+so asked to wait). Without this, the calls that waited through an overload take the slots
+one after another once the load drops, and the fresh calls share the event loop with a full
+set of them. While it sheds, the server also keeps to `standing_in_progress` calls in
+progress: fewer calls share the event loop, which then takes arriving calls from gRPC core
+about as fast as they come, so that core's own queue (first in first out, out of
+admission's sight) stays short, and when the load drops there is almost nothing before the
+fresh calls. The first release that finds no call to shed ends the control (the load has
+dropped), unless more calls wait than `standing_in_progress`: the waiting calls start at
+once, up to `max_in_progress`. The costs: under
+overload the server answers fewer calls than it could with all its slots (its batches are
+smaller), and a client that keeps more calls in flight than `max_in_progress`, with
+deadlines, has the excess refused once the queue stands, even while the server keeps up.
 
 Streams are not admitted here (a stream would hold a slot for its whole life), nor are
 health checks and reflection.
@@ -62,6 +71,12 @@ class _Waiting:
         default_factory=lambda: asyncio.get_running_loop().create_future()
     )
 
+    def stale(self, now: float, target_s: float, interval_s: float) -> bool:
+        """Whether it waited past the target, or past its method's typical time where that
+        is longer (up to the interval): a server that answers in batches frees its slots a
+        batch at a time, so a fresh call may wait that long behind a queue that is going."""
+        return now - self.since > max(target_s, min(self.typical_s, interval_s))
+
 
 class Admission:
     """The admission of one server's unary calls; see the module docstring."""
@@ -72,8 +87,10 @@ class Admission:
         max_waiting: int,
         queue_target_s: float,
         queue_interval_s: float,
+        standing_in_progress: int | None = None,
     ) -> None:
         self.max_in_progress = max_in_progress
+        self.standing_in_progress = min(standing_in_progress or max_in_progress, max_in_progress)
         self.max_waiting = max_waiting
         self.queue_target_s = queue_target_s
         self.queue_interval_s = queue_interval_s
@@ -81,13 +98,16 @@ class Admission:
         self.waiting: deque[_Waiting] = deque()
         # Until when no call waited: the moment the first call of the present queue came.
         self.empty_until = time.monotonic()
+        # Whether the last release behind a standing queue shed calls: then at most
+        # `standing_in_progress` calls are in progress.
+        self.controlled = False
         self.typical_s: dict[str, float] = {}
 
     @asynccontextmanager
     async def slot(self, method: str) -> AsyncIterator[None]:
         """Holds one of the slots while the call runs; raises ResourceExhausted (`.reason`:
         "deadline", "queue" or "delay") when the call is shed instead."""
-        if self.in_progress < self.max_in_progress and not self.waiting:
+        if self.in_progress < self._limit() and not self.waiting:
             self.in_progress += 1
         else:
             await self._wait(method)
@@ -139,27 +159,46 @@ class Admission:
             )
 
     def _release(self) -> None:
-        """Hands the slot of a finished call to a waiting one (adaptive LIFO), or frees it;
-        first sheds the calls that waited too long in a standing queue (controlled delay)."""
+        """Frees the slot of a finished call and hands free slots to waiting calls (adaptive
+        LIFO); first, behind a standing queue, sheds the calls that waited too long
+        (controlled delay), and while it sheds, keeps to `standing_in_progress`."""
         now = time.monotonic()
-        if self.waiting and now - self.empty_until > self.queue_interval_s:
-            # The queue is in arrival order, so the calls past the target are its head: only
-            # they are looked at, not the whole queue on every release.
-            patient: list[_Waiting] = []
-            while self.waiting and now - self.waiting[0].since > self.queue_target_s:
-                stale = self.waiting.popleft()
-                if stale.has_deadline:
-                    stale.granted.set_result(False)
-                else:
-                    patient.append(stale)
-            self.waiting.extendleft(reversed(patient))
+        self.in_progress -= 1
         if not self.waiting:
-            self.in_progress -= 1
-            return
-        oldest = self.waiting[0]
-        behind = now - oldest.since > max(oldest.typical_s, MIN_BEHIND_S)
-        chosen = self.waiting.pop() if behind else self.waiting.popleft()
-        chosen.granted.set_result(True)
+            self.controlled = False
+        elif self.controlled or now - self.empty_until > self.queue_interval_s:
+            # A release that finds no call to shed, and no more calls waiting than the
+            # bound lets run, ends the control: the load has dropped. (Under overload, the
+            # calls that came within one target outnumber the bound.)
+            shed = self._shed_stale(now)
+            self.controlled = shed > 0 or len(self.waiting) > self.standing_in_progress
+        while self.waiting and self.in_progress < self._limit():
+            oldest = self.waiting[0]
+            behind = now - oldest.since > max(oldest.typical_s, MIN_BEHIND_S)
+            chosen = self.waiting.pop() if behind else self.waiting.popleft()
+            chosen.granted.set_result(True)
+            self.in_progress += 1
+
+    def _limit(self) -> int:
+        return self.standing_in_progress if self.controlled else self.max_in_progress
+
+    def _shed_stale(self, now: float) -> int:
+        """Sheds the waiting calls past their target that gave a deadline; how many."""
+        # The queue is in arrival order, so the calls past their target are its head: only
+        # they are looked at, not the whole queue on every release.
+        patient: list[_Waiting] = []
+        shed = 0
+        while self.waiting and self.waiting[0].stale(
+            now, self.queue_target_s, self.queue_interval_s
+        ):
+            stale = self.waiting.popleft()
+            if stale.has_deadline:
+                stale.granted.set_result(False)
+                shed += 1
+            else:
+                patient.append(stale)
+        self.waiting.extendleft(reversed(patient))
+        return shed
 
 
 class Shed(ResourceExhausted):

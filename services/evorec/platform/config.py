@@ -85,6 +85,9 @@ class ServerSettings(Section):
     # shed with RESOURCE_EXHAUSTED when they could no longer be answered in time
     # (evorec.platform.admission).
     max_in_progress: int = Field(default=64, ge=1, le=100_000)
+    # ... and at most this many (and at most max_in_progress) while calls are shed from a
+    # standing queue (below), so that the event loop keeps taking calls from gRPC core.
+    standing_in_progress: int = Field(default=8, ge=1, le=100_000)
     max_waiting: int = Field(default=1000, ge=0, le=100_000)
     # Once calls have waited for a slot without a break for queue_interval_s, one that has
     # waited longer than queue_target_s is shed instead of started (controlled delay).

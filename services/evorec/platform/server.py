@@ -192,6 +192,7 @@ async def start_server(
         settings.max_waiting,
         settings.queue_target_s,
         settings.queue_interval_s,
+        settings.standing_in_progress,
     )
     interceptors: list[grpc.aio.ServerInterceptor] = [ServerInterceptor(metrics, admission)]  # type: ignore[type-arg]
     if tls.authorization:
