@@ -225,7 +225,28 @@ async def test_a_call_shed_for_its_delay_is_resource_exhausted_and_says_why() ->
     assert admission.in_progress == 0
 
 
-async def test_a_call_that_waited_less_than_its_methods_typical_time_is_not_stale() -> None:
+async def test_behind_a_standing_queue_a_call_is_late_past_its_methods_typical_time() -> None:
+    admission = Admission(1, 10, queue_target_s=0.005, queue_interval_s=0.3)
+    await teach_typical(admission, 0.1)
+    log: list[str] = []
+    release = asyncio.Event()
+    first = asyncio.create_task(hold(admission, release))
+    await asyncio.sleep(0)
+    a = asyncio.create_task(start_or_shed(admission, log, "a"))
+    await asyncio.sleep(0.15)
+    b = asyncio.create_task(start_or_shed(admission, log, "b"))
+    await asyncio.sleep(0.18)
+    c = asyncio.create_task(start_or_shed(admission, log, "c"))
+    await asyncio.sleep(0.02)
+    release.set()
+    await asyncio.gather(first, a, b, c)
+    # The queue stood past the interval (0.3 s). A call of this method takes 0.1 s once
+    # started, and slots free no faster: a and b waited longer (0.35 and 0.2 s) and are
+    # shed; c waited past the target but less than that, so it is fresh.
+    assert log == ["a shed: delay", "b shed: delay", "c"]
+
+
+async def test_a_methods_typical_time_counts_up_to_the_interval() -> None:
     admission = Admission(1, 10, queue_target_s=0.01, queue_interval_s=0.05)
     await teach_typical(admission, 0.2)
     log: list[str] = []
@@ -238,10 +259,46 @@ async def test_a_call_that_waited_less_than_its_methods_typical_time_is_not_stal
     await asyncio.sleep(0.03)
     release.set()
     await asyncio.gather(first, a, b)
-    # The queue stood past the interval. b waited past the target, but less than a call of
-    # this method takes once started (0.2 s, counted up to the interval): slots free no
-    # faster than that, so b is fresh. a waited past the interval: stale.
+    # A call takes 0.2 s, but a waited past the interval (0.05 s): late; b waited past the
+    # target but not the interval: fresh.
     assert log == ["a shed: delay", "b"]
+
+
+async def test_a_queue_that_stands_but_sheds_nothing_keeps_all_its_slots() -> None:
+    admission = Admission(2, 10, queue_target_s=60.0, queue_interval_s=0.05, standing_in_progress=1)
+    releases = [asyncio.Event() for _ in range(2)]
+    holders = [asyncio.create_task(hold(admission, release)) for release in releases]
+    await asyncio.sleep(0)
+    waiting = [asyncio.create_task(hold(admission, asyncio.Event())) for _ in range(3)]
+    await asyncio.sleep(0.1)  # stands, more calls than the bound wait, none is late
+    releases[0].set()
+    await holders[0]
+    assert admission.in_progress == 2  # a waiting call took the freed slot
+    releases[1].set()
+    for task in waiting:
+        task.cancel()
+    await asyncio.gather(holders[1], *waiting, return_exceptions=True)
+    assert admission.in_progress == 0
+
+
+async def test_a_queue_emptied_by_shedding_ends_the_control() -> None:
+    admission = Admission(2, 10, queue_target_s=0.01, queue_interval_s=0.05, standing_in_progress=1)
+    releases = [asyncio.Event() for _ in range(2)]
+    holders = [asyncio.create_task(hold(admission, release)) for release in releases]
+    await asyncio.sleep(0)
+    log: list[str] = []
+    late = [asyncio.create_task(start_or_shed(admission, log, name)) for name in "ab"]
+    await asyncio.sleep(0.1)
+    releases[0].set()
+    await asyncio.gather(holders[0], *late)
+    assert log == ["a shed: delay", "b shed: delay"]
+    # Nothing waits any more: a call that comes now takes the free slot at once, though
+    # one call is still in progress (the bound while shedding is 1).
+    await asyncio.wait_for(with_deadline(10.0, admission, log, "next"), timeout=1.0)
+    assert log[-1] == "next"
+    releases[1].set()
+    await holders[1]
+    assert admission.in_progress == 0
 
 
 async def test_while_it_sheds_a_standing_queue_keeps_to_fewer_calls_in_progress() -> None:

@@ -24,7 +24,8 @@ late) is shed when a slot frees, instead of started, unless its caller gave no d
 so asked to wait). Without this, the calls that waited through an overload take the slots
 one after another once the load drops, and the fresh calls share the event loop with a full
 set of them. While it sheds, the server also keeps to `standing_in_progress` calls in
-progress: fewer calls share the event loop, which then takes arriving calls from gRPC core
+progress (those above it finish first; only a shed starts this, not a queue that stands but
+keeps moving): fewer calls share the event loop, which then takes arriving calls from gRPC core
 about as fast as they come, so that core's own queue (first in first out, out of
 admission's sight) stays short, and when the load drops there is almost nothing before the
 fresh calls. The first release that finds no call to shed ends the control (the load has
@@ -71,11 +72,15 @@ class _Waiting:
         default_factory=lambda: asyncio.get_running_loop().create_future()
     )
 
+    def late_after(self, target_s: float, interval_s: float) -> float:
+        """How long it may wait behind a standing queue: the target, or its method's typical
+        time where that is longer (up to the interval): a server that answers in batches
+        frees its slots a batch at a time, so a fresh call may wait that long behind a
+        queue that is going."""
+        return max(target_s, min(self.typical_s, interval_s))
+
     def stale(self, now: float, target_s: float, interval_s: float) -> bool:
-        """Whether it waited past the target, or past its method's typical time where that
-        is longer (up to the interval): a server that answers in batches frees its slots a
-        batch at a time, so a fresh call may wait that long behind a queue that is going."""
-        return now - self.since > max(target_s, min(self.typical_s, interval_s))
+        return now - self.since > self.late_after(target_s, interval_s)
 
 
 class Admission:
@@ -98,8 +103,8 @@ class Admission:
         self.waiting: deque[_Waiting] = deque()
         # Until when no call waited: the moment the first call of the present queue came.
         self.empty_until = time.monotonic()
-        # Whether the last release behind a standing queue shed calls: then at most
-        # `standing_in_progress` calls are in progress.
+        # Whether calls are being shed from a standing queue: then at most
+        # `standing_in_progress` calls are in progress (the calls above it finish first).
         self.controlled = False
         self.typical_s: dict[str, float] = {}
 
@@ -152,10 +157,11 @@ class Admission:
             raise
         if not granted:
             waited = time.monotonic() - waiting.since
+            late = waiting.late_after(self.queue_target_s, self.queue_interval_s)
             raise Shed(
                 "delay",
                 f"overloaded: waited {waited * 1000:.0f} ms for a slot behind a standing "
-                f"queue (at most {self.queue_target_s * 1000:g} ms there): retry later",
+                f"queue (at most {late * 1000:.0f} ms there): retry later",
             )
 
     def _release(self) -> None:
@@ -167,11 +173,14 @@ class Admission:
         if not self.waiting:
             self.controlled = False
         elif self.controlled or now - self.empty_until > self.queue_interval_s:
-            # A release that finds no call to shed, and no more calls waiting than the
-            # bound lets run, ends the control: the load has dropped. (Under overload, the
-            # calls that came within one target outnumber the bound.)
+            # Only a shed starts the control (a queue that stands but keeps moving is not
+            # an overload); a release that finds no call to shed, and no more calls
+            # waiting than the bound lets run, ends it: the load has dropped. (Under
+            # overload, the calls that came within one target outnumber the bound.)
             shed = self._shed_stale(now)
-            self.controlled = shed > 0 or len(self.waiting) > self.standing_in_progress
+            self.controlled = bool(self.waiting) and (
+                shed > 0 or (self.controlled and len(self.waiting) > self.standing_in_progress)
+            )
         while self.waiting and self.in_progress < self._limit():
             oldest = self.waiting[0]
             behind = now - oldest.since > max(oldest.typical_s, MIN_BEHIND_S)

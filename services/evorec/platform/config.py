@@ -90,7 +90,8 @@ class ServerSettings(Section):
     standing_in_progress: int = Field(default=8, ge=1, le=100_000)
     max_waiting: int = Field(default=1000, ge=0, le=100_000)
     # Once calls have waited for a slot without a break for queue_interval_s, one that has
-    # waited longer than queue_target_s is shed instead of started (controlled delay).
+    # waited longer than queue_target_s (or than its method's typical time, up to
+    # queue_interval_s, where that is longer) is shed instead of started (controlled delay).
     queue_target_s: float = Field(default=0.005, ge=0, le=60)
     queue_interval_s: float = Field(default=0.1, gt=0, le=60)
     keepalive_time_s: float = Field(default=60.0, gt=0)
