@@ -225,43 +225,39 @@ async def test_a_call_shed_for_its_delay_is_resource_exhausted_and_says_why() ->
     assert admission.in_progress == 0
 
 
-async def test_behind_a_standing_queue_a_call_is_late_past_its_methods_typical_time() -> None:
-    admission = Admission(1, 10, queue_target_s=0.005, queue_interval_s=0.3)
-    await teach_typical(admission, 0.1)
+async def arrivals_behind_one_call(admission: Admission, gaps_s: list[float]) -> list[str]:
+    """Calls a, b, ... come behind a call holding the only slot, each after the gap before
+    it (the last gap passes before the slot frees). What each got, in order."""
     log: list[str] = []
     release = asyncio.Event()
     first = asyncio.create_task(hold(admission, release))
     await asyncio.sleep(0)
-    a = asyncio.create_task(start_or_shed(admission, log, "a"))
-    await asyncio.sleep(0.15)
-    b = asyncio.create_task(start_or_shed(admission, log, "b"))
-    await asyncio.sleep(0.18)
-    c = asyncio.create_task(start_or_shed(admission, log, "c"))
-    await asyncio.sleep(0.02)
+    calls = []
+    for name, gap in zip("abcdefgh", gaps_s[:-1], strict=False):
+        await asyncio.sleep(gap)
+        calls.append(asyncio.create_task(start_or_shed(admission, log, name)))
+    await asyncio.sleep(gaps_s[-1])
     release.set()
-    await asyncio.gather(first, a, b, c)
+    await asyncio.gather(first, *calls)
+    return log
+
+
+async def test_behind_a_standing_queue_a_call_is_late_past_its_methods_typical_time() -> None:
+    admission = Admission(1, 10, queue_target_s=0.005, queue_interval_s=0.3)
+    await teach_typical(admission, 0.1)
     # The queue stood past the interval (0.3 s). A call of this method takes 0.1 s once
     # started, and slots free no faster: a and b waited longer (0.35 and 0.2 s) and are
     # shed; c waited past the target but less than that, so it is fresh.
+    log = await arrivals_behind_one_call(admission, [0.0, 0.15, 0.18, 0.02])
     assert log == ["a shed: delay", "b shed: delay", "c"]
 
 
 async def test_a_methods_typical_time_counts_up_to_the_interval() -> None:
     admission = Admission(1, 10, queue_target_s=0.01, queue_interval_s=0.05)
     await teach_typical(admission, 0.2)
-    log: list[str] = []
-    release = asyncio.Event()
-    first = asyncio.create_task(hold(admission, release))
-    await asyncio.sleep(0)
-    a = asyncio.create_task(start_or_shed(admission, log, "a"))
-    await asyncio.sleep(0.08)
-    b = asyncio.create_task(start_or_shed(admission, log, "b"))
-    await asyncio.sleep(0.03)
-    release.set()
-    await asyncio.gather(first, a, b)
     # A call takes 0.2 s, but a waited past the interval (0.05 s): late; b waited past the
     # target but not the interval: fresh.
-    assert log == ["a shed: delay", "b"]
+    assert await arrivals_behind_one_call(admission, [0.0, 0.08, 0.03]) == ["a shed: delay", "b"]
 
 
 async def test_a_queue_that_stands_but_sheds_nothing_keeps_all_its_slots() -> None:

@@ -25,15 +25,15 @@ so asked to wait). Without this, the calls that waited through an overload take 
 one after another once the load drops, and the fresh calls share the event loop with a full
 set of them. While it sheds, the server also keeps to `standing_in_progress` calls in
 progress (those above it finish first; only a shed starts this, not a queue that stands but
-keeps moving): fewer calls share the event loop, which then takes arriving calls from gRPC core
-about as fast as they come, so that core's own queue (first in first out, out of
+keeps moving): fewer calls share the event loop, which then takes arriving calls from gRPC
+core about as fast as they come, so that core's own queue (first in first out, out of
 admission's sight) stays short, and when the load drops there is almost nothing before the
-fresh calls. The first release that finds no call to shed ends the control (the load has
-dropped), unless more calls wait than `standing_in_progress`: the waiting calls start at
-once, up to `max_in_progress`. The costs: under
-overload the server answers fewer calls than it could with all its slots (its batches are
-smaller), and a client that keeps more calls in flight than `max_in_progress`, with
-deadlines, has the excess refused once the queue stands, even while the server keeps up.
+fresh calls. The first release that finds no call to shed, and no more calls waiting than
+`standing_in_progress`, ends the control (the load has dropped): the waiting calls start at
+once, up to `max_in_progress`. The costs: under overload the server answers fewer calls than
+it could with all its slots, and a client that keeps more calls in flight than
+`max_in_progress`, with deadlines, has the excess refused once the queue stands, even while
+the server keeps up.
 
 Streams are not admitted here (a stream would hold a slot for its whole life), nor are
 health checks and reflection.
@@ -193,7 +193,8 @@ class Admission:
 
     def _shed_stale(self, now: float) -> int:
         """Sheds the waiting calls past their target that gave a deadline; how many."""
-        # The queue is in arrival order, so the calls past their target are its head: only
+        # The queue is in arrival order, so the calls past their target are its head (but
+        # for a quicker method's call behind a slower one's, shed at a later release): only
         # they are looked at, not the whole queue on every release.
         patient: list[_Waiting] = []
         shed = 0
