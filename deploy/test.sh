@@ -89,7 +89,16 @@ fi
 
 step "wheelhouse deploy/wheels (from the host's pip)"
 "$VENV/bin/python" deploy/requirements.py --build-system pyproject.toml model >"$WORK/requirements.txt"
-"$VENV/bin/pip" wheel --quiet --wheel-dir deploy/wheels -r "$WORK/requirements.txt"
+# PyPI's files carry no caching headers, so pip re-downloads here what `make install` took
+# (TensorFlow alone is 572 MB), and a connection cut mid-file has ended CI runs. A failed try
+# keeps the wheels it finished (--find-links reads them back) and the next one goes on.
+for try in 1 2 3; do
+    "$VENV/bin/pip" wheel --quiet --resume-retries 20 --find-links deploy/wheels \
+        --wheel-dir deploy/wheels -r "$WORK/requirements.txt" && break
+    ((try < 3)) || fail "could not download the images' wheels in 3 tries (pip's error above)"
+    step "the wheelhouse's download failed (try $try of 3); trying again in 30 s"
+    sleep 30
+done
 
 build() {
     local kind=$1 tag=$2 began=$SECONDS
