@@ -25,6 +25,7 @@ from grpc_health.v1 import health_pb2
 from grpc_reflection.v1alpha import reflection_pb2
 
 from evorec.platform.errors import EvorecError, PermissionDenied, Unauthenticated
+from evorec.platform.handlers import Behavior, Handler, KeptHandlers, rewrapped
 from evorec.v1 import embedding_pb2, interest_pb2, preprocess_pb2, ranking_pb2
 
 log = logging.getLogger("evorec.authorization")
@@ -119,10 +120,6 @@ class Policy:
         raise PermissionDenied(f"{who} may not call {method}: {why}")
 
 
-Behavior = Callable[..., Any]
-_HANDLER_KINDS = ("unary_unary", "unary_stream", "stream_unary", "stream_stream")
-
-
 class AuthorizationInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[type-arg]  # generic in stubs only
     """Checks every call against the policy before its handler runs.
 
@@ -134,6 +131,7 @@ class AuthorizationInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[type
 
     def __init__(self, policy: Policy) -> None:
         self.policy = policy
+        self._handlers = KeptHandlers(self._checked_handler)
 
     async def intercept_service(
         self,
@@ -143,21 +141,15 @@ class AuthorizationInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[type
         handler_call_details: grpc.HandlerCallDetails,
     ) -> grpc.RpcMethodHandler[Any, Any]:
         handler = await continuation(handler_call_details)
-        method = handler_call_details.method.lstrip("/")
+        name = handler_call_details.method
         # No such method (gRPC itself answers UNIMPLEMENTED), or one open to every caller.
-        if not handler or method.partition("/")[0] in ALWAYS_ALLOWED:
+        if not handler or name.lstrip("/").partition("/")[0] in ALWAYS_ALLOWED:
             return handler
-        for kind in _HANDLER_KINDS:
-            behavior = getattr(handler, kind)
-            if behavior is not None:
-                factory = getattr(grpc, f"{kind}_rpc_method_handler")
-                checked: grpc.RpcMethodHandler[Any, Any] = factory(
-                    self._checked(behavior, method),
-                    request_deserializer=handler.request_deserializer,
-                    response_serializer=handler.response_serializer,
-                )
-                return checked
-        return handler
+        return self._handlers.get(handler, name)
+
+    def _checked_handler(self, handler: Handler, name: str) -> Handler:
+        method = name.lstrip("/")
+        return rewrapped(handler, lambda _, behavior: self._checked(behavior, method))
 
     def _check(self, method: str, servicer_context: Any) -> None:
         try:

@@ -21,6 +21,7 @@ import grpc
 from evorec.platform import context
 from evorec.platform.admission import Admission, Shed
 from evorec.platform.errors import EvorecError, InvalidArgument
+from evorec.platform.handlers import Behavior, Deserializer, Handler, KeptHandlers, rewrapped
 from evorec.platform.metrics import RpcMetrics
 
 log = logging.getLogger("evorec.rpc")
@@ -33,17 +34,36 @@ _RPC_TYPES = {
 }
 
 
+class _MethodMetrics:
+    """One method's series of the server's metrics, looked up once: a call then only counts
+    (prometheus_client's `labels()` takes a lock and checks the labels at every lookup)."""
+
+    def __init__(self, metrics: RpcMetrics, labels: tuple[str, str, str]) -> None:
+        self.metrics = metrics
+        self.labels = labels
+        self.started = metrics.started.labels(*labels)
+        self.in_flight = metrics.in_flight.labels(*labels)
+        self.handling_seconds = metrics.handling_seconds.labels(*labels)
+        self._handled: dict[grpc.StatusCode, Any] = {}
+
+    def handled(self, code: grpc.StatusCode) -> Any:
+        """The counter of this method's calls that ended with `code`."""
+        counter = self._handled.get(code)
+        if counter is None:
+            counter = self._handled[code] = self.metrics.handled.labels(*self.labels, code.name)
+        return counter
+
+
 class _Call:
     """Bookkeeping of one call: context variables in, metrics and access log out."""
 
     def __init__(
         self,
-        metrics: RpcMetrics,
-        labels: tuple[str, str, str],
+        metrics: _MethodMetrics,
         servicer_context: grpc.aio.ServicerContext[Any, Any],
     ) -> None:
         self.metrics = metrics
-        self.labels = labels
+        self.labels = metrics.labels
         self.servicer_context = servicer_context
         self.code = grpc.StatusCode.OK
 
@@ -57,8 +77,8 @@ class _Call:
             context.deadline.set(_deadline_of(self.servicer_context)),
         )
         self.start = time.perf_counter()
-        self.metrics.started.labels(*self.labels).inc()
-        self.metrics.in_flight.labels(*self.labels).inc()
+        self.metrics.started.inc()
+        self.metrics.in_flight.inc()
         return self
 
     async def fail(self, error: BaseException) -> None:
@@ -84,9 +104,9 @@ class _Call:
 
     def __exit__(self, *exc_info: object) -> None:
         elapsed = time.perf_counter() - self.start
-        self.metrics.in_flight.labels(*self.labels).dec()
-        self.metrics.handled.labels(*self.labels, self.code.name).inc()
-        self.metrics.handling_seconds.labels(*self.labels).observe(elapsed)
+        self.metrics.in_flight.dec()
+        self.metrics.handled(self.code).inc()
+        self.metrics.handling_seconds.observe(elapsed)
         # Health probes, reflection (grpc.* services) and the successful calls of pollers
         # would drown the access log.
         quiet = self.labels[1].startswith("grpc.") or (
@@ -109,10 +129,6 @@ class _Call:
 def _deadline_of(servicer_context: grpc.aio.ServicerContext[Any, Any]) -> float | None:
     remaining = servicer_context.time_remaining()
     return None if remaining is None else time.monotonic() + remaining
-
-
-Behavior = Callable[..., Any]
-Deserializer = Callable[[bytes], Any]
 
 
 class _Undecodable:
@@ -163,11 +179,13 @@ async def _checked_stream(requests: AsyncIterator[Any]) -> AsyncIterator[Any]:
 
 
 class ServerInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[type-arg]  # generic in stubs only
-    """Wraps every handler of a server; see the module docstring."""
+    """Wraps every handler of a server (once per method: `evorec.platform.handlers`); see
+    the module docstring."""
 
     def __init__(self, metrics: RpcMetrics, admission: Admission | None = None) -> None:
         self.metrics = metrics
         self.admission = admission
+        self._handlers = KeptHandlers(self._wrap_handler)
 
     async def intercept_service(
         self,
@@ -179,27 +197,23 @@ class ServerInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[type-arg]  
         handler = await continuation(handler_call_details)
         if not handler:  # no such method: gRPC itself answers UNIMPLEMENTED
             return handler
-        service, _, method = handler_call_details.method.lstrip("/").partition("/")
-        for kind, rpc_type in _RPC_TYPES.items():
-            behavior = getattr(handler, kind)
-            if behavior is not None:
-                wrapped = self._wrap(behavior, (rpc_type, service, method))
-                factory = getattr(grpc, f"{kind}_rpc_method_handler")
-                wrapped_handler: grpc.RpcMethodHandler[Any, Any] = factory(
-                    wrapped,
-                    request_deserializer=_tolerant(handler.request_deserializer),
-                    response_serializer=handler.response_serializer,
-                )
-                return wrapped_handler
-        return handler
+        return self._handlers.get(handler, handler_call_details.method)
+
+    def _wrap_handler(self, handler: Handler, name: str) -> Handler:
+        service, _, method = name.lstrip("/").partition("/")
+        return rewrapped(
+            handler,
+            lambda kind, behavior: self._wrap(behavior, (_RPC_TYPES[kind], service, method)),
+            _tolerant(handler.request_deserializer),
+        )
 
     def _wrap(self, behavior: Behavior, labels: tuple[str, str, str]) -> Behavior:
-        metrics = self.metrics
+        metrics = _MethodMetrics(self.metrics, labels)
         client_streaming = labels[0] in ("client_stream", "bidi_stream")
         if inspect.isasyncgenfunction(behavior):
 
             async def stream(request: Any, servicer_context: Any) -> AsyncIterator[Any]:
-                with _Call(metrics, labels, servicer_context) as call:
+                with _Call(metrics, servicer_context) as call:
                     try:
                         requests = (
                             _checked_stream(request) if client_streaming else _checked(request)
@@ -216,7 +230,7 @@ class ServerInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[type-arg]  
             admission = None  # a stream would hold a slot for its whole life
 
         async def unary(request: Any, servicer_context: Any) -> Any:
-            with _Call(metrics, labels, servicer_context) as call:
+            with _Call(metrics, servicer_context) as call:
                 try:
                     async with admission.slot(labels[2]) if admission else nullcontext():
                         checked = (
@@ -228,7 +242,7 @@ class ServerInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[type-arg]  
                         return await result if inspect.isawaitable(result) else result
                 except Exception as error:
                     if isinstance(error, Shed):
-                        metrics.shed.labels(*labels, error.reason).inc()
+                        self.metrics.shed.labels(*labels, error.reason).inc()
                     await call.fail(error)
 
         return unary
