@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 from typing import Any
 
 import grpc
@@ -11,6 +12,7 @@ import pytest
 
 from evorec.platform.clients import call_timeout, idempotent_methods, open_channel, service_config
 from evorec.platform.config import ClientSettings, Settings
+from evorec.platform.context import new_request_id
 from evorec.platform.server import GrpcService
 from evorec.v1 import (
     interest_pb2,
@@ -101,6 +103,13 @@ async def test_the_inbound_deadline_and_request_id_cross_a_hop(
     finally:
         for ch in channels:
             await ch.close()
+
+
+def test_a_new_request_id_is_32_hex_digits_and_new_each_time() -> None:
+    ids = [new_request_id() for _ in range(10_000)]
+
+    assert len(set(ids)) == len(ids)
+    assert all(re.fullmatch("[0-9a-f]{32}", one) for one in ids)
 
 
 async def test_an_idempotent_call_is_retried_on_unavailable(
