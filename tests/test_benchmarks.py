@@ -108,6 +108,19 @@ def test_profile_ranking() -> None:
     assert "(evorec/ranking/service.py) |" in output.split("ranking service, py-spy")[1]
 
 
+@pytest.mark.timeout(120)
+def test_bench_server_overhead() -> None:
+    output = run_script(
+        "bench_server_overhead.py", "--calls", "200", "--callers", "4", "--rounds", "1"
+    )
+    rows = [
+        "gRPC alone",
+        r"evorec's runtime, access log off \(WARNING\)",
+        r"evorec's runtime, access log on \(INFO, JSON\)",
+    ]
+    assert_rows(output, [rf"\| {row} \| {NUMBER} \| {NUMBER} \|" for row in rows])
+
+
 @pytest.mark.timeout(300)
 def test_ranking_memory_and_profile_recommend(model_base: Path) -> None:
     version = str(model_base / "encoder" / "1")
