@@ -119,6 +119,9 @@ def test_bench_server_overhead() -> None:
         r"evorec's runtime, access log on \(INFO, JSON\)",
     ]
     assert_rows(output, [rf"\| {row} \| {NUMBER} \| {NUMBER} \|" for row in rows])
+    assert re.search(
+        rf"the server interceptor's own work per call, in-process: {NUMBER} µs", output
+    )
 
 
 @pytest.mark.timeout(300)
