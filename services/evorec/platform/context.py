@@ -24,9 +24,8 @@ deadline: ContextVar[float | None] = ContextVar("evorec_deadline", default=None)
 def new_request_id() -> str:
     """A fresh id for a call that arrived without one: 32 hex digits, like a UUID's.
 
-    Why not `uuid.uuid4()`: it reads the system's random source at each call, a system call
-    that was the largest part of a call's bookkeeping (BENCHMARKS.md, "What one call
-    costs"); an id must differ from the others, not be unpredictable. (`random` is
+    Why not `uuid.uuid4()`: it reads the system's random source, a system call at every
+    call, for an id that must differ from the others, not be unpredictable. (`random` is
     seeded anew in a forked child.)"""
     return f"{random.getrandbits(128):032x}"
 
