@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 
 $(BIN)/evorec: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet --upgrade 'pip>=25.1'
 	$(BIN)/pip install --quiet -e '.[model,dev]'
 	touch $@
 

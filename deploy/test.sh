@@ -92,6 +92,7 @@ step "wheelhouse deploy/wheels (from the host's pip)"
 # PyPI's files carry no caching headers, so pip re-downloads here what `make install` took
 # (TensorFlow alone is 572 MB), and a connection cut mid-file has ended CI runs. A failed try
 # keeps the wheels it finished (--find-links reads them back) and the next one goes on.
+# (--resume-retries needs pip 25.1, which `make install` asks for.)
 for try in 1 2 3; do
     "$VENV/bin/pip" wheel --quiet --resume-retries 20 --find-links deploy/wheels \
         --wheel-dir deploy/wheels -r "$WORK/requirements.txt" && break

@@ -11,10 +11,12 @@ one connection, 1 s deadline each:
 - the same with the access log on (INFO, JSON lines), the services' default; the lines go to
   /dev/null, so what is counted is making them, not a terminal or a collector taking them.
 
-For each, the server process's CPU time per call (user + system, from /proc, so that what
-else runs on the machine changes it little) and the calls answered per second. The variants
-run in turn, `--rounds` times, each round on fresh servers. Every evorec service pays the
-first figure and then some per call; it bounds what one process's event loop can answer.
+For each, the server process's CPU time per call (user + system of all its threads, gRPC
+core's included, from /proc, so that what else runs on the machine changes it little) and
+the calls answered per second. The variants run in turn, `--rounds` times, each round on
+fresh servers. Every evorec service pays the first figure and then some per call. What the
+runtime adds includes gRPC's own per-call work for what the runtime turns on (its limit on
+concurrent calls, the interceptor pipeline, health and reflection beside the service).
 
 Then the server interceptor's own work per call, in this process and without gRPC: a call
 through `intercept_service` and the wrapped handler (admission, metrics, the request id and
@@ -138,6 +140,8 @@ class _StandInContext:
 
 
 class _Details:
+    """The call details gRPC gives an interceptor."""
+
     method = METHOD
     invocation_metadata = ()
 

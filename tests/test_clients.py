@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import random
 import re
 from typing import Any
 
@@ -110,6 +111,19 @@ def test_a_new_request_id_is_32_hex_digits_and_new_each_time() -> None:
 
     assert len(set(ids)) == len(ids)
     assert all(re.fullmatch("[0-9a-f]{32}", one) for one in ids)
+
+
+def test_request_ids_do_not_repeat_when_the_shared_random_generator_is_seeded() -> None:
+    state = random.getstate()
+    try:
+        random.seed(0)  # as a training run in the same process does (Keras' set_random_seed)
+        first = new_request_id()
+        random.seed(0)
+        again = new_request_id()
+    finally:
+        random.setstate(state)
+
+    assert again != first
 
 
 async def test_an_idempotent_call_is_retried_on_unavailable(

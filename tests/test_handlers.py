@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+from collections import namedtuple
 from typing import Any
 
 import grpc
 
+from evorec.platform.authorization import AuthorizationInterceptor, Policy
 from evorec.platform.handlers import Behavior, Handler, KeptHandlers, rewrapped
+from evorec.platform.interceptors import ServerInterceptor
+from evorec.platform.metrics import RpcMetrics
+
+Details = namedtuple("Details", "method invocation_metadata")
 
 
 async def answer(request: Any, context: Any) -> str:
@@ -57,3 +63,26 @@ def test_a_methods_wrapped_handler_is_built_once_for_each_handler_beneath_it() -
     assert anew is not once
     assert kept.get(first, "/s/B") is not once
     assert built == [(first, "/s/A"), (other, "/s/A"), (first, "/s/B")]
+
+
+async def test_the_servers_chained_interceptors_give_each_method_one_handler_for_every_call() -> (
+    None
+):
+    registered = grpc.unary_unary_rpc_method_handler(answer)
+
+    async def continuation(details: Any) -> Handler:
+        return registered
+
+    authorization = AuthorizationInterceptor(Policy({"*": ["admin"]}))
+
+    async def through_authorization(details: Any) -> Handler:
+        return await authorization.intercept_service(continuation, details)
+
+    outer = ServerInterceptor(RpcMetrics.create())
+    details = Details("/evorec.v1.RankingService/Recommend", ())
+
+    first = await outer.intercept_service(through_authorization, details)
+    second = await outer.intercept_service(through_authorization, details)
+
+    assert second is first
+    assert first.unary_unary is not answer  # wrapped: metrics, and the policy's check

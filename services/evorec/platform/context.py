@@ -7,6 +7,7 @@ variables keep them right under asyncio, where many calls interleave on one thre
 
 from __future__ import annotations
 
+import os
 import random
 import time
 from contextvars import ContextVar
@@ -20,14 +21,18 @@ request_id: ContextVar[str | None] = ContextVar("evorec_request_id", default=Non
 # The inbound call's deadline, as a time.monotonic() instant; None when the caller set none.
 deadline: ContextVar[float | None] = ContextVar("evorec_deadline", default=None)
 
+# Request ids' own generator: seeding the shared one (Keras' set_random_seed does, in a
+# process that trains) must not make them repeat. Seeded anew in a forked child.
+_ids = random.Random()
+os.register_at_fork(after_in_child=_ids.seed)
+
 
 def new_request_id() -> str:
     """A fresh id for a call that arrived without one: 32 hex digits, like a UUID's.
 
     Why not `uuid.uuid4()`: it reads the system's random source, a system call at every
-    call, for an id that must differ from the others, not be unpredictable. (`random` is
-    seeded anew in a forked child.)"""
-    return f"{random.getrandbits(128):032x}"
+    call, for an id that must differ from the others, not be unpredictable."""
+    return f"{_ids.getrandbits(128):032x}"
 
 
 def remaining_seconds() -> float | None:

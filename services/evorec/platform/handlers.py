@@ -51,6 +51,8 @@ class KeptHandlers:
         self._kept: dict[str, tuple[Handler, Handler]] = {}
 
     def get(self, handler: Handler, method: str) -> Handler:
+        """The wrapped handler of `method` over `handler`: the kept one when it was built over
+        this very handler, else a new one, kept from then on."""
         kept = self._kept.get(method)
         if kept is not None and kept[0] is handler:
             return kept[1]

@@ -17,21 +17,27 @@ from contextlib import nullcontext
 from typing import Any
 
 import grpc
+from prometheus_client import Counter
 
 from evorec.platform import context
 from evorec.platform.admission import Admission, Shed
 from evorec.platform.errors import EvorecError, InvalidArgument
-from evorec.platform.handlers import Behavior, Deserializer, Handler, KeptHandlers, rewrapped
+from evorec.platform.handlers import (
+    KINDS,
+    Behavior,
+    Deserializer,
+    Handler,
+    KeptHandlers,
+    rewrapped,
+)
 from evorec.platform.metrics import RpcMetrics
 
 log = logging.getLogger("evorec.rpc")
 
-_RPC_TYPES = {
-    "unary_unary": "unary",
-    "unary_stream": "server_stream",
-    "stream_unary": "client_stream",
-    "stream_stream": "bidi_stream",
-}
+# gRPC's name of each handler kind (evorec.platform.handlers.KINDS), as the metrics label it.
+_RPC_TYPES = dict(
+    zip(KINDS, ("unary", "server_stream", "client_stream", "bidi_stream"), strict=True)
+)
 
 
 class _MethodMetrics:
@@ -44,13 +50,22 @@ class _MethodMetrics:
         self.started = metrics.started.labels(*labels)
         self.in_flight = metrics.in_flight.labels(*labels)
         self.handling_seconds = metrics.handling_seconds.labels(*labels)
-        self._handled: dict[grpc.StatusCode, Any] = {}
+        self._handled: dict[grpc.StatusCode, Counter] = {}
+        self._shed: dict[str, Counter] = {}
 
-    def handled(self, code: grpc.StatusCode) -> Any:
+    def handled(self, code: grpc.StatusCode) -> Counter:
         """The counter of this method's calls that ended with `code`."""
         counter = self._handled.get(code)
         if counter is None:
             counter = self._handled[code] = self.metrics.handled.labels(*self.labels, code.name)
+        return counter
+
+    def shed(self, reason: str) -> Counter:
+        """The counter of this method's calls admission refused for `reason` (under
+        overload, the busiest path)."""
+        counter = self._shed.get(reason)
+        if counter is None:
+            counter = self._shed[reason] = self.metrics.shed.labels(*self.labels, reason)
         return counter
 
 
@@ -242,7 +257,7 @@ class ServerInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[type-arg]  
                         return await result if inspect.isawaitable(result) else result
                 except Exception as error:
                     if isinstance(error, Shed):
-                        self.metrics.shed.labels(*labels, error.reason).inc()
+                        metrics.shed(error.reason).inc()
                     await call.fail(error)
 
         return unary
