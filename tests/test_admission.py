@@ -326,3 +326,27 @@ async def test_while_it_sheds_a_standing_queue_keeps_to_fewer_calls_in_progress(
         task.cancel()
     await asyncio.gather(holders[2], *fresh, return_exceptions=True)
     assert admission.in_progress == 0
+
+
+async def test_a_queue_emptied_by_callers_leaving_ends_the_control() -> None:
+    admission = Admission(3, 10, queue_target_s=0.01, queue_interval_s=0.05, standing_in_progress=2)
+    releases = [asyncio.Event() for _ in range(3)]
+    holders = [asyncio.create_task(hold(admission, release)) for release in releases]
+    await asyncio.sleep(0)
+    log: list[str] = []
+    old = asyncio.create_task(start_or_shed(admission, log, "old"))
+    await asyncio.sleep(0.1)  # the queue stands, and "old" waited past the target
+    leaving = asyncio.create_task(hold(admission, asyncio.Event()))
+    await asyncio.sleep(0)
+    releases[0].set()
+    await asyncio.gather(holders[0], old)
+    assert log == ["old shed: delay"]  # the control is on: 2 in progress, "leaving" waits
+    leaving.cancel()
+    await asyncio.gather(leaving, return_exceptions=True)
+    # Its caller gone, nothing waits: a call that comes now takes the third slot at once.
+    await asyncio.wait_for(with_deadline(10.0, admission, log, "next"), timeout=1.0)
+    assert log[-1] == "next"
+    for release in releases[1:]:
+        release.set()
+    await asyncio.gather(*holders[1:])
+    assert admission.in_progress == 0

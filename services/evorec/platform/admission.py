@@ -30,7 +30,8 @@ core about as fast as they come, so that core's own queue (first in first out, o
 admission's sight) stays short, and when the load drops there is almost nothing before the
 fresh calls. The first release that finds no call to shed, and no more calls waiting than
 `standing_in_progress`, ends the control (the load has dropped): the waiting calls start at
-once, up to `max_in_progress`. The costs: under overload the server answers fewer calls than
+once, up to `max_in_progress`; so does a queue left empty, by shedding or by its callers
+leaving. The costs: under overload the server answers fewer calls than
 it could with all its slots, and a client that keeps more calls in flight than
 `max_in_progress`, with deadlines, has the excess refused once the queue stands, even while
 the server keeps up.
@@ -151,6 +152,8 @@ class Admission:
             else:
                 self.waiting.remove(waiting)
                 waiting.granted.cancel()
+                if not self.waiting:  # emptied by callers leaving: no queue left to control
+                    self.controlled = False
             if isinstance(error, TimeoutError):
                 left = context.remaining_seconds() or 0.0
                 raise Shed("deadline", _too_late(left, typical)) from None
