@@ -297,7 +297,12 @@ async def test_a_queue_emptied_by_shedding_ends_the_control() -> None:
     assert admission.in_progress == 0
 
 
-async def test_while_it_sheds_a_standing_queue_keeps_to_fewer_calls_in_progress() -> None:
+async def shed_behind_three_calls(
+    fresh_calls: int,
+) -> tuple[Admission, list[asyncio.Event], list[asyncio.Task[None]], list[asyncio.Task[None]]]:
+    """Three slots (two while shedding) held; a call "old" waits past the target, then
+    `fresh_calls` calls come; the first slot is released, which sheds "old" and turns the
+    control on. The admission, the held calls' releases and tasks, and the fresh calls."""
     admission = Admission(3, 10, queue_target_s=0.01, queue_interval_s=0.05, standing_in_progress=2)
     releases = [asyncio.Event() for _ in range(3)]
     holders = [asyncio.create_task(hold(admission, release)) for release in releases]
@@ -305,14 +310,18 @@ async def test_while_it_sheds_a_standing_queue_keeps_to_fewer_calls_in_progress(
     log: list[str] = []
     old = asyncio.create_task(start_or_shed(admission, log, "old"))
     await asyncio.sleep(0.1)  # the queue stands, and "old" waited past the target
-    fresh = [asyncio.create_task(hold(admission, asyncio.Event())) for _ in range(2)]
+    fresh = [asyncio.create_task(hold(admission, asyncio.Event())) for _ in range(fresh_calls)]
     await asyncio.sleep(0)
     releases[0].set()
-    await holders[0]
-    await old
+    await asyncio.gather(holders[0], old)
+    assert log == ["old shed: delay"]
+    return admission, releases, holders, fresh
+
+
+async def test_while_it_sheds_a_standing_queue_keeps_to_fewer_calls_in_progress() -> None:
+    admission, releases, holders, fresh = await shed_behind_three_calls(2)
     # The release shed "old": the queue's delay is controlled, so the two calls still in
     # progress are already at the bound of 2, and no fresh call takes the free slot.
-    assert log == ["old shed: delay"]
     assert admission.in_progress == 2
     assert len(admission.waiting) == 2
     releases[1].set()
@@ -329,21 +338,13 @@ async def test_while_it_sheds_a_standing_queue_keeps_to_fewer_calls_in_progress(
 
 
 async def test_a_queue_emptied_by_callers_leaving_ends_the_control() -> None:
-    admission = Admission(3, 10, queue_target_s=0.01, queue_interval_s=0.05, standing_in_progress=2)
-    releases = [asyncio.Event() for _ in range(3)]
-    holders = [asyncio.create_task(hold(admission, release)) for release in releases]
-    await asyncio.sleep(0)
-    log: list[str] = []
-    old = asyncio.create_task(start_or_shed(admission, log, "old"))
-    await asyncio.sleep(0.1)  # the queue stands, and "old" waited past the target
-    leaving = asyncio.create_task(hold(admission, asyncio.Event()))
-    await asyncio.sleep(0)
-    releases[0].set()
-    await asyncio.gather(holders[0], old)
-    assert log == ["old shed: delay"]  # the control is on: 2 in progress, "leaving" waits
+    admission, releases, holders, (leaving,) = await shed_behind_three_calls(1)
+    assert admission.in_progress == 2  # the control is on: "leaving" waits
+    assert len(admission.waiting) == 1
     leaving.cancel()
     await asyncio.gather(leaving, return_exceptions=True)
     # Its caller gone, nothing waits: a call that comes now takes the third slot at once.
+    log: list[str] = []
     await asyncio.wait_for(with_deadline(10.0, admission, log, "next"), timeout=1.0)
     assert log[-1] == "next"
     for release in releases[1:]:
