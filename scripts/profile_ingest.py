@@ -6,8 +6,14 @@ in this process, durability `full`, timed in CPU seconds (not wall time, so that
 on the machine change it little), then once more under cProfile.
 
     .venv/bin/python scripts/profile_ingest.py [--events 200000] [--group 4000] [--top 15]
+        [--start-events 0]
 
-Prints the CPU per event of each share and the functions with the most CPU of their own. The
+Prints the CPU per event of each share and the functions with the most CPU of their own, and
+the writer's wall time and file traffic per event (bytes its process wrote and read through
+system calls, and its write calls: the WAL, the checkpoints, pages read into SQLite's cache;
+Linux only). --start-events N first bulk-loads N earlier events of the same users
+(`evorec.interest.bulk`, as bench_interest.py does), so that the writer is measured on a
+store of that size. The
 items' topics are in the resolver's cache from the start (it never calls the
 EmbeddingService), as in a service past its first minutes. Both shares run under one GIL in
 the service, so their sum bounds the rate one interest process can ingest. The gRPC side
@@ -22,13 +28,16 @@ import cProfile
 import io
 import math
 import pstats
+import shutil
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, cast
 
 from google.protobuf.timestamp_pb2 import Timestamp
 
+from evorec.interest.bulk import BulkRow, bulk_load
 from evorec.interest.intake import new_events
 from evorec.interest.records import NewEvent
 from evorec.interest.store import EventStore
@@ -44,23 +53,43 @@ MESSAGE = 1_000
 START = 1_600_000_000
 
 
-def messages(total: int) -> list[list[common_pb2.Event]]:
-    """Event n: user n mod USERS, at time n // USERS, so that every user's are in order."""
-    events = [
-        common_pb2.Event(
-            event_id=f"b{n}", user_id=f"user{n % USERS}", item_id=f"i{(n * 7919) % ITEMS}",
-            type=common_pb2.EVENT_TYPE_VIEW, event_time=Timestamp(seconds=START + n // USERS),
-        )
-        for n in range(total)
-    ]  # fmt: skip
+def event_fields(n: int) -> tuple[str, str, int]:
+    """User, item and time of event n: user n mod USERS, at time n // USERS, so that every
+    user's events are in order."""
+    return f"user{n % USERS}", f"i{(n * 7919) % ITEMS}", START + n // USERS
+
+
+def topic_of(item: str) -> str:
+    return f"t{int(item[1:]) % TOPICS}"
+
+
+def messages(first: int, total: int) -> list[list[common_pb2.Event]]:
+    """Events first to first + total - 1, in messages of MESSAGE."""
+    events = []
+    for n in range(first, first + total):
+        user, item, at = event_fields(n)
+        events.append(
+            common_pb2.Event(
+                event_id=f"b{n}", user_id=user, item_id=item, type=common_pb2.EVENT_TYPE_VIEW,
+                event_time=Timestamp(seconds=at),
+            )
+        )  # fmt: skip
     return [events[i : i + MESSAGE] for i in range(0, total, MESSAGE)]
+
+
+def earlier_rows(count: int) -> Iterator[BulkRow]:
+    """Events 0 to count - 1 as the bulk loader takes them, topics resolved."""
+    for n in range(count):
+        user, item, at = event_fields(n)
+        view = common_pb2.EVENT_TYPE_VIEW
+        yield (f"f{n:010d}", user, item, view, None, "", float(at), float(at), 0, topic_of(item))
 
 
 def take_in(work: list[list[common_pb2.Event]]) -> list[NewEvent]:
     """The events as the store takes them, through `new_events` with every topic cached."""
     resolver = TopicResolver(cast(Any, None))  # never called: every item is cached
     for item in range(ITEMS):
-        resolver.cache.put(f"i{item}", (f"t{item % TOPICS}", False), deadline=math.inf)
+        resolver.cache.put(f"i{item}", (topic_of(f"i{item}"), False), deadline=math.inf)
 
     async def all_messages() -> list[NewEvent]:
         taken: list[NewEvent] = []
@@ -77,21 +106,43 @@ def groups(events: list[NewEvent], size: int) -> list[list[NewEvent]]:
     return [events[i : i + size] for i in range(0, len(events), size)]
 
 
-def write_all(work: list[list[NewEvent]], profile: cProfile.Profile | None) -> float:
-    """CPU seconds to write `work` into a new store."""
+def file_traffic() -> dict[str, int]:
+    """This process's bytes written and read through system calls, and its write calls, so
+    far (Linux's /proc/self/io; empty elsewhere)."""
+    try:
+        lines = Path("/proc/self/io").read_text().splitlines()
+    except OSError:
+        return {}
+    counters = dict(line.split(": ") for line in lines)
+    return {key: int(counters[key]) for key in ("wchar", "rchar", "syscw")}
+
+
+def write_all(
+    work: list[list[NewEvent]], profile: cProfile.Profile | None, start: Path | None
+) -> dict[str, float]:
+    """Writes `work` into a new store (a copy of the store `start`, when given): the CPU and
+    wall seconds it took, and the file traffic in that time (`file_traffic`)."""
     with tempfile.TemporaryDirectory() as tmp:
-        store = EventStore(Path(tmp) / "events.sqlite", durability="full")
+        path = Path(tmp) / "events.sqlite"
+        if start is not None:  # the database and its WAL (empty after the load's checkpoint)
+            for file in start.parent.glob(start.name + "*"):
+                shutil.copy(file, path.parent / file.name.replace(start.name, path.name))
+        store = EventStore(path, durability="full")
         try:
-            started = time.process_time()
+            before = file_traffic()
+            started, cpu_started = time.perf_counter(), time.process_time()
             if profile is not None:
                 profile.enable()
             for group in work:
                 store.write(group)
             if profile is not None:
                 profile.disable()
-            return time.process_time() - started
+            cpu = time.process_time() - cpu_started
+            wall = time.perf_counter() - started
+            after = file_traffic()
         finally:
             store.close()
+        return {"cpu": cpu, "wall": wall} | {key: after[key] - before[key] for key in before}
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -99,24 +150,51 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--events", type=int, default=200_000)
     parser.add_argument("--group", type=int, default=4_000, help="events per commit")
     parser.add_argument("--top", type=int, default=15)
+    parser.add_argument("--start-events", type=int, default=0, help="bulk-loaded first")
     args = parser.parse_args(argv)
-    work = messages(args.events)
+    with tempfile.TemporaryDirectory() as tmp:
+        start = None
+        if args.start_events:
+            start = Path(tmp) / "start.sqlite"
+            loading = time.perf_counter()
+            bulk_load(start, earlier_rows(args.start_events))
+            print(
+                f"bulk-loaded {args.start_events:,} events in"
+                f" {time.perf_counter() - loading:,.0f} s"
+            )
+        measure(args, start)
+
+
+def measure(args: argparse.Namespace, start: Path | None) -> None:
+    work = messages(args.start_events, args.events)
     started = time.process_time()
     taken = take_in(work)
     intake_cpu = time.process_time() - started
-    writer_cpu = write_all(groups(taken, args.group), None)
-    per_event = [cpu / args.events * 1e6 for cpu in (intake_cpu, writer_cpu)]
-    print(f"{args.events:,} events in messages of {MESSAGE:,}, groups of {args.group:,}")
+    writer = write_all(groups(taken, args.group), None, start)
+    per_event = [cpu / args.events * 1e6 for cpu in (intake_cpu, writer["cpu"])]
+    print(
+        f"{args.events:,} events in messages of {MESSAGE:,}, groups of {args.group:,},"
+        f" into a store of {args.start_events:,}"
+    )
     print(f"intake CPU: {per_event[0]:.1f} us/event (validation, topics, conversion)")
-    print(f"writer CPU: {per_event[1]:.1f} us/event")
+    print(
+        f"writer CPU: {per_event[1]:.1f} us/event"
+        f" (wall {writer['wall'] / args.events * 1e6:.1f} us/event)"
+    )
     print(
         f"both: {sum(per_event):.1f} us/event ({1e6 / sum(per_event):,.0f} events per CPU second)"
     )
+    if "wchar" in writer:
+        print(
+            f"writer file traffic per event: {writer['wchar'] / args.events:,.0f} bytes written"
+            f" in {writer['syscw'] / args.events:.2f} write calls,"
+            f" {writer['rchar'] / args.events:,.0f} bytes read"
+        )
     profile = cProfile.Profile(time.process_time)
     profile.enable()
     taken = take_in(work)
     profile.disable()
-    write_all(groups(taken, args.group), profile)
+    write_all(groups(taken, args.group), profile, start)
     out = io.StringIO()
     pstats.Stats(profile, stream=out).sort_stats("tottime").print_stats(args.top)
     print("profile (CPU, under cProfile's own overhead), by own time:")

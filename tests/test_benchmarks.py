@@ -128,6 +128,26 @@ def test_bench_server_overhead() -> None:
     assert all(us > 0 for us in [*cpu, float(own.group(1))])
 
 
+@pytest.mark.timeout(120)
+def test_profile_ingest_on_a_prefilled_store() -> None:
+    output = run_script(
+        "profile_ingest.py", "--events", "2000", "--group", "500", "--start-events", "3000"
+    )
+    assert "bulk-loaded 3,000 events" in output
+    assert "2,000 events in messages of 1,000, groups of 500, into a store of 3,000" in output
+    writer = re.search(rf"writer CPU: ({NUMBER}) us/event \(wall ({NUMBER}) us/event\)", output)
+    traffic = re.search(
+        rf"writer file traffic per event: ({NUMBER}) bytes written in ({NUMBER}) write calls,"
+        rf" ({NUMBER}) bytes read",
+        output,
+    )
+    assert writer is not None
+    assert traffic is not None
+    # Every commit writes the WAL: the writer's traffic is measured, not absent.
+    assert float(writer.group(1)) > 0
+    assert float(traffic.group(1).replace(",", "")) > 0
+
+
 @pytest.mark.timeout(300)
 def test_ranking_memory_and_profile_recommend(model_base: Path) -> None:
     version = str(model_base / "encoder" / "1")
