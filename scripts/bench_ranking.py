@@ -11,9 +11,11 @@ with --users, --items, --events-per-user: the test suite's smoke run), a transfo
 accuracy, is measured) is trained and exported, the users' events are
 ingested, and the four services run as `evorec serve` processes; the load comes from this
 process over loopback (k=10, users drawn at random), so client and services share the
-machine's cores. The TF Serving path is measured against tests/prediction_service.py (the
-PredictionService stand-in of the tests, over the same SavedModel, in its own process): the
-TF Serving binary cannot be installed here.
+machine's cores. --ranking-processes N runs N ranking processes, each on a port of its own
+(replicas, as a service's pods are), and the load's channel sends its calls to them in turn
+(gRPC's round_robin policy, as a client balancing over pods does). The TF Serving path is
+measured against tests/prediction_service.py (the PredictionService stand-in of the tests,
+over the same SavedModel, in its own process): the TF Serving binary cannot be installed here.
 
 Every call has a deadline (--call-timeout); a call that fails or times out is counted and
 printed beside the figure it belongs to. The start-up of `evorec up` has a deadline too
@@ -50,7 +52,6 @@ from evorec.preparation import prepare_synthetic
 from evorec.v1 import common_pb2, interest_pb2, interest_pb2_grpc, ranking_pb2, ranking_pb2_grpc
 
 ROOT = Path(__file__).resolve().parent.parent
-SERVICE_NAMES = {"ranking": "evorec.v1.RankingService"}
 STAND_IN = """
 import asyncio, sys
 from pathlib import Path
@@ -90,6 +91,7 @@ class Services:
 
     def __init__(self, env: dict[str, str]) -> None:
         self.env = dict(env)
+        self.replicas: dict[str, list[str]] = {}
         self.processes: dict[str, subprocess.Popen[bytes]] = {}
 
     def start(self, name: str) -> None:
@@ -99,31 +101,31 @@ class Services:
         self.processes[name] = process
         wait_until_serving(self.target(name), process=process, timeout=300)
 
-    def add_replica(self, name: str, log: Path) -> None:
-        """Another process of `name` on the same port (gRPC sets SO_REUSEPORT, so the kernel
-        spreads connections over both); returns once it reports serving."""
+    def add_replica(self, name: str) -> None:
+        """Another process of `name`, the same settings on a port of its own (a replica, as
+        another pod would be); returns once it reports SERVING."""
+        port = free_port()
         env = {
             **self.env,
+            f"EVOREC_{name.upper()}__PORT": str(port),
             f"EVOREC_{name.upper()}__METRICS_PORT": "0",
-            "EVOREC_LOG_LEVEL": "INFO",
-            "EVOREC_LOG_FORMAT": "text",
         }
-        with log.open("wb") as handle:
-            process = subprocess.Popen(
-                [sys.executable, "-m", "evorec", "serve", name], env=env, stderr=handle
-            )
+        process = subprocess.Popen([sys.executable, "-m", "evorec", "serve", name], env=env)
         self.processes[f"{name}-{len(self.processes)}"] = process
-        deadline = time.monotonic() + 300
-        while f"{SERVICE_NAMES[name]} serving" not in log.read_text(errors="replace"):
-            assert process.poll() is None, "the replica exited"
-            assert time.monotonic() < deadline, "the replica did not start"
-            time.sleep(0.5)
+        self.replicas.setdefault(name, []).append(f"127.0.0.1:{port}")
+        wait_until_serving(self.replicas[name][-1], process=process, timeout=300)
+
+    def balanced_target(self, name: str) -> str:
+        """A target naming `name` and its replicas: with `ROUND_ROBIN`, a channel to it sends
+        each call to the next of them, as a client balancing over a service's pods does."""
+        return "ipv4:" + ",".join([self.target(name), *self.replicas.get(name, [])])
 
     def stop(self, name: str) -> None:
         for key in [k for k in self.processes if k == name or k.startswith(f"{name}-")]:
             process = self.processes.pop(key)
             process.terminate()
             process.wait()
+        self.replicas.pop(name, None)
 
     def target(self, name: str) -> str:
         return f"127.0.0.1:{self.env[f'EVOREC_{name.upper()}__PORT']}"
@@ -153,11 +155,16 @@ async def ingest(target: str, layout: DatasetLayout) -> None:
             await stub.IngestEvents(interest_pb2.IngestEventsRequest(events=batch))
 
 
+ROUND_ROBIN = ("grpc.lb_policy_name", "round_robin")
+
+
 def channels(target: str, count: int) -> list[grpc.aio.Channel]:
-    """One connection per ranking process, as separate callers would have, so that
-    processes sharing one port (SO_REUSEPORT) each get some."""
+    """`count` channels of their own connections to `target`, each sending its calls round
+    robin over the processes `target` names (`Services.balanced_target`)."""
     return [
-        grpc.aio.insecure_channel(target, options=[("grpc.use_local_subchannel_pool", 1)])
+        grpc.aio.insecure_channel(
+            target, options=[("grpc.use_local_subchannel_pool", 1), ROUND_ROBIN]
+        )
         for _ in range(count)
     ]
 
@@ -167,7 +174,6 @@ async def saturate(
     users: list[str],
     seconds: float,
     workers: int,
-    connections: int,
     call_timeout: float,
 ) -> dict[str, float]:
     """`workers` callers back to back: throughput and latency at saturation. Only complete,
@@ -177,7 +183,7 @@ async def saturate(
     failed = 0
     degraded = 0
     end = time.perf_counter() + seconds
-    opened = channels(target, connections)
+    opened = channels(target, 1)
     try:
 
         async def worker(number: int) -> None:
@@ -217,7 +223,6 @@ async def offered(
     users: list[str],
     seconds: float,
     rate: float,
-    connections: int,
     call_timeout: float,
 ) -> dict[str, float]:
     """Open-loop load: a request every 1/rate s whether or not earlier ones have answered, so
@@ -225,7 +230,7 @@ async def offered(
     latencies: list[float] = []
     failed: list[float] = []
     degraded: list[float] = []
-    opened = channels(target, connections)
+    opened = channels(target, 1)
     stubs = [ranking_pb2_grpc.RankingServiceStub(channel) for channel in opened]
     try:
 
@@ -355,7 +360,10 @@ def options(argv: list[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--workers", type=int, default=32)
     parser.add_argument(
-        "--ranking-processes", type=int, default=1, help="ranking processes sharing its port"
+        "--ranking-processes",
+        type=int,
+        default=1,
+        help="ranking processes, each on its own port; the load goes round robin over them",
     )
     parser.add_argument("--users", type=int, default=1_000)
     parser.add_argument("--items", type=int, default=10_000)
@@ -369,7 +377,6 @@ def options(argv: list[str] | None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> None:
     args = options(argv)
-    connections = 1 if args.ranking_processes == 1 else 2 * args.ranking_processes
     timeout = args.call_timeout
     random.seed(0)
     with tempfile.TemporaryDirectory() as tmp:
@@ -388,7 +395,8 @@ def main(argv: list[str] | None = None) -> None:
         print(
             f"machine: {platform.machine()}, {os.cpu_count()} cores; {args.items:,} items, "
             f"{len(users):,} users with {events_per_user:.0f} events on average; k=10; "
-            f"{connections} connection(s) from this process to the ranking port"
+            f"one channel from this process, round robin over {args.ranking_processes} ranking"
+            " process(es)"
         )
         print("| measure | value |\n|---|---|", flush=True)
         bare = bare_model(version_dir, args.events_per_user)
@@ -409,27 +417,25 @@ def main(argv: list[str] | None = None) -> None:
         try:
             for name in ("preprocess", "embedding", "interest", "ranking"):
                 services.start(name)
-            for number in range(1, args.ranking_processes):
-                services.add_replica("ranking", work / f"ranking-{number}.log")
+            for _ in range(1, args.ranking_processes):
+                services.add_replica("ranking")
             asyncio.run(ingest(services.target("interest"), layout))
             ranking = services.target("ranking")
-            load = (ranking, users)
-            asyncio.run(saturate(*load, 3, args.workers, connections, timeout))  # warm up
-            saturated = asyncio.run(
-                saturate(*load, args.seconds, args.workers, connections, timeout)
-            )
+            load = (services.balanced_target("ranking"), users)
+            asyncio.run(saturate(*load, 3, args.workers, timeout))  # warm up
+            saturated = asyncio.run(saturate(*load, args.seconds, args.workers, timeout))
             print(
-                f"| Recommend at saturation ({args.workers} callers over {connections} "
-                f"connection(s), {args.ranking_processes} ranking process(es)) | "
+                f"| Recommend at saturation ({args.workers} callers over one channel, "
+                f"{args.ranking_processes} ranking process(es)) | "
                 f"{saturated['per_s']:,.0f} recommendations/s (p50 {saturated['p50_ms']:.1f} ms, "
                 f"p99 {saturated['p99_ms']:.1f} ms; {saturated['failed']} of "
                 f"{saturated['sent']} failed, {saturated['degraded']} degraded) |",
                 flush=True,
             )
             for rate in args.rate:
-                steady = asyncio.run(offered(*load, args.seconds, rate, connections, timeout))
+                steady = asyncio.run(offered(*load, args.seconds, rate, timeout))
                 print(
-                    f"| Recommend at {rate:.0f}/s offered over {connections} connection(s) "
+                    f"| Recommend at {rate:.0f}/s offered over one channel "
                     f"({args.ranking_processes} ranking process(es)): p50 / p99 | "
                     f"{steady['p50_ms']:.1f} / {steady['p99_ms']:.1f} ms ({steady['failed']} of "
                     f"{steady['sent']} failed, {steady['degraded']} degraded) |",

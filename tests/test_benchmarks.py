@@ -69,13 +69,13 @@ def test_bench_ranking() -> None:
     output = run_script(
         "bench_ranking.py", "--users", "60", "--items", "300", "--events-per-user", "30",
         "--seconds", "1", "--rate", "20", "--workers", "4", "--up-deadline", "120",
-        timeout=360,
+        "--ranking-processes", "2", timeout=360,
     )  # fmt: skip
     assert_rows(
         output,
         [
             rf"\| bare model, .* \| {NUMBER} users/s; {NUMBER} ms \|",
-            rf"\| Recommend at saturation \(4 callers over 1 connection\(s\), 1 ranking "
+            rf"\| Recommend at saturation \(4 callers over one channel, 2 ranking "
             rf"process\(es\)\) \| {NUMBER} recommendations/s \(p50 {NUMBER} ms, p99 {NUMBER} "
             rf"ms; \d+ of \d+ failed, \d+ degraded\) \|",
             rf"\| Recommend at 20/s offered .* \| {NUMBER} / {NUMBER} ms \(\d+ of 20 failed, "
