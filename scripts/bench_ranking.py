@@ -115,6 +115,10 @@ class Services:
         self.replicas.setdefault(name, []).append(f"127.0.0.1:{port}")
         wait_until_serving(self.replicas[name][-1], process=process, timeout=300)
 
+    def pids(self, name: str) -> list[int]:
+        """The process ids of `name` and its replicas."""
+        return [p.pid for key, p in self.processes.items() if key.split("-")[0] == name]
+
     def balanced_target(self, name: str) -> str:
         """A target naming `name` and its replicas: with `ROUND_ROBIN`, a channel to it sends
         each call to the next of them, as a client balancing over a service's pods does."""
@@ -155,18 +159,16 @@ async def ingest(target: str, layout: DatasetLayout) -> None:
             await stub.IngestEvents(interest_pb2.IngestEventsRequest(events=batch))
 
 
-ROUND_ROBIN = ("grpc.lb_policy_name", "round_robin")
+def balanced_channel(target: str) -> grpc.aio.Channel:
+    """A channel sending its calls round robin over the processes `target` names
+    (`Services.balanced_target`; one process: all to it)."""
+    return grpc.aio.insecure_channel(target, options=[("grpc.lb_policy_name", "round_robin")])
 
 
-def channels(target: str, count: int) -> list[grpc.aio.Channel]:
-    """`count` channels of their own connections to `target`, each sending its calls round
-    robin over the processes `target` names (`Services.balanced_target`)."""
-    return [
-        grpc.aio.insecure_channel(
-            target, options=[("grpc.use_local_subchannel_pool", 1), ROUND_ROBIN]
-        )
-        for _ in range(count)
-    ]
+def cpu_seconds(pid: int) -> float:
+    """CPU time (user + system) process `pid` has used so far, in seconds (Linux)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 async def saturate(
@@ -183,12 +185,12 @@ async def saturate(
     failed = 0
     degraded = 0
     end = time.perf_counter() + seconds
-    opened = channels(target, 1)
+    channel = balanced_channel(target)
+    stub = ranking_pb2_grpc.RankingServiceStub(channel)
     try:
 
-        async def worker(number: int) -> None:
+        async def worker() -> None:
             nonlocal failed, degraded
-            stub = ranking_pb2_grpc.RankingServiceStub(opened[number % len(opened)])
             while time.perf_counter() < end:
                 request = ranking_pb2.RecommendRequest(user_id=random.choice(users), k=10)
                 started = time.perf_counter()
@@ -203,11 +205,10 @@ async def saturate(
                 latencies.append(time.perf_counter() - started)
 
         started = time.perf_counter()
-        await asyncio.gather(*(worker(n) for n in range(workers)))
+        await asyncio.gather(*(worker() for _ in range(workers)))
         elapsed = time.perf_counter() - started
     finally:
-        for channel in opened:
-            await channel.close(None)
+        await channel.close(None)
     return {
         "per_s": len(latencies) / elapsed,
         "p50_ms": statistics.median(latencies) * 1000 if latencies else float("nan"),
@@ -230,12 +231,11 @@ async def offered(
     latencies: list[float] = []
     failed: list[float] = []
     degraded: list[float] = []
-    opened = channels(target, 1)
-    stubs = [ranking_pb2_grpc.RankingServiceStub(channel) for channel in opened]
+    channel = balanced_channel(target)
+    stub = ranking_pb2_grpc.RankingServiceStub(channel)
     try:
 
         async def one(scheduled: float) -> None:
-            stub = random.choice(stubs)
             request = ranking_pb2.RecommendRequest(user_id=random.choice(users), k=10)
             try:
                 response = await stub.Recommend(request, timeout=call_timeout)
@@ -254,8 +254,7 @@ async def offered(
             tasks.append(asyncio.create_task(one(scheduled)))
         await asyncio.gather(*tasks)
     finally:
-        for channel in opened:
-            await channel.close(None)
+        await channel.close(None)
     return {
         "p50_ms": statistics.median(latencies) * 1000 if latencies else float("nan"),
         "p99_ms": percentile(latencies, 0.99) * 1000 if latencies else float("nan"),
@@ -423,13 +422,23 @@ def main(argv: list[str] | None = None) -> None:
             ranking = services.target("ranking")
             load = (services.balanced_target("ranking"), users)
             asyncio.run(saturate(*load, 3, args.workers, timeout))  # warm up
+            pids = services.pids("ranking")
+            cpu_before, began = [cpu_seconds(pid) for pid in pids], time.perf_counter()
             saturated = asyncio.run(saturate(*load, args.seconds, args.workers, timeout))
+            took = time.perf_counter() - began
+            busy = [(cpu_seconds(pid) - b) / took for pid, b in zip(pids, cpu_before, strict=True)]
             print(
                 f"| Recommend at saturation ({args.workers} callers over one channel, "
                 f"{args.ranking_processes} ranking process(es)) | "
                 f"{saturated['per_s']:,.0f} recommendations/s (p50 {saturated['p50_ms']:.1f} ms, "
                 f"p99 {saturated['p99_ms']:.1f} ms; {saturated['failed']} of "
                 f"{saturated['sent']} failed, {saturated['degraded']} degraded) |",
+                flush=True,
+            )
+            print(
+                "| cores each ranking process kept busy at saturation (user + system) | "
+                + ", ".join(f"{cores:.2f}" for cores in busy)
+                + " |",
                 flush=True,
             )
             for rate in args.rate:

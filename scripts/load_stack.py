@@ -29,7 +29,7 @@ from pathlib import Path
 
 import grpc
 import pandas as pd
-from bench_ranking import Services, ingest, percentile
+from bench_ranking import Services, cpu_seconds, ingest, percentile
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from evorec.data.artifacts import DatasetLayout
@@ -168,12 +168,6 @@ def method_gauge(page: str, name: str, method: str) -> float:
         for line in page.splitlines()
         if line.startswith(f"{name}{{") and marker in line
     )
-
-
-def cpu_seconds(pid: int) -> float:
-    """CPU time (user + system) process `pid` has used so far, in seconds (Linux)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 @dataclass

@@ -8,16 +8,19 @@ on the machine change it little), then once more under cProfile.
     .venv/bin/python scripts/profile_ingest.py [--events 200000] [--group 4000] [--top 15]
         [--start-events 0]
 
-Prints the CPU per event of each share and the functions with the most CPU of their own, and
-the writer's wall time and file traffic per event (bytes its process wrote and read through
-system calls, and its write calls: the WAL, the checkpoints, pages read into SQLite's cache;
-Linux only). --start-events N first bulk-loads N earlier events of the same users
-(`evorec.interest.bulk`, as bench_interest.py does), so that the writer is measured on a
-store of that size. The
-items' topics are in the resolver's cache from the start (it never calls the
-EmbeddingService), as in a service past its first minutes. Both shares run under one GIL in
-the service, so their sum bounds the rate one interest process can ingest. The gRPC side
-(decoding, the event loop's per-call work) is not in it: see bench_interest.py.
+Prints the CPU per event of each share and the functions with the most CPU of their own;
+for the writer, its own thread's CPU and the process's (with the WAL checkpoint thread,
+which runs beside it), its wall time, the events stored at the end, and its process's file
+traffic per event until the store is closed (bytes passed to and from the kernel by system
+calls, not bytes that reach the disk, and write calls: the WAL, the checkpoints, pages read
+into SQLite's cache; Linux only). --start-events N first bulk-loads N earlier events of the
+same users (`evorec.interest.bulk`, as bench_interest.py does), so that the writer is
+measured on a store of that size (10 million events take about 2.5 GB in the temporary
+folder: the loaded store and the measured copy). The items' topics are in the resolver's
+cache from the start (it never calls the EmbeddingService), as in a service past its first
+minutes. Both shares run under one GIL in the service, so their sum bounds the rate one
+interest process can ingest. The gRPC side (decoding, the event loop's per-call work) is not
+in it: see bench_interest.py.
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ import asyncio
 import cProfile
 import io
 import math
+import os
 import pstats
 import shutil
 import tempfile
@@ -79,9 +83,9 @@ def messages(first: int, total: int) -> list[list[common_pb2.Event]]:
 
 def earlier_rows(count: int) -> Iterator[BulkRow]:
     """Events 0 to count - 1 as the bulk loader takes them, topics resolved."""
+    view = common_pb2.EVENT_TYPE_VIEW
     for n in range(count):
         user, item, at = event_fields(n)
-        view = common_pb2.EVENT_TYPE_VIEW
         yield (f"f{n:010d}", user, item, view, None, "", float(at), float(at), 0, topic_of(item))
 
 
@@ -120,29 +124,34 @@ def file_traffic() -> dict[str, int]:
 def write_all(
     work: list[list[NewEvent]], profile: cProfile.Profile | None, start: Path | None
 ) -> dict[str, float]:
-    """Writes `work` into a new store (a copy of the store `start`, when given): the CPU and
-    wall seconds it took, and the file traffic in that time (`file_traffic`)."""
+    """Writes `work` into a new store (a copy of the store `start`, when given): the CPU
+    seconds of this thread (the writer's) and of the process, the wall seconds, the events
+    stored at the end, and the file traffic until the store is closed (`file_traffic`)."""
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "events.sqlite"
         if start is not None:  # the database and its WAL (empty after the load's checkpoint)
             for file in start.parent.glob(start.name + "*"):
                 shutil.copy(file, path.parent / file.name.replace(start.name, path.name))
+            os.sync()  # the copy's writing-back is not the writer's
         store = EventStore(path, durability="full")
         try:
             before = file_traffic()
-            started, cpu_started = time.perf_counter(), time.process_time()
+            started = time.perf_counter(), time.thread_time(), time.process_time()
             if profile is not None:
                 profile.enable()
             for group in work:
                 store.write(group)
             if profile is not None:
                 profile.disable()
-            cpu = time.process_time() - cpu_started
-            wall = time.perf_counter() - started
-            after = file_traffic()
+            ended = time.perf_counter(), time.thread_time(), time.process_time()
+            stored = store.db.execute("SELECT count(*) FROM events").fetchone()[0]
         finally:
             store.close()
-        return {"cpu": cpu, "wall": wall} | {key: after[key] - before[key] for key in before}
+        after = file_traffic()
+        wall, thread_cpu, cpu = (end - begin for begin, end in zip(started, ended, strict=True))
+        return {"thread_cpu": thread_cpu, "cpu": cpu, "wall": wall, "stored": stored} | {
+            key: after[key] - before[key] for key in before
+        }
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -152,6 +161,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--top", type=int, default=15)
     parser.add_argument("--start-events", type=int, default=0, help="bulk-loaded first")
     args = parser.parse_args(argv)
+    if args.start_events < 0:
+        parser.error("--start-events must be 0 or more")
     with tempfile.TemporaryDirectory() as tmp:
         start = None
         if args.start_events:
@@ -166,23 +177,26 @@ def main(argv: list[str] | None = None) -> None:
 
 
 def measure(args: argparse.Namespace, start: Path | None) -> None:
+    """Prints the shares' cost per event (see the module docstring), then the profile."""
     work = messages(args.start_events, args.events)
     started = time.process_time()
     taken = take_in(work)
     intake_cpu = time.process_time() - started
     writer = write_all(groups(taken, args.group), None, start)
-    per_event = [cpu / args.events * 1e6 for cpu in (intake_cpu, writer["cpu"])]
+    per_event = [cpu / args.events * 1e6 for cpu in (intake_cpu, writer["thread_cpu"])]
     print(
         f"{args.events:,} events in messages of {MESSAGE:,}, groups of {args.group:,},"
-        f" into a store of {args.start_events:,}"
+        f" into a store of {args.start_events:,}; {writer['stored']:,} stored at the end"
     )
     print(f"intake CPU: {per_event[0]:.1f} us/event (validation, topics, conversion)")
     print(
-        f"writer CPU: {per_event[1]:.1f} us/event"
+        f"writer CPU: {per_event[1]:.1f} us/event in its thread,"
+        f" {writer['cpu'] / args.events * 1e6:.1f} with the checkpoint thread"
         f" (wall {writer['wall'] / args.events * 1e6:.1f} us/event)"
     )
     print(
-        f"both: {sum(per_event):.1f} us/event ({1e6 / sum(per_event):,.0f} events per CPU second)"
+        f"both, in their threads: {sum(per_event):.1f} us/event"
+        f" ({1e6 / sum(per_event):,.0f} events per CPU second)"
     )
     if "wchar" in writer:
         print(
@@ -190,14 +204,14 @@ def measure(args: argparse.Namespace, start: Path | None) -> None:
             f" in {writer['syscw'] / args.events:.2f} write calls,"
             f" {writer['rchar'] / args.events:,.0f} bytes read"
         )
-    profile = cProfile.Profile(time.process_time)
+    profile = cProfile.Profile(time.thread_time)
     profile.enable()
     taken = take_in(work)
     profile.disable()
     write_all(groups(taken, args.group), profile, start)
     out = io.StringIO()
     pstats.Stats(profile, stream=out).sort_stats("tottime").print_stats(args.top)
-    print("profile (CPU, under cProfile's own overhead), by own time:")
+    print("profile (this thread's CPU, under cProfile's own overhead), by own time:")
     print(out.getvalue().split("\n\n", 2)[-1].rstrip())
 
 

@@ -81,10 +81,16 @@ def test_bench_ranking() -> None:
             rf"\| Recommend at 20/s offered .* \| {NUMBER} / {NUMBER} ms \(\d+ of 20 failed, "
             rf"\d+ degraded\) \|",
             rf"\| bare model / Recommend at saturation \| {NUMBER} / {NUMBER} = {NUMBER} \|",
+            r"\| cores each ranking process kept busy at saturation \(user \+ system\) \|"
+            rf" {NUMBER}, {NUMBER} \|",
             rf"\| one call at a time .* \| {NUMBER} / {NUMBER} ms \|",
             rf"\| `evorec up` start-up, .* \| {NUMBER} s \|",
         ],
     )
+    # The load reaches both processes (round robin): each kept a core busy some of the time.
+    busy = re.search(r"kept busy at saturation \(user \+ system\) \| ([\d.]+), ([\d.]+) \|", output)
+    assert busy is not None
+    assert min(float(busy.group(1)), float(busy.group(2))) > 0.05
 
 
 @pytest.mark.timeout(400)
@@ -131,11 +137,19 @@ def test_bench_server_overhead() -> None:
 @pytest.mark.timeout(120)
 def test_profile_ingest_on_a_prefilled_store() -> None:
     output = run_script(
-        "profile_ingest.py", "--events", "2000", "--group", "500", "--start-events", "3000"
+        "profile_ingest.py", "--events", "2000", "--group", "500", "--start-events", "20000"
     )
-    assert "bulk-loaded 3,000 events" in output
-    assert "2,000 events in messages of 1,000, groups of 500, into a store of 3,000" in output
-    writer = re.search(rf"writer CPU: ({NUMBER}) us/event \(wall ({NUMBER}) us/event\)", output)
+    assert "bulk-loaded 20,000 events" in output
+    # Every user of the measured events has earlier ones in the store they were written to.
+    assert (
+        "2,000 events in messages of 1,000, groups of 500, into a store of 20,000;"
+        " 22,000 stored at the end" in output
+    )
+    writer = re.search(
+        rf"writer CPU: ({NUMBER}) us/event in its thread, ({NUMBER}) with the checkpoint thread"
+        rf" \(wall ({NUMBER}) us/event\)",
+        output,
+    )
     traffic = re.search(
         rf"writer file traffic per event: ({NUMBER}) bytes written in ({NUMBER}) write calls,"
         rf" ({NUMBER}) bytes read",
