@@ -13,7 +13,8 @@ ingested, and the four services run as `evorec serve` processes; the load comes 
 process over loopback (k=10, users drawn at random), so client and services share the
 machine's cores. --ranking-processes N runs N ranking processes, each on a port of its own
 (replicas, as a service's pods are), and the load's channel sends its calls to them in turn
-(gRPC's round_robin policy, as a client balancing over pods does). The TF Serving path is
+(gRPC's round_robin policy, as a client balancing over pods does); the one-call-at-a-time
+and TF Serving figures use one process only. The TF Serving path is
 measured against tests/prediction_service.py (the PredictionService stand-in of the tests,
 over the same SavedModel, in its own process): the TF Serving binary cannot be installed here.
 
