@@ -14,9 +14,9 @@ process over loopback (k=10, users drawn at random), so client and services shar
 machine's cores. --ranking-processes N runs N ranking processes, each on a port of its own
 (replicas, as a service's pods are), and the load's channel sends its calls to them in turn
 (gRPC's round_robin policy, as a client balancing over pods does); the one-call-at-a-time
-and TF Serving figures use one process only. The TF Serving path is
-measured against tests/prediction_service.py (the PredictionService stand-in of the tests,
-over the same SavedModel, in its own process): the TF Serving binary cannot be installed here.
+and TF Serving figures use one process only. The TF Serving path is measured against
+tests/prediction_service.py (the PredictionService stand-in of the tests, over the same
+SavedModel, in its own process): the TF Serving binary cannot be installed here.
 
 Every call has a deadline (--call-timeout); a call that fails or times out is counted and
 printed beside the figure it belongs to. The start-up of `evorec up` has a deadline too
