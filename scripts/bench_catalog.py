@@ -632,12 +632,12 @@ def main(argv: list[str] | None = None) -> None:
                 asyncio.run(ingest(services.target("interest"), layout))
                 ranking = services.target("ranking")
                 load = (ranking, users)
-                asyncio.run(saturate(*load, 3, args.workers, 1, args.call_timeout))  # warm up
+                asyncio.run(saturate(*load, 3, args.workers, args.call_timeout))  # warm up
                 figures["saturated"] = asyncio.run(
-                    saturate(*load, args.seconds, args.workers, 1, args.call_timeout)
+                    saturate(*load, args.seconds, args.workers, args.call_timeout)
                 )
                 figures["offered"] = asyncio.run(
-                    offered(*load, args.seconds, args.rate, 1, args.call_timeout)
+                    offered(*load, args.seconds, args.rate, args.call_timeout)
                 )
                 figures["limits"] = asyncio.run(
                     under_limits(

@@ -190,13 +190,13 @@ def main(argv: list[str] | None = None) -> None:
                 services.start(name)
             asyncio.run(ingest(services.target("interest"), DatasetLayout(dataset)))
             load = (services.target("ranking"), users)
-            asyncio.run(saturate(*load, 3, args.workers, 1, args.call_timeout))  # warm up
+            asyncio.run(saturate(*load, 3, args.workers, args.call_timeout))  # warm up
             pids = {name: process.pid for name, process in services.processes.items()}
             pids["load generator"] = os.getpid()
             spies = {name: record(pids[name], args.seconds, raws[name]) for name in PROFILED}
             before = {name: clock_ticks(pid) for name, pid in pids.items()}
             started = time.perf_counter()
-            result = asyncio.run(saturate(*load, args.seconds, args.workers, 1, args.call_timeout))
+            result = asyncio.run(saturate(*load, args.seconds, args.workers, args.call_timeout))
             elapsed = time.perf_counter() - started
             spent = {name: clock_ticks(pid) - before[name] for name, pid in pids.items()}
             for spy in spies.values():
