@@ -118,15 +118,20 @@ class Services:
 
     def pids(self, name: str) -> list[int]:
         """The process ids of `name` and its replicas."""
-        return [p.pid for key, p in self.processes.items() if key.split("-")[0] == name]
+        return [p.pid for key, p in self.processes.items() if self._of(key, name)]
+
+    @staticmethod
+    def _of(key: str, name: str) -> bool:
+        """Whether the process kept under `key` is `name` or one of its replicas."""
+        return key == name or key.startswith(f"{name}-")
 
     def balanced_target(self, name: str) -> str:
-        """A target naming `name` and its replicas: with `ROUND_ROBIN`, a channel to it sends
-        each call to the next of them, as a client balancing over a service's pods does."""
+        """A target naming `name` and its replicas: a `balanced_channel` to it sends each
+        call to the next of them, as a client balancing over a service's pods does."""
         return "ipv4:" + ",".join([self.target(name), *self.replicas.get(name, [])])
 
     def stop(self, name: str) -> None:
-        for key in [k for k in self.processes if k == name or k.startswith(f"{name}-")]:
+        for key in [k for k in self.processes if self._of(k, name)]:
             process = self.processes.pop(key)
             process.terminate()
             process.wait()
