@@ -6,7 +6,7 @@ in this process, durability `full`, timed in CPU seconds (not wall time, so that
 on the machine change it little), then once more under cProfile.
 
     .venv/bin/python scripts/profile_ingest.py [--events 200000] [--group 4000] [--top 15]
-        [--start-events 0]
+        [--start-events 0] [--event-ids counter|random|time-ordered] [--varied-items]
 
 Prints the CPU per event of each share and the functions with the most CPU of their own;
 for the writer, its own thread's CPU and the process's (with the WAL checkpoint thread,
@@ -18,9 +18,11 @@ same users (`evorec.interest.bulk`, as bench_interest.py does), so that the writ
 measured on a store of that size (10 million events take about 2.5 GB in the temporary
 folder: the loaded store and the measured copy). The items' topics are in the resolver's
 cache from the start (it never calls the EmbeddingService), as in a service past its first
-minutes. Both shares run under one GIL in the service, so their sum bounds the rate one
-interest process can ingest. The gRPC side (decoding, the event loop's per-call work) is not
-in it: see bench_interest.py.
+minutes. --event-ids and --varied-items shape the events as real traffic may be (`Shape`):
+ids in random order insert all over the unique index of event ids, and users with varied
+topics have derived state of many rows. Both shares run under one GIL in the service, so
+their sum bounds the rate one interest process can ingest. The gRPC side (decoding, the event
+loop's per-call work) is not in it: see bench_interest.py.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import cProfile
+import hashlib
 import io
 import math
 import os
@@ -35,7 +38,9 @@ import pstats
 import shutil
 import tempfile
 import time
+import uuid
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, cast
 
@@ -57,36 +62,75 @@ MESSAGE = 1_000
 START = 1_600_000_000
 
 
-def event_fields(n: int) -> tuple[str, str, int]:
+ID_KINDS = ("counter", "random", "time-ordered")
+
+
+@dataclass(frozen=True)
+class Shape:
+    """What the measured traffic looks like beyond its size.
+
+    ids: `counter`, the bench's own (a letter and the event's number: the measured events' ids
+    sort together, apart from the earlier ones'); `random`, version-4 UUIDs, as most callers make
+    them; `time-ordered`, version-7 UUIDs (the first 48 bits the event time in milliseconds,
+    as UUIDv7 and ULID are). Both UUIDs are drawn from the event's number, so runs repeat.
+    varied_items: each user's events move through the items (and so the topics) instead of
+    repeating one item, so that a user's derived state has many rows, as real users' has.
+    """
+
+    ids: str = "counter"
+    varied_items: bool = False
+
+
+def event_fields(n: int, shape: Shape = Shape()) -> tuple[str, str, int]:
     """User, item and time of event n: user n mod USERS, at time n // USERS, so that every
-    user's events are in order."""
-    return f"user{n % USERS}", f"i{(n * 7919) % ITEMS}", START + n // USERS
+    user's events are in order; the item is the user's own, or the user's next one."""
+    step = n // USERS
+    item = (n * 7919 + (step * 13 if shape.varied_items else 0)) % ITEMS
+    return f"user{n % USERS}", f"i{item}", START + step
+
+
+def event_id(n: int, shape: Shape, earlier: bool) -> str:
+    """Event n's id (`Shape.ids`); `earlier`: one of the bulk-loaded events."""
+    if shape.ids == "counter":
+        return f"f{n:010d}" if earlier else f"b{n}"
+    drawn = int.from_bytes(hashlib.blake2b(n.to_bytes(8, "big"), digest_size=16).digest())
+    if shape.ids == "random":
+        return str(uuid.UUID(int=drawn, version=4))
+    _, _, at = event_fields(n)
+    millisecond = at * 1000 + (n % USERS) * 1000 // USERS
+    bits = (millisecond << 80) | (drawn & ((1 << 80) - 1))
+    bits = (bits & ~(0xF << 76)) | (7 << 76)  # the version, 7
+    bits = (bits & ~(0x3 << 62)) | (0x2 << 62)  # the variant of RFC 9562
+    return str(uuid.UUID(int=bits))
 
 
 def topic_of(item: str) -> str:
     return f"t{int(item[1:]) % TOPICS}"
 
 
-def messages(first: int, total: int) -> list[list[common_pb2.Event]]:
+def messages(first: int, total: int, shape: Shape) -> list[list[common_pb2.Event]]:
     """Events first to first + total - 1, in messages of MESSAGE."""
     events = []
     for n in range(first, first + total):
-        user, item, at = event_fields(n)
+        user, item, at = event_fields(n, shape)
         events.append(
             common_pb2.Event(
-                event_id=f"b{n}", user_id=user, item_id=item, type=common_pb2.EVENT_TYPE_VIEW,
-                event_time=Timestamp(seconds=at),
+                event_id=event_id(n, shape, earlier=False), user_id=user, item_id=item,
+                type=common_pb2.EVENT_TYPE_VIEW, event_time=Timestamp(seconds=at),
             )
         )  # fmt: skip
     return [events[i : i + MESSAGE] for i in range(0, total, MESSAGE)]
 
 
-def earlier_rows(count: int) -> Iterator[BulkRow]:
+def earlier_rows(count: int, shape: Shape) -> Iterator[BulkRow]:
     """Events 0 to count - 1 as the bulk loader takes them, topics resolved."""
     view = common_pb2.EVENT_TYPE_VIEW
     for n in range(count):
-        user, item, at = event_fields(n)
-        yield (f"f{n:010d}", user, item, view, None, "", float(at), float(at), 0, topic_of(item))
+        user, item, at = event_fields(n, shape)
+        yield (
+            event_id(n, shape, earlier=True), user, item, view, None, "", float(at), float(at),
+            0, topic_of(item),
+        )  # fmt: skip
 
 
 def take_in(work: list[list[common_pb2.Event]]) -> list[NewEvent]:
@@ -160,25 +204,30 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--group", type=int, default=4_000, help="events per commit")
     parser.add_argument("--top", type=int, default=15)
     parser.add_argument("--start-events", type=int, default=0, help="bulk-loaded first")
+    parser.add_argument("--event-ids", choices=ID_KINDS, default="counter")
+    parser.add_argument(
+        "--varied-items", action="store_true", help="each user's events move through the items"
+    )
     args = parser.parse_args(argv)
     if args.start_events < 0:
         parser.error("--start-events must be 0 or more")
     with tempfile.TemporaryDirectory() as tmp:
         start = None
+        shape = Shape(args.event_ids, args.varied_items)
         if args.start_events:
             start = Path(tmp) / "start.sqlite"
             loading = time.perf_counter()
-            bulk_load(start, earlier_rows(args.start_events))
+            bulk_load(start, earlier_rows(args.start_events, shape))
             print(
                 f"bulk-loaded {args.start_events:,} events in"
                 f" {time.perf_counter() - loading:,.0f} s"
             )
-        measure(args, start)
+        measure(args, shape, start)
 
 
-def measure(args: argparse.Namespace, start: Path | None) -> None:
+def measure(args: argparse.Namespace, shape: Shape, start: Path | None) -> None:
     """Prints the shares' cost per event (see the module docstring), then the profile."""
-    work = messages(args.start_events, args.events)
+    work = messages(args.start_events, args.events, shape)
     started = time.process_time()
     taken = take_in(work)
     intake_cpu = time.process_time() - started
@@ -188,6 +237,7 @@ def measure(args: argparse.Namespace, start: Path | None) -> None:
         f"{args.events:,} events in messages of {MESSAGE:,}, groups of {args.group:,},"
         f" into a store of {args.start_events:,}; {writer['stored']:,} stored at the end"
     )
+    print(f"event ids: {shape.ids}; each user's items: {'varied' if shape.varied_items else 'one'}")
     print(f"intake CPU: {per_event[0]:.1f} us/event (validation, topics, conversion)")
     print(
         f"writer CPU: {per_event[1]:.1f} us/event in its thread,"

@@ -12,6 +12,7 @@ import math
 import os
 import pickle
 import re
+import uuid
 from pathlib import Path
 
 import pytest
@@ -135,11 +136,23 @@ def test_bench_server_overhead() -> None:
 
 
 @pytest.mark.timeout(120)
-def test_profile_ingest_on_a_prefilled_store() -> None:
+@pytest.mark.parametrize(
+    ("shape", "printed"),
+    [
+        ((), "event ids: counter; each user's items: one"),
+        (
+            ("--event-ids", "random", "--varied-items"),
+            "event ids: random; each user's items: varied",
+        ),
+    ],
+)
+def test_profile_ingest_on_a_prefilled_store(shape: tuple[str, ...], printed: str) -> None:
     output = run_script(
-        "profile_ingest.py", "--events", "2000", "--group", "500", "--start-events", "20000"
-    )
+        "profile_ingest.py", "--events", "2000", "--group", "500", "--start-events", "20000",
+        *shape,
+    )  # fmt: skip
     assert "bulk-loaded 20,000 events" in output
+    assert printed in output
     # Every user of the measured events has earlier ones in the store they were written to.
     assert (
         "2,000 events in messages of 1,000, groups of 500, into a store of 20,000;"
@@ -160,6 +173,19 @@ def test_profile_ingest_on_a_prefilled_store() -> None:
     # Every commit writes the WAL: the writer's traffic is measured, not absent.
     assert float(writer.group(1)) > 0
     assert float(traffic.group(1).replace(",", "")) > 0
+
+
+def test_profile_ingest_event_ids_are_uuids_of_their_kind() -> None:
+    profile_ingest = script_module("profile_ingest")
+    for kind, version in (("random", 4), ("time-ordered", 7)):
+        shape = profile_ingest.Shape(kind)
+        ids = [profile_ingest.event_id(n, shape, earlier=False) for n in range(0, 50_000, 997)]
+        assert [uuid.UUID(i).version for i in ids] == [version] * len(ids)
+        assert len(set(ids)) == len(ids)
+        # Time-ordered ids sort as their events' times do; random ones do not.
+        assert (sorted(ids) == ids) == (kind == "time-ordered")
+    earlier = profile_ingest.event_id(5, profile_ingest.Shape(), earlier=True)
+    assert earlier == "f0000000005" != profile_ingest.event_id(5, profile_ingest.Shape(), False)
 
 
 @pytest.mark.timeout(300)
