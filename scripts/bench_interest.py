@@ -4,14 +4,16 @@ million events.
 
     .venv/bin/python scripts/bench_interest.py [--events 1000000] [--start-events 0]
         [--items 10000 --users 2000] [--in-flight 4] [--history 1000] [--readers 1]
-        [--json OUT]
+        [--event-ids counter|random|time-ordered] [--varied-items] [--json OUT]
 
 --start-events N first fills the store with N events by `evorec.interest.bulk` (the same
 database ingest would build, in minutes rather than hours), so that the RPCs are measured
 on a store of that size; the measured events come after them in time, as new events do.
 --in-flight sets the IngestEvents calls in flight, --history the events of the user whose
 profile and recent items are read, --readers the read calls in flight at once (the sweep,
-scripts/sweep.py, varies them). --json writes the figures as JSON too.
+scripts/sweep.py, varies them). --event-ids and --varied-items shape the events as real
+traffic may be (`bench_events.Shape`, shared with scripts/profile_ingest.py). --json writes
+the figures as JSON too.
 
 Starts the preprocess, embedding and interest services as `evorec serve` processes over a
 simulated catalog of 10,000 items (--items; --users simulated users prepare it; the test
@@ -36,6 +38,7 @@ from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 
 import grpc
+from bench_events import ID_KINDS, START_TIME, Shape, event_fields, event_id
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from evorec.data.synth import SimulatorConfig
@@ -47,36 +50,31 @@ from evorec.v1 import common_pb2, embedding_pb2, embedding_pb2_grpc, interest_pb
 BATCH = 1_000
 IN_FLIGHT = 4
 STREAMS = 4
-LOAD_USERS = 10_000  # users the load's events are spread over, round robin
-START_TIME = 1_600_000_000
 
 
-def event_fields(n: int, items: int) -> tuple[str, str, int]:
-    """User, item and time of the load's event number n: every user's events in time order."""
-    return f"user{n % LOAD_USERS}", f"i{(n * 7919) % items}", START_TIME + n // LOAD_USERS
-
-
-def batches(prefix: str, first: int, count: int, items: int) -> list[list[common_pb2.Event]]:
+def batches(
+    prefix: str, first: int, count: int, items: int, shape: Shape
+) -> list[list[common_pb2.Event]]:
     """Events number first .. first + count - 1 in messages of BATCH."""
     events = []
     for n in range(first, first + count):
-        user, item, at = event_fields(n, items)
+        user, item, at = event_fields(n, items, shape)
         events.append(
             common_pb2.Event(
-                event_id=f"{prefix}{n}", user_id=user, item_id=item,
+                event_id=event_id(n, shape, prefix), user_id=user, item_id=item,
                 type=common_pb2.EVENT_TYPE_VIEW, event_time=Timestamp(seconds=at),
             )
         )  # fmt: skip
     return [events[i : i + BATCH] for i in range(0, count, BATCH)]
 
 
-def prefill_rows(count: int, items: int, topics: dict[str, str]) -> Iterator[BulkRow]:
-    """Events number 0 .. count - 1, as the bulk loader takes them (ids in order)."""
+def prefill_rows(count: int, items: int, topics: dict[str, str], shape: Shape) -> Iterator[BulkRow]:
+    """Events number 0 .. count - 1, as the bulk loader takes them."""
     for n in range(count):
-        user, item, at = event_fields(n, items)
+        user, item, at = event_fields(n, items, shape)
         topic = topics.get(item)
-        yield (f"f{n:010d}", user, item, common_pb2.EVENT_TYPE_VIEW, None, "", float(at),
-               float(at), 0, topic)  # fmt: skip
+        yield (event_id(n, shape, "f", 10), user, item, common_pb2.EVENT_TYPE_VIEW, None, "",
+               float(at), float(at), 0, topic)  # fmt: skip
 
 
 async def catalog_topics(port: int, items: int) -> dict[str, str]:
@@ -138,18 +136,25 @@ async def timed_calls(
 
 
 async def measure(
-    port: int, first: int, total: int, items: int, in_flight: int, history: int, readers: int
+    port: int,
+    first: int,
+    total: int,
+    items: int,
+    shape: Shape,
+    in_flight: int,
+    history: int,
+    readers: int,
 ) -> dict[str, float]:
     async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
         stub = interest_pb2_grpc.InterestServiceStub(channel)
         half = total // 2
         third = (total - half) // 2
         # Each phase's events come after the ones before in time, as new events do.
-        batch_rate = await ingest_batches(stub, batches("b", first, half, items), in_flight)
-        stream_rate = await ingest_stream(stub, batches("s", first + half, third, items), 1)
+        batch_rate = await ingest_batches(stub, batches("b", first, half, items, shape), in_flight)
+        stream_rate = await ingest_stream(stub, batches("s", first + half, third, items, shape), 1)
         rest = total - half - third
         streams_rate = await ingest_stream(
-            stub, batches("p", first + half + third, rest, items), STREAMS
+            stub, batches("p", first + half + third, rest, items, shape), STREAMS
         )
         heavy = [
             common_pb2.Event(
@@ -188,9 +193,14 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--in-flight", type=int, default=IN_FLIGHT, help="IngestEvents calls")
     parser.add_argument("--history", type=int, default=1_000, help="events of the read user")
     parser.add_argument("--readers", type=int, default=1, help="read calls in flight")
+    parser.add_argument("--event-ids", choices=ID_KINDS, default="counter")
+    parser.add_argument(
+        "--varied-items", action="store_true", help="each user's events move through the items"
+    )
     parser.add_argument("--json", type=Path, help="also write the figures here")
     args = parser.parse_args(argv)
     items = args.items
+    shape = Shape(args.event_ids, args.varied_items)
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         prepare_synthetic(
@@ -216,7 +226,7 @@ def main(argv: list[str] | None = None) -> None:
                     started = time.perf_counter()
                     bulk_load(
                         work / "data" / "interest" / "events.sqlite",
-                        prefill_rows(args.start_events, items, topics),
+                        prefill_rows(args.start_events, items, topics, shape),
                     )
                     loaded_s = time.perf_counter() - started
                     print(f"bulk-loaded {args.start_events:,} events in {loaded_s:,.0f} s")
@@ -228,7 +238,7 @@ def main(argv: list[str] | None = None) -> None:
             figures = asyncio.run(
                 measure(
                     int(env["EVOREC_INTEREST__PORT"]), args.start_events, args.events, items,
-                    args.in_flight, args.history, args.readers,
+                    shape, args.in_flight, args.history, args.readers,
                 )
             )  # fmt: skip
         finally:

@@ -18,10 +18,11 @@ same users (`evorec.interest.bulk`, as bench_interest.py does), so that the writ
 measured on a store of that size (10 million events take about 2.5 GB in the temporary
 folder: the loaded store and the measured copy). The items' topics are in the resolver's
 cache from the start (it never calls the EmbeddingService), as in a service past its first
-minutes. --event-ids and --varied-items shape the events as real traffic may be (`Shape`):
-ids in random order insert all over the unique index of event ids, and users with varied
-topics have derived state of many rows. Both shares run under one GIL in the service, so
-their sum bounds the rate one interest process can ingest. The gRPC side (decoding, the event
+minutes. --event-ids and --varied-items shape the events as real traffic may be
+(`bench_events.Shape`, shared with bench_interest.py): ids in random order insert all over
+the unique index of event ids, and users with varied topics have derived state of many rows.
+Both shares run under one GIL in the service, so their sum bounds the rate one interest
+process can ingest. The gRPC side (decoding, the event
 loop's per-call work) is not in it: see bench_interest.py.
 """
 
@@ -30,7 +31,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import cProfile
-import hashlib
 import io
 import math
 import os
@@ -38,12 +38,11 @@ import pstats
 import shutil
 import tempfile
 import time
-import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, cast
 
+from bench_events import ID_KINDS, Shape, event_fields, event_id
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from evorec.interest.bulk import BulkRow, bulk_load
@@ -53,55 +52,9 @@ from evorec.interest.store import EventStore
 from evorec.interest.topics import TopicResolver
 from evorec.v1 import common_pb2, interest_pb2
 
-USERS = 10_000
 ITEMS = 10_000
 TOPICS = 20
-
-
 MESSAGE = 1_000
-START = 1_600_000_000
-
-
-ID_KINDS = ("counter", "random", "time-ordered")
-
-
-@dataclass(frozen=True)
-class Shape:
-    """What the measured traffic looks like beyond its size.
-
-    ids: `counter`, the bench's own (a letter and the event's number: the measured events' ids
-    sort together, apart from the earlier ones'); `random`, version-4 UUIDs, as most callers make
-    them; `time-ordered`, version-7 UUIDs (the first 48 bits the event time in milliseconds,
-    as UUIDv7 and ULID are). Both UUIDs are drawn from the event's number, so runs repeat.
-    varied_items: each user's events move through the items (and so the topics) instead of
-    repeating one item, so that a user's derived state has many rows, as real users' has.
-    """
-
-    ids: str = "counter"
-    varied_items: bool = False
-
-
-def event_fields(n: int, shape: Shape = Shape()) -> tuple[str, str, int]:
-    """User, item and time of event n: user n mod USERS, at time n // USERS, so that every
-    user's events are in order; the item is the user's own, or the user's next one."""
-    step = n // USERS
-    item = (n * 7919 + (step * 13 if shape.varied_items else 0)) % ITEMS
-    return f"user{n % USERS}", f"i{item}", START + step
-
-
-def event_id(n: int, shape: Shape, earlier: bool) -> str:
-    """Event n's id (`Shape.ids`); `earlier`: one of the bulk-loaded events."""
-    if shape.ids == "counter":
-        return f"f{n:010d}" if earlier else f"b{n}"
-    drawn = int.from_bytes(hashlib.blake2b(n.to_bytes(8, "big"), digest_size=16).digest())
-    if shape.ids == "random":
-        return str(uuid.UUID(int=drawn, version=4))
-    _, _, at = event_fields(n)
-    millisecond = at * 1000 + (n % USERS) * 1000 // USERS
-    bits = (millisecond << 80) | (drawn & ((1 << 80) - 1))
-    bits = (bits & ~(0xF << 76)) | (7 << 76)  # the version, 7
-    bits = (bits & ~(0x3 << 62)) | (0x2 << 62)  # the variant of RFC 9562
-    return str(uuid.UUID(int=bits))
 
 
 def topic_of(item: str) -> str:
@@ -112,10 +65,10 @@ def messages(first: int, total: int, shape: Shape) -> list[list[common_pb2.Event
     """Events first to first + total - 1, in messages of MESSAGE."""
     events = []
     for n in range(first, first + total):
-        user, item, at = event_fields(n, shape)
+        user, item, at = event_fields(n, ITEMS, shape)
         events.append(
             common_pb2.Event(
-                event_id=event_id(n, shape, earlier=False), user_id=user, item_id=item,
+                event_id=event_id(n, shape, "b"), user_id=user, item_id=item,
                 type=common_pb2.EVENT_TYPE_VIEW, event_time=Timestamp(seconds=at),
             )
         )  # fmt: skip
@@ -126,9 +79,9 @@ def earlier_rows(count: int, shape: Shape) -> Iterator[BulkRow]:
     """Events 0 to count - 1 as the bulk loader takes them, topics resolved."""
     view = common_pb2.EVENT_TYPE_VIEW
     for n in range(count):
-        user, item, at = event_fields(n, shape)
+        user, item, at = event_fields(n, ITEMS, shape)
         yield (
-            event_id(n, shape, earlier=True), user, item, view, None, "", float(at), float(at),
+            event_id(n, shape, "f", 10), user, item, view, None, "", float(at), float(at),
             0, topic_of(item),
         )  # fmt: skip
 

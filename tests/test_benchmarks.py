@@ -175,17 +175,25 @@ def test_profile_ingest_on_a_prefilled_store(shape: tuple[str, ...], printed: st
     assert float(traffic.group(1).replace(",", "")) > 0
 
 
-def test_profile_ingest_event_ids_are_uuids_of_their_kind() -> None:
-    profile_ingest = script_module("profile_ingest")
+def test_bench_event_ids_are_uuids_of_their_kind() -> None:
+    bench_events = script_module("bench_events")
     for kind, version in (("random", 4), ("time-ordered", 7)):
-        shape = profile_ingest.Shape(kind)
-        ids = [profile_ingest.event_id(n, shape, earlier=False) for n in range(0, 50_000, 997)]
+        shape = bench_events.Shape(kind)
+        ids = [bench_events.event_id(n, shape, "b") for n in range(0, 50_000, 997)]
         assert [uuid.UUID(i).version for i in ids] == [version] * len(ids)
         assert len(set(ids)) == len(ids)
         # Time-ordered ids sort as their events' times do; random ones do not.
         assert (sorted(ids) == ids) == (kind == "time-ordered")
-    earlier = profile_ingest.event_id(5, profile_ingest.Shape(), earlier=True)
-    assert earlier == "f0000000005" != profile_ingest.event_id(5, profile_ingest.Shape(), False)
+    assert bench_events.event_id(5, bench_events.Shape(), "f", 10) == "f0000000005"
+
+
+def test_bench_events_varied_items_move_each_user_through_the_topics() -> None:
+    bench_events = script_module("bench_events")
+    users = bench_events.USERS
+    for varied, expected in ((False, 1), (True, 20)):
+        shape = bench_events.Shape(varied_items=varied)
+        items = [bench_events.event_fields(7 + users * j, 10_000, shape)[1] for j in range(40)]
+        assert len({int(item[1:]) % 20 for item in items}) == expected
 
 
 @pytest.mark.timeout(300)
