@@ -2,7 +2,8 @@
 so that scripts/bench_interest.py (through the service) and scripts/profile_ingest.py (the
 store alone) measure the same traffic. Event n belongs to user n mod USERS at time
 START_TIME + n // USERS: the users take turns, and each user's events are in time order.
-Light on purpose (no evorec import), since profile_ingest measures its own process's CPU.
+A module of its own rather than part of bench_interest.py, which imports the data
+preparation (and TensorFlow) that profile_ingest's measured process should not hold.
 """
 
 from __future__ import annotations
@@ -22,8 +23,9 @@ class Shape:
 
     ids: `counter`, the benchmarks' own (a letter and the event's number: the ids of one
     phase sort together, apart from the other phases'); `random`, version-4 UUIDs, as most
-    callers make them; `time-ordered`, version-7 UUIDs (the first 48 bits the event time in
-    milliseconds, as UUIDv7 and ULID are). Both UUIDs are drawn from the event's number, so
+    callers make them; `time-ordered`, version-7 UUIDs (the first 48 bits a millisecond since
+    1970 within the event's second, the users' events spread over it, as UUIDv7 and ULID
+    begin with the time). Both UUIDs are drawn from the event's number, so
     runs repeat. varied_items: each user's events move through the items (and so the
     topics) instead of repeating one item, so that a user's derived state has many rows, as
     real users' has.

@@ -185,6 +185,23 @@ def test_bench_event_ids_are_uuids_of_their_kind() -> None:
         # Time-ordered ids sort as their events' times do; random ones do not.
         assert (sorted(ids) == ids) == (kind == "time-ordered")
     assert bench_events.event_id(5, bench_events.Shape(), "f", 10) == "f0000000005"
+    assert bench_events.event_id(5, bench_events.Shape(), "b") == "b5"
+
+
+def test_the_ingest_scripts_shape_their_events() -> None:
+    bench_events = script_module("bench_events")  # first: the scripts import it by name
+    shape = bench_events.Shape("random", varied_items=True)
+    users = bench_events.USERS
+    profiled = script_module("profile_ingest").messages(0, 2 * users, shape)
+    served = script_module("bench_interest").batches("b", 0, 2 * users, 10_000, shape)
+    for messages in (profiled, served):
+        events = [event for message in messages for event in message]
+        assert {uuid.UUID(event.event_id).version for event in events} == {4}
+        # A user's second event is of another item.
+        assert events[0].user_id == events[users].user_id
+        assert events[0].item_id != events[users].item_id
+    earlier = list(script_module("profile_ingest").earlier_rows(3, shape))
+    assert [uuid.UUID(row[0]).version for row in earlier] == [4, 4, 4]
 
 
 def test_bench_events_varied_items_move_each_user_through_the_topics() -> None:
