@@ -8,6 +8,7 @@ preparation (and TensorFlow) that profile_ingest's measured process should not h
 
 from __future__ import annotations
 
+import argparse
 import hashlib
 import uuid
 from dataclasses import dataclass
@@ -25,14 +26,25 @@ class Shape:
     phase sort together, apart from the other phases'); `random`, version-4 UUIDs, as most
     callers make them; `time-ordered`, version-7 UUIDs (the first 48 bits a millisecond since
     1970 within the event's second, the users' events spread over it, as UUIDv7 and ULID
-    begin with the time). Both UUIDs are drawn from the event's number, so
-    runs repeat. varied_items: each user's events move through the items (and so the
-    topics) instead of repeating one item, so that a user's derived state has many rows, as
-    real users' has.
+    begin with the time). Both UUIDs are drawn from the event's number, so runs repeat.
+    varied_items: each user's events move through the items (and so the topics) instead of
+    repeating one item, so that a user's derived state has many rows, as real users' has.
     """
 
     ids: str = "counter"
     varied_items: bool = False
+
+    @staticmethod
+    def add_options(parser: argparse.ArgumentParser) -> None:
+        """--event-ids and --varied-items, which `Shape.of` reads."""
+        parser.add_argument("--event-ids", choices=ID_KINDS, default="counter")
+        parser.add_argument(
+            "--varied-items", action="store_true", help="each user's events move through the items"
+        )
+
+    @classmethod
+    def of(cls, args: argparse.Namespace) -> Shape:
+        return cls(args.event_ids, args.varied_items)
 
 
 def event_fields(n: int, items: int, shape: Shape = Shape()) -> tuple[str, str, int]:

@@ -38,7 +38,7 @@ from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 
 import grpc
-from bench_events import ID_KINDS, START_TIME, Shape, event_fields, event_id
+from bench_events import START_TIME, Shape, event_fields, event_id
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from evorec.data.synth import SimulatorConfig
@@ -193,14 +193,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--in-flight", type=int, default=IN_FLIGHT, help="IngestEvents calls")
     parser.add_argument("--history", type=int, default=1_000, help="events of the read user")
     parser.add_argument("--readers", type=int, default=1, help="read calls in flight")
-    parser.add_argument("--event-ids", choices=ID_KINDS, default="counter")
-    parser.add_argument(
-        "--varied-items", action="store_true", help="each user's events move through the items"
-    )
+    Shape.add_options(parser)
     parser.add_argument("--json", type=Path, help="also write the figures here")
     args = parser.parse_args(argv)
     items = args.items
-    shape = Shape(args.event_ids, args.varied_items)
+    shape = Shape.of(args)
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         prepare_synthetic(

@@ -22,8 +22,8 @@ minutes. --event-ids and --varied-items shape the events as real traffic may be
 (`bench_events.Shape`, shared with bench_interest.py): ids in random order insert all over
 the unique index of event ids, and users with varied topics have derived state of many rows.
 Both shares run under one GIL in the service, so their sum bounds the rate one interest
-process can ingest. The gRPC side (decoding, the event
-loop's per-call work) is not in it: see bench_interest.py.
+process can ingest. The gRPC side (decoding, the event loop's per-call work) is not in it:
+see bench_interest.py.
 """
 
 from __future__ import annotations
@@ -42,7 +42,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, cast
 
-from bench_events import ID_KINDS, Shape, event_fields, event_id
+from bench_events import Shape, event_fields, event_id
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from evorec.interest.bulk import BulkRow, bulk_load
@@ -157,16 +157,13 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--group", type=int, default=4_000, help="events per commit")
     parser.add_argument("--top", type=int, default=15)
     parser.add_argument("--start-events", type=int, default=0, help="bulk-loaded first")
-    parser.add_argument("--event-ids", choices=ID_KINDS, default="counter")
-    parser.add_argument(
-        "--varied-items", action="store_true", help="each user's events move through the items"
-    )
+    Shape.add_options(parser)
     args = parser.parse_args(argv)
     if args.start_events < 0:
         parser.error("--start-events must be 0 or more")
     with tempfile.TemporaryDirectory() as tmp:
         start = None
-        shape = Shape(args.event_ids, args.varied_items)
+        shape = Shape.of(args)
         if args.start_events:
             start = Path(tmp) / "start.sqlite"
             loading = time.perf_counter()
