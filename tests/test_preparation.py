@@ -60,6 +60,38 @@ def test_preparing_twice_gives_the_same_outputs(tmp_path: Path, prepared: Path) 
     assert first == second
 
 
+def test_what_users_wrote_in_evaluation_events_reaches_no_item_or_word_vector(
+    tmp_path: Path, synthetic_raw: Path
+) -> None:
+    """Items without catalog text are known by their reviews; the reviews of validation and
+    test events (of any split) must not shape them, or the model would read the answer."""
+    raw = read_dataset(synthetic_raw)
+    raw.items["title"] = ""
+    raw.items["text"] = ""
+    first = tmp_path / "first"
+    prepare(raw, first, PrepareOptions(topics=SYNTH.topics))
+    prepared = pd.read_parquet(DatasetLayout(first).events)
+    held = prepared[
+        (prepared[["split_loo", "split_time", "split_new_item"]] != "train").any(axis=1)
+        & (prepared["text"] != "")
+    ]
+    key = ["user_id", "item_id", "timestamp"]
+    rewritten = raw.events.merge(held[key], on=key, how="left", indicator=True)["_merge"]
+    rewritten_rows = (rewritten == "both").to_numpy()
+    assert rewritten_rows.sum() == len(held) > 20
+    raw.events.loc[rewritten_rows, "text"] = "answerword " * 12
+    second = tmp_path / "second"
+    prepare(raw, second, PrepareOptions(topics=SYNTH.topics))
+
+    np.testing.assert_array_equal(
+        np.load(DatasetLayout(second).item_vectors), np.load(DatasetLayout(first).item_vectors)
+    )
+    assert "answerword" not in json.loads(DatasetLayout(second).word_counts.read_text())
+    assert DatasetLayout(second).word_vectors.read_bytes() == (
+        DatasetLayout(first).word_vectors.read_bytes()
+    )
+
+
 @pytest.mark.skipif(not ML100K.exists(), reason="../shared/datasets/ml-100k is not here")
 def test_ml100k_matches_its_published_statistics(tmp_path: Path) -> None:
     manifest = prepare(read_dataset(ML100K), tmp_path)

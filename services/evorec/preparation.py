@@ -28,7 +28,7 @@ from evorec.data.artifacts import FORMAT_VERSION, DatasetLayout, sha256_of
 from evorec.data.cleaning import CleaningOptions, clean
 from evorec.data.readers import read_dataset
 from evorec.data.schema import RawDataset, item_document
-from evorec.data.splits import leave_one_out, new_item_split, time_split
+from evorec.data.splits import TRAIN, leave_one_out, new_item_split, time_split
 from evorec.data.synth import SimulatorConfig, simulate
 from evorec.embedding.text_vectors import DEFAULT_A, TextEmbedder, count_words
 from evorec.embedding.topics import TopicModel, topics_from_categories, topics_from_clusters
@@ -106,7 +106,11 @@ def prepare(
         return [item_document(r.title, r.text, r.categories) for r in rows]
 
     item_texts = raw_documents(items)
-    with_text = events[events["text"] != ""]
+    # What users wrote describes items and trains word vectors only from training events: the
+    # review of a validation or test event (of any split) would tell the model about the event
+    # it is asked to predict, and every held-out item of the new-item split must look as new
+    # at evaluation as in production.
+    with_text = events[(events["text"] != "") & _in_every_training_split(events)]
     item_normalized = [normalize(text, options.text) for text in item_texts]
     unused_normalized = [normalize(text, options.text) for text in raw_documents(data.unused_items)]
     user_normalized = [normalize(text, options.text) for text in with_text["text"]]
@@ -124,17 +128,14 @@ def prepare(
     counts = count_words(corpus)
 
     progress("item text vectors")
-    # Items without catalog text are known by what users wrote about them, except the items
-    # held out for the new-item split, which must look as new at evaluation as in production.
-    held_out = set(new_items.tolist())
+    # Items without catalog text are known by what users wrote about them in training events.
     user_text_of: dict[int, list[str]] = {}
     user_raw_of: dict[int, list[str]] = {}
     for item_index, tokens, text in zip(
         with_text["item_index"], user_docs, with_text["text"], strict=True
     ):
-        if item_index not in held_out:
-            user_text_of.setdefault(int(item_index), []).extend(tokens)
-            user_raw_of.setdefault(int(item_index), []).append(text)
+        user_text_of.setdefault(int(item_index), []).extend(tokens)
+        user_raw_of.setdefault(int(item_index), []).append(text)
     documents = [
         doc or user_text_of.get(int(index), [])
         for doc, index in zip(item_docs, items["item_index"], strict=True)
@@ -205,6 +206,15 @@ def prepare(
     }
     layout.write_json(layout.manifest, manifest)
     return manifest
+
+
+def _in_every_training_split(events: pd.DataFrame) -> pd.Series:
+    """Whether each event is `train` under every split that preparation writes."""
+    return (
+        (events["split_loo"] == TRAIN)
+        & (events["split_time"] == TRAIN)
+        & (events["split_new_item"] == TRAIN)
+    )
 
 
 def _refuse_chinese(texts: list[NormalizedText], options: PrepareOptions) -> None:
