@@ -1,10 +1,10 @@
 """Does lifting the topics a user's forecast moves into help the ranking? One small
 Transformer with text is trained on a prepared dataset's leave-one-out training sequences and
-exported; the real ranking path (ItemSpace over the exported bundle + `recommend()`, default
-settings but `weight_forecast`) then answers every test user (history: training sequence plus
-validation item; target: the test item) with the forecast term off and at a few weights.
-Prints NDCG@10, HR@10, catalog coverage and intra-list diversity (1 - mean text cosine within
-a list) for each weight.
+exported, its candidate sources fitted on the same sequences; the real ranking path
+(ItemSpace over the exported bundle + `recommend()`, default settings but `weight_forecast`)
+then answers every test user (history: training sequence plus validation item; target: the
+test item) with the forecast term off and at a few weights. Prints NDCG@10, HR@10, catalog
+coverage and intra-list diversity (1 - mean text cosine within a list) for each weight.
 
     .venv/bin/python scripts/forecast_blend.py PREPARED [EPOCHS] [MAX_USERS]
 """
@@ -83,7 +83,11 @@ def main(prepared: Path, epochs: int, max_users: int) -> None:
     )
     Trainer(model, data, training).fit()
     with tempfile.TemporaryDirectory() as base:
-        version = export_model(model, layout, Path(base), "encoder", {"metrics": {}}, version=1)
+        # The candidate sources from the training sequences, as `evorec evaluate` fits its
+        # baselines: fitted on every event, they would hold each user's test transition.
+        version = export_model(
+            model, layout, Path(base), "encoder", {"metrics": {}}, 1, source_sequences=data.train
+        )
         space = ItemSpace(ModelBundle.load(version), {})
     histories = data.test_input[:max_users]
     targets = data.test_target[:max_users]

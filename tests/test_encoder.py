@@ -15,10 +15,11 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
+from scipy import sparse
 from tensorflow_serving.apis import prediction_log_pb2
 
 from evorec.data.artifacts import DatasetLayout
-from evorec.data.sequences import LeaveOneOut
+from evorec.data.sequences import LeaveOneOut, user_sequences
 from evorec.encoder.batch_shapes import all_shapes
 from evorec.encoder.config import EncoderConfig, EncoderKind, TrainingConfig
 from evorec.encoder.export import export_model, next_version
@@ -85,6 +86,39 @@ def test_recurrent_encoders_and_id_only_models_train(prepared: Path, kind: Encod
     result = Trainer(model, data, training).fit()
     assert [r.epoch for r in result.history] == [1, 2]
     assert result.history[-1].loss < result.history[0].loss
+
+
+def test_the_bundle_sources_are_fitted_on_the_sequences_given(
+    trained: Trainer, prepared: Path, tmp_path: Path
+) -> None:
+    """Serving fits popularity and the Markov chain on every event; an offline evaluation of
+    the ranking path passes the training sequences, so that no test transition is in them."""
+    layout = DatasetLayout(prepared)
+    data = trained.data
+    served = export_model(trained.model, layout, tmp_path, "served", {"metrics": {}})
+    offline = export_model(
+        trained.model, layout, tmp_path, "offline", {"metrics": {}}, source_sequences=data.train
+    )
+
+    def popularity(path: Path) -> np.ndarray:
+        return np.load(path / "assets.extra" / "evorec" / "popularity.npy")
+
+    def markov(path: Path) -> Any:
+        return sparse.load_npz(path / "assets.extra" / "evorec" / "markov.npz")
+
+    every_event = np.bincount(np.concatenate(user_sequences(layout)), minlength=data.n_items + 1)
+    training = np.bincount(np.concatenate(data.train), minlength=data.n_items + 1)
+    np.testing.assert_array_equal(popularity(served), every_event)
+    np.testing.assert_array_equal(popularity(offline), training)
+    # The validation -> test transitions that no training sequence holds.
+    trained_pairs = {(int(a), int(b)) for seq in data.train for a, b in itertools.pairwise(seq)}
+    unseen = {
+        (int(valid), int(test))
+        for valid, test in zip(data.valid_target, data.test_target, strict=True)
+    } - trained_pairs
+    assert unseen
+    assert all(markov(offline)[a, b] == 0 for a, b in unseen)
+    assert any(markov(served)[a, b] > 0 for a, b in unseen)
 
 
 def test_the_export_ranks_as_the_training_code(

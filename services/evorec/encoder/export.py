@@ -129,10 +129,8 @@ def _warmup(path: Path, model_name: str, max_len: int) -> None:
 SIMILAR_ITEMS_KEPT = 50
 
 
-def _write_candidate_sources(dataset: DatasetLayout, n_items: int, bundle: Path) -> None:
-    """The baselines, fitted on every user's whole sequence, as the ranking service's
-    fallback candidate sources."""
-    sequences = user_sequences(dataset)
+def _write_candidate_sources(sequences: list[np.ndarray], n_items: int, bundle: Path) -> None:
+    """The baselines, fitted on `sequences`, as the ranking service's candidate sources."""
     np.save(bundle / "popularity.npy", MostPopular(sequences, n_items).counts.astype(np.float32))
     similarity = ItemCosine(sequences, n_items, neighbours=SIMILAR_ITEMS_KEPT).similarity
     sparse.save_npz(bundle / "item_similarity.npz", similarity)
@@ -181,10 +179,16 @@ def export_model(
     model_name: str,
     details: dict[str, Any],
     version: int | None = None,
+    source_sequences: list[np.ndarray] | None = None,
 ) -> Path:
     """Writes the SavedModel and its bundle; returns the version folder. The version is
     written under a temporary name and renamed at the end, so that TF Serving (which polls
-    the base path) never sees a half-written version."""
+    the base path) never sees a half-written version.
+
+    The bundle's candidate sources (popularity, item similarity, Markov transitions) are
+    fitted on `source_sequences`, by default every user's whole sequence, as serving wants
+    them; an offline evaluation of the ranking path passes the training sequences, or the
+    sources would hold the very transitions it is asked to predict."""
     model_dir = base / model_name
     version = version or next_version(model_dir)
     final = model_dir / str(version)
@@ -208,7 +212,8 @@ def export_model(
     for source in (dataset.items, dataset.topics, dataset.word_vectors):
         shutil.copy(source, bundle / source.name)
     shutil.copy(dataset.item_vectors, bundle / "text_vectors.npy")
-    _write_candidate_sources(dataset, model.n_items, bundle)
+    sequences = user_sequences(dataset) if source_sequences is None else source_sequences
+    _write_candidate_sources(sequences, model.n_items, bundle)
     _write_evolution(
         model, module.table, dataset, bundle, int(details.get("training", {}).get("seed", 0))
     )
