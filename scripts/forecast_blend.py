@@ -6,12 +6,12 @@ then answers every test user (history: training sequence plus validation item; t
 test item) with the forecast term off and at a few weights. Prints NDCG@10, HR@10, catalog
 coverage and intra-list diversity (1 - mean text cosine within a list) for each weight.
 
-    .venv/bin/python scripts/forecast_blend.py PREPARED [EPOCHS] [MAX_USERS]
+    .venv/bin/python scripts/forecast_blend.py PREPARED [EPOCHS] [MAX_USERS] [--seed S]
 """
 
 from __future__ import annotations
 
-import sys
+import argparse
 import tempfile
 from pathlib import Path
 
@@ -73,13 +73,13 @@ def measure(
     }
 
 
-def main(prepared: Path, epochs: int, max_users: int) -> None:
+def main(prepared: Path, epochs: int, max_users: int, seed: int) -> None:
     layout = DatasetLayout(prepared)
     data = LeaveOneOut.load(layout)
     config = EncoderConfig(dim=32, max_len=50, blocks=1, dropout=0.1)
     model = SequenceEncoder(data.n_items, config, np.load(layout.item_vectors))
     training = TrainingConfig(
-        epochs=epochs, batch_size=64, warmup_steps=5, learning_rate=5e-3, seed=0
+        epochs=epochs, batch_size=64, warmup_steps=5, learning_rate=5e-3, seed=seed
     )
     Trainer(model, data, training).fit()
     with tempfile.TemporaryDirectory() as base:
@@ -92,7 +92,7 @@ def main(prepared: Path, epochs: int, max_users: int) -> None:
     histories = data.test_input[:max_users]
     targets = data.test_target[:max_users]
     vectors = user_vectors(model, histories)
-    print(f"{prepared.name}: {len(histories)} test users, {epochs} epochs")
+    print(f"{prepared.name}: {len(histories)} test users, {epochs} epochs, seed {seed}")
     print("weight_forecast  ndcg@10  hr@10  coverage  diversity")
     for weight in WEIGHTS:
         m = measure(space, histories, vectors, targets, weight)
@@ -103,9 +103,10 @@ def main(prepared: Path, epochs: int, max_users: int) -> None:
 
 
 if __name__ == "__main__":
-    arguments = sys.argv[1:]
-    main(
-        Path(arguments[0]),
-        int(arguments[1]) if len(arguments) > 1 else 4,
-        int(arguments[2]) if len(arguments) > 2 else 1000,
-    )
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("prepared", type=Path)
+    parser.add_argument("epochs", type=int, nargs="?", default=4)
+    parser.add_argument("max_users", type=int, nargs="?", default=1000)
+    parser.add_argument("--seed", type=int, default=0, help="The training seed.")
+    arguments = parser.parse_args()
+    main(arguments.prepared, arguments.epochs, arguments.max_users, arguments.seed)

@@ -394,8 +394,8 @@ def test_the_grid_runs_cold_start_for_baselines_and_text_models_only() -> None:
 
 @pytest.mark.timeout(300)
 def test_forecast_blend(prepared: Path) -> None:
-    output = run_script("forecast_blend.py", str(prepared), "1", "30")
-    assert f"{prepared.name}: 30 test users, 1 epochs" in output
+    output = run_script("forecast_blend.py", str(prepared), "1", "30", "--seed", "2")
+    assert f"{prepared.name}: 30 test users, 1 epochs, seed 2" in output
     for weight in ("0.0", "0.1", "0.3", "1.0"):
         assert re.search(rf"^ +{weight}  {NUMBER}  {NUMBER}  {NUMBER} +{NUMBER}$", output, re.M), (
             weight,
