@@ -147,7 +147,8 @@ def train(layout: DatasetLayout, args: argparse.Namespace) -> tuple[Any, dict[st
     training = TrainingConfig(epochs=args.epochs, loss=args.loss)
     encoder = EncoderConfig()
     text = np.load(layout.item_vectors)
-    trainer = Trainer(SequenceEncoder(data.n_items, encoder, text), data, training)
+    model = SequenceEncoder(data.n_items, encoder, text, seed=training.seed)
+    trainer = Trainer(model, data, training)
     cpu_started = time.process_time()
     result = trainer.fit()
     cpu_s = time.process_time() - cpu_started

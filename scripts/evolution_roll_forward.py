@@ -27,7 +27,7 @@ def main(prepared: Path, raw: str, epochs: int) -> None:
     layout = DatasetLayout(prepared)
     evolution = Evolution.load(layout)
     model = SequenceEncoder(
-        evolution.training.n_items, EncoderConfig(), np.load(layout.item_vectors)
+        evolution.training.n_items, EncoderConfig(), np.load(layout.item_vectors), seed=0
     )
     trainer = Trainer(model, evolution.training, TrainingConfig(epochs=epochs, seed=0))
     trainer.fit()

@@ -77,7 +77,7 @@ def main(prepared: Path, epochs: int, max_users: int, seed: int) -> None:
     layout = DatasetLayout(prepared)
     data = LeaveOneOut.load(layout)
     config = EncoderConfig(dim=32, max_len=50, blocks=1, dropout=0.1)
-    model = SequenceEncoder(data.n_items, config, np.load(layout.item_vectors))
+    model = SequenceEncoder(data.n_items, config, np.load(layout.item_vectors), seed=seed)
     training = TrainingConfig(
         epochs=epochs, batch_size=64, warmup_steps=5, learning_rate=5e-3, seed=seed
     )

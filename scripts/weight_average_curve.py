@@ -55,7 +55,8 @@ def main(argv: list[str] | None = None) -> None:
     layout = DatasetLayout(args.dataset)
     data = LeaveOneOut.load(layout)
     text = np.load(layout.item_vectors) if encoder.use_text else None
-    trainer = Trainer(SequenceEncoder(data.n_items, encoder, text), data, training)
+    model = SequenceEncoder(data.n_items, encoder, text, seed=training.seed)
+    trainer = Trainer(model, data, training)
     averaged: list[float] = []
     weights: list[float] = []
     warm_epochs: list[int] = []

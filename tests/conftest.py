@@ -92,7 +92,7 @@ def export_small_model(dataset: Path, base: Path, version: int, seed: int = 0) -
     layout = DatasetLayout(dataset)
     data = LeaveOneOut.load(layout)
     config = EncoderConfig(dim=32, max_len=50, blocks=1, dropout=0.1)
-    model = SequenceEncoder(data.n_items, config, np.load(layout.item_vectors))
+    model = SequenceEncoder(data.n_items, config, np.load(layout.item_vectors), seed=seed)
     training = TrainingConfig(
         epochs=4, batch_size=32, warmup_steps=5, learning_rate=5e-3, seed=seed
     )

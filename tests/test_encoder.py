@@ -62,7 +62,7 @@ def trained(prepared: Path) -> Trainer:
     layout = DatasetLayout(prepared)
     data = LeaveOneOut.load(layout)
     config = EncoderConfig(dim=32, max_len=50, blocks=1, dropout=0.1)
-    model = SequenceEncoder(data.n_items, config, np.load(layout.item_vectors))
+    model = SequenceEncoder(data.n_items, config, np.load(layout.item_vectors), seed=0)
     trainer = Trainer(
         model, data, TrainingConfig(epochs=8, batch_size=32, warmup_steps=5, learning_rate=5e-3)
     )
@@ -76,11 +76,36 @@ def test_the_transformer_learns_beyond_chance(trained: Trainer) -> None:
     assert valid["hr@10"] > 2 * chance
 
 
+def test_the_seed_sets_the_first_weights_whatever_the_process_drew_before(
+    prepared: Path,
+) -> None:
+    """The id and text tables are built, and the dropout generators drawn, when the encoder
+    is made: the same seed gives the same model after any earlier draws."""
+    layout = DatasetLayout(prepared)
+    data = LeaveOneOut.load(layout)
+    config = EncoderConfig(dim=16, max_len=20, blocks=1, dropout=0.2, id_dropout=0.1)
+    text = np.load(layout.item_vectors)
+
+    def made_after(earlier_seed: int, seed: int) -> list[np.ndarray]:
+        keras.utils.set_random_seed(earlier_seed)
+        keras.random.normal((7,))
+        model = SequenceEncoder(data.n_items, config, text, seed=seed)
+        generators = [v for v in model.variables if "seed_generator" in v.path]
+        assert generators  # the dropouts' generators are among what the seed fixes
+        return [v.numpy() for v in model.variables]
+
+    first = made_after(1, seed=0)
+    for a, b in zip(first, made_after(2, seed=0), strict=True):
+        np.testing.assert_array_equal(a, b)
+    other = made_after(1, seed=1)
+    assert not np.array_equal(first[0], other[0])
+
+
 @pytest.mark.parametrize("kind", ["gru", "lstm"])
 def test_recurrent_encoders_and_id_only_models_train(prepared: Path, kind: EncoderKind) -> None:
     data = LeaveOneOut.load(DatasetLayout(prepared))
     model = SequenceEncoder(
-        data.n_items, EncoderConfig(kind=kind, dim=16, max_len=30, use_text=False), None
+        data.n_items, EncoderConfig(kind=kind, dim=16, max_len=30, use_text=False), None, seed=0
     )
     training = TrainingConfig(epochs=2, batch_size=64, warmup_steps=2, learning_rate=5e-3)
     result = Trainer(model, data, training).fit()
@@ -254,7 +279,7 @@ def train_resumable(
     layout = DatasetLayout(prepared)
     data = LeaveOneOut.load(layout)
     config = EncoderConfig(dim=16, max_len=20, blocks=1, dropout=0.2, id_dropout=0.1)
-    model = SequenceEncoder(data.n_items, config, np.load(layout.item_vectors))
+    model = SequenceEncoder(data.n_items, config, np.load(layout.item_vectors), seed=0)
     training = TrainingConfig(
         epochs=epochs,
         patience=patience,
@@ -333,7 +358,7 @@ def test_a_short_patience_does_not_stop_a_training_still_warming_up(prepared: Pa
     layout = DatasetLayout(prepared)
     data = LeaveOneOut.load(layout)
     config = EncoderConfig(dim=16, max_len=20, blocks=1)
-    model = SequenceEncoder(data.n_items, config, np.load(layout.item_vectors))
+    model = SequenceEncoder(data.n_items, config, np.load(layout.item_vectors), seed=0)
     training = TrainingConfig(epochs=4, patience=1, batch_size=32, warmup_steps=1_000_000)
     result = Trainer(model, data, training).fit()
     assert [record.epoch for record in result.history] == [1, 2, 3, 4]
@@ -347,7 +372,9 @@ def test_the_weight_average_is_validated_and_kept_while_training_goes_on_from_th
     each step starts from the last step's own weights, not from the average validated."""
     keras.utils.set_random_seed(0)
     data = LeaveOneOut.load(DatasetLayout(prepared))
-    model = SequenceEncoder(data.n_items, EncoderConfig(dim=16, max_len=20, use_text=False), None)
+    model = SequenceEncoder(
+        data.n_items, EncoderConfig(dim=16, max_len=20, use_text=False), None, seed=0
+    )
     momentum = 0.8
     training = TrainingConfig(
         epochs=3, batch_size=64, warmup_steps=2, learning_rate=5e-3, weight_average=momentum

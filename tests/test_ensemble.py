@@ -125,13 +125,13 @@ def test_the_export_serves_the_mean_logits_as_one_user_vector_and_table(
     new_items = loaded_bundle.text_vectors @ loaded_bundle.text_projection
     assert new_items.shape == loaded_bundle.item_table.shape
     with pytest.raises(ValueError, match=f"ensemble of {MEMBERS} encoders"):
-        SequenceEncoder(ensemble.model.n_items, served_config(path), text)
+        SequenceEncoder(ensemble.model.n_items, served_config(path), text, seed=0)
 
 
 def test_a_single_encoder_refuses_an_ensemble_config(prepared: Path) -> None:
     data = LeaveOneOut.load(DatasetLayout(prepared))
     with pytest.raises(ValueError, match="ensemble of 3 encoders"):
-        SequenceEncoder(data.n_items, EncoderConfig(members=3, use_text=False), None)
+        SequenceEncoder(data.n_items, EncoderConfig(members=3, use_text=False), None, seed=0)
 
 
 def test_an_ensemble_needs_a_member(prepared: Path) -> None:

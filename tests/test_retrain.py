@@ -188,7 +188,7 @@ def test_a_warm_start_keeps_known_items_and_the_text_projection(
     shuffled = ["", *reversed(ids[1:]), "brand-new"]
     text = np.load(layout.item_vectors)
     reordered = np.vstack([text[:1], text[1:][::-1], text[1:2]])
-    model = SequenceEncoder(len(shuffled) - 1, served_config(version), reordered)
+    model = SequenceEncoder(len(shuffled) - 1, served_config(version), reordered, seed=0)
     started = warm_start(model, version, shuffled)
     assert started.new_items >= 1
     np.testing.assert_allclose(model.text_projection.kernel.numpy(), old.text_projection)

@@ -53,7 +53,8 @@ def fit_encoder(
     if encoder.members > 1:
         trainer = EnsembleTrainer(data, encoder, training, text, checkpoints)
     else:
-        trainer = Trainer(SequenceEncoder(data.n_items, encoder, text), data, training, checkpoints)
+        model = SequenceEncoder(data.n_items, encoder, text, seed=training.seed)
+        trainer = Trainer(model, data, training, checkpoints)
     with Progress(
         "[progress.description]{task.description}",
         BarColumn(),

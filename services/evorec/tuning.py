@@ -237,7 +237,8 @@ def objective(
         trial_encoder, trial_training = configs(encoder, training, suggest(trial, space))
         trial.set_user_attr("seed", trial_training.seed)
         text = np.load(layout.item_vectors) if trial_encoder.use_text else None
-        trainer = Trainer(SequenceEncoder(data.n_items, trial_encoder, text), data, trial_training)
+        model = SequenceEncoder(data.n_items, trial_encoder, text, seed=trial_training.seed)
+        trainer = Trainer(model, data, trial_training)
         best = -math.inf
         started = time.perf_counter()
 

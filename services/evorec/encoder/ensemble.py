@@ -104,14 +104,15 @@ class EnsembleTrainer:
             raise ValueError(f"members must be at least 1, not {encoder.members}")
         single = replace(encoder, members=1)
         self.data = data
+        seeds = [member_seed(training.seed, k) for k in range(encoder.members)]
         self.trainers = [
             Trainer(
-                SequenceEncoder(data.n_items, single, text_vectors),
+                SequenceEncoder(data.n_items, single, text_vectors, seed=seed),
                 data,
-                replace(training, seed=member_seed(training.seed, k)),
+                replace(training, seed=seed),
                 None if checkpoints is None else checkpoints / f"member-{k}",
             )
-            for k in range(encoder.members)
+            for k, seed in enumerate(seeds)
         ]
         self.model = EnsembleEncoder([t.model for t in self.trainers])
 

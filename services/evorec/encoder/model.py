@@ -67,8 +67,18 @@ class SequenceEncoder(keras.Model):
     """Encodes left-padded item sequences [batch, max_len] into vectors [batch, max_len, dim]."""
 
     def __init__(
-        self, n_items: int, config: EncoderConfig, text_vectors: np.ndarray | None
+        self,
+        n_items: int,
+        config: EncoderConfig,
+        text_vectors: np.ndarray | None,
+        *,
+        seed: int,
     ) -> None:
+        """`seed` (the training seed) seeds Keras before the layers are made: the id and text
+        tables are built here and every dropout's generator is drawn here, before training
+        seeds the rest, so without it the first weights depend on whatever the process drew
+        before."""
+        keras.utils.set_random_seed(seed)
         super().__init__()
         if config.members != 1:
             raise ValueError(

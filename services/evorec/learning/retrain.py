@@ -126,7 +126,10 @@ def _run(
     warm = serving is not None and not request.from_scratch
     encoder = served_config(serving) if warm and serving is not None else request.encoder
     model = SequenceEncoder(
-        data.n_items, encoder, np.load(dataset.item_vectors) if encoder.use_text else None
+        data.n_items,
+        encoder,
+        np.load(dataset.item_vectors) if encoder.use_text else None,
+        seed=request.training.seed,
     )
     if warm and serving is not None:
         started = warm_start(model, serving, dataset_item_ids(dataset))
