@@ -202,13 +202,15 @@ async def test_inline_histories_filters_and_the_model_window(
     again = await recommend(services, history=ranking_pb2.InlineHistory(items=items), k=5)
     assert not {r.item_id for r in again.recommendations} & set(history)
     with_seen = await recommend(
-        services, history=ranking_pb2.InlineHistory(items=items), k=5, exclude_seen=False
+        services,
+        history=ranking_pb2.InlineHistory(items=items),
+        k=5,
+        exclude_seen=False,
+        diversity=0.0,
     )
-    # The history holds the whole of one topic; allowed back, its items lead (the test's small
-    # model may still place an item of another topic among five).
-    seen = [r.item_id in history for r in with_seen.recommendations]
-    assert seen[:3] == [True] * 3, seen
-    assert sum(seen) >= 4, seen
+    # The history holds the whole of one topic; allowed back, its items lead (by relevance
+    # alone: the diversity re-ranking could place another topic's item among them).
+    assert [r.item_id in history for r in with_seen.recommendations] == [True] * 5
 
 
 @pytest.mark.parametrize(
