@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from evorec.data.cleaning import CleaningOptions, clean
@@ -76,6 +76,9 @@ rows = st.tuples(
     st.integers(1, 3),
     st.integers(1, 3),
 )
+# Found by this test: with the near-duplicate window off, one action recorded twice at the
+# same instant with two values was kept twice.
+@example([("u1", "i1", 0.0, "view", 1.0), ("u1", "i1", 0.0, "view", 4.0)], 0.0, 1, 1)
 def test_cleaning_orders_dedups_bounds_and_cores(
     generated: list[tuple[str, str, float, str, float]],
     window: float,

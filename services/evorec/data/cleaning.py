@@ -27,7 +27,7 @@ class CleaningOptions:
     """How strictly to clean; the defaults keep every plausible event."""
 
     # Events of the same user, item and type within this many seconds of the previous one
-    # are near duplicates. 0 turns the check off.
+    # are near duplicates. With 0, only those at the same instant (one action recorded twice).
     near_duplicate_window_s: float = 5.0
     # Earliest accepted time (Unix seconds); the latest is now plus one day.
     min_timestamp: float = 0.0
@@ -112,9 +112,9 @@ def clean(raw: RawDataset, options: CleaningOptions | None = None) -> CleanDatas
     events = events.sort_values(["timestamp", "line"], kind="stable")
     exact = events.duplicated(["user_id", "item_id", "timestamp", "event_type", "value", "text"])
     events = _drop(events, exact, "exact_duplicate", dropped)
-    if options.near_duplicate_window_s > 0:
-        gaps = events.groupby(["user_id", "item_id", "event_type"], sort=False)["timestamp"].diff()
-        events = _drop(events, gaps <= options.near_duplicate_window_s, "near_duplicate", dropped)
+    gaps = events.groupby(["user_id", "item_id", "event_type"], sort=False)["timestamp"].diff()
+    window = max(options.near_duplicate_window_s, 0.0)
+    events = _drop(events, gaps <= window, "near_duplicate", dropped)
     if options.rating_threshold is not None:
         low = ~(events["value"] >= options.rating_threshold)
         events = _drop(events, low, "below_rating_threshold", dropped)
