@@ -43,6 +43,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from evorec.data.artifacts import DatasetLayout
+
 ROOT = Path(__file__).resolve().parent.parent
 BASELINES = ("popular", "item-cosine", "item-cooccurrence", "markov")
 MODELS = (
@@ -110,12 +112,21 @@ def prepared_dataset(
                 f"{source} is already prepared: the {text_encoder} models need a raw source"
             )
         return source
-    if not (prepared / "manifest.json").exists():
+    if not _current(DatasetLayout(prepared)):
         evorec(
             "data", "prepare", str(source), "--out", str(prepared), *options,
             "--text-encoder", text_encoder,
         )  # fmt: skip
     return prepared
+
+
+def _current(layout: DatasetLayout) -> bool:
+    """Whether `layout` holds a dataset prepared in this evorec's format."""
+    try:
+        layout.read_manifest()
+    except (FileNotFoundError, ValueError):
+        return False
+    return True
 
 
 def evaluated_as(model: str) -> tuple[str, str]:

@@ -26,9 +26,8 @@ from evorec.evolution import methods
 def main(prepared: Path, raw: str, epochs: int) -> None:
     layout = DatasetLayout(prepared)
     evolution = Evolution.load(layout)
-    model = SequenceEncoder(
-        evolution.training.n_items, EncoderConfig(), np.load(layout.item_vectors), seed=0
-    )
+    text = np.load(layout.item_vectors_of(evolution.training.text))
+    model = SequenceEncoder(evolution.training.n_items, EncoderConfig(), text, seed=0)
     trainer = Trainer(model, evolution.training, TrainingConfig(epochs=epochs, seed=0))
     trainer.fit()
     first = evolution.from_item_scores(trainer.scores(evolution.histories))

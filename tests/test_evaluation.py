@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -11,9 +12,12 @@ from scipy import sparse
 
 from evorec import baselines
 from evorec.baselines import ItemCosine, ItemMarkov, MostPopular, row_blocks, top_per_row
+from evorec.data.artifacts import DatasetLayout
 from evorec.data.sequences import LeaveOneOut
 from evorec.data.splits import leave_one_out
 from evorec.evaluation import metrics
+from evorec.evaluation.cold_start import ColdStart
+from evorec.evaluation.evolution import Evolution
 from evorec.evaluation.metrics import (
     Positions,
     RankingMetrics,
@@ -207,3 +211,14 @@ def test_top_per_row_of_a_matrix_stored_out_of_order_with_duplicates() -> None:
     assert top_per_row(unordered, 2).toarray().tolist() == [[0, 0.5, 0.5, 0]]
     assert unordered.indices.tolist() == [3, 2, 1, 2, 0]  # the input is left as it was
     assert top_per_row(unordered, 0).nnz == 0
+
+
+def test_each_protocol_reads_the_item_text_its_training_events_allow(prepared: Path) -> None:
+    """Leave-one-out's models read the reviews of its training events; the cold-start and
+    evolution protocols train on events re-split from another split, some of whose reviews
+    leave-one-out trains on but they hold out, so theirs read only those that train every
+    split."""
+    layout = DatasetLayout(prepared)
+    assert layout.item_vectors_of(LeaveOneOut.load(layout).text) == layout.item_vectors
+    for training in (ColdStart.load(layout).training, Evolution.load(layout).training):
+        assert layout.item_vectors_of(training.text) == layout.every_split_item_vectors

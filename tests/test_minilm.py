@@ -169,18 +169,30 @@ def test_an_item_without_catalog_text_is_known_by_its_reviews(
     layout = DatasetLayout(tmp_path / "out")
     events = pd.read_parquet(layout.events)
     prepared = pd.read_parquet(layout.items)
-    vectors = np.load(layout.item_vectors)
     splits = events[["split_loo", "split_time", "split_new_item"]]
     # Only what users wrote in training events: held-out items look new, and no validation or
-    # test event's review describes its item.
-    reviewed = events[(events["text"] != "") & (splits == "train").all(axis=1)]
-    index = int(reviewed["item_index"].iloc[0])
-    expected, _ = encoder.embed(" ".join(reviewed.loc[reviewed["item_index"] == index, "text"]))
-    assert expected is not None
-    assert cosine(vectors[index], expected) > 0.99999
-    with_vector = set(prepared.loc[prepared["has_text_vector"], "item_index"])
-    assert with_vector == set(reviewed["item_index"])
-    assert not vectors[sorted(set(prepared["item_index"]) - with_vector)].any()
+    # test event's review describes its item. Leave-one-out (and serving) reads the reviews of
+    # its training events, the other protocols only those that train every split.
+    loo_reviews = events[(events["text"] != "") & (events["split_loo"] == "train")]
+    every_split = loo_reviews[(splits.loc[loo_reviews.index] == "train").all(axis=1)]
+    only_loo = loo_reviews.drop(every_split.index)
+    # An item with a review of each kind.
+    index = int(
+        only_loo.loc[only_loo["item_index"].isin(every_split["item_index"]), "item_index"].iloc[0]
+    )
+    for reviews, path in (
+        (loo_reviews, layout.item_vectors),
+        (every_split, layout.every_split_item_vectors),
+    ):
+        vectors = np.load(path)
+        expected, _ = encoder.embed(" ".join(reviews.loc[reviews["item_index"] == index, "text"]))
+        assert expected is not None
+        assert cosine(vectors[index], expected) > 0.99999
+        with_vector = set(reviews["item_index"])
+        assert not vectors[sorted(set(prepared["item_index"]) - with_vector)].any()
+    assert set(prepared.loc[prepared["has_text_vector"], "item_index"]) == set(
+        loo_reviews["item_index"]
+    )
 
 
 def test_prepare_refuses_minilm_for_chinese_text(tmp_path: Path, minilm_dir: Path) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -12,6 +13,7 @@ import pytest
 from evorec.data.artifacts import FORMAT_VERSION, DatasetLayout, sha256_of
 from evorec.data.cleaning import clean
 from evorec.data.readers import read_dataset
+from evorec.data.schema import RawDataset
 from evorec.data.synth import simulate
 from evorec.preparation import PrepareOptions, prepare
 from tests.conftest import SYNTH
@@ -60,36 +62,58 @@ def test_preparing_twice_gives_the_same_outputs(tmp_path: Path, prepared: Path) 
     assert first == second
 
 
+def _prepared_with_rewritten_reviews(
+    raw: RawDataset, prepared: pd.DataFrame, rewrite: pd.Series, out: Path
+) -> DatasetLayout:
+    """`raw` prepared into `out` with the review of each prepared event in `rewrite` replaced."""
+    events = raw.events.copy()
+    key = ["user_id", "item_id", "timestamp"]
+    chosen = prepared[rewrite & (prepared["text"] != "")]
+    merged = events.merge(chosen[key], on=key, how="left", indicator=True)["_merge"]
+    rows = (merged == "both").to_numpy()
+    assert rows.sum() == len(chosen) > 5
+    events.loc[rows, "text"] = "answerword " * 12
+    prepare(replace(raw, events=events), out, PrepareOptions(topics=SYNTH.topics))
+    return DatasetLayout(out)
+
+
 def test_what_users_wrote_in_evaluation_events_reaches_no_item_or_word_vector(
     tmp_path: Path, synthetic_raw: Path
 ) -> None:
-    """Items without catalog text are known by their reviews; the reviews of validation and
-    test events (of any split) must not shape them, or the model would read the answer."""
+    """Items without catalog text are known by their reviews; the reviews of a split's
+    validation and test events must not shape the item vectors its models read, or they would
+    read the answer. Leave-one-out's vectors read the reviews of its training events; the
+    vectors of the other protocols, and the word vectors, only those that train every split."""
     raw = read_dataset(synthetic_raw)
     raw.items["title"] = ""
     raw.items["text"] = ""
-    first = tmp_path / "first"
-    prepare(raw, first, PrepareOptions(topics=SYNTH.topics))
-    prepared = pd.read_parquet(DatasetLayout(first).events)
-    held = prepared[
-        (prepared[["split_loo", "split_time", "split_new_item"]] != "train").any(axis=1)
-        & (prepared["text"] != "")
-    ]
-    key = ["user_id", "item_id", "timestamp"]
-    rewritten = raw.events.merge(held[key], on=key, how="left", indicator=True)["_merge"]
-    rewritten_rows = (rewritten == "both").to_numpy()
-    assert rewritten_rows.sum() == len(held) > 20
-    raw.events.loc[rewritten_rows, "text"] = "answerword " * 12
-    second = tmp_path / "second"
-    prepare(raw, second, PrepareOptions(topics=SYNTH.topics))
+    first = DatasetLayout(tmp_path / "first")
+    prepare(raw, first.root, PrepareOptions(topics=SYNTH.topics))
+    prepared = pd.read_parquet(first.events)
+    splits = prepared[["split_loo", "split_time", "split_new_item"]]
+    loo_held_out = prepared["split_loo"] != "train"
+    only_loo_trains = ~loo_held_out & (splits != "train").any(axis=1)
 
-    np.testing.assert_array_equal(
-        np.load(DatasetLayout(second).item_vectors), np.load(DatasetLayout(first).item_vectors)
+    def unchanged(layout: DatasetLayout, *vectors: str) -> None:
+        for name in vectors:
+            np.testing.assert_array_equal(
+                np.load(getattr(layout, name)), np.load(getattr(first, name))
+            )
+        assert "answerword" not in json.loads(layout.word_counts.read_text())
+        assert layout.word_vectors.read_bytes() == first.word_vectors.read_bytes()
+
+    loo_answers = _prepared_with_rewritten_reviews(raw, prepared, loo_held_out, tmp_path / "loo")
+    unchanged(loo_answers, "item_vectors", "every_split_item_vectors")
+
+    other_answers = _prepared_with_rewritten_reviews(
+        raw, prepared, only_loo_trains, tmp_path / "other"
     )
-    assert "answerword" not in json.loads(DatasetLayout(second).word_counts.read_text())
-    assert DatasetLayout(second).word_vectors.read_bytes() == (
-        DatasetLayout(first).word_vectors.read_bytes()
+    unchanged(other_answers, "every_split_item_vectors")
+    described = prepared.loc[only_loo_trains & (prepared["text"] != ""), "item_index"].unique()
+    changed = (
+        np.load(other_answers.item_vectors)[described] != np.load(first.item_vectors)[described]
     )
+    assert changed.any(axis=1).all()  # leave-one-out reads them: every item they describe moved
 
 
 @pytest.mark.skipif(not ML100K.exists(), reason="../shared/datasets/ml-100k is not here")

@@ -48,7 +48,7 @@ def fit_encoder(
     from evorec.encoder.model import SequenceEncoder
     from evorec.encoder.training import Trainer
 
-    text = np.load(layout.item_vectors) if encoder.use_text else None
+    text = np.load(layout.item_vectors_of(data.text)) if encoder.use_text else None
     trainer: Trainer | EnsembleTrainer
     if encoder.members > 1:
         trainer = EnsembleTrainer(data, encoder, training, text, checkpoints)

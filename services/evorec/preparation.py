@@ -106,19 +106,23 @@ def prepare(
         return [item_document(r.title, r.text, r.categories) for r in rows]
 
     item_texts = raw_documents(items)
-    # What users wrote describes items and trains word vectors only from training events: the
-    # review of a validation or test event (of any split) would tell the model about the event
-    # it is asked to predict, and every held-out item of the new-item split must look as new
-    # at evaluation as in production.
-    with_text = events[(events["text"] != "") & _in_every_training_split(events)]
+    # What users wrote describes items only from training events: the review of a validation
+    # or test event would tell the model about the event it is asked to predict, and every
+    # held-out item of the new-item split must look as new at evaluation as in production.
+    # Leave-one-out (and serving, whose model it trains) reads the reviews of its own training
+    # events; the cold-start and evolution protocols, and the word vectors, only those of
+    # events that train every split.
+    reviews = events[(events["text"] != "") & (events["split_loo"] == TRAIN)]
+    in_every_split = _in_every_training_split(reviews).to_numpy()
     item_normalized = [normalize(text, options.text) for text in item_texts]
     unused_normalized = [normalize(text, options.text) for text in raw_documents(data.unused_items)]
-    user_normalized = [normalize(text, options.text) for text in with_text["text"]]
+    user_normalized = [normalize(text, options.text) for text in reviews["text"]]
     if options.text_encoder == "minilm":
         _refuse_chinese(item_normalized + unused_normalized + user_normalized, options)
     item_docs = [n.tokens for n in item_normalized]
     user_docs = [n.tokens for n in user_normalized]
-    corpus = item_docs + [n.tokens for n in unused_normalized] + user_docs
+    every_split_docs = [doc for doc, kept in zip(user_docs, in_every_split, strict=True) if kept]
+    corpus = item_docs + [n.tokens for n in unused_normalized] + every_split_docs
 
     progress("word vectors")
     if options.pretrained is not None:
@@ -128,35 +132,30 @@ def prepare(
     counts = count_words(corpus)
 
     progress("item text vectors")
-    # Items without catalog text are known by what users wrote about them in training events.
-    user_text_of: dict[int, list[str]] = {}
-    user_raw_of: dict[int, list[str]] = {}
-    for item_index, tokens, text in zip(
-        with_text["item_index"], user_docs, with_text["text"], strict=True
-    ):
-        user_text_of.setdefault(int(item_index), []).extend(tokens)
-        user_raw_of.setdefault(int(item_index), []).append(text)
-    documents = [
-        doc or user_text_of.get(int(index), [])
-        for doc, index in zip(item_docs, items["item_index"], strict=True)
-    ]
+    loo_text = _item_text(items, item_texts, item_docs, reviews, user_docs)
+    every_split_text = _item_text(
+        items, item_texts, item_docs, reviews[in_every_split], every_split_docs
+    )
     embedder = TextEmbedder(vectors, dict(counts), options.sif_a)
-    embedder.fit_common_component(documents)
+    embedder.fit_common_component(loo_text.documents)
     text_encoder: dict[str, Any] = {"name": options.text_encoder}
     if options.text_encoder == "minilm":
-        # The same choice as for word vectors: the catalog text when it has a word, else
-        # what users wrote about the item; but the raw text, which the model reads whole.
-        texts = [
-            text if doc else " ".join(user_raw_of.get(int(index), []))
-            for text, doc, index in zip(item_texts, item_docs, items["item_index"], strict=True)
-        ]
-        item_vectors, has_vector, text_encoder = _minilm_vectors(texts, options)
+        embedded, text_encoder = _minilm_vectors([loo_text.texts, every_split_text.texts], options)
+        (item_vectors, has_vector), (every_split_vectors, every_split_has) = embedded
     else:
-        item_vectors, has_vector = embedder.embed_many(documents)
+        item_vectors, has_vector = embedder.embed_many(loo_text.documents)
+        every_split_embedder = TextEmbedder(vectors, dict(counts), options.sif_a)
+        every_split_embedder.fit_common_component(every_split_text.documents)
+        every_split_vectors, every_split_has = every_split_embedder.embed_many(
+            every_split_text.documents
+        )
     dimension = item_vectors.shape[1]
 
     progress("topics")
-    topic_model, topic_ids = _topics(items, documents, item_vectors, has_vector, options)
+    # The evolution protocol forecasts topics, so they are made of text that trains every split.
+    topic_model, topic_ids = _topics(
+        items, every_split_text.documents, every_split_vectors, every_split_has, options
+    )
     items["topic_id"] = topic_ids
     items["has_text_vector"] = has_vector
 
@@ -166,8 +165,11 @@ def prepare(
     items.to_parquet(layout.items, index=False)
     vectors.save_word2vec_format(str(layout.word_vectors), binary=True)
     layout.write_json(layout.word_counts, dict(counts.most_common()))
-    padded = np.vstack([np.zeros((1, dimension), np.float32), item_vectors])
-    np.save(layout.item_vectors, padded)
+    for path, table in (
+        (layout.item_vectors, item_vectors),
+        (layout.every_split_item_vectors, every_split_vectors),
+    ):
+        np.save(path, np.vstack([np.zeros((1, dimension), np.float32), table]))
     common = embedder.common_component
     np.savez(
         layout.sif,
@@ -191,6 +193,7 @@ def prepare(
             "users": data.report["users"],
             "items": len(items),
             "items_with_text_vector": int(has_vector.sum()),
+            "items_with_text_vector_every_split": int(every_split_has.sum()),
             "vocabulary": len(vectors.key_to_index),
             "topics": len(topic_model.topics),
         },
@@ -206,6 +209,43 @@ def prepare(
     }
     layout.write_json(layout.manifest, manifest)
     return manifest
+
+
+@dataclass(frozen=True)
+class _ItemText:
+    """Each item's text, in item_index order: its normalized tokens (for word vectors) and
+    its raw text (which MiniLM reads whole)."""
+
+    documents: list[list[str]]
+    texts: list[str]
+
+
+def _item_text(
+    items: pd.DataFrame,
+    item_texts: list[str],
+    item_docs: list[list[str]],
+    reviews: pd.DataFrame,
+    review_docs: list[list[str]],
+) -> _ItemText:
+    """The catalog text of an item when it has a word, else what `reviews` say about it."""
+    review_tokens: dict[int, list[str]] = {}
+    review_texts: dict[int, list[str]] = {}
+    for item_index, tokens, text in zip(
+        reviews["item_index"], review_docs, reviews["text"], strict=True
+    ):
+        review_tokens.setdefault(int(item_index), []).extend(tokens)
+        review_texts.setdefault(int(item_index), []).append(text)
+    indexes = [int(index) for index in items["item_index"]]
+    return _ItemText(
+        documents=[
+            doc or review_tokens.get(index, [])
+            for doc, index in zip(item_docs, indexes, strict=True)
+        ],
+        texts=[
+            text if doc else " ".join(review_texts.get(index, []))
+            for text, doc, index in zip(item_texts, item_docs, indexes, strict=True)
+        ],
+    )
 
 
 def _in_every_training_split(events: pd.DataFrame) -> pd.Series:
@@ -228,30 +268,32 @@ def _refuse_chinese(texts: list[NormalizedText], options: PrepareOptions) -> Non
 
 
 def _minilm_vectors(
-    texts: list[str], options: PrepareOptions
-) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
-    """Item vectors of the MiniLM model, which items have one, and what the manifest records
-    of the model (its files' SHA-256, which the embedding service checks it loads)."""
+    text_sets: list[list[str]], options: PrepareOptions
+) -> tuple[list[tuple[np.ndarray, np.ndarray]], dict[str, Any]]:
+    """For each list of item texts, the MiniLM vectors and which items have one (a text in
+    several lists is embedded once); and what the manifest records of the model (its files'
+    SHA-256, which the embedding service checks it loads)."""
     from evorec.embedding.minilm import BATCH_SIZE, MAX_TOKENS, MiniLMEncoder
     from evorec.embedding.model_files import MINILM
 
     if options.minilm_dir is None:
         raise ValueError("--text-encoder minilm needs the folder of its files (minilm_dir)")
     encoder = MiniLMEncoder.load(options.minilm_dir)
-    vectors, token_counts = encoder.embed_many(texts)
-    has_vector = token_counts > 0
-    return (
-        vectors,
-        has_vector,
-        {
-            "name": "minilm",
-            "model": MINILM.description,
-            "package": f"{MINILM.package}=={MINILM.version}",
-            "sha256": dict(MINILM.sha256),
-            "max_tokens": MAX_TOKENS,
-            "batch_size": BATCH_SIZE,
-        },
-    )
+    distinct = list(dict.fromkeys(text for texts in text_sets for text in texts))
+    row_of = {text: row for row, text in enumerate(distinct)}
+    vectors, token_counts = encoder.embed_many(distinct)
+    embedded = []
+    for texts in text_sets:
+        rows = np.array([row_of[text] for text in texts], dtype=np.int64)
+        embedded.append((vectors[rows], token_counts[rows] > 0))
+    return embedded, {
+        "name": "minilm",
+        "model": MINILM.description,
+        "package": f"{MINILM.package}=={MINILM.version}",
+        "sha256": dict(MINILM.sha256),
+        "max_tokens": MAX_TOKENS,
+        "batch_size": BATCH_SIZE,
+    }
 
 
 def _topics(

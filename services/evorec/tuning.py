@@ -236,7 +236,7 @@ def objective(
 
         trial_encoder, trial_training = configs(encoder, training, suggest(trial, space))
         trial.set_user_attr("seed", trial_training.seed)
-        text = np.load(layout.item_vectors) if trial_encoder.use_text else None
+        text = np.load(layout.item_vectors_of(data.text)) if trial_encoder.use_text else None
         model = SequenceEncoder(data.n_items, trial_encoder, text, seed=trial_training.seed)
         trainer = Trainer(model, data, trial_training)
         best = -math.inf

@@ -15,7 +15,14 @@
                            here, or the pretrained ones given)
         word_counts.json   token -> count over the corpus (the SIF word frequencies)
         item_vectors.npy   float32 [items + 1, dim]: row item_index is that item's
-                           normalized text vector; row 0 and items without text are zeros
+                           normalized text vector; row 0 and items without text are zeros.
+                           An item without catalog text is described by the reviews of
+                           leave-one-out's training events (what serving, `evorec train`
+                           and the leave-one-out protocol read)
+        item_vectors_every_split.npy  the same, from the reviews of events that are
+                           `train` under every split only (what the cold-start and
+                           evolution protocols read: their held-out events include some of
+                           leave-one-out's training events)
         sif.npz            the SIF parameter `a` and the common component removed
         topics.json        how topics were made (categories or clusters), and each topic's
                            id, label, top words and size
@@ -30,9 +37,13 @@ import hashlib
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+
+# Which reviews may describe items without catalog text: those of leave-one-out's training
+# events, or those of events that are `train` under every split (see `DatasetLayout`).
+ItemText = Literal["leave_one_out", "every_split"]
 
 
 def sha256_of(path: Path) -> str:
@@ -80,6 +91,14 @@ class DatasetLayout:
     @property
     def item_vectors(self) -> Path:
         return self.text / "item_vectors.npy"
+
+    @property
+    def every_split_item_vectors(self) -> Path:
+        return self.text / "item_vectors_every_split.npy"
+
+    def item_vectors_of(self, text: ItemText) -> Path:
+        """The item vectors whose review text is `text`."""
+        return self.item_vectors if text == "leave_one_out" else self.every_split_item_vectors
 
     @property
     def sif(self) -> Path:

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from evorec.data.artifacts import DatasetLayout
+from evorec.data.artifacts import DatasetLayout, ItemText
 from evorec.data.splits import TEST, TRAIN, VALID, leave_one_out
 
 COLUMNS = ["user_index", "item_index", "timestamp"]
@@ -40,6 +40,10 @@ class LeaveOneOut:
     train: list[np.ndarray]  # every user's training sequence
     valid_target: np.ndarray  # [users]
     test_target: np.ndarray  # [users]
+    # The item text a model of these sequences may read (`DatasetLayout.item_vectors_of`):
+    # leave-one-out's own split reads the reviews of its training events; sequences re-split
+    # from another split's training events read only the reviews that train every split.
+    text: ItemText = "every_split"
 
     @property
     def valid_input(self) -> list[np.ndarray]:
@@ -54,7 +58,11 @@ class LeaveOneOut:
 
     @classmethod
     def from_events(
-        cls, events: pd.DataFrame, n_items: int, labels: pd.Series | None = None
+        cls,
+        events: pd.DataFrame,
+        n_items: int,
+        labels: pd.Series | None = None,
+        text: ItemText = "every_split",
     ) -> LeaveOneOut:
         """The split of `events`, by their `split_loo` labels where given, else computed."""
         ordered = events.sort_values(["user_index", "timestamp"], kind="stable")
@@ -69,10 +77,11 @@ class LeaveOneOut:
             train=_sequences(ordered[evaluated & (split == TRAIN)]),
             valid_target=targets(VALID),
             test_target=targets(TEST),
+            text=text,
         )
 
     @classmethod
     def load(cls, layout: DatasetLayout) -> LeaveOneOut:
         events = pd.read_parquet(layout.events, columns=[*COLUMNS, "split_loo"])
         n_items = int(pd.read_parquet(layout.items, columns=["item_index"])["item_index"].max())
-        return cls.from_events(events, n_items, events["split_loo"])
+        return cls.from_events(events, n_items, events["split_loo"], text="leave_one_out")
