@@ -101,6 +101,15 @@ def test_the_seed_sets_the_first_weights_whatever_the_process_drew_before(
     assert not np.array_equal(first[0], other[0])
 
 
+def test_a_model_trains_only_with_the_seed_it_was_made_with(prepared: Path) -> None:
+    data = LeaveOneOut.load(DatasetLayout(prepared))
+    config = EncoderConfig(dim=8, max_len=10, use_text=False)
+    model = SequenceEncoder(data.n_items, config, None, seed=1)
+    with pytest.raises(ValueError, match="made with seed 1 and would train with seed 0"):
+        Trainer(model, data, TrainingConfig(seed=0))
+    assert Trainer(model, data, TrainingConfig(seed=1)).config.seed == 1
+
+
 @pytest.mark.parametrize("kind", ["gru", "lstm"])
 def test_recurrent_encoders_and_id_only_models_train(prepared: Path, kind: EncoderKind) -> None:
     data = LeaveOneOut.load(DatasetLayout(prepared))

@@ -80,6 +80,7 @@ class SequenceEncoder(keras.Model):
         before."""
         keras.utils.set_random_seed(seed)
         super().__init__()
+        self.seed = seed
         if config.members != 1:
             raise ValueError(
                 f"an ensemble of {config.members} encoders is built by evorec.encoder.ensemble, "

@@ -146,6 +146,11 @@ class Trainer:
         config: TrainingConfig,
         checkpoints: Path | None = None,
     ) -> None:
+        if model.seed != config.seed:
+            raise ValueError(
+                f"the model was made with seed {model.seed} and would train with seed "
+                f"{config.seed}: one seed fixes a run, pass the same to both"
+            )
         self.model = model
         self.data = data
         self.config = config
