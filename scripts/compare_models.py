@@ -112,21 +112,12 @@ def prepared_dataset(
                 f"{source} is already prepared: the {text_encoder} models need a raw source"
             )
         return source
-    if not _current(DatasetLayout(prepared)):
+    if not DatasetLayout(prepared).is_current():
         evorec(
             "data", "prepare", str(source), "--out", str(prepared), *options,
             "--text-encoder", text_encoder,
         )  # fmt: skip
     return prepared
-
-
-def _current(layout: DatasetLayout) -> bool:
-    """Whether `layout` holds a dataset prepared in this evorec's format."""
-    try:
-        layout.read_manifest()
-    except (FileNotFoundError, ValueError):
-        return False
-    return True
 
 
 def evaluated_as(model: str) -> tuple[str, str]:

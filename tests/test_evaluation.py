@@ -13,8 +13,10 @@ from scipy import sparse
 from evorec import baselines
 from evorec.baselines import ItemCosine, ItemMarkov, MostPopular, row_blocks, top_per_row
 from evorec.data.artifacts import DatasetLayout
+from evorec.data.readers import read_dataset
 from evorec.data.sequences import LeaveOneOut
 from evorec.data.splits import leave_one_out
+from evorec.encoder.config import EncoderConfig, TrainingConfig
 from evorec.evaluation import metrics
 from evorec.evaluation.cold_start import ColdStart
 from evorec.evaluation.evolution import Evolution
@@ -27,6 +29,9 @@ from evorec.evaluation.metrics import (
     positions,
     top_k,
 )
+from evorec.model_cli import fit_encoder
+from evorec.preparation import PrepareOptions, prepare
+from tests.conftest import SYNTH
 
 
 def test_ranks_count_items_scored_above_the_target_after_masking() -> None:
@@ -213,12 +218,27 @@ def test_top_per_row_of_a_matrix_stored_out_of_order_with_duplicates() -> None:
     assert top_per_row(unordered, 0).nnz == 0
 
 
-def test_each_protocol_reads_the_item_text_its_training_events_allow(prepared: Path) -> None:
+def test_each_protocol_reads_the_item_text_its_training_events_allow(
+    tmp_path: Path, synthetic_raw: Path
+) -> None:
     """Leave-one-out's models read the reviews of its training events; the cold-start and
     evolution protocols train on events re-split from another split, some of whose reviews
     leave-one-out trains on but they hold out, so theirs read only those that train every
-    split."""
-    layout = DatasetLayout(prepared)
-    assert layout.item_vectors_of(LeaveOneOut.load(layout).text) == layout.item_vectors
-    for training in (ColdStart.load(layout).training, Evolution.load(layout).training):
-        assert layout.item_vectors_of(training.text) == layout.every_split_item_vectors
+    split. Items here have no catalog text, so their reviews are their text."""
+    raw = read_dataset(synthetic_raw)
+    raw.items["title"] = ""
+    raw.items["text"] = ""
+    prepare(raw, tmp_path, PrepareOptions(topics=SYNTH.topics))
+    layout = DatasetLayout(tmp_path)
+    loo = np.load(layout.item_vectors)
+    every_split = np.load(layout.every_split_item_vectors)
+    assert not np.array_equal(loo, every_split)
+    encoder = EncoderConfig(dim=8, max_len=10, blocks=1)
+    training = TrainingConfig(epochs=1, batch_size=256)
+    for data, expected in (
+        (LeaveOneOut.load(layout), loo),
+        (ColdStart.load(layout).training, every_split),
+        (Evolution.load(layout).training, every_split),
+    ):
+        trainer, _ = fit_encoder(layout, data, encoder, training)
+        np.testing.assert_array_equal(trainer.model.text_vectors.numpy(), expected)

@@ -14,6 +14,7 @@ from evorec.data.artifacts import FORMAT_VERSION, DatasetLayout, sha256_of
 from evorec.data.cleaning import clean
 from evorec.data.readers import read_dataset
 from evorec.data.schema import RawDataset
+from evorec.data.splits import leave_one_out
 from evorec.data.synth import simulate
 from evorec.preparation import PrepareOptions, prepare
 from tests.conftest import SYNTH
@@ -87,12 +88,20 @@ def test_what_users_wrote_in_evaluation_events_reaches_no_item_or_word_vector(
     raw = read_dataset(synthetic_raw)
     raw.items["title"] = ""
     raw.items["text"] = ""
+    # Every event has a review, as on Amazon.
+    silent = raw.events["text"] == ""
+    raw.events.loc[silent, "text"] = "a few words on " + raw.events.loc[silent, "item_id"]
     first = DatasetLayout(tmp_path / "first")
     prepare(raw, first.root, PrepareOptions(topics=SYNTH.topics))
     prepared = pd.read_parquet(first.events)
-    splits = prepared[["split_loo", "split_time", "split_new_item"]]
     loo_held_out = prepared["split_loo"] != "train"
-    only_loo_trains = ~loo_held_out & (splits != "train").any(axis=1)
+    held_out = (prepared[["split_loo", "split_time", "split_new_item"]] != "train").any(axis=1)
+    # The cold-start and evolution protocols validate on a leave-one-out of their own
+    # training events.
+    for split in ("split_time", "split_new_item"):
+        own = prepared[prepared[split] == "train"]
+        held_out.loc[own.index] = held_out.loc[own.index] | (leave_one_out(own) != "train")
+    only_loo_trains = ~loo_held_out & held_out
 
     def unchanged(layout: DatasetLayout, *vectors: str) -> None:
         for name in vectors:

@@ -160,6 +160,7 @@ def train_and_export(
     from evorec.encoder.export import export_model
     from evorec.evaluation.protocol import test_metrics
 
+    layout.read_manifest()  # a dataset of another format is refused before training
     data = LeaveOneOut.load(layout)
     trainer, result = fit_encoder(layout, data, encoder, training, checkpoints)
     metrics = test_metrics(trainer.scores, data, layout)
@@ -221,6 +222,7 @@ def evaluate(
     from evorec.evaluation.results import as_table
 
     layout = DatasetLayout(dataset or load_settings(config).dataset_path)
+    layout.read_manifest()  # a dataset of another format is refused before training
     encoder, training = with_preset(layout.root, preset, encoder, training, context)
     curves: dict[str, list[float]] = {}
 

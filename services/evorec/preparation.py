@@ -110,10 +110,10 @@ def prepare(
     # or test event would tell the model about the event it is asked to predict, and every
     # held-out item of the new-item split must look as new at evaluation as in production.
     # Leave-one-out (and serving, whose model it trains) reads the reviews of its own training
-    # events; the cold-start and evolution protocols, and the word vectors, only those of
-    # events that train every split.
+    # events; the cold-start and evolution protocols, the word vectors, the SIF weights and
+    # the topics only those of events that train every split.
     reviews = events[(events["text"] != "") & (events["split_loo"] == TRAIN)]
-    in_every_split = _in_every_training_split(reviews).to_numpy()
+    in_every_split = _in_every_training_split(events).loc[reviews.index].to_numpy()
     item_normalized = [normalize(text, options.text) for text in item_texts]
     unused_normalized = [normalize(text, options.text) for text in raw_documents(data.unused_items)]
     user_normalized = [normalize(text, options.text) for text in reviews["text"]]
@@ -136,19 +136,17 @@ def prepare(
     every_split_text = _item_text(
         items, item_texts, item_docs, reviews[in_every_split], every_split_docs
     )
+    # One SIF space for both tables, the topic centroids and the texts the embedding service
+    # embeds later: its common component is fitted on the text that trains every split.
     embedder = TextEmbedder(vectors, dict(counts), options.sif_a)
-    embedder.fit_common_component(loo_text.documents)
+    embedder.fit_common_component(every_split_text.documents)
     text_encoder: dict[str, Any] = {"name": options.text_encoder}
     if options.text_encoder == "minilm":
         embedded, text_encoder = _minilm_vectors([loo_text.texts, every_split_text.texts], options)
         (item_vectors, has_vector), (every_split_vectors, every_split_has) = embedded
     else:
         item_vectors, has_vector = embedder.embed_many(loo_text.documents)
-        every_split_embedder = TextEmbedder(vectors, dict(counts), options.sif_a)
-        every_split_embedder.fit_common_component(every_split_text.documents)
-        every_split_vectors, every_split_has = every_split_embedder.embed_many(
-            every_split_text.documents
-        )
+        every_split_vectors, every_split_has = embedder.embed_many(every_split_text.documents)
     dimension = item_vectors.shape[1]
 
     progress("topics")
@@ -249,12 +247,14 @@ def _item_text(
 
 
 def _in_every_training_split(events: pd.DataFrame) -> pd.Series:
-    """Whether each event is `train` under every split that preparation writes."""
-    return (
-        (events["split_loo"] == TRAIN)
-        & (events["split_time"] == TRAIN)
-        & (events["split_new_item"] == TRAIN)
-    )
+    """Whether each event (of `events`, in time order) is `train` under every split that
+    preparation writes, and under the leave-one-out that the cold-start and evolution
+    protocols make of their own training events to validate on (`ColdStart`, `Evolution`)."""
+    train = (events[["split_loo", "split_time", "split_new_item"]] == TRAIN).all(axis=1)
+    for split in ("split_time", "split_new_item"):
+        own = events[events[split] == TRAIN]
+        train.loc[own.index] = train.loc[own.index] & (leave_one_out(own) == TRAIN)
+    return train
 
 
 def _refuse_chinese(texts: list[NormalizedText], options: PrepareOptions) -> None:

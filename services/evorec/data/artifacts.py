@@ -20,10 +20,13 @@
                            leave-one-out's training events (what serving, `evorec train`
                            and the leave-one-out protocol read)
         item_vectors_every_split.npy  the same, from the reviews of events that are
-                           `train` under every split only (what the cold-start and
-                           evolution protocols read: their held-out events include some of
-                           leave-one-out's training events)
-        sif.npz            the SIF parameter `a` and the common component removed
+                           `train` under every split and under the leave-one-out the
+                           cold-start and evolution protocols make of their own training
+                           events (what those protocols read: their held-out events include
+                           some of leave-one-out's training events); word vectors, word
+                           counts, sif.npz and topics come from this text
+        sif.npz            the SIF parameter `a` and the common component removed (from
+                           both item vector tables, and from texts embedded later)
         topics.json        how topics were made (categories or clusters), and each topic's
                            id, label, top words and size
         topic_centroids.npy  float32 [topics, dim], in topics.json order
@@ -114,6 +117,14 @@ class DatasetLayout:
 
     def exists(self) -> bool:
         return self.manifest.exists()
+
+    def is_current(self) -> bool:
+        """Whether a dataset of this evorec's format is prepared here."""
+        try:
+            self.read_manifest()
+        except (FileNotFoundError, ValueError):
+            return False
+        return True
 
     def write_json(self, path: Path, value: Any) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
