@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -15,6 +17,8 @@ from pathlib import Path
 import grpc
 import pytest
 
+from evorec.cli import _needs_dataset
+from evorec.platform.config import ConfigError, Settings
 from evorec.platform.probes import check_health
 from evorec.v1 import common_pb2, embedding_pb2, embedding_pb2_grpc, interest_pb2, interest_pb2_grpc
 from tests.conftest import ROOT
@@ -74,6 +78,24 @@ def test_an_unknown_service_is_named(env: dict[str, str]) -> None:
     assert result.stderr == (
         "error: unknown service 'billing'; choose one of preprocess, embedding, interest, ranking\n"
     )
+
+
+def test_a_dataset_of_another_format_is_made_again_or_refused(
+    tmp_path: Path, prepared: Path
+) -> None:
+    """After an upgrade that changes the dataset format, the first run makes the embedded
+    default dataset again; a configured one is refused, with what to do."""
+    default = tmp_path / "datasets" / "default"
+    shutil.copytree(prepared, default)
+    embedded = Settings(data_dir=tmp_path, dataset=None)
+    assert not _needs_dataset(embedded)
+    manifest = json.loads((default / "manifest.json").read_text())
+    (default / "manifest.json").write_text(json.dumps({**manifest, "format_version": 1}))
+    assert _needs_dataset(embedded)
+    with pytest.raises(ConfigError, match=r"a dataset of another format at .*evorec data prepare"):
+        _needs_dataset(Settings(data_dir=tmp_path, dataset=default))
+    with pytest.raises(ConfigError, match="no prepared dataset at"):
+        _needs_dataset(Settings(data_dir=tmp_path, dataset=tmp_path / "none"))
 
 
 def test_health_without_services_reports_each_unavailable(env: dict[str, str]) -> None:

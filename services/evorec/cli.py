@@ -331,15 +331,19 @@ def _needs_first_run(settings: Settings) -> bool:
 
 
 def _needs_dataset(settings: Settings) -> bool:
-    """True when the embedded default dataset is still to be made; a configured dataset that
-    is missing is a ConfigError (it is not evorec's to make)."""
+    """True when the embedded default dataset is still to be made, or was made by an evorec
+    of another dataset format; a configured dataset that is missing or of another format is
+    a ConfigError (it is not evorec's to make)."""
     from evorec.data.artifacts import DatasetLayout
 
-    if DatasetLayout(settings.dataset_path).exists():
+    layout = DatasetLayout(settings.dataset_path)
+    if layout.is_current():
         return False
     if settings.dataset is not None:
+        found = "a dataset of another format" if layout.exists() else "no prepared dataset"
         raise ConfigError(
-            f"invalid setting EVOREC_DATASET: no prepared dataset at {settings.dataset}"
+            f"invalid setting EVOREC_DATASET: {found} at {settings.dataset}: "
+            "run `evorec data prepare`"
         )
     return True
 
