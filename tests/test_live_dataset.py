@@ -19,7 +19,9 @@ from evorec.data.synth import SyntheticDataset
 from evorec.learning.live_dataset import (
     SOURCE_FORMAT,
     SnapshotError,
+    holds_snapshot,
     options_following,
+    prune_live_datasets,
     take_snapshot,
     write_dataset,
 )
@@ -100,6 +102,52 @@ async def test_the_snapshot_holds_what_the_services_hold_in_the_serving_text_spa
     assert layout.read_manifest() == manifest
     with pytest.raises(FileExistsError):
         write_dataset(taken, out, options_following(DatasetLayout(prepared)))
+    assert holds_snapshot(layout, taken)
+
+    # Deleting a user does not move the watermark, yet the dataset no longer holds the
+    # snapshot: a retrain prepares it again, without the user.
+    async with interest_client(settings) as interest:
+        await interest.stub.DeleteUser(interest_pb2.DeleteUserRequest(user_id="u5"))
+    after_delete = await take_snapshot(settings, timeout_s=60)
+    assert after_delete.watermark == taken.watermark
+    assert not holds_snapshot(layout, after_delete)
+    write_dataset(after_delete, out, options_following(DatasetLayout(prepared)), replace=True)
+    assert "u5" not in set(pd.read_parquet(layout.events)["user_id"])
+    assert holds_snapshot(layout, after_delete)
+
+    # An item's new text, with no event, changes the snapshot too.
+    async with embedding_client(settings) as embedding:
+        await embedding.stub.UpsertItems(
+            embedding_pb2.UpsertItemsRequest(
+                items=[embedding_pb2.Item(item_id="fresh", title="Fresh", text="other words")]
+            )
+        )
+    assert not holds_snapshot(layout, await take_snapshot(settings, timeout_s=60))
+
+    # A dataset of another format holds no snapshot (an upgrade prepares it again).
+    stale = layout.read_manifest() | {"format_version": 0}
+    layout.write_json(layout.manifest, stale)
+    assert not holds_snapshot(layout, after_delete)
+
+
+def test_pruning_removes_only_the_other_live_datasets(tmp_path: Path) -> None:
+    def dataset(name: str, source_format: str) -> Path:
+        layout = DatasetLayout(tmp_path / name)
+        layout.write_json(layout.manifest, {"source": {"format": source_format}})
+        return layout.root
+
+    older, newer = dataset("live-7", SOURCE_FORMAT), dataset("live-90", SOURCE_FORMAT)
+    kept = DatasetLayout(dataset("live-12", SOURCE_FORMAT))
+    serving = dataset("live-4", SOURCE_FORMAT)
+    theirs = [dataset("live-3", "movielens"), dataset("live-mine", SOURCE_FORMAT)]
+    (tmp_path / "live-5").mkdir()  # no manifest: not a dataset
+    (tmp_path / ".live-13.partial").mkdir()  # a snapshot being written
+
+    assert prune_live_datasets(kept, in_use=serving) == [older, newer]
+    assert sorted(path.name for path in tmp_path.iterdir()) == [
+        ".live-13.partial", "live-12", "live-3", "live-4", "live-5", "live-mine",
+    ]  # fmt: skip
+    assert all(path.exists() for path in theirs)
 
 
 async def test_a_snapshot_fails_whole_when_the_interest_service_is_down(live: Stack) -> None:

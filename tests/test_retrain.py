@@ -104,12 +104,17 @@ async def test_a_warm_retrain_is_published_then_a_worse_one_is_kept_aside(
     assert read_json(report["report_path"]) == report
     assert labels(model_config, "encoder") == {"canary": 2}
 
-    # Nothing newer than what version 2 was trained on: nothing to judge a candidate on.
+    # Nothing newer than what version 2 was trained on: nothing to judge a candidate on. A
+    # user deleted since leaves the watermark where it was, but not the dataset.
+    async with interest_client(settings) as interest:
+        await interest.stub.DeleteUser(interest_pb2.DeleteUserRequest(user_id="u5"))
     monkeypatch.setenv("EVOREC_RETRAIN__NDCG_MARGIN", "0")
     untrained = RetrainRequest(SMALL, replace(QUICK, epochs=1, learning_rate=0.0), True)
     report = await asyncio.to_thread(retrain, live.settings(), untrained)
     assert report["decision"] == "kept_aside"
     assert "nothing to judge" in report["reason"]
+    assert report["dataset"]["path"] == str(dataset.root)
+    assert report["dataset"]["users"] == 80 - 2
 
     # A newer event for every user: an untrained candidate is worse there, and kept aside.
     await ingest(live, likely_next_events(dataset))
@@ -118,6 +123,8 @@ async def test_a_warm_retrain_is_published_then_a_worse_one_is_kept_aside(
     assert report["evaluation"]["users"] == report["dataset"]["users"]
     assert report["candidate"]["ndcg@10"] < report["serving"]["ndcg@10"]
     assert model_versions(served) == [1, 2]
+    assert report["dataset"]["pruned"] == [str(dataset.root)]
+    assert not dataset.root.exists()
     aside = Path(report["candidate_path"])
     assert aside.parent.parent == settings.data_dir / "candidates"
     assert read_json(aside / BUNDLE_DIR / REPORT_NAME)["decision"] == "kept_aside"

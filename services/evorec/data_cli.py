@@ -179,12 +179,17 @@ def snapshot(
     import asyncio
 
     from evorec.data.artifacts import DatasetLayout
-    from evorec.learning.live_dataset import options_following, take_snapshot, write_dataset
+    from evorec.learning.live_dataset import (
+        live_dataset_path,
+        options_following,
+        take_snapshot,
+        write_dataset,
+    )
 
     settings = load_settings(config)
     with console.status("exporting events and items") as status:
         taken = asyncio.run(take_snapshot(settings, timeout))
-        target = out or settings.data_dir / "datasets" / f"live-{taken.watermark}"
+        target = out or live_dataset_path(settings.data_dir / "datasets", taken.watermark)
         options = options_following(DatasetLayout(settings.dataset_path), settings.text_models_path)
         manifest = write_dataset(taken, target, options, progress=status.update)
     console.print(report_table(json.loads((target / "report.json").read_text())))

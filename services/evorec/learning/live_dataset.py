@@ -6,11 +6,15 @@ log, its watermark recorded), every catalog item with its text from
 usual layout. The builder never opens another service's database, so a retrain sees exactly
 what the services would answer (a deleted user is gone) and keeps working when a store moves
 to another machine or engine. The dataset is written beside its final place and renamed
-into it at the end: an export cut halfway leaves no dataset behind, only the error.
+into it at the end: an export cut halfway leaves no dataset behind, only the error. Its
+manifest records a digest of the snapshot, so that a dataset is reused only for the same
+events and catalog (`holds_snapshot`).
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -128,15 +132,37 @@ def _status(error: grpc.RpcError) -> str:
     return str(error)
 
 
+def snapshot_digest(snapshot: LiveSnapshot) -> str:
+    """SHA-256 of the snapshot's events and catalog, in the order preparation reads them."""
+    items = snapshot.items.assign(categories=snapshot.items["categories"].map("\x1f".join))
+    digest = hashlib.sha256()
+    for frame in (snapshot.events, items.sort_values("item_id", kind="stable")):
+        digest.update(pd.util.hash_pandas_object(frame, index=False).to_numpy().tobytes())
+    return digest.hexdigest()
+
+
+def holds_snapshot(layout: DatasetLayout, snapshot: LiveSnapshot) -> bool:
+    """Whether `layout` is a dataset of this evorec's format prepared from exactly the
+    snapshot's events and catalog. The watermark alone does not say so: `DeleteUser` removes
+    events without moving it, and items change without any event."""
+    if not layout.is_current():
+        return False
+    return bool(
+        layout.read_manifest()["source"].get("snapshot_sha256") == snapshot_digest(snapshot)
+    )
+
+
 def write_dataset(
     snapshot: LiveSnapshot,
     out: Path,
     options: PrepareOptions,
     progress: Progress = lambda message: None,
+    replace: bool = False,
 ) -> dict[str, Any]:
-    """Prepares `snapshot` into the new folder `out`; returns its manifest, which also holds
-    the watermark, the catalog revision and the exported counts."""
-    if out.exists():
+    """Prepares `snapshot` into the new folder `out` (with `replace`, in place of the dataset
+    there, which stays until the new one is whole); returns its manifest, which also holds
+    the watermark, the catalog revision, the snapshot's digest and the exported counts."""
+    if out.exists() and not replace:
         raise FileExistsError(f"{out} exists already: a dataset is never overwritten")
     partial = out.with_name(f".{out.name}.partial")
     shutil.rmtree(partial, ignore_errors=True)
@@ -150,15 +176,43 @@ def write_dataset(
             watermark=snapshot.watermark,
             catalog_id=snapshot.catalog_id,
             catalog_revision=snapshot.catalog_revision,
+            snapshot_sha256=snapshot_digest(snapshot),
         )
         manifest["counts"]["exported_events"] = len(snapshot.events)
         manifest["counts"]["listed_items"] = len(snapshot.items)
         layout = DatasetLayout(partial)
         layout.write_json(layout.manifest, manifest)
+        shutil.rmtree(out, ignore_errors=True)
         partial.rename(out)
     finally:
         shutil.rmtree(partial, ignore_errors=True)
     return manifest
+
+
+def live_dataset_path(datasets: Path, watermark: int) -> Path:
+    """Where the live dataset of a snapshot at `watermark` goes under `datasets`."""
+    return datasets / f"live-{watermark}"
+
+
+def prune_live_datasets(keep: DatasetLayout, in_use: Path) -> list[Path]:
+    """Removes the other live datasets beside `keep` (`live-<watermark>` folders prepared from
+    a snapshot), but the one `in_use` (the serving dataset, when it is one of them): each is a
+    full copy of the events of its time, a deleted user's included, so a learning loop that
+    kept them would grow without bound and keep what `DeleteUser` removed. Returns the
+    folders removed."""
+    kept = {keep.root.resolve(), in_use.resolve()}
+    removed = []
+    for folder in sorted(keep.root.parent.glob("live-*")):
+        if folder.resolve() in kept or not folder.name.removeprefix("live-").isdigit():
+            continue
+        try:
+            manifest = json.loads(DatasetLayout(folder).manifest.read_text())
+        except (OSError, ValueError):
+            continue  # not a dataset: not ours to remove
+        if manifest.get("source", {}).get("format") == SOURCE_FORMAT:
+            shutil.rmtree(folder)
+            removed.append(folder)
+    return removed
 
 
 def options_following(serving: DatasetLayout, text_models: Path | None = None) -> PrepareOptions:

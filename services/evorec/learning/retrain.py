@@ -30,7 +30,14 @@ from typing import Any
 from evorec.data.artifacts import DatasetLayout
 from evorec.encoder.bundle import BUNDLE_DIR, model_versions
 from evorec.encoder.config import EncoderConfig, TrainingConfig
-from evorec.learning.live_dataset import options_following, take_snapshot, write_dataset
+from evorec.learning.live_dataset import (
+    holds_snapshot,
+    live_dataset_path,
+    options_following,
+    prune_live_datasets,
+    take_snapshot,
+    write_dataset,
+)
 from evorec.learning.lock import exclusive
 from evorec.platform.config import Settings
 
@@ -105,12 +112,13 @@ def _run(
 
     progress("exporting events and items")
     snapshot = asyncio.run(take_snapshot(settings, settings.retrain.export_timeout_s))
-    dataset = DatasetLayout(settings.data_dir / "datasets" / f"live-{snapshot.watermark}")
-    if not dataset.exists():  # the same watermark: the same events, prepared already
+    dataset = DatasetLayout(live_dataset_path(settings.data_dir / "datasets", snapshot.watermark))
+    if not holds_snapshot(dataset, snapshot):
         options = options_following(DatasetLayout(settings.dataset_path), settings.text_models_path)
         if serving is not None:
             options = replace(options, pretrained=serving / BUNDLE_DIR / "word_vectors.bin")
-        write_dataset(snapshot, dataset.root, options, progress)
+        write_dataset(snapshot, dataset.root, options, progress, replace=True)
+    pruned = prune_live_datasets(dataset, in_use=settings.dataset_path)
     manifest = dataset.read_manifest()
     report["dataset"] = {
         "path": str(dataset.root),
@@ -119,6 +127,7 @@ def _run(
         "users": manifest["counts"]["users"],
         "items": manifest["counts"]["items"],
         "newest_event_time": newest_time(dataset),
+        "pruned": [str(path) for path in pruned],
     }
 
     progress("training the candidate")
