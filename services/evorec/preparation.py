@@ -28,6 +28,7 @@ from evorec.data.artifacts import FORMAT_VERSION, DatasetLayout, sha256_of
 from evorec.data.cleaning import CleaningOptions, clean
 from evorec.data.readers import read_dataset
 from evorec.data.schema import RawDataset, item_document
+from evorec.data.sequences import own_leave_one_out
 from evorec.data.splits import TRAIN, leave_one_out, new_item_split, time_split
 from evorec.data.synth import SimulatorConfig, simulate
 from evorec.embedding.text_vectors import DEFAULT_A, TextEmbedder, count_words
@@ -247,13 +248,13 @@ def _item_text(
 
 
 def _in_every_training_split(events: pd.DataFrame) -> pd.Series:
-    """Whether each event (of `events`, in time order) is `train` under every split that
-    preparation writes, and under the leave-one-out that the cold-start and evolution
-    protocols make of their own training events to validate on (`ColdStart`, `Evolution`)."""
+    """Whether each event is `train` under every split that preparation writes, and under
+    the leave-one-out that the cold-start and evolution protocols make of their own training
+    events to validate on (`ColdStart`, `Evolution`)."""
     train = (events[["split_loo", "split_time", "split_new_item"]] == TRAIN).all(axis=1)
     for split in ("split_time", "split_new_item"):
         own = events[events[split] == TRAIN]
-        train.loc[own.index] = train.loc[own.index] & (leave_one_out(own) == TRAIN)
+        train.loc[own.index] = train.loc[own.index] & (own_leave_one_out(own) == TRAIN)
     return train
 
 
