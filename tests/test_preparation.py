@@ -110,6 +110,10 @@ def test_what_users_wrote_in_evaluation_events_reaches_no_item_or_word_vector(
             )
         assert "answerword" not in json.loads(layout.word_counts.read_text())
         assert layout.word_vectors.read_bytes() == first.word_vectors.read_bytes()
+        pd.testing.assert_series_equal(
+            pd.read_parquet(layout.items)["topic_id_every_split"],
+            pd.read_parquet(first.items)["topic_id_every_split"],
+        )
 
     loo_answers = _prepared_with_rewritten_reviews(raw, prepared, loo_held_out, tmp_path / "loo")
     unchanged(loo_answers, "item_vectors", "every_split_item_vectors")
@@ -123,6 +127,36 @@ def test_what_users_wrote_in_evaluation_events_reaches_no_item_or_word_vector(
         np.load(other_answers.item_vectors)[described] != np.load(first.item_vectors)[described]
     )
     assert changed.any(axis=1).all()  # leave-one-out reads them: every item they describe moved
+
+
+def test_serving_gives_an_item_known_only_by_late_reviews_the_topic_of_its_text(
+    tmp_path: Path, synthetic_raw: Path
+) -> None:
+    """The protocols' topics come from the text that trains every split, which says nothing
+    of an item reviewed only after the time cut or held out as new; serving still gives it the
+    topic nearest its text, as the embedding service does for an upserted item."""
+    raw = read_dataset(synthetic_raw)
+    raw.items["title"] = ""
+    raw.items["text"] = ""
+    raw.events["text"] = "a few words on " + raw.events["item_id"]
+    layout = DatasetLayout(tmp_path / "prepared")
+    prepare(raw, layout.root, PrepareOptions(topics=SYNTH.topics))
+    items = pd.read_parquet(layout.items)
+    rows = items["item_index"].to_numpy()
+    vectors = np.load(layout.item_vectors)[rows]
+    late_only = items["has_text_vector"].to_numpy() & ~(
+        np.load(layout.every_split_item_vectors)[rows].any(axis=1)
+    )
+    assert late_only.sum() >= 10  # the new-item split's items, at least
+    assert (items.loc[late_only, "topic_id_every_split"] == "").all()
+    topic_ids = [t["topic_id"] for t in json.loads(layout.topics.read_text())["topics"]]
+    nearest = (vectors[late_only] @ np.load(layout.topic_centroids).T).argmax(axis=1)
+    assert items.loc[late_only, "topic_id"].tolist() == [topic_ids[i] for i in nearest]
+    known = items["topic_id_every_split"] != ""
+    assert known.sum() + late_only.sum() == len(items)
+    assert (
+        items.loc[known, "topic_id"].tolist() == items.loc[known, "topic_id_every_split"].tolist()
+    )
 
 
 @pytest.mark.skipif(not ML100K.exists(), reason="../shared/datasets/ml-100k is not here")

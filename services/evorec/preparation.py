@@ -155,7 +155,17 @@ def prepare(
     topic_model, topic_ids = _topics(
         items, every_split_text.documents, every_split_vectors, every_split_has, options
     )
-    items["topic_id"] = topic_ids
+    # Serving gives each item the topic the embedding service would give it on an upsert:
+    # a category naming a topic, else the nearest topic to its text vector; only where the
+    # text that trains every split leaves it without one, so that both columns agree where
+    # both have a topic. The evaluation protocols read that text's topics alone.
+    items["topic_id"] = [
+        topic or topic_model.classify(vector if has else None, categories)
+        for topic, vector, has, categories in zip(
+            topic_ids, item_vectors, has_vector, items["categories"], strict=True
+        )
+    ]
+    items["topic_id_every_split"] = topic_ids
     items["has_text_vector"] = has_vector
 
     progress("writing")

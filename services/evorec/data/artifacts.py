@@ -9,7 +9,11 @@
                            one label column per split (split_loo, split_time, split_new_item)
       items.parquet        one row per item with events, in item_index order: item_id,
                            item_index, title, text, categories, popularity, topic_id,
-                           has_text_vector
+                           topic_id_every_split, has_text_vector. `topic_id_every_split` is
+                           the topic the every-split text gives the item (the protocols read
+                           it); `topic_id` (serving) is that topic, or where it is "" the
+                           one the embedding service would give on an upsert of the item
+                           (from its categories or its leave-one-out text vector)
       text/
         word_vectors.bin   word vectors in word2vec's binary format (Word2Vec trained
                            here, or the pretrained ones given)
@@ -42,7 +46,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-FORMAT_VERSION = 2
+FORMAT_VERSION = 3
 
 # Which reviews may describe items without catalog text: those of leave-one-out's training
 # events, or those of events that are `train` under every split (see `DatasetLayout`).

@@ -45,9 +45,9 @@ class Evolution:
             layout.events,
             columns=["user_id", "user_index", "item_index", "timestamp", "split_time", "line"],
         ).sort_values(["user_index", "timestamp"], kind="stable")
-        items = pd.read_parquet(layout.items, columns=["item_index", "topic_id"])
+        items = pd.read_parquet(layout.items, columns=["item_index", "topic_id_every_split"])
         topics = np.array([""] * (int(items["item_index"].max()) + 1), dtype=object)
-        topics[items["item_index"].to_numpy()] = items["topic_id"].to_numpy()
+        topics[items["item_index"].to_numpy()] = items["topic_id_every_split"].to_numpy()
         before = events[events["split_time"] == "train"]
         histories, history_topics, futures, user_ids, future_lines = [], [], [], [], []
         for _, group in events.groupby("user_index", sort=True):

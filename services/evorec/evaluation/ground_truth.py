@@ -40,12 +40,12 @@ class SimulatorTruth:
         users = pd.read_csv(raw / "truth" / "users.csv")
         preferences = pd.read_parquet(raw / "truth" / "preferences.parquet")
         true_items = pd.read_csv(raw / "truth" / "items.csv")
-        items = pd.read_parquet(layout.items, columns=["item_id", "topic_id"])
+        items = pd.read_parquet(layout.items, columns=["item_id", "topic_id_every_split"])
         joined = items.merge(true_items[["item_id", "topic"]], on="item_id")
         n_true = preferences.shape[1] - 1
         topic_map = {
             str(topic): np.bincount(group["topic"], minlength=n_true) / len(group)
-            for topic, group in joined.groupby("topic_id")
+            for topic, group in joined.groupby("topic_id_every_split")
             if topic
         }
         return cls(
