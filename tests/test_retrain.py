@@ -17,12 +17,19 @@ import pandas as pd
 import pytest
 
 from evorec.data.artifacts import DatasetLayout
+from evorec.data.sequences import newest_event_time
 from evorec.encoder.bundle import BUNDLE_DIR, ModelBundle, model_versions
 from evorec.encoder.config import EncoderConfig, TrainingConfig
 from evorec.learning.comparison import dataset_item_ids
 from evorec.learning.lock import Busy, exclusive
 from evorec.learning.promote import labels, promote
-from evorec.learning.retrain import REPORT_NAME, RetrainFailed, RetrainRequest, retrain
+from evorec.learning.retrain import (
+    REPORT_NAME,
+    RetrainFailed,
+    RetrainRequest,
+    retrain,
+    served_until,
+)
 from evorec.platform.clients import embedding_client, interest_client
 from evorec.v1 import common_pb2, embedding_pb2, interest_pb2
 from tests.conftest import ROOT, Stack
@@ -76,7 +83,7 @@ async def live(stack: Stack, prepared: Path, monkeypatch: pytest.MonkeyPatch) ->
 
 @pytest.mark.slow
 async def test_a_warm_retrain_is_published_then_a_worse_one_is_kept_aside(
-    live: Stack, served: Path, monkeypatch: pytest.MonkeyPatch
+    live: Stack, served: Path, prepared: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("EVOREC_RETRAIN__NDCG_MARGIN", "1")
     settings = live.settings()
@@ -88,6 +95,10 @@ async def test_a_warm_retrain_is_published_then_a_worse_one_is_kept_aside(
     assert (report["mode"], report["serving_version"], report["candidate_version"]) == (
         "warm", 1, 2,
     )  # fmt: skip
+    # Version 1 was trained on the prepared dataset, whose events the services now hold:
+    # only the three users with an event after them judge the candidate.
+    assert report["evaluation"]["after_time"] == newest_event_time(DatasetLayout(prepared))
+    assert report["evaluation"]["users"] == 3
     assert model_versions(served) == [1, 2]
     dataset = DatasetLayout(Path(report["dataset"]["path"]))
     n_items = len(dataset_item_ids(dataset)) - 1
@@ -128,6 +139,17 @@ async def test_a_warm_retrain_is_published_then_a_worse_one_is_kept_aside(
     aside = Path(report["candidate_path"])
     assert aside.parent.parent == settings.data_dir / "candidates"
     assert read_json(aside / BUNDLE_DIR / REPORT_NAME)["decision"] == "kept_aside"
+
+
+def test_a_version_evorec_train_made_has_seen_its_datasets_newest_event(
+    model_base: Path, prepared: Path
+) -> None:
+    """A retrain judges the serving version only on events after those it was trained on;
+    `evorec up` replays a version's own training events into the services, so a version
+    without a retrain report must still say how far it has seen."""
+    version = model_base / "encoder" / "1"
+    assert not (version / BUNDLE_DIR / REPORT_NAME).exists()
+    assert served_until(version) == newest_event_time(DatasetLayout(prepared))
 
 
 def likely_next_events(dataset: DatasetLayout) -> list[common_pb2.Event]:

@@ -32,6 +32,11 @@ def user_sequences(layout: DatasetLayout) -> list[np.ndarray]:
     return _sequences(pd.read_parquet(layout.events, columns=COLUMNS))
 
 
+def newest_event_time(layout: DatasetLayout) -> float:
+    """The time of the dataset's newest event: how far a model trained on it has seen."""
+    return float(pd.read_parquet(layout.events, columns=["timestamp"])["timestamp"].max())
+
+
 def own_leave_one_out(events: pd.DataFrame) -> pd.Series:
     """Leave-one-out labels of `events` alone (each user's events by time, ties in the
     frame's order), as `LeaveOneOut.from_events` makes them when it is given none. The

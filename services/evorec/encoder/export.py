@@ -41,7 +41,7 @@ from scipy import sparse
 
 from evorec.baselines import ItemCosine, ItemMarkov, MostPopular, top_per_row
 from evorec.data.artifacts import DatasetLayout
-from evorec.data.sequences import LeaveOneOut, user_sequences
+from evorec.data.sequences import LeaveOneOut, newest_event_time, user_sequences
 from evorec.encoder.batch_shapes import all_shapes, right_padded
 from evorec.encoder.model import ScoringEncoder, left_padded
 from evorec.encoder.settings import ServingSettings
@@ -226,6 +226,8 @@ def export_model(
             "name": dataset_manifest["name"],
             "events_sha256": dataset_manifest["outputs"]["events.parquet"],
             "items_sha256": dataset_manifest["outputs"]["items.parquet"],
+            # How far the version has seen: a retrain judges it only on later events.
+            "newest_event_time": newest_event_time(dataset),
         },
         "encoder": model.config.as_dict(),
         "n_items": model.n_items,

@@ -89,8 +89,3 @@ def newest_event_metrics(
     ranked = mask_seen(scores, histories)
     metrics = RankingMetrics.from_positions(positions(ranked, data.test_target[chosen])).values
     return metrics, len(histories)
-
-
-def newest_time(layout: DatasetLayout) -> float:
-    """The time of the dataset's newest event: how far a model trained on it has seen."""
-    return float(pd.read_parquet(layout.events, columns=["timestamp"])["timestamp"].max())

@@ -96,13 +96,13 @@ def _run(
 ) -> None:
     import numpy as np
 
-    from evorec.data.sequences import LeaveOneOut
+    from evorec.data.sequences import LeaveOneOut, newest_event_time
     from evorec.encoder.export import export_model, next_version
     from evorec.encoder.model import SequenceEncoder
     from evorec.encoder.publish import apply_version_policy, publish, set_version_label
     from evorec.encoder.training import Trainer
     from evorec.encoder.warm_start import served_config, warm_start
-    from evorec.learning.comparison import dataset_item_ids, newest_event_metrics, newest_time
+    from evorec.learning.comparison import dataset_item_ids, newest_event_metrics
 
     model_dir = settings.serving.model_dir(settings.data_dir)
     name = model_dir.name
@@ -126,7 +126,7 @@ def _run(
         "events": manifest["counts"]["events"],
         "users": manifest["counts"]["users"],
         "items": manifest["counts"]["items"],
-        "newest_event_time": newest_time(dataset),
+        "newest_event_time": newest_event_time(dataset),
         "pruned": [str(path) for path in pruned],
     }
 
@@ -204,13 +204,17 @@ def _run(
 
 
 def served_until(version_dir: Path) -> float | None:
-    """The newest event time a version was trained on, from its retrain report (None for a
-    version `evorec train` made, whose report does not exist)."""
-    path = version_dir / BUNDLE_DIR / REPORT_NAME
-    if not path.exists():
-        return None
-    value = json.loads(path.read_text()).get("dataset", {}).get("newest_event_time")
-    return float(value) if value is not None else None
+    """The newest event time a version was trained on: from its retrain report, else from
+    its bundle's manifest (a version `evorec train` made: its dataset's newest event, which
+    `evorec up` replays as the services' first events); None for a bundle older than that
+    record, whose every user then counts."""
+    for name in (REPORT_NAME, "manifest.json"):
+        path = version_dir / BUNDLE_DIR / name
+        if path.exists():
+            value = json.loads(path.read_text()).get("dataset", {}).get("newest_event_time")
+            if value is not None:
+                return float(value)
+    return None
 
 
 def _finish(report: dict[str, Any], started: float, reports: Path) -> dict[str, Any]:
