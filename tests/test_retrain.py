@@ -31,6 +31,7 @@ from evorec.learning.retrain import (
     served_until,
 )
 from evorec.platform.clients import embedding_client, interest_client
+from evorec.platform.config import load_settings
 from evorec.v1 import common_pb2, embedding_pb2, interest_pb2
 from tests.conftest import ROOT, Stack
 from tests.test_live_dataset import dataset_events
@@ -200,6 +201,43 @@ def test_a_second_retrain_at_once_is_refused_with_the_holder(
     with exclusive(lock), pytest.raises(Busy, match="already running"):
         retrain(settings, RetrainRequest(SMALL, QUICK))  # type: ignore[arg-type]
     assert model_versions(served) == [1]
+
+
+def test_a_model_config_that_cannot_be_read_fails_the_retrain_before_it_trains(
+    settings: object, served: Path, tmp_path: Path
+) -> None:
+    """Read after publishing, a broken config left a published version behind a report
+    that said nothing was published."""
+    config = tmp_path / "models.config"
+    config.write_text("model_config_list { oops: 1 }\n")
+    settings = load_settings()  # the fixtures' environment: data dir and serving base path
+    request = RetrainRequest(SMALL, QUICK, label="canary", model_config=config)
+    with pytest.raises(RetrainFailed, match="nothing published") as failed:
+        retrain(settings, request)
+    assert failed.value.report["decision"] == "failed"
+    assert "oops" in failed.value.report["reason"]
+    assert "dataset" not in failed.value.report  # stopped before the export of events
+    assert model_versions(served) == [1]
+
+
+@pytest.mark.slow
+async def test_a_published_version_whose_config_cannot_be_written_is_reported_published(
+    live: Stack, served: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import evorec.encoder.publish
+
+    def full_disk(*args: object) -> None:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(evorec.encoder.publish, "_write", full_disk)
+    monkeypatch.setenv("EVOREC_RETRAIN__NDCG_MARGIN", "1")
+    config = live.settings().data_dir / "models.config"
+    request = RetrainRequest(SMALL, replace(QUICK, epochs=1), label="canary", model_config=config)
+    report = await asyncio.to_thread(retrain, live.settings(), request)
+    assert report["decision"] == "published"
+    assert "No space left on device" in report["config_error"]
+    assert model_versions(served) == [1, 2]
+    assert not config.exists()
 
 
 @pytest.mark.slow

@@ -109,6 +109,12 @@ def _retrain_once(settings: Settings, request: Request) -> None:
     verb = "published" if report["decision"] == "published" else "kept aside"
     console.print(f"{verb}: {report['reason']} -> {report['candidate_path']}")
     console.print(f"report: {report['report_path']}")
+    if "config_error" in report:
+        raise RuntimeError(
+            f"version {report['candidate_version']} is published, but TF Serving's model config"
+            f" {request.model_config} was not updated ({report['config_error']}): TF Serving"
+            " does not load it until the config lists it"
+        )
 
 
 def promote(

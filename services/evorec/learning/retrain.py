@@ -99,11 +99,18 @@ def _run(
     from evorec.data.sequences import LeaveOneOut, newest_event_time
     from evorec.encoder.export import export_model, next_version
     from evorec.encoder.model import SequenceEncoder
-    from evorec.encoder.publish import apply_version_policy, publish, set_version_label
+    from evorec.encoder.publish import (
+        apply_version_policy,
+        publish,
+        read_model_config,
+        set_version_label,
+    )
     from evorec.encoder.training import Trainer
     from evorec.encoder.warm_start import served_config, warm_start
     from evorec.learning.comparison import dataset_item_ids, newest_event_metrics
 
+    if request.model_config is not None:  # a config that cannot be read fails before training
+        read_model_config(request.model_config)
     model_dir = settings.serving.model_dir(settings.data_dir)
     name = model_dir.name
     versions = model_versions(model_dir)
@@ -195,12 +202,15 @@ def _run(
         shutil.rmtree(candidate)
         report["candidate_path"] = str(published)
         if request.model_config is not None:
-            if request.label is not None:
-                set_version_label(request.model_config, name, request.label, version)
-                report["label"] = {"name": request.label, "version": version}
-            report["tf_serving_versions"] = apply_version_policy(
-                request.model_config, name, model_versions(model_dir)
-            )
+            try:
+                if request.label is not None:
+                    set_version_label(request.model_config, name, request.label, version)
+                    report["label"] = {"name": request.label, "version": version}
+                report["tf_serving_versions"] = apply_version_policy(
+                    request.model_config, name, model_versions(model_dir)
+                )
+            except Exception as error:  # published all the same: say so, not "failed"
+                report["config_error"] = f"{type(error).__name__}: {error}"
 
 
 def served_until(version_dir: Path) -> float | None:
