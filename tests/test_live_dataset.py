@@ -6,6 +6,7 @@ import asyncio
 import os
 import sys
 from collections.abc import AsyncIterator, Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +26,7 @@ from evorec.learning.live_dataset import (
     take_snapshot,
     write_dataset,
 )
+from evorec.learning.lock import exclusive, learning_lock
 from evorec.platform.clients import embedding_client, interest_client
 from evorec.platform.config import Settings, load_settings
 from evorec.platform.server import GrpcService
@@ -83,7 +85,8 @@ async def test_the_snapshot_holds_what_the_services_hold_in_the_serving_text_spa
 
     taken = await take_snapshot(settings, timeout_s=60)
     out = tmp_path / "live"
-    manifest = write_dataset(taken, out, options_following(DatasetLayout(prepared)))
+    options = options_following(DatasetLayout(prepared))
+    manifest = write_dataset(taken, out, options)
 
     layout = DatasetLayout(out)
     written = pd.read_parquet(layout.events)
@@ -101,8 +104,13 @@ async def test_the_snapshot_holds_what_the_services_hold_in_the_serving_text_spa
     assert manifest["counts"]["topics"] == serving["counts"]["topics"]
     assert layout.read_manifest() == manifest
     with pytest.raises(FileExistsError):
-        write_dataset(taken, out, options_following(DatasetLayout(prepared)))
-    assert holds_snapshot(layout, taken)
+        write_dataset(taken, out, options)
+    assert holds_snapshot(layout, taken, options)
+    # Prepared otherwise (other word vectors, another seed), it is not the dataset to reuse.
+    other_vectors = tmp_path / "other_word_vectors.bin"
+    other_vectors.write_bytes(b"other vectors")
+    assert not holds_snapshot(layout, taken, replace(options, pretrained=other_vectors))
+    assert not holds_snapshot(layout, taken, replace(options, seed=1))
 
     # Deleting a user does not move the watermark, yet the dataset no longer holds the
     # snapshot: a retrain prepares it again, without the user.
@@ -110,10 +118,10 @@ async def test_the_snapshot_holds_what_the_services_hold_in_the_serving_text_spa
         await interest.stub.DeleteUser(interest_pb2.DeleteUserRequest(user_id="u5"))
     after_delete = await take_snapshot(settings, timeout_s=60)
     assert after_delete.watermark == taken.watermark
-    assert not holds_snapshot(layout, after_delete)
-    write_dataset(after_delete, out, options_following(DatasetLayout(prepared)), replace=True)
+    assert not holds_snapshot(layout, after_delete, options)
+    write_dataset(after_delete, out, options, replace=True)
     assert "u5" not in set(pd.read_parquet(layout.events)["user_id"])
-    assert holds_snapshot(layout, after_delete)
+    assert holds_snapshot(layout, after_delete, options)
 
     # An item's new text, with no event, changes the snapshot too.
     async with embedding_client(settings) as embedding:
@@ -122,12 +130,12 @@ async def test_the_snapshot_holds_what_the_services_hold_in_the_serving_text_spa
                 items=[embedding_pb2.Item(item_id="fresh", title="Fresh", text="other words")]
             )
         )
-    assert not holds_snapshot(layout, await take_snapshot(settings, timeout_s=60))
+    assert not holds_snapshot(layout, await take_snapshot(settings, timeout_s=60), options)
 
     # A dataset of another format holds no snapshot (an upgrade prepares it again).
     stale = layout.read_manifest() | {"format_version": 0}
     layout.write_json(layout.manifest, stale)
-    assert not holds_snapshot(layout, after_delete)
+    assert not holds_snapshot(layout, after_delete, options)
 
 
 def test_pruning_removes_only_the_other_live_datasets(tmp_path: Path) -> None:
@@ -141,11 +149,13 @@ def test_pruning_removes_only_the_other_live_datasets(tmp_path: Path) -> None:
     serving = dataset("live-4", SOURCE_FORMAT)
     theirs = [dataset("live-3", "movielens"), dataset("live-mine", SOURCE_FORMAT)]
     (tmp_path / "live-5").mkdir()  # no manifest: not a dataset
-    (tmp_path / ".live-13.partial").mkdir()  # a snapshot being written
+    left_by_a_kill = tmp_path / ".live-13.partial"  # a preparation killed halfway
+    left_by_a_kill.mkdir()
+    (tmp_path / ".live-mine.partial").mkdir()
 
-    assert prune_live_datasets(kept, in_use=serving) == [older, newer]
+    assert prune_live_datasets(kept, in_use=serving) == [older, newer, left_by_a_kill]
     assert sorted(path.name for path in tmp_path.iterdir()) == [
-        ".live-13.partial", "live-12", "live-3", "live-4", "live-5", "live-mine",
+        ".live-mine.partial", "live-12", "live-3", "live-4", "live-5", "live-mine",
     ]  # fmt: skip
     assert all(path.exists() for path in theirs)
 
@@ -181,6 +191,11 @@ async def test_evorec_data_snapshot_writes_the_live_dataset_or_says_why_not(
     target = settings.data_dir / "datasets" / f"live-{len(dataset_events(prepared))}"
     assert f"-> {target}" in out.replace("\n", "")
     assert DatasetLayout(target).read_manifest()["source"]["format"] == SOURCE_FORMAT
+    # A retrain holds the lock: it removes the live datasets it does not use.
+    with exclusive(learning_lock(settings.data_dir)):
+        code, out, err = await run_evorec("data", "snapshot")
+    assert code == 1
+    assert err.startswith("error: a retrain or snapshot is already running")
     await live.stop("interest")
     code, out, err = await run_evorec("data", "snapshot", "--timeout", "3")
     assert code == 1

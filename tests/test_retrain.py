@@ -276,7 +276,9 @@ def test_evorec_retrain_says_when_another_one_runs(settings: object) -> None:
             cwd=ROOT, capture_output=True, text=True, timeout=120,
         )  # fmt: skip
     assert result.returncode == 1
-    assert result.stderr.startswith(f"error: a retrain is already running (pid {os.getpid()};")
+    assert result.stderr.startswith(
+        f"error: a retrain or snapshot is already running (pid {os.getpid()};"
+    )
 
 
 @pytest.mark.slow

@@ -185,9 +185,11 @@ def snapshot(
         take_snapshot,
         write_dataset,
     )
+    from evorec.learning.lock import exclusive, learning_lock
 
     settings = load_settings(config)
-    with console.status("exporting events and items") as status:
+    # Under the retrain's lock: a retrain removes the live datasets it does not use.
+    with exclusive(learning_lock(settings.data_dir)), console.status("exporting") as status:
         taken = asyncio.run(take_snapshot(settings, timeout))
         target = out or live_dataset_path(settings.data_dir / "datasets", taken.watermark)
         options = options_following(DatasetLayout(settings.dataset_path), settings.text_models_path)

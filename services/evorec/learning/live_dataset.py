@@ -7,8 +7,8 @@ usual layout. The builder never opens another service's database, so a retrain s
 what the services would answer (a deleted user is gone) and keeps working when a store moves
 to another machine or engine. The dataset is written beside its final place and renamed
 into it at the end: an export cut halfway leaves no dataset behind, only the error. Its
-manifest records a digest of the snapshot, so that a dataset is reused only for the same
-events and catalog (`holds_snapshot`).
+manifest records a digest of the snapshot and the options, so that a dataset is reused only
+for the same events, catalog and preparation (`holds_snapshot`).
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from __future__ import annotations
 import hashlib
 import json
 import shutil
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +24,7 @@ import grpc
 import numpy as np
 import pandas as pd
 
-from evorec.data.artifacts import DatasetLayout
+from evorec.data.artifacts import DatasetLayout, sha256_of
 from evorec.data.cleaning import CleaningOptions
 from evorec.data.schema import EVENT_TYPES, RawDataset, events_frame, items_frame
 from evorec.platform.clients import embedding_client, interest_client
@@ -132,24 +132,30 @@ def _status(error: grpc.RpcError) -> str:
     return str(error)
 
 
-def snapshot_digest(snapshot: LiveSnapshot) -> str:
-    """SHA-256 of the snapshot's events and catalog, in the order preparation reads them."""
+def preparation_digest(snapshot: LiveSnapshot, options: PrepareOptions) -> str:
+    """SHA-256 of what a live dataset is prepared from: the snapshot's events and catalog (in
+    the order preparation reads them) and the preparation's options, the pretrained word
+    vectors by their content."""
     items = snapshot.items.assign(categories=snapshot.items["categories"].map("\x1f".join))
     digest = hashlib.sha256()
     for frame in (snapshot.events, items.sort_values("item_id", kind="stable")):
         digest.update(pd.util.hash_pandas_object(frame, index=False).to_numpy().tobytes())
+    parameters = asdict(options)
+    if options.pretrained is not None:
+        parameters["pretrained"] = sha256_of(options.pretrained)
+    digest.update(json.dumps(parameters, sort_keys=True, default=str).encode())
     return digest.hexdigest()
 
 
-def holds_snapshot(layout: DatasetLayout, snapshot: LiveSnapshot) -> bool:
+def holds_snapshot(layout: DatasetLayout, snapshot: LiveSnapshot, options: PrepareOptions) -> bool:
     """Whether `layout` is a dataset of this evorec's format prepared from exactly the
-    snapshot's events and catalog. The watermark alone does not say so: `DeleteUser` removes
-    events without moving it, and items change without any event."""
+    snapshot's events and catalog, with `options`. The watermark alone does not say so:
+    `DeleteUser` removes events without moving it, items change without any event, and the
+    serving dataset's preparation or word vectors may have changed since."""
     if not layout.is_current():
         return False
-    return bool(
-        layout.read_manifest()["source"].get("snapshot_sha256") == snapshot_digest(snapshot)
-    )
+    recorded = layout.read_manifest()["source"].get("preparation_sha256")
+    return bool(recorded == preparation_digest(snapshot, options))
 
 
 def write_dataset(
@@ -161,7 +167,7 @@ def write_dataset(
 ) -> dict[str, Any]:
     """Prepares `snapshot` into the new folder `out` (with `replace`, in place of the dataset
     there, which stays until the new one is whole); returns its manifest, which also holds
-    the watermark, the catalog revision, the snapshot's digest and the exported counts."""
+    the watermark, the catalog revision, the preparation's digest and the exported counts."""
     if out.exists() and not replace:
         raise FileExistsError(f"{out} exists already: a dataset is never overwritten")
     partial = out.with_name(f".{out.name}.partial")
@@ -176,7 +182,7 @@ def write_dataset(
             watermark=snapshot.watermark,
             catalog_id=snapshot.catalog_id,
             catalog_revision=snapshot.catalog_revision,
-            snapshot_sha256=snapshot_digest(snapshot),
+            preparation_sha256=preparation_digest(snapshot, options),
         )
         manifest["counts"]["exported_events"] = len(snapshot.events)
         manifest["counts"]["listed_items"] = len(snapshot.items)
@@ -196,10 +202,11 @@ def live_dataset_path(datasets: Path, watermark: int) -> Path:
 
 def prune_live_datasets(keep: DatasetLayout, in_use: Path) -> list[Path]:
     """Removes the other live datasets beside `keep` (`live-<watermark>` folders prepared from
-    a snapshot), but the one `in_use` (the serving dataset, when it is one of them): each is a
+    a snapshot), but the one `in_use` (the serving dataset, when it is one of them), and
+    what a killed preparation left half-written (`.live-<watermark>.partial`): each is a
     full copy of the events of its time, a deleted user's included, so a learning loop that
-    kept them would grow without bound and keep what `DeleteUser` removed. Returns the
-    folders removed."""
+    kept them would grow without bound and keep what `DeleteUser` removed. Call it under
+    `lock.learning_lock`, so that no snapshot is being written. Returns the folders removed."""
     kept = {keep.root.resolve(), in_use.resolve()}
     removed = []
     for folder in sorted(keep.root.parent.glob("live-*")):
@@ -210,6 +217,10 @@ def prune_live_datasets(keep: DatasetLayout, in_use: Path) -> list[Path]:
         except (OSError, ValueError):
             continue  # not a dataset: not ours to remove
         if manifest.get("source", {}).get("format") == SOURCE_FORMAT:
+            shutil.rmtree(folder)
+            removed.append(folder)
+    for folder in sorted(keep.root.parent.glob(".live-*.partial")):
+        if folder.name.removeprefix(".live-").removesuffix(".partial").isdigit():
             shutil.rmtree(folder)
             removed.append(folder)
     return removed

@@ -1,4 +1,5 @@
-"""One retrain at a time per data directory: an exclusive lock on a file, held for the run.
+"""One retrain (or live snapshot) at a time per data directory: an exclusive lock on a file,
+held for the run.
 
 `flock` is released by the kernel when the holder dies, so a crashed retrain never leaves a
 stale lock behind; the holder's pid is written in the file for the message of the next one.
@@ -14,7 +15,13 @@ from pathlib import Path
 
 
 class Busy(RuntimeError):
-    """Another retrain holds the lock."""
+    """Another retrain or snapshot holds the lock."""
+
+
+def learning_lock(data_dir: Path) -> Path:
+    """The lock that `evorec retrain` and `evorec data snapshot` hold while they write under
+    `data_dir` (live datasets, candidates, reports)."""
+    return data_dir / "retrain" / "lock"
 
 
 @contextmanager
@@ -28,7 +35,9 @@ def exclusive(path: Path, wait: bool = False) -> Iterator[None]:
         except BlockingIOError as error:
             handle.seek(0)
             holder = handle.read().strip() or "another process"
-            raise Busy(f"a retrain is already running (pid {holder}; lock {path})") from error
+            raise Busy(
+                f"a retrain or snapshot is already running (pid {holder}; lock {path})"
+            ) from error
         handle.seek(0)
         handle.truncate()
         handle.write(str(os.getpid()))

@@ -38,7 +38,7 @@ from evorec.learning.live_dataset import (
     take_snapshot,
     write_dataset,
 )
-from evorec.learning.lock import exclusive
+from evorec.learning.lock import exclusive, learning_lock
 from evorec.platform.config import Settings
 
 log = logging.getLogger("evorec.retrain")
@@ -74,7 +74,7 @@ def retrain(
     """Runs one retrain under the data directory's lock; returns its report (`decision`:
     `published` or `kept_aside`), or raises RetrainFailed (or lock.Busy)."""
     reports = settings.data_dir / "retrain"
-    with exclusive(reports / "lock"):
+    with exclusive(learning_lock(settings.data_dir)):
         report: dict[str, Any] = {
             "started_at": _now(),
             "margin": settings.retrain.ndcg_margin,
@@ -120,10 +120,10 @@ def _run(
     progress("exporting events and items")
     snapshot = asyncio.run(take_snapshot(settings, settings.retrain.export_timeout_s))
     dataset = DatasetLayout(live_dataset_path(settings.data_dir / "datasets", snapshot.watermark))
-    if not holds_snapshot(dataset, snapshot):
-        options = options_following(DatasetLayout(settings.dataset_path), settings.text_models_path)
-        if serving is not None:
-            options = replace(options, pretrained=serving / BUNDLE_DIR / "word_vectors.bin")
+    options = options_following(DatasetLayout(settings.dataset_path), settings.text_models_path)
+    if serving is not None:
+        options = replace(options, pretrained=serving / BUNDLE_DIR / "word_vectors.bin")
+    if not holds_snapshot(dataset, snapshot, options):
         write_dataset(snapshot, dataset.root, options, progress, replace=True)
     pruned = prune_live_datasets(dataset, in_use=settings.dataset_path)
     manifest = dataset.read_manifest()
