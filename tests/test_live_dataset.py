@@ -15,10 +15,13 @@ import pandas as pd
 import pytest
 
 from evorec.data.artifacts import DatasetLayout
-from evorec.data.schema import EVENT_TYPES
+from evorec.data.readers import read_dataset
+from evorec.data.schema import EVENT_COLUMNS, EVENT_TYPES
 from evorec.data.synth import SyntheticDataset
+from evorec.embedding.word_vectors import load_pretrained
 from evorec.learning.live_dataset import (
     SOURCE_FORMAT,
+    LiveSnapshot,
     SnapshotError,
     holds_snapshot,
     options_following,
@@ -30,8 +33,9 @@ from evorec.learning.lock import exclusive, learning_lock
 from evorec.platform.clients import embedding_client, interest_client
 from evorec.platform.config import Settings, load_settings
 from evorec.platform.server import GrpcService
+from evorec.preparation import PrepareOptions, prepare
 from evorec.v1 import common_pb2, embedding_pb2, interest_pb2, interest_pb2_grpc
-from tests.conftest import ROOT, Stack
+from tests.conftest import ROOT, SYNTH, Stack
 
 
 def dataset_events(prepared: Path) -> list[common_pb2.Event]:
@@ -136,6 +140,39 @@ async def test_the_snapshot_holds_what_the_services_hold_in_the_serving_text_spa
     stale = layout.read_manifest() | {"format_version": 0}
     layout.write_json(layout.manifest, stale)
     assert not holds_snapshot(layout, after_delete, options)
+
+
+def test_a_deleted_users_own_words_leave_the_word_vectors_with_their_events(
+    tmp_path: Path, synthetic_raw: Path
+) -> None:
+    """A retrain's word vectors start from the serving version's, which Word2Vec trained on
+    users' reviews: the words only a deleted user wrote must not carry on into every later
+    dataset and model bundle. Pretrained vectors given to the serving dataset keep theirs."""
+    raw = read_dataset(synthetic_raw)
+    writer = raw.events["user_id"] == "u7"
+    raw.events.loc[writer, "text"] = "zzxqsecretword and zzxqsecretword again"
+    serving = DatasetLayout(tmp_path / "serving")
+    prepare(raw, serving.root, PrepareOptions(topics=SYNTH.topics))
+    assert "zzxqsecretword" in load_pretrained(serving.word_vectors, "word2vec-binary")
+
+    def live_vocabulary(serving: DatasetLayout, out: Path) -> set[str]:
+        events = pd.read_parquet(serving.events)
+        kept = events[events["user_id"] != "u7"].reset_index(drop=True)
+        snapshot = LiveSnapshot(
+            kept[list(EVENT_COLUMNS)], raw.items, watermark=1, catalog_id="c", catalog_revision=1
+        )
+        write_dataset(snapshot, out, options_following(serving))
+        return set(load_pretrained(DatasetLayout(out).word_vectors, "word2vec-binary").key_to_index)
+
+    served_words = set(load_pretrained(serving.word_vectors, "word2vec-binary").key_to_index)
+    assert served_words - live_vocabulary(serving, tmp_path / "live-1") == {"zzxqsecretword"}
+
+    given = DatasetLayout(tmp_path / "serving-pretrained")
+    options = PrepareOptions(
+        topics=SYNTH.topics, pretrained=serving.word_vectors, pretrained_format="word2vec-binary"
+    )
+    prepare(raw, given.root, options)
+    assert "zzxqsecretword" in live_vocabulary(given, tmp_path / "live-2")
 
 
 def test_pruning_removes_only_the_other_live_datasets(tmp_path: Path) -> None:

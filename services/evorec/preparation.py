@@ -37,6 +37,7 @@ from evorec.embedding.word_vectors import (
     PretrainedFormat,
     Word2VecOptions,
     load_pretrained,
+    restricted,
     train_word2vec,
 )
 from evorec.preprocess.text import NormalizedText, TextOptions, normalize
@@ -57,6 +58,10 @@ class PrepareOptions:
     word2vec: Word2VecOptions = field(default_factory=Word2VecOptions)
     pretrained: Path | None = None
     pretrained_format: PretrainedFormat = "word2vec"
+    # Keep of the pretrained vectors only the words of this dataset's text: a retrain's
+    # (options_following), whose vectors were trained on users' reviews, so that a word
+    # only a deleted user wrote leaves with their events.
+    pretrained_corpus_only: bool = False
     sif_a: float = DEFAULT_A
     # Number of text clusters when the catalog has no categories (None: chosen from its size).
     topics: int | None = None
@@ -126,11 +131,13 @@ def prepare(
     corpus = item_docs + [n.tokens for n in unused_normalized] + every_split_docs
 
     progress("word vectors")
+    counts = count_words(corpus)
     if options.pretrained is not None:
         vectors = load_pretrained(options.pretrained, options.pretrained_format)
+        if options.pretrained_corpus_only:
+            vectors = restricted(vectors, counts)
     else:
         vectors = train_word2vec(corpus, options.word2vec)
-    counts = count_words(corpus)
 
     progress("item text vectors")
     loo_text = _item_text(items, item_texts, item_docs, reviews, user_docs)

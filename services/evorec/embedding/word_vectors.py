@@ -4,7 +4,7 @@ loaded from a file (word2vec text or binary format, or GloVe's header-less text 
 from __future__ import annotations
 
 import zlib
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -68,3 +68,13 @@ def load_pretrained(path: Path, file_format: PretrainedFormat) -> KeyedVectors:
     except (ValueError, EOFError, UnicodeDecodeError) as error:
         raise ValueError(f"cannot read {file_format} vectors from {path}: {error}") from error
     return vectors
+
+
+def restricted(vectors: KeyedVectors, words: Iterable[str]) -> KeyedVectors:
+    """`vectors` with only the `words` it has, in its own order."""
+    wanted = set(words)
+    kept = [word for word in vectors.index_to_key if word in wanted]
+    result = KeyedVectors(vectors.vector_size, dtype=vectors.vectors.dtype)
+    if kept:
+        result.add_vectors(kept, vectors[kept])
+    return result

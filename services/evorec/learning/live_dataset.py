@@ -230,7 +230,10 @@ def options_following(serving: DatasetLayout, text_models: Path | None = None) -
     """The serving dataset's preparation (cleaning, text, topics, splits, text encoder), but
     with its word vectors instead of new ones: the text space stays the one the serving
     encoder's text projection learned, so a warm start can reuse it. `text_models` holds the
-    MiniLM files, needed when the serving dataset's text encoder is MiniLM."""
+    MiniLM files, needed when the serving dataset's text encoder is MiniLM. Word vectors the
+    serving dataset trained on its own text keep only the words of the new text (a deleted
+    user's own words leave with their events); pretrained ones given to it (GloVe, say) keep
+    every word, so that later items' words still have vectors."""
     parameters = serving.read_manifest().get("parameters", {})
     text_encoder = parameters.get("text_encoder", PrepareOptions.text_encoder)
     return PrepareOptions(
@@ -238,6 +241,7 @@ def options_following(serving: DatasetLayout, text_models: Path | None = None) -
         text=TextOptions(**parameters.get("text", {})),
         pretrained=serving.word_vectors,
         pretrained_format="word2vec-binary",
+        pretrained_corpus_only=parameters.get("pretrained") is None,
         sif_a=parameters.get("sif_a", PrepareOptions.sif_a),
         topics=parameters.get("topics"),
         time_test_share=parameters.get("time_test_share", PrepareOptions.time_test_share),
