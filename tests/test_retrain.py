@@ -220,6 +220,23 @@ def test_a_model_config_that_cannot_be_read_fails_the_retrain_before_it_trains(
     assert model_versions(served) == [1]
 
 
+def test_a_retrain_stopped_by_a_signal_writes_its_report(
+    settings: object, served: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import evorec.learning.retrain
+
+    async def signalled(*args: object) -> None:  # SIGTERM, as raise_on_stop_signals turns it
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(evorec.learning.retrain, "take_snapshot", signalled)
+    settings = load_settings()
+    with pytest.raises(KeyboardInterrupt):
+        retrain(settings, RetrainRequest(SMALL, QUICK))
+    (path,) = (settings.data_dir / "retrain").glob("*-stopped.json")
+    assert read_json(path)["reason"] == "stopped by a signal"
+    assert model_versions(served) == [1]
+
+
 @pytest.mark.slow
 async def test_a_published_version_whose_config_cannot_be_written_is_reported_published(
     live: Stack, served: Path, monkeypatch: pytest.MonkeyPatch

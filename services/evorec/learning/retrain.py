@@ -61,7 +61,8 @@ class RetrainRequest:
 
 
 class RetrainFailed(RuntimeError):
-    """A retrain stopped before a decision; nothing was published. Holds the report."""
+    """A retrain failed before its end (its report says whether a version was published
+    before, in `published_path`). Holds the report."""
 
     def __init__(self, message: str, report: dict[str, Any]) -> None:
         super().__init__(message)
@@ -72,7 +73,8 @@ def retrain(
     settings: Settings, request: RetrainRequest, progress: Progress = lambda message: None
 ) -> dict[str, Any]:
     """Runs one retrain under the data directory's lock; returns its report (`decision`:
-    `published` or `kept_aside`), or raises RetrainFailed (or lock.Busy)."""
+    `published` or `kept_aside`), or raises RetrainFailed (or lock.Busy, or the
+    KeyboardInterrupt of a stop signal, after writing a `stopped` report)."""
     reports = settings.data_dir / "retrain"
     with exclusive(learning_lock(settings.data_dir)):
         report: dict[str, Any] = {
@@ -83,10 +85,19 @@ def retrain(
         started = time.perf_counter()
         try:
             _run(settings, request, report, progress)
+        except KeyboardInterrupt:  # Ctrl-C or SIGTERM (evorec.platform.stop_signals)
+            report.update(decision="stopped", reason="stopped by a signal")
+            _finish(report, started, reports)
+            raise
         except Exception as error:
             report.update(decision="failed", reason=f"{type(error).__name__}: {error}")
+            what = (
+                f"after publishing version {report['candidate_version']}"
+                if "published_path" in report
+                else "nothing published"
+            )
             raise RetrainFailed(
-                f"retrain failed, nothing published: {error}", _finish(report, started, reports)
+                f"retrain failed, {what}: {error}", _finish(report, started, reports)
             ) from error
         return _finish(report, started, reports)
 
@@ -199,6 +210,7 @@ def _run(
     _write_json(candidate / BUNDLE_DIR / REPORT_NAME, report)
     if passed:
         published = publish(candidate, model_dir.parent)
+        report["published_path"] = str(published)
         shutil.rmtree(candidate)
         report["candidate_path"] = str(published)
         if request.model_config is not None:
