@@ -24,6 +24,7 @@ from evorec.learning.live_dataset import (
     LiveSnapshot,
     SnapshotError,
     holds_snapshot,
+    list_items,
     options_following,
     prune_live_datasets,
     take_snapshot,
@@ -34,7 +35,13 @@ from evorec.platform.clients import embedding_client, interest_client
 from evorec.platform.config import Settings, load_settings
 from evorec.platform.server import GrpcService
 from evorec.preparation import PrepareOptions, prepare
-from evorec.v1 import common_pb2, embedding_pb2, interest_pb2, interest_pb2_grpc
+from evorec.v1 import (
+    common_pb2,
+    embedding_pb2,
+    embedding_pb2_grpc,
+    interest_pb2,
+    interest_pb2_grpc,
+)
 from tests.conftest import ROOT, SYNTH, Stack
 
 
@@ -268,3 +275,45 @@ async def test_an_export_cut_halfway_is_an_error_not_a_smaller_dataset(
     monkeypatch.setenv("EVOREC_INTEREST__PORT", str(server.port))
     with pytest.raises(SnapshotError, match="event export failed: UNAVAILABLE: connection lost"):
         await take_snapshot(load_settings(), timeout_s=5)
+
+
+class SlowCatalog(embedding_pb2_grpc.EmbeddingServiceServicer):
+    """Lists one item per page, each page after `pause_s`, for ever."""
+
+    def __init__(self, pause_s: float) -> None:
+        self.pause_s = pause_s
+        self.pages = 0
+
+    async def ListItems(
+        self, request: embedding_pb2.ListItemsRequest, context: Any
+    ) -> embedding_pb2.ListItemsResponse:
+        await asyncio.sleep(self.pause_s)
+        self.pages += 1
+        item = embedding_pb2.Item(item_id=f"i{self.pages}")
+        return embedding_pb2.ListItemsResponse(
+            items=[embedding_pb2.CatalogEntry(item=item, revision=self.pages)],
+            revision=self.pages,
+            has_more=True,
+            catalog_id="c",
+        )
+
+
+async def test_the_timeout_bounds_the_whole_listing_not_each_page(
+    started: Callable[..., Any], settings: Settings
+) -> None:
+    servicer = SlowCatalog(pause_s=0.2)
+    server = await started(
+        GrpcService(
+            name="evorec.v1.EmbeddingService",
+            register=lambda s: embedding_pb2_grpc.add_EmbeddingServiceServicer_to_server(
+                servicer, s
+            ),
+        )
+    )
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{server.port}") as channel:
+        stub = embedding_pb2_grpc.EmbeddingServiceStub(channel)
+        with pytest.raises(grpc.aio.AioRpcError) as failed:
+            async with asyncio.timeout(5):  # each page within 1 s, it would list for ever
+                await list_items(stub, timeout_s=1.0)  # type: ignore[arg-type]
+    assert failed.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
+    assert servicer.pages <= 6

@@ -16,6 +16,7 @@ from __future__ import annotations
 import hashlib
 import json
 import shutil
+import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -80,7 +81,9 @@ async def export_events(
 async def list_items(
     stub: embedding_pb2_grpc.EmbeddingServiceAsyncStub, timeout_s: float
 ) -> tuple[pd.DataFrame, str, int]:
-    """Every catalog item with its text, its catalog id and revision."""
+    """Every catalog item with its text, its catalog id and revision, within `timeout_s` for
+    all its pages together."""
+    deadline = time.monotonic() + timeout_s
     entries: dict[str, embedding_pb2.Item] = {}
     revision, catalog_id = 0, ""
     while True:
@@ -91,7 +94,7 @@ async def list_items(
                 catalog_id=catalog_id,
                 include_text=True,
             ),
-            timeout=timeout_s,
+            timeout=max(0.0, deadline - time.monotonic()),
         )
         for entry in page.items:
             entries[entry.item.item_id] = entry.item  # a later change replaces an earlier one
@@ -113,14 +116,17 @@ class SnapshotError(RuntimeError):
 
 
 async def take_snapshot(settings: Settings, timeout_s: float) -> LiveSnapshot:
-    """Exports the events and lists the catalog of the services `settings` point at."""
+    """Exports the events and lists the catalog of the services `settings` point at, within
+    `timeout_s` for both together."""
+    deadline = time.monotonic() + timeout_s
     async with interest_client(settings) as interest, embedding_client(settings) as embedding:
         try:
             events, watermark = await export_events(interest.stub, timeout_s)
         except grpc.RpcError as error:
             raise SnapshotError(f"the event export failed: {_status(error)}") from error
         try:
-            items, catalog_id, revision = await list_items(embedding.stub, timeout_s)
+            left = max(0.0, deadline - time.monotonic())
+            items, catalog_id, revision = await list_items(embedding.stub, left)
         except grpc.RpcError as error:
             raise SnapshotError(f"listing the catalog failed: {_status(error)}") from error
     return LiveSnapshot(events, items, watermark, catalog_id, revision)
