@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import sys
 from collections.abc import AsyncIterator, Callable
@@ -11,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import grpc
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -180,6 +182,31 @@ def test_a_deleted_users_own_words_leave_the_word_vectors_with_their_events(
     )
     prepare(raw, given.root, options)
     assert "zzxqsecretword" in live_vocabulary(given, tmp_path / "live-2")
+
+
+def test_a_live_dataset_keeps_the_serving_datasets_topics(tmp_path: Path, prepared: Path) -> None:
+    """The embedding and interest services classify into the serving dataset's topics; a
+    retrain's dataset clustered afresh would number and cut them anew (here the largest
+    topic loses half its items, so clustering by size would renumber it), and the next
+    version's topic filters and forecasts would speak of other topics than the profiles."""
+    serving = DatasetLayout(prepared)
+    served = pd.read_parquet(serving.items)
+    largest = served[served["topic_id"] == "t0"]["item_id"]
+    events = pd.read_parquet(serving.events)
+    kept = events[~events["item_id"].isin(largest[: len(largest) // 2])].reset_index(drop=True)
+    items = served[["item_id", "title", "text", "categories"]]
+    snapshot = LiveSnapshot(kept[list(EVENT_COLUMNS)], items, 1, "c", 1)
+    live = DatasetLayout(tmp_path / "live-1")
+    write_dataset(snapshot, live.root, options_following(serving))
+
+    topic_of = served.set_index("item_id")["topic_id"]
+    written = pd.read_parquet(live.items)
+    assert written["topic_id"].tolist() == topic_of[written["item_id"]].tolist()
+    topics = json.loads(live.topics.read_text())["topics"]
+    assert [t["topic_id"] for t in topics] == ["t0", "t1", "t2", "t3"]
+    sizes = written["topic_id_every_split"].value_counts()
+    assert [t["size"] for t in topics] == [int(sizes.get(t["topic_id"], 0)) for t in topics]
+    np.testing.assert_array_equal(np.load(live.topic_centroids), np.load(serving.topic_centroids))
 
 
 def test_pruning_removes_only_the_other_live_datasets(tmp_path: Path) -> None:

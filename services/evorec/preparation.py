@@ -14,6 +14,7 @@ serving word vectors) read them, and topics are labelled with the normalized wor
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -32,7 +33,12 @@ from evorec.data.sequences import own_leave_one_out
 from evorec.data.splits import TRAIN, leave_one_out, new_item_split, time_split
 from evorec.data.synth import SimulatorConfig, simulate
 from evorec.embedding.text_vectors import DEFAULT_A, TextEmbedder, count_words
-from evorec.embedding.topics import TopicModel, topics_from_categories, topics_from_clusters
+from evorec.embedding.topics import (
+    TopicModel,
+    topics_from_categories,
+    topics_from_clusters,
+    topics_from_model,
+)
 from evorec.embedding.word_vectors import (
     PretrainedFormat,
     Word2VecOptions,
@@ -65,6 +71,9 @@ class PrepareOptions:
     sif_a: float = DEFAULT_A
     # Number of text clusters when the catalog has no categories (None: chosen from its size).
     topics: int | None = None
+    # A prepared dataset whose topics classify the items instead of new ones: a retrain's
+    # (options_following), so that topic ids keep their meaning across model versions.
+    topic_model: Path | None = None
     time_test_share: float = 0.2
     new_item_share: float = 0.1
     seed: int = 0
@@ -321,6 +330,12 @@ def _topics(
     has_vector: np.ndarray,
     options: PrepareOptions,
 ) -> tuple[TopicModel, list[str]]:
+    if options.topic_model is not None:
+        source = DatasetLayout(options.topic_model)
+        model = TopicModel.from_json(
+            json.loads(source.topics.read_text()), np.load(source.topic_centroids)
+        )
+        return topics_from_model(model, list(items["categories"]), vectors, has_vector)
     from_categories = topics_from_categories(
         list(items["categories"]), documents, vectors, has_vector
     )

@@ -14,7 +14,7 @@ import math
 import re
 from collections import Counter
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Any, Literal
 
 import numpy as np
@@ -175,3 +175,27 @@ def topics_from_clusters(
     return TopicModel("clusters", topics, centroids), [
         f"t{a}" if a >= 0 else "" for a in assignment
     ]
+
+
+def topics_from_model(
+    model: TopicModel,
+    categories: Sequence[Sequence[str]],
+    vectors: np.ndarray,
+    has_vector: np.ndarray,
+) -> tuple[TopicModel, list[str]]:
+    """Each item's topic id under an existing topic model, as the embedding service
+    classifies an upserted item, and the model with its topics' sizes counted on these
+    items: a retrain keeps the serving dataset's topics, so that a topic id means the same in
+    every version (clustering afresh numbers and cuts them anew)."""
+    if model.centroids.shape[1] != vectors.shape[1]:
+        raise ValueError(
+            f"the topic model's centroids have {model.centroids.shape[1]} dimensions, "
+            f"the item vectors {vectors.shape[1]}"
+        )
+    ids = [
+        model.classify(vector if has else None, cats)
+        for vector, has, cats in zip(vectors, has_vector, categories, strict=True)
+    ]
+    sizes = Counter(ids)
+    topics = [replace(topic, size=sizes.get(topic.topic_id, 0)) for topic in model.topics]
+    return TopicModel(model.source, topics, model.centroids), ids

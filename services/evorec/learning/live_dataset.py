@@ -233,13 +233,14 @@ def prune_live_datasets(keep: DatasetLayout, in_use: Path) -> list[Path]:
 
 
 def options_following(serving: DatasetLayout, text_models: Path | None = None) -> PrepareOptions:
-    """The serving dataset's preparation (cleaning, text, topics, splits, text encoder), but
-    with its word vectors instead of new ones: the text space stays the one the serving
-    encoder's text projection learned, so a warm start can reuse it. `text_models` holds the
-    MiniLM files, needed when the serving dataset's text encoder is MiniLM. Word vectors the
-    serving dataset trained on its own text keep only the words of the new text (a deleted
-    user's own words leave with their events); pretrained ones given to it (GloVe, say) keep
-    every word, so that later items' words still have vectors."""
+    """The serving dataset's preparation (cleaning, text, splits, text encoder), but with its
+    word vectors and its topics instead of new ones: the text space stays the one the serving
+    encoder's text projection learned, so a warm start can reuse it, and a topic id means
+    what it means to the embedding and interest services, which read the serving dataset.
+    `text_models` holds the MiniLM files, needed when the serving dataset's text encoder is
+    MiniLM. Word vectors the serving dataset trained on its own text keep only the words of
+    the new text (a deleted user's own words leave with their events); pretrained ones given
+    to it (GloVe, say) keep every word, so that later items' words still have vectors."""
     parameters = serving.read_manifest().get("parameters", {})
     text_encoder = parameters.get("text_encoder", PrepareOptions.text_encoder)
     return PrepareOptions(
@@ -250,6 +251,7 @@ def options_following(serving: DatasetLayout, text_models: Path | None = None) -
         pretrained_corpus_only=parameters.get("pretrained") is None,
         sif_a=parameters.get("sif_a", PrepareOptions.sif_a),
         topics=parameters.get("topics"),
+        topic_model=serving.root,
         time_test_share=parameters.get("time_test_share", PrepareOptions.time_test_share),
         new_item_share=parameters.get("new_item_share", PrepareOptions.new_item_share),
         seed=parameters.get("seed", PrepareOptions.seed),
