@@ -94,6 +94,21 @@ def test_the_bundle_holds_every_item_and_the_fallback_sources(bundle: ModelBundl
     assert np.all(rows < 1 + 1e-5)  # transition probabilities, pruned to the top 50
 
 
+def test_the_catalog_renames_and_reclassifies_an_item_the_model_was_trained_on(
+    bundle: ModelBundle,
+) -> None:
+    trained = bundle.item_ids[5]
+    other_topic = next(t for t in bundle.topic_labels if t != bundle.topic_ids[5])
+    upserted = MirroredItem(trained, "Renamed", other_topic, bundle.text_vectors[5])
+    without_topic = MirroredItem(bundle.item_ids[6], "Untitled?", "", None)
+    space = ItemSpace(bundle, {trained: upserted, without_topic.item_id: without_topic})
+    assert (space.label(5), space.topic_of(5)) == ("Renamed", other_topic)
+    assert (space.label(6), space.topic_of(6)) == ("Untitled?", bundle.topic_ids[6])
+    # Not in the catalog: as trained.
+    assert (space.titles[7], space.topic_of(7)) == (bundle.titles[7], bundle.topic_ids[7])
+    assert len(space) == len(bundle.item_ids)  # no item added
+
+
 def test_a_new_item_is_projected_into_encoder_space(bundle: ModelBundle) -> None:
     text = bundle.text_vectors[3]
     space = ItemSpace(bundle, {"fresh": MirroredItem("fresh", "Fresh", "t1", text)})

@@ -36,6 +36,9 @@ class ItemSpace:
         index_settings: IndexSettings | None = None,
     ) -> None:
         self.bundle = bundle
+        # One copy, taken at once (a C-level copy holds the GIL): the event loop's catalog
+        # syncs go on while a space is built in a worker thread.
+        mirrored = dict(mirrored)
         known = set(bundle.item_ids)
         new = [item for item_id, item in mirrored.items() if item_id not in known]
         self.n_model_items = bundle.n_items
@@ -43,6 +46,13 @@ class ItemSpace:
         self.index = {item_id: i for i, item_id in enumerate(self.ids) if i > 0}
         self.titles = bundle.titles + [item.title for item in new]
         topic_ids = bundle.topic_ids + [item.topic_id for item in new]
+        # The catalog owns an item's title and topic: an upsert replaces them for an item the
+        # model was trained on too (its topic only with one: the bundle may know the item
+        # from reviews the catalog does not have).
+        for item_id, item in mirrored.items():
+            row = self.index[item_id]
+            self.titles[row] = item.title
+            topic_ids[row] = item.topic_id or topic_ids[row]
         self.topics = sorted(set(topic_ids) - {""})
         # Topic id -> code; each item's topic code (-1: none).
         self.topic_code = {topic: code for code, topic in enumerate(self.topics)}
