@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
-import numpy as np
+import json
+from pathlib import Path
 
-from evorec.embedding.catalog import CatalogItem, ItemCatalog
+import numpy as np
+import sqlite_utils
+
+from evorec.embedding.catalog import CatalogItem, CatalogStore, ItemCatalog
 
 
 def item(item_id: str, value: float) -> CatalogItem:
@@ -66,3 +70,44 @@ def test_each_vector_is_held_once_also_after_the_catalog_grows() -> None:
         assert stored.vector.tolist() == loaded[row].tolist()
     assert catalog.items[3].vector is None
     assert catalog.vectors[3].tolist() == [0.0] * 4
+
+
+def test_stored_items_of_another_text_model_or_of_an_older_store_are_stale(
+    tmp_path: Path,
+) -> None:
+    """A row is current only under the text model that computed it; a store written before
+    rows named their text model gets the column, and its rows are stale once."""
+    path = tmp_path / "catalog.sqlite"
+    sqlite_utils.Database(path)["items"].insert(
+        {
+            "item_id": "old",
+            "title": "t",
+            "text": "words",
+            "categories": json.dumps(["c"]),
+            "topic_id": "t1",
+            "vector": np.ones(4, dtype=np.float32).tobytes(),
+            "create_time": 5.0,
+            "update_time": 5.0,
+        },
+        pk="item_id",
+    )
+    store = CatalogStore(path)
+    ((legacy, current),) = list(store.load(4, "model-a"))
+    assert not current
+    assert (legacy.item_id, legacy.categories, legacy.vector) == ("old", ["c"], None)
+
+    store.save([item("old", 0.5), CatalogItem("none")], "model-a")
+    store.close()
+    store = CatalogStore(path)
+    under_a = {i.item_id: (i, current) for i, current in store.load(4, "model-a")}
+    assert {i: current for i, (_, current) in under_a.items()} == {"old": True, "none": True}
+    vector = under_a["old"][0].vector
+    assert vector is not None
+    assert vector.tolist() == [0.5] * 4
+    # Another text model of the same dimension: nothing is current, no vector is kept.
+    under_b = list(store.load(4, "model-b"))
+    assert [(i.item_id, i.vector, current) for i, current in under_b] == [
+        ("old", None, False),
+        ("none", None, False),
+    ]
+    store.close()

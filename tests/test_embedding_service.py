@@ -2,21 +2,34 @@
 
 from __future__ import annotations
 
+import asyncio
+import time
 from collections import Counter
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
+from typing import Any
 
 import grpc
 import numpy as np
 import pandas as pd
 import pytest
+import sqlite_utils
 
+from evorec import vector_index
 from evorec.data.artifacts import DatasetLayout
+from evorec.data.readers import read_dataset
 from evorec.data.synth import SyntheticDataset
+from evorec.embedding.bundle import TextModel
+from evorec.embedding.catalog import CatalogStore
+from evorec.embedding.word_vectors import Word2VecOptions
 from evorec.platform.errors import field_violations
+from evorec.platform.registry import create_service
+from evorec.platform.server import start_server
+from evorec.preparation import PrepareOptions, prepare
+from evorec.preprocess.service import PreprocessServicer
 from evorec.v1 import embedding_pb2 as pb
-from evorec.v1 import embedding_pb2_grpc
-from tests.conftest import Stack
+from evorec.v1 import embedding_pb2_grpc, preprocess_pb2
+from tests.conftest import SYNTH, Stack
 from tests.support import channel
 
 
@@ -282,3 +295,260 @@ async def test_catalog_changes_are_listed_in_order_and_a_restart_is_detected(
         with pytest.raises(grpc.aio.AioRpcError) as raised:
             await restarted.ListItems(pb.ListItemsRequest(page_size=1001))
         assert raised.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+
+
+@pytest.fixture(scope="module")
+def reseeded(tmp_path_factory: pytest.TempPathFactory, synthetic_raw: Path) -> Path:
+    """The small simulated dataset prepared with word vectors of another seed: the same
+    dimension, another text model."""
+    out = tmp_path_factory.mktemp("reseeded")
+    options = PrepareOptions(topics=SYNTH.topics, word2vec=Word2VecOptions(seed=7))
+    prepare(read_dataset(synthetic_raw), out, options)
+    return out
+
+
+def store_path(stack: Stack) -> Path:
+    return stack.settings().data_dir / "embedding" / "catalog.sqlite"
+
+
+def store_legacy_items(path: Path, documents: Sequence[tuple[str, str, str]]) -> None:
+    """(item_id, title, text) rows as a store of an older evorec kept them: no text model
+    column, and vectors of another dimension (3), so every one is to be embedded again."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    rows = [
+        {
+            "item_id": item_id,
+            "title": title,
+            "text": text,
+            "categories": "[]",
+            "topic_id": "",
+            "vector": np.ones(3, dtype=np.float32).tobytes(),
+            "create_time": 1.0,
+            "update_time": 1.0,
+        }
+        for item_id, title, text in documents
+    ]
+    sqlite_utils.Database(path)["items"].insert_all(rows, pk="item_id")
+
+
+async def embed(stub: embedding_pb2_grpc.EmbeddingServiceAsyncStub, text: str) -> list[float]:
+    (embedded,) = (await stub.EmbedTexts(pb.EmbedTextsRequest(texts=[text]))).embeddings
+    assert embedded.status == pb.VECTOR_STATUS_OK
+    return list(embedded.vector.values)
+
+
+async def test_an_item_whose_document_is_longer_than_one_text_may_be_is_upserted(
+    embedding: embedding_pb2_grpc.EmbeddingServiceAsyncStub, synthetic: SyntheticDataset
+) -> None:
+    """Title, text and categories each within their limits join into a document longer than
+    the PreprocessService takes: it is cut to that length, not refused."""
+    text = (topic_text(synthetic, 3) + " ") * 2_000
+    text = text[:100_000]
+    item = pb.Item(
+        item_id="long",
+        title="A title",
+        text=text,
+        categories=[f"c{i:03d}" + "y" * 196 for i in range(64)],
+    )
+    response = await embedding.UpsertItems(pb.UpsertItemsRequest(items=[item]))
+    assert response.items[0].status == pb.VECTOR_STATUS_OK
+    assert np.allclose(response.items[0].vector.values, await embed(embedding, text), atol=1e-4)
+
+
+async def test_more_stale_items_than_one_normalize_call_takes_are_embedded_again_at_start(
+    stack: Stack, prepared: Path, synthetic: SyntheticDataset, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """1,001 stored items of an older store: more texts than one NormalizeText takes."""
+    documents = [(f"s{i}", "", topic_text(synthetic, i % 4)) for i in range(1_001)]
+    store_legacy_items(store_path(stack), documents)
+    monkeypatch.setenv("EVOREC_DATASET", str(prepared))
+    await stack.start("preprocess")
+    server = await stack.start("embedding")
+    async with channel(server.port) as ch:
+        stub = embedding_pb2_grpc.EmbeddingServiceStub(ch)
+        response = await stub.GetItemVectors(
+            pb.GetItemVectorsRequest(item_ids=[item_id for item_id, _, _ in documents])
+        )
+        assert {i.status for i in response.items} == {pb.VECTOR_STATUS_OK}
+        for topic in range(4):
+            assert np.allclose(
+                response.items[topic].vector.values,
+                await embed(stub, topic_text(synthetic, topic)),
+                atol=1e-5,
+            )
+
+
+async def test_stale_items_are_embedded_again_in_calls_within_the_message_limit(
+    stack: Stack, prepared: Path, synthetic: SyntheticDataset, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Stored texts of more bytes together than a gRPC message may carry are sent to the
+    PreprocessService in several calls."""
+    monkeypatch.setenv("EVOREC_SERVER__MAX_RECEIVE_MESSAGE_BYTES", str(256 * 1024))
+    monkeypatch.setenv("EVOREC_SERVER__MAX_SEND_MESSAGE_BYTES", str(256 * 1024))
+    long_text = ((topic_text(synthetic, 1) + " ") * 2_000)[:60_000]
+    store_legacy_items(store_path(stack), [(f"l{i}", "", long_text) for i in range(10)])
+    monkeypatch.setenv("EVOREC_DATASET", str(prepared))
+    await stack.start("preprocess")
+    server = await stack.start("embedding")
+    async with channel(server.port) as ch:
+        stub = embedding_pb2_grpc.EmbeddingServiceStub(ch)
+        response = await stub.GetItemVectors(
+            pb.GetItemVectorsRequest(item_ids=[f"l{i}" for i in range(10)])
+        )
+        assert {i.status for i in response.items} == {pb.VECTOR_STATUS_OK}
+        assert np.allclose(response.items[9].vector.values, await embed(stub, long_text))
+
+
+async def test_items_stored_under_another_text_model_of_the_same_dimension_are_embedded_again(
+    stack: Stack,
+    prepared: Path,
+    reseeded: Path,
+    synthetic: SyntheticDataset,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    document = topic_text(synthetic, 0)
+    monkeypatch.setenv("EVOREC_DATASET", str(prepared))
+    await stack.start("preprocess")
+    server = await stack.start("embedding")
+    async with channel(server.port) as ch:
+        stub = embedding_pb2_grpc.EmbeddingServiceStub(ch)
+        await stub.UpsertItems(
+            pb.UpsertItemsRequest(items=[pb.Item(item_id="x", text=document, categories=["c"])])
+        )
+        before = await embed(stub, document)
+    await stack.stop("embedding")
+
+    monkeypatch.setenv("EVOREC_DATASET", str(reseeded))
+    server = await stack.start("embedding")
+    async with channel(server.port) as ch:
+        stub = embedding_pb2_grpc.EmbeddingServiceStub(ch)
+        now = await embed(stub, document)
+        assert len(now) == len(before)
+        assert not np.allclose(now, before, atol=1e-3)  # the text models differ
+        (stored,) = (await stub.GetItemVectors(pb.GetItemVectorsRequest(item_ids=["x"]))).items
+        assert np.allclose(stored.vector.values, now, atol=1e-5)
+        (same,) = (
+            await stub.UpsertItems(
+                pb.UpsertItemsRequest(items=[pb.Item(item_id="y", text=document, categories=["c"])])
+            )
+        ).items
+        assert stored.topic_id == same.topic_id
+    # Embedded again once: the row now names this text model.
+    fingerprint = TextModel.load(DatasetLayout(reseeded)).fingerprint
+    store = CatalogStore(store_path(stack))
+    try:
+        assert [(i.item_id, current) for i, current in store.load(len(now), fingerprint)] == [
+            ("x", True),
+            ("y", True),
+        ]
+    finally:
+        store.close()
+
+
+async def test_an_upsert_whose_caller_gives_up_while_it_is_saved_is_still_served(
+    stack: Stack,
+    embedding: embedding_pb2_grpc.EmbeddingServiceAsyncStub,
+    synthetic: SyntheticDataset,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Saved means served: a deadline passing during the save does not stop the item from
+    reaching the catalog, and the next upsert waits for it."""
+    real_save = CatalogStore.save
+    saves = 0
+
+    def slow_save(self: CatalogStore, *args: Any) -> None:
+        nonlocal saves
+        saves += 1
+        if saves == 1:
+            time.sleep(1.0)  # a slow disk
+        real_save(self, *args)
+
+    monkeypatch.setattr(CatalogStore, "save", slow_save)
+    with pytest.raises(grpc.aio.AioRpcError) as raised:
+        await embedding.UpsertItems(
+            pb.UpsertItemsRequest(items=[pb.Item(item_id="late", text=topic_text(synthetic, 0))]),
+            timeout=0.3,
+        )
+    assert raised.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
+    await embedding.UpsertItems(
+        pb.UpsertItemsRequest(items=[pb.Item(item_id="next", text=topic_text(synthetic, 1))])
+    )
+    response = await embedding.GetItemVectors(pb.GetItemVectorsRequest(item_ids=["late", "next"]))
+    assert [i.status for i in response.items] == [pb.VECTOR_STATUS_OK] * 2
+    listed = await embedding.ListItems(pb.ListItemsRequest(page_size=1000))
+    assert {"late", "next"} <= {e.item.item_id for e in listed.items}
+
+
+async def test_a_cancelled_upsert_does_not_mix_its_index_rows_with_the_next_ones(
+    embedding: embedding_pb2_grpc.EmbeddingServiceAsyncStub,
+    synthetic: SyntheticDataset,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The first upsert's caller gives up while its index update waits for a worker thread;
+    the second upsert's rows must not take the first's place in the index."""
+    real_add = vector_index.ExactIndex.add
+    adds = 0
+
+    def slow_add(self: vector_index.ExactIndex, vectors: np.ndarray) -> None:
+        nonlocal adds
+        adds += 1
+        if adds == 1:
+            time.sleep(1.0)
+        real_add(self, vectors)
+
+    monkeypatch.setattr(vector_index.ExactIndex, "add", slow_add)
+    first, second = topic_text(synthetic, 0), topic_text(synthetic, 2)
+    with pytest.raises(grpc.aio.AioRpcError) as raised:
+        await embedding.UpsertItems(
+            pb.UpsertItemsRequest(items=[pb.Item(item_id="A", text=first)]), timeout=0.3
+        )
+    assert raised.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
+    await embedding.UpsertItems(pb.UpsertItemsRequest(items=[pb.Item(item_id="B", text=second)]))
+    for text, item_id in ((first, "A"), (second, "B")):
+        similar = await embedding.SimilarItems(pb.SimilarItemsRequest(text=text, k=1))
+        assert [(i.item_id, round(i.score, 4)) for i in similar.items] == [(item_id, 1.0)]
+
+
+async def test_no_upsert_is_accepted_before_stale_stored_items_are_embedded_again(
+    stack: Stack, prepared: Path, synthetic: SyntheticDataset, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An upsert during start-up would be overwritten by the re-embedding of the stored
+    item: until that is done, the service answers UNAVAILABLE (it is loading)."""
+    old, new = topic_text(synthetic, 0), topic_text(synthetic, 2)
+    store_legacy_items(store_path(stack), [("x", "old", old)])
+    real_normalize = PreprocessServicer.NormalizeText
+
+    async def slow_normalize(
+        self: PreprocessServicer, request: preprocess_pb2.NormalizeTextRequest, context: Any
+    ) -> preprocess_pb2.NormalizeTextResponse:
+        if f"old {old}" in request.texts:
+            await asyncio.sleep(1.0)  # many stale items take a while
+        return await real_normalize(self, request, context)
+
+    monkeypatch.setattr(PreprocessServicer, "NormalizeText", slow_normalize)
+    monkeypatch.setenv("EVOREC_DATASET", str(prepared))
+    await stack.start("preprocess")
+    settings = stack.settings()
+    running = await start_server(
+        create_service("embedding", settings), settings.endpoint("embedding"), settings.server
+    )
+    try:
+        async with channel(running.port) as ch:
+            stub = embedding_pb2_grpc.EmbeddingServiceStub(ch)
+            refused: set[grpc.StatusCode] = set()
+            upsert = pb.UpsertItemsRequest(items=[pb.Item(item_id="x", title="new", text=new)])
+            for _ in range(250):
+                try:
+                    await stub.UpsertItems(upsert)
+                    break
+                except grpc.aio.AioRpcError as error:
+                    refused.add(error.code())
+                    await asyncio.sleep(0.02)
+            assert refused == {grpc.StatusCode.UNAVAILABLE}
+            await running.ready()
+            listed = await stub.ListItems(pb.ListItemsRequest(page_size=1000))
+            (item,) = [e for e in listed.items if e.item.item_id == "x"]
+            assert item.item.title == "new"
+            assert np.allclose(item.vector.vector.values, await embed(stub, f"new {new}"))
+    finally:
+        await running.shutdown()

@@ -18,14 +18,25 @@ import pytest
 from google.protobuf.timestamp_pb2 import Timestamp
 from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
 
+from evorec.embedding import service as embedding_service
 from evorec.encoder.backends import InProcessBackend
 from evorec.encoder.publish import apply_version_policy, set_version_label
 from evorec.platform.clients import embedding_client, interest_client, ranking_client
 from evorec.platform.errors import field_violations
-from evorec.platform.server import GrpcService
-from evorec.v1 import common_pb2, embedding_pb2, interest_pb2, interest_pb2_grpc, ranking_pb2
+from evorec.platform.registry import create_service
+from evorec.platform.server import GrpcService, start_server
+from evorec.ranking.catalog import CatalogMirror
+from evorec.v1 import (
+    common_pb2,
+    embedding_pb2,
+    embedding_pb2_grpc,
+    interest_pb2,
+    interest_pb2_grpc,
+    ranking_pb2,
+)
 from tests.conftest import Stack, export_small_model
 from tests.prediction_service import start_prediction_service
+from tests.support import channel
 from tests.test_server import scrape
 
 VIEW = common_pb2.EVENT_TYPE_VIEW
@@ -567,3 +578,72 @@ async def test_after_repeated_encoder_outages_answers_skip_it_for_a_second(
     assert ENCODER not in answer.degraded_sources
     assert ENCODER in answer.sources_used
     assert calls == ENCODER_FAILURES_TO_OPEN + 1
+
+
+class CutShort:
+    """An embedding stub whose listings from the start fail, as when the service goes away
+    again in the middle of a mirror's listing."""
+
+    def __init__(self, stub: embedding_pb2_grpc.EmbeddingServiceAsyncStub) -> None:
+        self.stub = stub
+
+    async def ListItems(
+        self, request: embedding_pb2.ListItemsRequest, **kwargs: Any
+    ) -> embedding_pb2.ListItemsResponse:
+        if request.after_revision == 0:
+            raise grpc.aio.AioRpcError(
+                grpc.StatusCode.UNAVAILABLE, grpc.aio.Metadata(), grpc.aio.Metadata(), "gone"
+            )
+        return await self.stub.ListItems(request, **kwargs)
+
+
+async def test_the_catalog_mirror_keeps_its_items_through_a_restart_of_the_catalog(
+    stack: Stack, prepared: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """While the embedding service loads, and when the listing after its restart is cut
+    short, the mirror keeps the items it has; a complete listing replaces them."""
+    monkeypatch.setenv("EVOREC_DATASET", str(prepared))
+    await stack.start("preprocess")
+    server = await stack.start("embedding")
+    count = len(pd.read_parquet(prepared / "items.parquet"))
+    async with channel(server.port) as ch:
+        stub = embedding_pb2_grpc.EmbeddingServiceStub(ch)
+        mirror = CatalogMirror(stub, stale_after_s=60)
+        assert await mirror.sync()
+        assert len(mirror.items) == count
+        first_catalog = mirror.catalog_id
+        await stack.stop("embedding")
+
+        real_load = embedding_service._load
+
+        def slow_load(*args: Any) -> Any:
+            time.sleep(1.0)
+            return real_load(*args)
+
+        monkeypatch.setattr(embedding_service, "_load", slow_load)
+        settings = stack.settings()
+        running = await start_server(
+            create_service("embedding", settings), settings.endpoint("embedding"), settings.server
+        )
+        try:
+            with pytest.raises(grpc.aio.AioRpcError) as raised:
+                await mirror.sync()
+            assert raised.value.code() == grpc.StatusCode.UNAVAILABLE
+            assert raised.value.details() == "the embedding service is still loading"
+            assert (len(mirror.items), mirror.catalog_id) == (count, first_catalog)
+            await running.ready()
+
+            generation = mirror.generation
+            mirror.stub = CutShort(stub)  # type: ignore[assignment]
+            with pytest.raises(grpc.aio.AioRpcError):
+                await mirror.sync()
+            assert (len(mirror.items), mirror.catalog_id) == (count, first_catalog)
+            assert mirror.generation == generation
+
+            mirror.stub = stub
+            assert await mirror.sync()
+            assert len(mirror.items) == count
+            assert mirror.catalog_id not in ("", first_catalog)
+            assert mirror.generation == generation + 1
+        finally:
+            await running.shutdown()

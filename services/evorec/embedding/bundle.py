@@ -3,6 +3,7 @@ MiniLM model when the dataset was prepared with it."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,11 +24,14 @@ if TYPE_CHECKING:
 class TextModel:
     """What turns text into item vectors and topics, and which version it is. `minilm` is
     set when the dataset's item vectors are MiniLM's: texts are then embedded by it, not by
-    the SIF mean of the word vectors."""
+    the SIF mean of the word vectors. `fingerprint` names everything a vector or topic
+    depends on (`version` names only the word vectors or MiniLM's weights), so that an item
+    stored under another text model is known to need embedding again."""
 
     embedder: TextEmbedder
     topics: TopicModel
     version: str
+    fingerprint: str
     minilm: MiniLMEncoder | None = None
 
     @classmethod
@@ -44,9 +48,19 @@ class TextModel:
             json.loads(layout.topics.read_text()), np.load(layout.topic_centroids)
         )
         encoder = manifest.get("text_encoder", {"name": "word2vec"})
+        text_files = (
+            layout.word_vectors,
+            layout.word_counts,
+            layout.sif,
+            layout.topics,
+            layout.topic_centroids,
+        )
+        names = [str(path.relative_to(layout.root)) for path in text_files]
+        # The manifest holds each file's SHA-256: no need to hash the files again.
+        parts: dict[str, object] = {name: manifest["outputs"][name] for name in names}
         if encoder["name"] != "minilm":
             digest = manifest["outputs"]["text/word_vectors.bin"][:12]
-            return cls(embedder, topics, f"{manifest['name']}@{digest}")
+            return cls(embedder, topics, f"{manifest['name']}@{digest}", _fingerprint(parts))
         from evorec.embedding.minilm import MiniLMEncoder
         from evorec.embedding.model_files import MINILM
 
@@ -59,4 +73,11 @@ class TextModel:
             raise ValueError(f"{layout.root} was prepared with MiniLM: give its model folder")
         minilm = MiniLMEncoder.load(text_models / MINILM.name)
         digest = MINILM.sha256["model.safetensors"][:12]
-        return cls(embedder, topics, f"{manifest['name']}@minilm-{digest}", minilm)
+        parts["minilm"] = MINILM.sha256
+        version = f"{manifest['name']}@minilm-{digest}"
+        return cls(embedder, topics, version, _fingerprint(parts), minilm)
+
+
+def _fingerprint(parts: dict[str, object]) -> str:
+    """SHA-256 of `parts` (file -> SHA-256) in a canonical form."""
+    return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()

@@ -173,11 +173,18 @@ class CatalogStore:
                     "vector": bytes,
                     "create_time": float,
                     "update_time": float,
+                    "text_model": str,
                 },
                 pk="item_id",
             )
+        elif "text_model" not in self.table.columns_dict:
+            # A store written before rows named their text model: its rows have none, so
+            # each is embedded again once.
+            self.table.add_column("text_model", str)
 
-    def save(self, items: Sequence[CatalogItem]) -> None:
+    def save(self, items: Sequence[CatalogItem], text_model: str) -> None:
+        """Stores `items`, whose vectors and topics the text model of fingerprint
+        `text_model` computed."""
         now = time.time()
         rows = [
             {
@@ -189,22 +196,27 @@ class CatalogStore:
                 "vector": None if item.vector is None else item.vector.astype(np.float32).tobytes(),
                 "create_time": item.create_time,
                 "update_time": now,
+                "text_model": text_model,
             }
             for item in items
         ]
         with self.lock, self.db.conn:
             self.table.upsert_all(rows, pk="item_id")
 
-    def load(self, dimension: int) -> Iterable[tuple[CatalogItem, bool]]:
-        """The stored items, each with whether its vector fits `dimension` (a vector stored
-        under other word vectors does not, and must be computed again)."""
+    def load(self, dimension: int, text_model: str) -> Iterable[tuple[CatalogItem, bool]]:
+        """The stored items, each with whether its vector and topic are current: computed by
+        the text model of fingerprint `text_model` (vectors of another one, even of the same
+        dimension, are not comparable with this one's, so such an item must be embedded and
+        classified again; it comes without a vector)."""
         with self.lock:
             rows = list(self.table.rows)
         for row in rows:
             vector = (
                 None if row["vector"] is None else np.frombuffer(row["vector"], dtype=np.float32)
             )
-            fits = vector is None or vector.shape == (dimension,)
+            current = row["text_model"] == text_model and (
+                vector is None or vector.shape == (dimension,)
+            )
             yield (
                 CatalogItem(
                     item_id=row["item_id"],
@@ -212,10 +224,10 @@ class CatalogStore:
                     text=row["text"],
                     categories=json.loads(row["categories"]),
                     topic_id=row["topic_id"],
-                    vector=vector if fits else None,
+                    vector=vector if current else None,
                     create_time=row["create_time"],
                 ),
-                fits,
+                current,
             )
 
     def close(self) -> None:

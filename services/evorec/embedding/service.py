@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -25,17 +25,25 @@ from evorec.data.schema import item_document
 from evorec.embedding.bundle import TextModel
 from evorec.embedding.catalog import CatalogItem, CatalogStore, ItemCatalog
 from evorec.platform.clients import preprocess_client
-from evorec.platform.config import Settings
+from evorec.platform.config import ServerSettings, Settings
 from evorec.platform.errors import (
     FailedPrecondition,
     FieldViolation,
     InvalidArgument,
     NotFound,
+    Unavailable,
     Violations,
     dependency_error,
 )
 from evorec.platform.server import GrpcService
-from evorec.platform.validation import check_id, check_text, check_time, timestamp_seconds
+from evorec.platform.validation import (
+    MAX_NORMALIZE_TEXTS,
+    MAX_TEXT_CHARS,
+    check_id,
+    check_text,
+    check_time,
+    timestamp_seconds,
+)
 from evorec.v1 import embedding_pb2, embedding_pb2_grpc, preprocess_pb2, preprocess_pb2_grpc
 from evorec.vector_index import VectorIndex, build_index
 from evorec.vector_index_settings import IndexSettings
@@ -57,6 +65,13 @@ NO_TEXT = embedding_pb2.VECTOR_STATUS_NO_USABLE_TEXT
 UNKNOWN_ITEM = embedding_pb2.VECTOR_STATUS_UNKNOWN_ITEM
 
 
+def normalize_call_bytes(limits: ServerSettings) -> int:
+    """The most UTF-8 bytes of text one NormalizeText call carries: a quarter of the gRPC
+    message limit, as the reply's tokens can take more bytes than the text they come from
+    (field framing per token)."""
+    return min(limits.max_send_message_bytes, limits.max_receive_message_bytes) // 4
+
+
 @dataclass
 class Loaded:
     """What the service answers from, once loaded."""
@@ -76,16 +91,23 @@ class EmbeddingServicer(embedding_pb2_grpc.EmbeddingServiceServicer):
         self,
         preprocess: preprocess_pb2_grpc.PreprocessServiceAsyncStub,
         index_settings: IndexSettings | None = None,
+        max_call_bytes: int | None = None,
     ) -> None:
         self.preprocess = preprocess
         self.index_settings = index_settings or IndexSettings()
+        self.max_call_bytes = max_call_bytes or normalize_call_bytes(ServerSettings())
+        # Held from building an upsert's items until they are saved and in the index.
         self.upserting = asyncio.Lock()
+        # Upserts being applied, whose callers may have gone (see UpsertItems).
+        self._applying: set[asyncio.Task[tuple[list[CatalogItem], int]]] = set()
         self._loaded: Loaded | None = None
 
     @property
     def loaded(self) -> Loaded:
+        # UNAVAILABLE, not FAILED_PRECONDITION: loading passes, so clients retry; and the
+        # ranking service's catalog mirror takes FAILED_PRECONDITION to mean a restart.
         if self._loaded is None:
-            raise FailedPrecondition("the embedding service is still loading")
+            raise Unavailable("the embedding service is still loading")
         return self._loaded
 
     @property
@@ -100,24 +122,26 @@ class EmbeddingServicer(embedding_pb2_grpc.EmbeddingServiceServicer):
         self, layout: DatasetLayout, store: CatalogStore, text_models: Path | None = None
     ) -> None:
         """Loads the dataset's text model (MiniLM's files from `text_models`/minilm when it
-        was prepared with it) and items, then lays the upserted items over them (embedding
-        again those stored under other word vectors)."""
+        was prepared with it) and items, then lays the upserted items over them, embedding
+        and classifying again those stored under another text model. All of it before the
+        service answers: an upsert accepted meanwhile would be overwritten by the stored
+        item's re-embedding."""
         model, catalog = await asyncio.to_thread(_load, layout, text_models)
-        stale = []
-        for item, fits in await asyncio.to_thread(lambda: list(store.load(catalog.dimension))):
+        stored = await asyncio.to_thread(
+            lambda: list(store.load(catalog.dimension, model.fingerprint))
+        )
+        stale = [item for item, current in stored if not current]
+        if stale:
+            texts = [item_document(i.title, i.text, i.categories) for i in stale]
+            for item, (vector, _) in zip(stale, await self.vectors(model, texts), strict=True):
+                item.vector = vector
+                item.topic_id = model.topics.classify(vector, item.categories)
+            await asyncio.to_thread(store.save, stale, model.fingerprint)
+        for item, _ in stored:
             catalog.put(item)
-            if not fits:
-                stale.append(item)
         # Built in a worker thread: a large catalog's graph takes minutes.
         index = await asyncio.to_thread(build_index, catalog.vectors, self.index_settings)
         self._loaded = Loaded(model, catalog, store, index, uuid.uuid4().hex)
-        if stale:
-            texts = [item_document(i.title, i.text, i.categories) for i in stale]
-            for item, (vector, _) in zip(stale, await self.vectors(texts), strict=True):
-                item.vector = vector
-                item.topic_id = model.topics.classify(vector, item.categories)
-            await asyncio.to_thread(store.save, stale)
-            await self.put(stale)
 
     async def put(self, items: Sequence[CatalogItem]) -> int:
         """Puts `items` in the catalog and their vectors in the index (added for new items,
@@ -139,26 +163,38 @@ class EmbeddingServicer(embedding_pb2_grpc.EmbeddingServiceServicer):
         return created
 
     async def tokens(self, texts: Sequence[str]) -> list[list[str]]:
-        """Normalized tokens of each text, from the PreprocessService."""
-        try:
-            response = await self.preprocess.NormalizeText(
-                preprocess_pb2.NormalizeTextRequest(texts=list(texts))
-            )
-        except grpc.aio.AioRpcError as error:
-            raise dependency_error("PreprocessService", error) from error
-        return [list(result.tokens) for result in response.results]
+        """Normalized tokens of each text, from the PreprocessService: in as many calls as
+        its limits need (texts per call, and the message size), each text cut to its
+        per-text limit (an item's document joins a text of up to that limit with its title
+        and categories)."""
+        tokens: list[list[str]] = []
+        for batch in _batches(
+            [text[:MAX_TEXT_CHARS] for text in texts], MAX_NORMALIZE_TEXTS, self.max_call_bytes
+        ):
+            try:
+                response = await self.preprocess.NormalizeText(
+                    preprocess_pb2.NormalizeTextRequest(texts=batch)
+                )
+            except grpc.aio.AioRpcError as error:
+                raise dependency_error("PreprocessService", error) from error
+            tokens.extend(list(result.tokens) for result in response.results)
+        return tokens
 
-    async def vectors(self, texts: Sequence[str]) -> list[tuple[np.ndarray | None, int]]:
+    async def vectors(
+        self, model: TextModel, texts: Sequence[str]
+    ) -> list[tuple[np.ndarray | None, int]]:
+        """Each text's vector (None without usable words) and its known token count, under
+        `model` (given, not read from `self`: loading embeds before the service is loaded)."""
         if not texts:
             return []
-        minilm = self.model.minilm
+        minilm = model.minilm
         if minilm is not None:
             matrix, counts = await asyncio.to_thread(minilm.embed_many, texts)
             return [
                 (vector if count > 0 else None, int(count))
                 for vector, count in zip(matrix, counts, strict=True)
             ]
-        return [self.model.embedder.embed(tokens) for tokens in await self.tokens(texts)]
+        return [model.embedder.embed(tokens) for tokens in await self.tokens(texts)]
 
     def item_vector(self, item: CatalogItem | None, item_id: str) -> embedding_pb2.ItemVector:
         if item is None:
@@ -186,7 +222,7 @@ class EmbeddingServicer(embedding_pb2_grpc.EmbeddingServiceServicer):
                 vector=None if vector is None else embedding_pb2.Vector(values=vector.tolist()),
                 known_token_count=known,
             )
-            for vector, known in await self.vectors(request.texts)
+            for vector, known in await self.vectors(self.model, request.texts)
         ]
         return embedding_pb2.EmbedTextsResponse(
             embeddings=embeddings,
@@ -212,12 +248,33 @@ class EmbeddingServicer(embedding_pb2_grpc.EmbeddingServiceServicer):
     ) -> embedding_pb2.UpsertItemsResponse:
         validate_upsert(request)
         texts = [item_document(i.title, i.text, i.categories) for i in request.items]
-        vectors = await self.vectors(texts)
-        now = time.time()
+        vectors = await self.vectors(self.model, texts)
+        # Applied in a task the caller's cancellation (its deadline passing) does not reach:
+        # cancelled between the save and the index update, the item would be saved but not
+        # served, and the lock released while the index update still ran in its thread.
+        task = asyncio.create_task(self.apply_upsert(request.items, vectors, time.time()))
+        self._applying.add(task)
+        task.add_done_callback(self._applying.discard)
+        items, created = await asyncio.shield(task)
+        return embedding_pb2.UpsertItemsResponse(
+            items=[self.item_vector(item, item.item_id) for item in items],
+            created_count=created,
+            updated_count=len(items) - created,
+        )
+
+    async def apply_upsert(
+        self,
+        given_items: Sequence[embedding_pb2.Item],
+        vectors: Sequence[tuple[np.ndarray | None, int]],
+        now: float,
+    ) -> tuple[list[CatalogItem], int]:
+        """Saves the upserted items, then puts them in the catalog and index, under the
+        `upserting` lock; returns them and how many were new."""
         async with self.upserting:
+            loaded = self.loaded
             items = []
-            for given, (vector, _) in zip(request.items, vectors, strict=True):
-                existing = self.catalog.get(given.item_id)
+            for given, (vector, _) in zip(given_items, vectors, strict=True):
+                existing = loaded.catalog.get(given.item_id)
                 created_at = (
                     timestamp_seconds(given.create_time) or 0.0
                     if given.HasField("create_time")
@@ -231,20 +288,16 @@ class EmbeddingServicer(embedding_pb2_grpc.EmbeddingServiceServicer):
                         title=given.title,
                         text=given.text,
                         categories=list(given.categories),
-                        topic_id=self.model.topics.classify(vector, given.categories),
+                        topic_id=loaded.model.topics.classify(vector, given.categories),
                         vector=vector,
                         create_time=created_at,
                         popularity=existing.popularity if existing else 0,
                     )
                 )
             # Durable first: an answered upsert survives a crash.
-            await asyncio.to_thread(self.loaded.store.save, items)
+            await asyncio.to_thread(loaded.store.save, items, loaded.model.fingerprint)
             created = await self.put(items)
-        return embedding_pb2.UpsertItemsResponse(
-            items=[self.item_vector(item, item.item_id) for item in items],
-            created_count=created,
-            updated_count=len(items) - created,
-        )
+        return items, created
 
     async def SimilarItems(
         self, request: embedding_pb2.SimilarItemsRequest, context: Any
@@ -274,7 +327,7 @@ class EmbeddingServicer(embedding_pb2_grpc.EmbeddingServiceServicer):
             vector = item.vector
             allowed[self.catalog.rows[request.item_id]] = False
         else:
-            ((found, _),) = await self.vectors([request.text])
+            ((found, _),) = await self.vectors(self.model, [request.text])
             if found is None:
                 raise InvalidArgument(
                     violations=[
@@ -402,7 +455,7 @@ def create(settings: Settings) -> GrpcService:
     """The EmbeddingService: loads the prepared dataset at `settings.dataset_path` and the
     items upserted since, before it reports SERVING."""
     client = preprocess_client(settings)
-    servicer = EmbeddingServicer(client.stub, settings.index)
+    servicer = EmbeddingServicer(client.stub, settings.index, normalize_call_bytes(settings.server))
     layout = DatasetLayout(settings.dataset_path)
 
     async def start() -> None:
@@ -418,9 +471,11 @@ def create(settings: Settings) -> GrpcService:
         )
 
     async def stop() -> None:
-        await client.close()
-        if servicer._loaded is not None:
-            servicer._loaded.store.close()
+        # Upserts whose callers went may still be saving: the lock waits for them.
+        async with servicer.upserting:
+            await client.close()
+            if servicer._loaded is not None:
+                servicer._loaded.store.close()
 
     return GrpcService(
         name=embedding_pb2.DESCRIPTOR.services_by_name["EmbeddingService"].full_name,
@@ -430,6 +485,22 @@ def create(settings: Settings) -> GrpcService:
         start=start,
         stop=stop,
     )
+
+
+def _batches(texts: list[str], max_texts: int, max_bytes: int) -> Iterator[list[str]]:
+    """`texts` in order, in batches of at most `max_texts` texts and `max_bytes` bytes of
+    UTF-8 (a longer text goes alone)."""
+    batch: list[str] = []
+    size = 0
+    for text in texts:
+        length = len(text.encode())
+        if batch and (len(batch) == max_texts or size + length > max_bytes):
+            yield batch
+            batch, size = [], 0
+        batch.append(text)
+        size += length
+    if batch:
+        yield batch
 
 
 def _load(layout: DatasetLayout, text_models: Path | None) -> tuple[TextModel, ItemCatalog]:

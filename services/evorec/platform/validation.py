@@ -26,6 +26,9 @@ DAY = 86_400.0
 MAX_ID_CHARS = 128
 MAX_TEXT_CHARS = 100_000
 MAX_EVENT_TEXT_CHARS = 10_000
+# Texts per PreprocessService.NormalizeText call: the service refuses more, and callers
+# (the embedding service) send their texts in calls of at most this many.
+MAX_NORMALIZE_TEXTS = 1_000
 # A time a caller gives may be this far ahead of the server's clock (clocks drift).
 MAX_FUTURE_S = DAY
 # Beyond any time or duration evorec has a use for (about 3,000 years), yet far from overflow.

@@ -8,11 +8,11 @@ from typing import Any
 from evorec.platform.config import Settings
 from evorec.platform.errors import Violations
 from evorec.platform.server import GrpcService
-from evorec.platform.validation import check_text
+from evorec.platform.validation import MAX_NORMALIZE_TEXTS, check_text
 from evorec.preprocess.text import MAX_TOKENS, Language, TextOptions, normalize
 from evorec.v1 import preprocess_pb2, preprocess_pb2_grpc
 
-MAX_TEXTS = 1_000
+MAX_TEXTS = MAX_NORMALIZE_TEXTS
 _TO_PROTO: dict[Language, int] = {
     "en": preprocess_pb2.LANGUAGE_ENGLISH,
     "zh": preprocess_pb2.LANGUAGE_CHINESE,

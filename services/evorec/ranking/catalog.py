@@ -62,24 +62,39 @@ class CatalogMirror:
 
     async def sync(self) -> bool:
         """Fetches every change since the last sync; True when there was one. Raises
-        grpc.aio.AioRpcError when the embedding service cannot answer."""
+        grpc.aio.AioRpcError when the embedding service cannot answer. After a restart of
+        the catalog the listing goes into a new dict, which replaces `items` only once it
+        is complete: a listing cut short leaves the items as they were, not empty."""
+        try:
+            changed, revision, catalog_id = await self._fetch(
+                self.items, self.revision, self.catalog_id
+            )
+        except grpc.aio.AioRpcError as error:
+            if error.code() != grpc.StatusCode.FAILED_PRECONDITION or not self.catalog_id:
+                raise
+            log.info("the catalog restarted: listing it again")
+            items: dict[str, MirroredItem] = {}
+            _, revision, catalog_id = await self._fetch(items, 0, "")
+            self.items, changed = items, True
+        self.revision, self.catalog_id = revision, catalog_id
+        self.last_success = time.monotonic()
+        if changed:
+            self.generation += 1
+        return changed
+
+    async def _fetch(
+        self, items: dict[str, MirroredItem], revision: int, catalog_id: str
+    ) -> tuple[bool, int, str]:
+        """Puts the changes after `revision` of catalog `catalog_id` ("": any, from the
+        start) into `items`, page by page; returns whether there were any, and the revision
+        and catalog id reached."""
         changed = False
         while True:
-            request = embedding_pb2.ListItemsRequest(
-                after_revision=self.revision, catalog_id=self.catalog_id
-            )
-            try:
-                response = await self.stub.ListItems(request, metadata=POLL_METADATA)
-            except grpc.aio.AioRpcError as error:
-                if error.code() != grpc.StatusCode.FAILED_PRECONDITION or not self.catalog_id:
-                    raise
-                log.info("the catalog restarted: listing it again")
-                self.items, self.revision, self.catalog_id = {}, 0, ""
-                changed = True
-                continue
+            request = embedding_pb2.ListItemsRequest(after_revision=revision, catalog_id=catalog_id)
+            response = await self.stub.ListItems(request, metadata=POLL_METADATA)
             for entry in response.items:
                 vector = entry.vector
-                self.items[entry.item.item_id] = MirroredItem(
+                items[entry.item.item_id] = MirroredItem(
                     item_id=entry.item.item_id,
                     title=entry.item.title,
                     topic_id=sys.intern(entry.vector.topic_id or entry.item.topic_id),
@@ -88,13 +103,9 @@ class CatalogMirror:
                     else None,
                 )
             changed = changed or bool(response.items)
-            self.revision, self.catalog_id = response.revision, response.catalog_id
+            revision, catalog_id = response.revision, response.catalog_id
             if not response.has_more:
-                break
-        self.last_success = time.monotonic()
-        if changed:
-            self.generation += 1
-        return changed
+                return changed, revision, catalog_id
 
     async def watch(
         self, interval_s: float, on_change: Callable[[], Awaitable[None]] | None = None
