@@ -267,13 +267,15 @@ async def test_catalog_changes_are_listed_in_order_and_a_restart_is_detected(
     assert len(listed[0].vector.vector.values) == pages[0].dimension
     assert not listed[0].item.text  # left out of listings
 
-    await embedding.UpsertItems(
-        pb.UpsertItemsRequest(items=[pb.Item(item_id="late", text=topic_text(synthetic, 1))])
-    )
+    assert not listed[0].item.HasField("create_time")  # a dataset's item: no time of its own
+
+    late = pb.Item(item_id="late", text=topic_text(synthetic, 1), create_time={"seconds": 1_700})
+    await embedding.UpsertItems(pb.UpsertItemsRequest(items=[late]))
     changes = await embedding.ListItems(
         pb.ListItemsRequest(after_revision=pages[-1].revision, catalog_id=pages[-1].catalog_id)
     )
     assert [e.item.item_id for e in changes.items] == ["late"]
+    assert changes.items[0].item.create_time.seconds == 1_700
     assert not changes.has_more
     assert changes.revision == pages[-1].revision + 1
     with_text = await embedding.ListItems(

@@ -42,6 +42,7 @@ from evorec.platform.validation import (
     check_id,
     check_text,
     check_time,
+    timestamp,
     timestamp_seconds,
 )
 from evorec.v1 import embedding_pb2, embedding_pb2_grpc, preprocess_pb2, preprocess_pb2_grpc
@@ -400,6 +401,8 @@ class EmbeddingServicer(embedding_pb2_grpc.EmbeddingServiceServicer):
                         text=item.text if request.include_text else "",
                         categories=item.categories,
                         topic_id=item.topic_id,
+                        # A dataset's items have no time of their own (0): left out.
+                        create_time=timestamp(item.create_time) if item.create_time else None,
                     ),
                     vector=self.item_vector(item, item.item_id),
                     revision=revision,
