@@ -133,6 +133,21 @@ def test_an_empty_history_is_answered_by_popularity(bundle: ModelBundle) -> None
     assert [r.index for r in answer.items] == expected.tolist()
 
 
+def test_k_items_are_answered_when_k_is_above_what_each_source_proposes(
+    bundle: ModelBundle,
+) -> None:
+    space = ItemSpace(bundle, {})
+    few = RecommendSettings(candidates_per_source=10)
+    popular = int((bundle.popularity[1:] > 0).sum())
+    assert popular > 50
+    for history in (np.zeros(0, np.int64), np.array([3, 9, 4], np.int64)):
+        query = Query(
+            history=history, event_types=np.ones(len(history), np.int32), k=50, diversity=0
+        )
+        answer = recommend(space, query, bundle.item_table[history].sum(axis=0), few)
+        assert len({r.index for r in answer.items}) == 50
+
+
 ENCODER_ONLY = RecommendSettings(
     weight_item_similarity=0, weight_markov=0, weight_text_neighbours=0, weight_popularity=0
 )

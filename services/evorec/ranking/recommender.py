@@ -1,6 +1,7 @@
 """From a user's history (and user vector) to a ranked, filtered, diversified, explained list.
 
-Candidate sources, each proposing its best `candidates_per_source` allowed items:
+Candidate sources, each proposing its best `candidates_per_source` allowed items (k, when it
+is larger):
 
 - encoder: the items whose vectors have the largest dot product with the user vector (new
   items included), from the item space's vector index (exact, or approximate for large
@@ -286,7 +287,9 @@ def recommend(
     weights = _weights(settings)
     if cold_start:
         weights[POPULARITY] = 1.0
-    found = candidates(space, query.history, user_vector, allowed, settings.candidates_per_source)
+    # Each source proposes at least k items, so that k allowed items can be answered.
+    per_source = max(settings.candidates_per_source, query.k)
+    found = candidates(space, query.history, user_vector, allowed, per_source)
     # Each source's gain per item, over the union of the proposals only.
     used = [s for s in found.by_source if weights[s] > 0]
     union, inverse = np.unique(
