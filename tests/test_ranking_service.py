@@ -318,6 +318,14 @@ async def test_batches_answer_per_user_and_name_the_bad_request(
             )
         assert caught.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
 
+        # Requests at the limits (here k = 100) count as one caller, whatever their number,
+        # and keep their places among the others.
+        large = ranking_pb2.RecommendRequest(user_id="batch-2", k=100)
+        mixed = [large] * 12 + [requests[0]] + [large] * 12
+        batch = await ranking.stub.RecommendBatch(ranking_pb2.RecommendBatchRequest(requests=mixed))
+        assert [len(r.recommendations) for r in batch.responses] == [100] * 12 + [5] + [100] * 12
+        assert top_topic(batch.responses[12])[0] == names[0]
+
 
 def ranked(response: ranking_pb2.RecommendResponse) -> list[tuple[str, float]]:
     return [(r.item_id, r.score) for r in response.recommendations]

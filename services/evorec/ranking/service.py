@@ -26,6 +26,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -82,7 +84,8 @@ OFFLOAD_K = 100
 # A heavy request (k of at least OFFLOAD_K, an inline history of at least HEAVY_HISTORY
 # items, or at least HEAVY_TOPICS topics in its filter) waits for one of HEAVY_CONCURRENCY
 # slots, so that requests at the limits cannot take every core from the small ones; when
-# HEAVY_WAITING already wait, it is answered RESOURCE_EXHAUSTED at once (retry later).
+# HEAVY_WAITING already wait, it is answered RESOURCE_EXHAUSTED at once (retry later). The
+# heavy requests of one RecommendBatch count as one waiting caller and take the slots in turn.
 HEAVY_HISTORY = 1_000
 HEAVY_TOPICS = 100
 HEAVY_CONCURRENCY = 1
@@ -288,8 +291,17 @@ class RankingServicer(ranking_pb2_grpc.RankingServiceServicer):
             for number, one in enumerate(request.requests[:MAX_BATCH])
         ]
         violations.raise_if_any()
-        answers = await asyncio.gather(*(self.answer(space, s) for s in subjects))
-        return ranking_pb2.RecommendBatchResponse(responses=answers)
+        heavy = [n for n, subject in enumerate(subjects) if _is_heavy(subject)]
+        light = [n for n, subject in enumerate(subjects) if not _is_heavy(subject)]
+        answered: list[Any] = await asyncio.gather(
+            self.heavy_in_turn(space, [subjects[n] for n in heavy]),
+            *(self.compute(space, subjects[n]) for n in light),
+        )
+        by_number = dict(zip(heavy, answered[0], strict=True))
+        by_number.update(zip(light, answered[1:], strict=True))
+        return ranking_pb2.RecommendBatchResponse(
+            responses=[by_number[n] for n in range(len(subjects))]
+        )
 
     async def ForecastInterests(
         self, request: ranking_pb2.ForecastInterestsRequest, context: Any
@@ -359,13 +371,29 @@ class RankingServicer(ranking_pb2_grpc.RankingServiceServicer):
 
     async def answer(self, space: ItemSpace, subject: Subject) -> ranking_pb2.RecommendResponse:
         """The response to one request; a heavy one waits for a heavy slot first."""
-        query = subject.query
-        if not (
-            query.k >= OFFLOAD_K
-            or (subject.inline and len(query.history) >= HEAVY_HISTORY)
-            or len(query.include_topics) + len(query.exclude_topics) >= HEAVY_TOPICS
-        ):
+        if not _is_heavy(subject):
             return await self.compute(space, subject)
+        async with self.heavy_turn(), self.heavy_slots:
+            return await self.compute(space, subject)
+
+    async def heavy_in_turn(
+        self, space: ItemSpace, subjects: list[Subject]
+    ) -> list[ranking_pb2.RecommendResponse]:
+        """The heavy requests of one batch, one after another, as one waiting caller (each
+        a waiting caller of its own, nine of them would have been refused on an idle
+        server)."""
+        answers: list[ranking_pb2.RecommendResponse] = []
+        if subjects:
+            async with self.heavy_turn():
+                for subject in subjects:
+                    async with self.heavy_slots:
+                        answers.append(await self.compute(space, subject))
+        return answers
+
+    @asynccontextmanager
+    async def heavy_turn(self) -> AsyncIterator[None]:
+        """Counts one caller waiting with heavy requests; refuses it when HEAVY_WAITING
+        already wait."""
         if self.heavy_waiting >= HEAVY_WAITING:
             raise ResourceExhausted(
                 f"{HEAVY_WAITING} requests at the limits (large k, history or topic filter) "
@@ -373,8 +401,7 @@ class RankingServicer(ranking_pb2_grpc.RankingServiceServicer):
             )
         self.heavy_waiting += 1
         try:
-            async with self.heavy_slots:
-                return await self.compute(space, subject)
+            yield
         finally:
             self.heavy_waiting -= 1
 
@@ -439,6 +466,16 @@ def share_of_deadline(share: float, cap: float | None = None) -> float | None:
         return cap
     limit = max(0.0, remaining * share)
     return limit if cap is None else min(cap, limit)
+
+
+def _is_heavy(subject: Subject) -> bool:
+    """A request at the limits: large k, a long inline history or a large topic filter."""
+    query = subject.query
+    return (
+        query.k >= OFFLOAD_K
+        or (subject.inline and len(query.history) >= HEAVY_HISTORY)
+        or len(query.include_topics) + len(query.exclude_topics) >= HEAVY_TOPICS
+    )
 
 
 def _describe(error: BaseException) -> str:
