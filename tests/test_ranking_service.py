@@ -287,6 +287,25 @@ async def test_bad_requests_name_the_field(
     assert field in [v.field for v in field_violations(caught.value)]
 
 
+async def test_thousands_of_unknown_items_are_named_within_the_status_size(
+    services: Stack,
+) -> None:
+    """Each unknown item is a field violation; all of them in the status made it larger
+    than gRPC's metadata limits, and the caller got RESOURCE_EXHAUSTED without a field."""
+    await services.start("ranking")
+    history = ranking_pb2.InlineHistory(
+        items=[
+            ranking_pb2.HistoryItem(item_id=f"unknown-{n:04d}" + "x" * 100) for n in range(2_000)
+        ]
+    )
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await recommend(services, history=history)
+    assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    fields = [v.field for v in field_violations(caught.value)]
+    assert fields == [f"history.items[{n}].item_id" for n in range(10)]
+    assert "2,000 fields in all, the first 10 in the details" in (caught.value.details() or "")
+
+
 async def test_batches_answer_per_user_and_name_the_bad_request(
     services: Stack, prepared: Path
 ) -> None:

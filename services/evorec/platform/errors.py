@@ -16,6 +16,13 @@ from google.protobuf import any_pb2
 from google.rpc import code_pb2, error_details_pb2, status_pb2
 from grpc_status import rpc_status
 
+# Violations an error carries to the caller: a request with thousands of bad entries would
+# otherwise make a status larger than gRPC's metadata limits (8 KiB, then 16 KiB), and the
+# caller would get RESOURCE_EXHAUSTED "Stream removed" instead of the fields. The message
+# names the first few; both say how many there were in all.
+MAX_SENT_VIOLATIONS = 10
+MAX_NAMED_IN_MESSAGE = 3
+
 
 @dataclass(frozen=True)
 class FieldViolation:
@@ -33,7 +40,11 @@ class EvorecError(Exception):
 
     def __init__(self, message: str = "", violations: Iterable[FieldViolation] = ()) -> None:
         self.violations = list(violations)
-        summary = "; ".join(f"{v.field}: {v.description}" for v in self.violations)
+        named = self.violations[:MAX_NAMED_IN_MESSAGE]
+        summary = "; ".join(f"{v.field}: {v.description}" for v in named)
+        if len(self.violations) > len(named):
+            sent = min(len(self.violations), MAX_SENT_VIOLATIONS)
+            summary += f" ({len(self.violations):,} fields in all, the first {sent} in the details)"
         self.message = message or f"invalid request: {summary}"
         super().__init__(self.message)
 
@@ -46,7 +57,7 @@ class EvorecError(Exception):
                 error_details_pb2.BadRequest.FieldViolation(
                     field=v.field, description=v.description
                 )
-                for v in self.violations
+                for v in self.violations[:MAX_SENT_VIOLATIONS]
             ]
         )
         packed = any_pb2.Any()
