@@ -315,6 +315,23 @@ async def test_the_batcher_gathers_concurrent_requests_into_one_call() -> None:
     assert {(rows in row_buckets(8), width in (16, 24)) for rows, width in calls} == {(True, True)}
 
 
+async def test_a_batch_after_an_idle_while_gets_the_time_its_callers_have_left() -> None:
+    limits: list[float | None] = []
+
+    async def run(
+        history: np.ndarray, length: np.ndarray, version: int, limit: float | None
+    ) -> tuple[np.ndarray, int]:
+        limits.append(limit)
+        return history[:, :1].astype(np.float32), version
+
+    batcher = Batcher(run, max_batch=8, window_s=0)
+    await batcher.user_vector(np.array([1]), 1, 0.2, 24)
+    await asyncio.sleep(0.5)  # idle: the worker waits for the next batch meanwhile
+    await batcher.user_vector(np.array([2]), 1, 0.2, 24)
+    await batcher.close()
+    assert all(limit is not None and 0 < limit <= 0.2 for limit in limits), limits
+
+
 async def test_the_batcher_fails_every_caller_of_a_failed_call() -> None:
     async def run(*args: object) -> tuple[np.ndarray, int]:
         raise ConnectionError("model down")

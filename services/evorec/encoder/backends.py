@@ -298,19 +298,21 @@ class Batcher:
 
     async def _work(self) -> None:
         while True:
-            now = time.monotonic()
+            batch = await self._next_batch()
+            now = time.monotonic()  # after the wait for the batch, which may be long
             groups: dict[int, list[_Waiting]] = {}
-            for waiting in await self._next_batch():
+            for waiting in batch:
                 if waiting.deadline is not None and waiting.deadline <= now:
                     waiting.future.set_exception(TimeoutError("no time left for the encoder"))
                 else:
                     groups.setdefault(waiting.version, []).append(waiting)
-            for version, batch in groups.items():
-                await self._run(version, batch, now)
+            for version, group in groups.items():
+                await self._run(version, group)
 
-    async def _run(self, version: int, batch: list[_Waiting], now: float) -> None:
+    async def _run(self, version: int, batch: list[_Waiting]) -> None:
         deadlines = [w.deadline for w in batch if w.deadline is not None]
-        timeout = min(deadlines) - now if deadlines else None
+        # Measured now: an earlier version's group may have run since the batch formed.
+        timeout = max(0.0, min(deadlines) - time.monotonic()) if deadlines else None
         histories = [w.history for w in batch]
         shape = batch_shape(
             len(batch), max(len(h) for h in histories), self.max_batch, batch[0].max_len
