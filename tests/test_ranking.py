@@ -11,7 +11,12 @@ import pytest
 from google.protobuf import text_format
 from tensorflow_serving.config import model_server_config_pb2
 
-from evorec.encoder.backends import Batcher, InProcessBackend
+from evorec.encoder.backends import (
+    Batcher,
+    InProcessBackend,
+    VersionUnloaded,
+    is_expected_failure,
+)
 from evorec.encoder.batch_shapes import all_shapes, batch_shape, right_padded, row_buckets, widths
 from evorec.encoder.bundle import ModelBundle, model_versions
 from evorec.encoder.publish import publish, set_version_label
@@ -291,6 +296,17 @@ async def test_padding_a_batch_to_its_shape_leaves_the_user_vectors_as_they_were
     padded, _ = await backend.user_vectors(*right_padded(histories, shape), 1, None)
     np.testing.assert_allclose(padded[:3], plain, atol=1e-5)
     await backend.close()
+
+
+async def test_a_version_unloaded_while_a_request_waited_is_an_expected_failure() -> None:
+    """Replaced by a newer version during the request (with `serving.keep_versions` 0, or two
+    versions published within a request): the request degrades, as with TF Serving's
+    NOT_FOUND, instead of failing INTERNAL as a bug."""
+    backend = InProcessBackend()
+    with pytest.raises(VersionUnloaded) as raised:
+        await backend.user_vectors(*right_padded([np.array([1, 2])]), 7, 1.0)
+    assert is_expected_failure(raised.value)
+    assert not is_expected_failure(KeyError(7))
 
 
 async def test_the_batcher_gathers_concurrent_requests_into_one_call() -> None:

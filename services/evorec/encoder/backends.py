@@ -55,12 +55,18 @@ EXPECTED_CODES = frozenset(
 )
 
 
+class VersionUnloaded(LookupError):
+    """The in-process backend no longer holds the version asked for: a newer one replaced it
+    while the request waited (TF Serving's NOT_FOUND in the same case)."""
+
+
 def is_expected_failure(error: BaseException) -> bool:
-    """True when `error` says the encoder is down, out of time or overloaded, which a caller
-    may answer without; False for anything else: a bug, that must not pass for an outage."""
+    """True when `error` says the encoder is down, out of time or overloaded, or has just
+    dropped the version asked for, which a caller may answer without; False for anything
+    else: a bug, that must not pass for an outage."""
     if isinstance(error, grpc.aio.AioRpcError):
         return error.code() in EXPECTED_CODES
-    return isinstance(error, TimeoutError | tf.errors.ResourceExhaustedError)
+    return isinstance(error, TimeoutError | tf.errors.ResourceExhaustedError | VersionUnloaded)
 
 
 class EncoderBackend(Protocol):
@@ -120,7 +126,9 @@ class InProcessBackend:
     async def user_vectors(
         self, history: np.ndarray, length: np.ndarray, version: int, time_limit: float | None
     ) -> tuple[np.ndarray, int]:
-        model = self.models[version]
+        model = self.models.get(version)
+        if model is None:
+            raise VersionUnloaded(f"version {version} is no longer loaded")
         # The thread cannot be stopped; past the time limit its answer is not waited for.
         vectors = await asyncio.wait_for(
             asyncio.to_thread(self._run, model, history, length), time_limit
