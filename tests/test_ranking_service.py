@@ -504,8 +504,16 @@ async def test_a_bug_in_the_encoder_is_internal_and_counted_not_degraded(
             await recommend(services, history=history)
         assert raised.value.code() == grpc.StatusCode.INTERNAL
         assert "request id" in (raised.value.details() or "")
+    # ForecastInterests alike: not an encoder method "unavailable" with the bug's text.
+    async with ranking_client(services.settings()) as client:
+        with pytest.raises(grpc.aio.AioRpcError) as raised:
+            await client.stub.ForecastInterests(
+                ranking_pb2.ForecastInterestsRequest(history=history, horizon=5)
+            )
+    assert raised.value.code() == grpc.StatusCode.INTERNAL
+    assert "a bug in the encoder" not in (raised.value.details() or "")
     metrics = await asyncio.to_thread(scrape, ranking.metrics_port)
-    assert "evorec_ranking_encoder_errors_total 2.0" in metrics
+    assert "evorec_ranking_encoder_errors_total 3.0" in metrics
 
 
 async def test_a_new_version_rolls_out_through_tf_serving_and_no_answer_loses_the_encoder(

@@ -306,7 +306,8 @@ class RankingServicer(ranking_pb2_grpc.RankingServiceServicer):
     async def ForecastInterests(
         self, request: ranking_pb2.ForecastInterestsRequest, context: Any
     ) -> ranking_pb2.ForecastInterestsResponse:
-        """See evorec.ranking.forecast; the encoder's failure leaves only its method out."""
+        """See evorec.ranking.forecast; the encoder's expected failure leaves only its method
+        out (any other is INTERNAL, as for Recommend)."""
         space = self.space()
         violations = Violations()
         query = parse_forecast_request(request, space, violations)
@@ -315,12 +316,7 @@ class RankingServicer(ranking_pb2_grpc.RankingServiceServicer):
             query.history = await stored_history(
                 self.interest, space, query.user_id, self.settings.history_events
             )
-        vector, problem = None, ""
-        try:
-            vector = await self.user_vector(space, query.history)
-        except Exception as error:
-            problem = f"the encoder did not answer: {_describe(error)}"
-            log.warning("forecasting without the encoder: %s", _describe(error))
+        vector, problem = await self.vector_or_problem(space, query.history)
         return forecast_response(space, query, vector, problem)
 
     async def history(self, space: ItemSpace, subject: Subject) -> set[int]:
@@ -369,6 +365,30 @@ class RankingServicer(ranking_pb2_grpc.RankingServiceServicer):
             raise RuntimeError(f"the encoder answered with version {version}, not the one asked")
         return vector
 
+    async def vector_or_problem(
+        self, space: ItemSpace, history: np.ndarray
+    ) -> tuple[np.ndarray | None, str]:
+        """The user vector, or None and why the encoder did not answer, when it failed in an
+        expected way (down, out of time, overloaded, just failed: the caller answers
+        without it). Any other error is a bug: counted, logged with the request id, raised
+        (INTERNAL), never passed for an outage."""
+        try:
+            return await self.user_vector(space, history), ""
+        except EncoderSkipped:
+            log.debug("answering without the encoder: it failed just before")
+            return None, "the encoder failed just before (circuit open)"
+        except Exception as error:
+            if not is_expected_failure(error):
+                self.encoder_errors.inc()
+                log.error(
+                    "the encoder failed unexpectedly (request id %s): %s",
+                    context.request_id.get(),
+                    _describe(error),
+                )
+                raise
+            log.warning("answering without the encoder: %s", _describe(error))
+            return None, f"the encoder did not answer: {_describe(error)}"
+
     async def answer(self, space: ItemSpace, subject: Subject) -> ranking_pb2.RecommendResponse:
         """The response to one request; a heavy one waits for a heavy slot first."""
         if not _is_heavy(subject):
@@ -409,21 +429,8 @@ class RankingServicer(ranking_pb2_grpc.RankingServiceServicer):
         degraded = await self.history(space, subject)
         vector = None
         if not degraded:
-            try:
-                vector = await self.user_vector(space, subject.query.history)
-            except EncoderSkipped:
-                log.debug("answering without the encoder: it failed just before")
-                degraded.add(ENCODER)
-            except Exception as error:
-                if not is_expected_failure(error):
-                    self.encoder_errors.inc()
-                    log.error(
-                        "the encoder failed unexpectedly (request id %s): %s",
-                        context.request_id.get(),
-                        _describe(error),
-                    )
-                    raise
-                log.warning("answering without the encoder: %s", _describe(error))
+            vector, problem = await self.vector_or_problem(space, subject.query.history)
+            if problem:
                 degraded.add(ENCODER)
         if self.mirror.stale and len(subject.query.history):
             degraded.add(TEXT_NEIGHBOURS)
