@@ -321,7 +321,10 @@ class RecommendResponse(_message.Message):
 
     @_builtins.property
     def degraded_sources(self) -> _containers.RepeatedScalarFieldContainer[Global___CandidateSource.ValueType]:
-        """Sources that were wanted but unavailable or too slow; the answer came from the others."""
+        """Sources that were wanted but unavailable or too slow; the answer came from the others.
+        Text neighbours are also listed here, while still used, when they work from a copy of
+        the catalog that could not be refreshed for a while (items changed since are missing).
+        """
 
     def __init__(
         self,

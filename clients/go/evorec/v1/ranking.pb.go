@@ -565,6 +565,8 @@ type RecommendResponse struct {
 	// The sources that contributed candidates.
 	SourcesUsed []CandidateSource `protobuf:"varint,3,rep,packed,name=sources_used,json=sourcesUsed,proto3,enum=evorec.v1.CandidateSource" json:"sources_used,omitempty"`
 	// Sources that were wanted but unavailable or too slow; the answer came from the others.
+	// Text neighbours are also listed here, while still used, when they work from a copy of
+	// the catalog that could not be refreshed for a while (items changed since are missing).
 	DegradedSources []CandidateSource `protobuf:"varint,4,rep,packed,name=degraded_sources,json=degradedSources,proto3,enum=evorec.v1.CandidateSource" json:"degraded_sources,omitempty"`
 	// True when the user had no usable history and the answer is a cold-start one.
 	ColdStart bool `protobuf:"varint,5,opt,name=cold_start,json=coldStart,proto3" json:"cold_start,omitempty"`

@@ -230,7 +230,11 @@ export interface RecommendResponse {
   modelVersion: string;
   /** The sources that contributed candidates. */
   sourcesUsed: CandidateSource[];
-  /** Sources that were wanted but unavailable or too slow; the answer came from the others. */
+  /**
+   * Sources that were wanted but unavailable or too slow; the answer came from the others.
+   * Text neighbours are also listed here, while still used, when they work from a copy of
+   * the catalog that could not be refreshed for a while (items changed since are missing).
+   */
   degradedSources: CandidateSource[];
   /** True when the user had no usable history and the answer is a cold-start one. */
   coldStart: boolean;
