@@ -6,6 +6,7 @@ import asyncio
 import json
 import random
 import sqlite3
+import time
 from collections import Counter
 from collections.abc import AsyncIterator, Iterator
 from itertools import pairwise
@@ -17,8 +18,11 @@ import pytest
 from google.protobuf.duration_pb2 import Duration
 
 from evorec.interest.plot import plot_profile
+from evorec.interest.records import NewEvent
+from evorec.interest.store import EventStore
+from evorec.platform.config import Settings
 from evorec.platform.errors import field_violations
-from evorec.platform.validation import DAY
+from evorec.platform.validation import DAY, MAX_EVENT_TEXT_CHARS, MAX_ID_CHARS
 from evorec.v1 import common_pb2, interest_pb2_grpc
 from evorec.v1 import interest_pb2 as pb
 from tests.conftest import Stack
@@ -567,3 +571,152 @@ async def test_an_empty_export_still_says_its_watermark_and_bad_requests_are_ref
             _ = [m async for m in interest.ExportEvents(request)]
         assert raised.value.code() == grpc.StatusCode.INVALID_ARGUMENT
         assert [v.field for v in field_violations(raised.value)] == [field]
+
+
+async def test_pages_and_export_messages_of_long_texts_stay_within_the_send_limit(
+    stack: Stack, prepared: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Events with long texts: a history page holds fewer than `page_size` of them, an
+    export message fewer than its `page_size`, each within half the server's largest
+    message, rather than the call failing with RESOURCE_EXHAUSTED; a GetRecentItems answer
+    over it is refused, naming what to lower."""
+    limit = 64 * 1024
+    monkeypatch.setenv("EVOREC_DATASET", str(prepared))
+    monkeypatch.setenv("EVOREC_SERVER__MAX_SEND_MESSAGE_BYTES", str(limit))
+    monkeypatch.setenv("EVOREC_SERVER__MAX_RECEIVE_MESSAGE_BYTES", str(limit))
+    for name in ("preprocess", "embedding"):
+        await stack.start(name)
+    server = await stack.start("interest")
+    reviews = [
+        common_pb2.Event(
+            event_id=f"r{n}",
+            user_id="reviewer",
+            item_id="i1",
+            type=common_pb2.EVENT_TYPE_REVIEW,
+            text="x" * MAX_EVENT_TEXT_CHARS,
+            event_time={"seconds": 1_000 + n},
+        )
+        for n in range(7)
+    ]
+    long_id = "y" * MAX_ID_CHARS
+    views = [event(f"v{n}", "viewer", long_id, 2_000 + n) for n in range(600)]
+    async with channel(server.port) as ch:
+        stub = interest_pb2_grpc.InterestServiceStub(ch)
+        for batch in (reviews[:4], reviews[4:], views[:300], views[300:]):  # receive limit
+            ingested = await stub.IngestEvents(pb.IngestEventsRequest(events=batch))
+            assert ingested.summary.accepted_count == len(batch)
+        pages: list[pb.GetUserHistoryResponse] = []
+        token = ""
+        while not pages or token:
+            pages.append(
+                await stub.GetUserHistory(
+                    pb.GetUserHistoryRequest(user_id="reviewer", page_size=1000, page_token=token)
+                )
+            )
+            token = pages[-1].next_page_token
+        assert [len(page.events) for page in pages] == [3, 3, 1]
+        assert [e.event.event_id for page in pages for e in page.events] == [
+            f"r{n}" for n in reversed(range(7))
+        ]
+        assert all(page.ByteSize() <= limit // 2 for page in pages)
+        messages, ids = await export_all(stub, page_size=10_000)
+        assert ids == [f"r{n}" for n in range(7)] + [f"v{n}" for n in range(600)]
+        assert all(m.ByteSize() <= limit // 2 for m in messages)
+        assert [len(m.events) for m in messages][:2] == [3, 3]
+        assert len({m.watermark for m in messages}) == 1
+        # 400 ids of 128 characters fit in 64 KiB, 600 do not.
+        fits = await stub.GetRecentItems(pb.GetRecentItemsRequest(user_id="viewer", limit=400))
+        assert list(fits.item_ids) == [long_id] * 400
+        for request, fields in (
+            (pb.GetRecentItemsRequest(user_id="viewer", limit=1000), ["limit"]),
+            (
+                pb.GetRecentItemsRequest(user_ids=["viewer", "viewer"], limit=300),
+                ["user_ids", "limit"],
+            ),
+        ):
+            with pytest.raises(grpc.aio.AioRpcError) as raised:
+                await stub.GetRecentItems(request)
+            assert raised.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+            violations = field_violations(raised.value)
+            assert [v.field for v in violations] == fields
+            assert "server.max_send_message_bytes" in violations[0].description
+
+
+async def test_ids_holding_u0000_are_refused_naming_the_field(
+    interest: interest_pb2_grpc.InterestServiceAsyncStub, settings: Settings
+) -> None:
+    """SQLite's json_each ends a string at U+0000, so such an id would read as another: it
+    is refused, in every field that holds one. A user stored before can still be deleted."""
+    summary = (
+        await interest.IngestEvents(
+            pb.IngestEventsRequest(
+                events=[
+                    event("e\x00", "u", "i1", 100),
+                    event("e1", "u\x00v", "i1", 100),
+                    event("e2", "u", "i\x00", 100),
+                    event("e3", "u", "i1", 100),
+                ]
+            )
+        )
+    ).summary
+    assert summary.accepted_count == 1
+    assert [(r.index, r.field, r.reason) for r in summary.rejected] == [
+        (0, "events[0].event_id", "must not contain U+0000"),
+        (1, "events[1].user_id", "must not contain U+0000"),
+        (2, "events[2].item_id", "must not contain U+0000"),
+    ]
+    for call, request, field in (
+        (interest.GetUserHistory, pb.GetUserHistoryRequest(user_id="u\x00v"), "user_id"),
+        (interest.GetInterestProfile, pb.GetInterestProfileRequest(user_id="\x00"), "user_id"),
+        (
+            interest.GetRecentItems,
+            pb.GetRecentItemsRequest(user_ids=["u", "u\x00v"]),
+            "user_ids[1]",
+        ),
+    ):
+        with pytest.raises(grpc.aio.AioRpcError) as raised:
+            await call(request)  # type: ignore[operator]
+        assert raised.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        assert [(v.field, v.description) for v in field_violations(raised.value)] == [
+            (field, "must not contain U+0000")
+        ]
+    earlier = EventStore(settings.data_dir / "interest" / "events.sqlite", durability="normal")
+    try:
+        earlier.write([NewEvent(0, "old", "u\x00v", "i1", 1, None, "", 100.0, 0.0, None, True)])
+    finally:
+        earlier.close()
+    deleted = await interest.DeleteUser(pb.DeleteUserRequest(user_id="u\x00v"))
+    assert deleted.deleted_event_count == 1
+
+
+async def test_current_interest_stays_defined_for_events_many_half_lives_old(
+    interest: interest_pb2_grpc.InterestServiceAsyncStub, prepared: Path
+) -> None:
+    """Weights 2^(-age / half-life) of events 5 days old with a 1-minute half-life are 0.0 in
+    floating point: ages count from the newest day, so `current` still has its topics."""
+    topics = topic_of(prepared)
+    first, second = (
+        next(i for i, t in sorted(topics.items()) if t == topic)
+        for topic in sorted(set(topics.values()))[:2]
+    )
+    noon = (int(time.time() // DAY) - 5) * DAY + DAY / 2
+    await interest.IngestEvents(
+        pb.IngestEventsRequest(
+            events=[
+                event("o1", "old", first, int(noon - DAY)),
+                event("o2", "old", second, int(noon)),
+            ]
+        )
+    )
+
+    async def current(half_life: Duration) -> dict[str, float]:
+        request = pb.GetInterestProfileRequest(user_id="old", half_life=half_life)
+        profile = (await interest.GetInterestProfile(request)).profile
+        return {w.topic_id: w.weight for w in profile.current.weights}
+
+    assert await current(Duration(seconds=60)) == pytest.approx({topics[second]: 1.0})
+    # Within range, the weights are what they were: the older day weighs half at a
+    # half-life of one day.
+    assert await current(Duration(seconds=int(DAY))) == pytest.approx(
+        {topics[second]: 2 / 3, topics[first]: 1 / 3}
+    )

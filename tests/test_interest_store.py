@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from evorec.interest import reads
 from evorec.interest.bulk import bulk_load
 from evorec.interest.derived import last_topic, recomputed_derived_state, stored_derived_state
 from evorec.interest.records import NewEvent
@@ -301,3 +302,88 @@ def test_a_bulk_load_refuses_two_events_with_one_id(tmp_path: Path) -> None:
     row = ("e1", "u", "i", 1, None, "", 1.0, 0.0, 0, "t")
     with pytest.raises(ValueError, match="share an event id"):
         bulk_load(tmp_path / "bulk.sqlite", iter([row, row]))
+
+
+def test_retention_drops_events_without_a_topic_and_keeps_the_state_exact(
+    tmp_path: Path,
+) -> None:
+    """Dropped events none of which has a topic end no transition: retention once raised on
+    them and rolled back, and since the same users came first at every step, it stopped for
+    every user."""
+    store = EventStore(tmp_path / "events.sqlite", durability="normal")
+    try:
+        chains = {
+            "none-dropped": [None, None, "a", "b"],  # no dropped event has a topic
+            "only": [None, None, None],  # no event has one
+            "mixed": [None, "a", None, "b", "a"],  # a dropped one has, before a kept one
+            "gap": ["a", None, None, "b"],  # the kept events start without one
+            "later": ["a", "b", "c"],  # behind the others in the users table
+        }
+        store.write(
+            [
+                NewEvent(n, f"{user}{n}", user, "i", 1, None, "", float(n), 0.0, t, t is None)
+                for user, topics in chains.items()
+                for n, t in enumerate(topics)
+            ]
+        )
+        removed = 0
+        while step := store.enforce_retention(max_events=2, min_time=None, max_users=1):
+            removed += step
+        assert removed == sum(len(topics) - 2 for topics in chains.values())
+        assert stored_derived_state(store.db.conn) == recomputed_derived_state(store.db.conn)
+        assert {user for user, *_ in stored_derived_state(store.db.conn)["users"]} == set(chains)
+        assert all(len(store.history(user, 10)) == 2 for user in chains)
+        # By age too: everything before time 3 goes, whatever its topic, and so do users
+        # left with no event.
+        assert store.enforce_retention(max_events=10, min_time=3.0) == 6
+        assert stored_derived_state(store.db.conn) == recomputed_derived_state(store.db.conn)
+        assert {user for user, *_ in stored_derived_state(store.db.conn)["users"]} == {
+            "none-dropped",
+            "mixed",
+            "gap",
+        }
+    finally:
+        store.close()
+
+
+def test_a_profiles_state_is_read_at_one_point_while_writes_go_on(tmp_path: Path) -> None:
+    """The users row, transitions, days and recent topics come from one read transaction: a
+    write that commits between two of the reads is in none of them."""
+    store = EventStore(tmp_path / "events.sqlite", durability="normal")
+    try:
+
+        def events(first: int, count: int) -> list[NewEvent]:
+            return [
+                NewEvent(n, f"e{n}", "u", "i", 1, None, "", float(n), 0.0, "ab"[n % 2], False)
+                for n in range(first, first + count)
+            ]
+
+        store.write(events(0, 4))
+
+        class WriteBetween:
+            """The reader's connection, with a write committed once before the read of the
+            transitions (as another thread's ingest may)."""
+
+            def __init__(self, connection: sqlite3.Connection) -> None:
+                self.connection = connection
+                self.written = False
+
+            def execute(self, sql: str, *args: object) -> sqlite3.Cursor:
+                if "topic_transitions" in sql and not self.written:
+                    self.written = True
+                    store.write(events(4, 3))
+                return self.connection.execute(sql, *args)
+
+        reader = WriteBetween(store.reader)
+        state = reads.user_state(reader, "u", 20)  # type: ignore[arg-type]
+        assert reader.written
+        assert state is not None
+        assert state.event_count == sum(state.topic_counts.values()) == 4
+        assert state.transitions == {("a", "b"): 2, ("b", "a"): 1}
+        assert state.recent_topics == ["b", "a", "b", "a"]
+        assert not store.reader.in_transaction
+        after = store.user_state("u", 20)
+        assert after is not None
+        assert after.event_count == 7
+    finally:
+        store.close()

@@ -17,6 +17,7 @@ from evorec.platform.validation import (
     MAX_EVENT_TEXT_CHARS,
     MAX_FUTURE_S,
     MAX_ID_CHARS,
+    NUL_IN_ID,
     timestamp_seconds,
 )
 from evorec.v1 import common_pb2, interest_pb2
@@ -44,6 +45,9 @@ def event_time(event: common_pb2.Event, now: float) -> float:
     ):
         name = next(n for n in ID_FIELDS if not 0 < len(getattr(event, n)) <= MAX_ID_CHARS)
         raise EventProblem(name, f"must be 1 to {MAX_ID_CHARS} characters")
+    if "\x00" in event.event_id or "\x00" in event.user_id or "\x00" in event.item_id:
+        name = next(n for n in ID_FIELDS if "\x00" in getattr(event, n))
+        raise EventProblem(name, NUL_IN_ID)
     if event.type not in KNOWN_TYPES:
         raise EventProblem("type", "must be a known event type, not UNSPECIFIED")
     if event.HasField("value") and not math.isfinite(event.value):

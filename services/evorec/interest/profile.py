@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import math
 from collections import Counter, defaultdict
-from collections.abc import Iterable
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from evorec.interest.records import UserState
@@ -28,10 +28,18 @@ MAX_TRENDS = 5
 TIMELINE_BUCKETS = 20
 
 
-def decayed(days: Iterable[tuple[int, str, int]], now: float, half_life_s: float) -> Distribution:
+def decayed(days: Sequence[tuple[int, str, int]], now: float, half_life_s: float) -> Distribution:
+    """Each day's counts weighted by 2^(-age / half-life), normalized. Ages are measured
+    from the newest day's rather than from `now`: that multiplies every weight by one
+    factor, which normalizing cancels, and keeps the newest day's weight at 1. Measured from
+    `now`, every weight underflows to 0.0 once all events are many half-lives old
+    (2^-1100), and `current` came back empty beside a full `long_term`."""
+    if not days:
+        return {}
+    newest_age = max(0.0, now - (max(day for day, _, _ in days) + 0.5) * DAY)
     weights: dict[str, float] = defaultdict(float)
     for day, topic, count in days:
-        age = max(0.0, now - (day + 0.5) * DAY)
+        age = max(0.0, now - (day + 0.5) * DAY) - newest_age
         weights[topic] += count * 2 ** (-age / half_life_s)
     return normalized(weights)
 

@@ -98,7 +98,19 @@ def _stored_row(row: tuple[Any, ...]) -> StoredRow:
 
 
 def user_state(connection: sqlite3.Connection, user_id: str, recent: int) -> UserState | None:
-    """The user's derived state, or None for a user with no events."""
+    """The user's derived state, or None for a user with no events.
+
+    Its four reads run in one read transaction: the connection is in autocommit mode, and a
+    write committed between two of them would otherwise mix two points in time (the users
+    row of one, the days of the next)."""
+    connection.execute("BEGIN")
+    try:
+        return _user_state(connection, user_id, recent)
+    finally:
+        connection.execute("COMMIT")
+
+
+def _user_state(connection: sqlite3.Connection, user_id: str, recent: int) -> UserState | None:
     read = connection.execute
     user = read(
         "SELECT event_count, first_time, last_time FROM users WHERE user_id=?", (user_id,)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 import sqlite3
+from itertools import pairwise
 
 from evorec.interest.derived import DerivedChanges
 from evorec.platform.validation import DAY
@@ -35,9 +36,11 @@ def enforce_retention(
             if min_time is not None:
                 drop = max(drop, sum(1 for r in rows if r[1] < min_time))
             gone, kept = rows[:drop], rows[drop:]
+            # The dropped events' topics, then the first kept topic: each pair was one
+            # transition (none when no dropped event has a topic).
             chain = [r[2] for r in gone if r[2] is not None]
             first_kept = next((r[2] for r in kept if r[2] is not None), None)
-            for a, b in zip(chain, [*chain[1:], first_kept], strict=True):
+            for a, b in pairwise([*chain, first_kept]):
                 if b is not None:
                     state.transitions[(user, a, b)] -= 1
             for _, time, topic in gone:

@@ -9,7 +9,7 @@ import binascii
 import logging
 import math
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Iterator, Sequence
 from typing import Any
 
 from evorec.interest.intake import new_events
@@ -22,8 +22,8 @@ from evorec.interest.store import EventStore
 from evorec.interest.topics import TopicResolver
 from evorec.interest.writer import GroupWriter
 from evorec.platform.clients import embedding_client
-from evorec.platform.config import Settings
-from evorec.platform.errors import NotFound, Violations
+from evorec.platform.config import ServerSettings, Settings
+from evorec.platform.errors import FieldViolation, NotFound, ResourceExhausted, Violations
 from evorec.platform.server import GrpcService
 from evorec.platform.validation import (
     DAY,
@@ -73,11 +73,17 @@ class InterestServicer(interest_pb2_grpc.InterestServiceServicer):
         writer: GroupWriter,
         resolver: TopicResolver,
         config: InterestStateSettings,
+        server: ServerSettings,
     ) -> None:
         self.store = store
         self.writer = writer
         self.resolver = resolver
         self.config = config
+        # The largest answer the server sends (gRPC fails a larger one), and the bytes of
+        # events a page or an export message holds: half of it, which leaves the rest of
+        # the message ample room.
+        self.max_send_bytes = server.max_send_message_bytes
+        self.page_bytes = server.max_send_message_bytes // 2
 
     async def ingest(
         self, events: Sequence[common_pb2.Event], offset: int, summary: interest_pb2.IngestSummary
@@ -151,9 +157,11 @@ class InterestServicer(interest_pb2_grpc.InterestServiceServicer):
         rows = await asyncio.to_thread(
             self.store.history, request.user_id, size + 1, start, end, before
         )
-        page, more = rows[:size], len(rows) > size
+        # At most `size` events, fewer where their texts would make the page too large.
+        events = next(within_bytes(map(stored_event, rows[:size]), self.page_bytes), [])
+        page, more = rows[: len(events)], len(rows) > len(events)
         return interest_pb2.GetUserHistoryResponse(
-            events=[stored_event(row) for row in page],
+            events=events,
             next_page_token=encode_token((page[-1].event_time, page[-1].seq)) if more else "",
         )
 
@@ -167,7 +175,8 @@ class InterestServicer(interest_pb2_grpc.InterestServiceServicer):
             check_id(violations, request.user_id, "user_id")
             violations.raise_if_any()
             items, types = await asyncio.to_thread(self.store.recent_items, request.user_id, limit)
-            return interest_pb2.GetRecentItemsResponse(item_ids=items, types=types)  # type: ignore[arg-type]
+            response = interest_pb2.GetRecentItemsResponse(item_ids=items, types=types)  # type: ignore[arg-type]
+            return self.within_send_limit(response, ["limit"])
         violations.require(not request.user_id, "user_id", "leave empty when user_ids is set")
         violations.within_limit(len(request.user_ids), MAX_RECENT_USERS, "user_ids", "users")
         users = request.user_ids[:MAX_RECENT_USERS]
@@ -177,12 +186,30 @@ class InterestServicer(interest_pb2_grpc.InterestServiceServicer):
         read = await asyncio.to_thread(
             lambda: [self.store.recent_items(user_id, limit) for user_id in users]
         )
-        return interest_pb2.GetRecentItemsResponse(
+        response = interest_pb2.GetRecentItemsResponse(
             users=[
                 interest_pb2.RecentItems(item_ids=items, types=types)  # type: ignore[arg-type]
                 for items, types in read
             ]
         )
+        return self.within_send_limit(response, ["user_ids", "limit"])
+
+    def within_send_limit(
+        self, response: interest_pb2.GetRecentItemsResponse, fields: list[str]
+    ) -> interest_pb2.GetRecentItemsResponse:
+        """`response`, when it fits in the server's largest message; else RESOURCE_EXHAUSTED
+        naming `fields`, those a caller can lower. Items are never left out to make it fit:
+        a caller (ranking) takes them for all the items the user has seen, and a shorter
+        list would go unnoticed."""
+        size = response.ByteSize()
+        if size > self.max_send_bytes:
+            description = (
+                f"the answer would be {size:,} bytes, over the server's largest message of"
+                f" {self.max_send_bytes:,} (server.max_send_message_bytes): ask for fewer"
+                " users or a smaller limit"
+            )
+            raise ResourceExhausted(violations=[FieldViolation(f, description) for f in fields])
+        return response
 
     async def GetInterestProfile(
         self, request: interest_pb2.GetInterestProfileRequest, context: Any
@@ -275,7 +302,8 @@ class InterestServicer(interest_pb2_grpc.InterestServiceServicer):
         self, request: interest_pb2.DeleteUserRequest, context: Any
     ) -> interest_pb2.DeleteUserResponse:
         violations = Violations()
-        check_id(violations, request.user_id, "user_id")
+        # An id with U+0000, refused since, may name a user stored before: they can go.
+        check_id(violations, request.user_id, "user_id", nul_allowed=True)
         violations.raise_if_any()
         events, state = await self.writer.run(self.store.delete_user, request.user_id)
         log.info("deleted user: %d events, %d state rows", events, state)
@@ -300,15 +328,36 @@ class InterestServicer(interest_pb2_grpc.InterestServiceServicer):
             rows = await asyncio.to_thread(
                 self.store.export_page, request.after_watermark, watermark, size, after
             )
-            if rows or after is None:
-                yield interest_pb2.ExportEventsResponse(
-                    events=[stored_event(row) for row in rows], watermark=watermark
-                )
+            if not rows and after is None:  # nothing to export: one message says the watermark
+                yield interest_pb2.ExportEventsResponse(watermark=watermark)
+            # A page whose texts would make one message too large goes in several.
+            for events in within_bytes(map(stored_event, rows), self.page_bytes):
+                yield interest_pb2.ExportEventsResponse(events=events, watermark=watermark)
             exported += len(rows)
             if len(rows) < size:
                 break
             after = (rows[-1].event_time, rows[-1].seq)
         log.info("exported %d events up to watermark %d", exported, watermark)
+
+
+def within_bytes(
+    events: Iterator[interest_pb2.StoredEvent], budget: int
+) -> Iterator[list[interest_pb2.StoredEvent]]:
+    """`events` in order, in runs that take at most `budget` bytes in a message's repeated
+    field (each event its own size and at most 6 bytes of tag and length); a run holds at
+    least one event, whatever its size. Built lazily, so a reader of the first run builds
+    only the events it holds and the next."""
+    run: list[interest_pb2.StoredEvent] = []
+    used = 0
+    for event in events:
+        cost = event.ByteSize() + 6
+        if run and used + cost > budget:
+            yield run
+            run, used = [], 0
+        run.append(event)
+        used += cost
+    if run:
+        yield run
 
 
 def stored_event(row: StoredRow) -> interest_pb2.StoredEvent:
@@ -328,12 +377,13 @@ def stored_event(row: StoredRow) -> interest_pb2.StoredEvent:
 
 
 def create(settings: Settings) -> GrpcService:
-    """The InterestService over `<data_dir>/interest/events.sqlite`."""
+    """The InterestService over `<data_dir>/interest/events.sqlite`; its answers are sized to
+    the server's largest message (`settings.server`)."""
     config = settings.interest_state
     client = embedding_client(settings)
     store = EventStore(settings.data_dir / "interest" / "events.sqlite", config.durability)
     writer = GroupWriter(store, config.max_group_events)
-    servicer = InterestServicer(store, writer, TopicResolver(client.stub), config)
+    servicer = InterestServicer(store, writer, TopicResolver(client.stub), config, settings.server)
     maintenance = Maintenance(store, writer, servicer.resolver, config)
 
     async def start() -> None:

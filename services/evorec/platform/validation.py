@@ -4,7 +4,7 @@ The limits here are the same in every service, and documented once (README, "Lim
 
 | what | limit |
 |---|---|
-| an id (user, item, event, topic) | 1 to 128 characters |
+| an id (user, item, event, topic) | 1 to 128 characters, none of them U+0000 |
 | a text to normalize or embed, an item's text | 100,000 characters |
 | an event's text (a review, a query) | 10,000 characters: it is stored with every event |
 | a time a caller gives | from 1970 to one day ahead of the server's clock |
@@ -24,6 +24,9 @@ from evorec.platform.errors import Violations
 
 DAY = 86_400.0
 MAX_ID_CHARS = 128
+# Why an id holding U+0000 is refused: SQLite's JSON functions (the interest store reads a
+# batch's users through json_each) end a string at it, so the id would name another user.
+NUL_IN_ID = "must not contain U+0000"
 MAX_TEXT_CHARS = 100_000
 MAX_EVENT_TEXT_CHARS = 10_000
 # Texts per PreprocessService.NormalizeText call: the service refuses more, and callers
@@ -36,11 +39,14 @@ _MAX_SECONDS = 10**11
 _NANOS_PER_SECOND = 10**9
 
 
-def check_id(violations: Violations, value: str, field: str) -> None:
-    """An id is 1 to MAX_ID_CHARS characters."""
+def check_id(violations: Violations, value: str, field: str, nul_allowed: bool = False) -> None:
+    """An id is 1 to MAX_ID_CHARS characters, none of them U+0000 (see NUL_IN_ID) unless
+    `nul_allowed`: for a call that must still reach ids stored before they were refused
+    (deleting a user)."""
     violations.require(
         0 < len(value) <= MAX_ID_CHARS, field, f"must be 1 to {MAX_ID_CHARS} characters"
     )
+    violations.require(nul_allowed or "\x00" not in value, field, NUL_IN_ID)
 
 
 def check_text(violations: Violations, value: str, field: str, limit: int = MAX_TEXT_CHARS) -> None:

@@ -233,11 +233,14 @@ class StoredEvent(_message.Message):
     """True when the catalog did not know the item at ingest time."""
     @_builtins.property
     def event(self) -> _common_pb2.Event:
-        """The event as ingested (with the server's time filled in where it was absent)."""
+        """The event as ingested (with the server's time filled in where it was absent). Its
+        `event_time` is stored as seconds in a double, so the nanos come back rounded to that
+        precision: a step of about 0.25 microseconds for times of today.
+        """
 
     @_builtins.property
     def ingest_time(self) -> _timestamp_pb2.Timestamp:
-        """When the server stored the event."""
+        """When the server stored the event (rounded as `event_time` is)."""
 
     def __init__(
         self,
@@ -268,7 +271,11 @@ class GetUserHistoryRequest(_message.Message):
     user_id: _builtins.str
     """The user, 1 to 128 characters."""
     page_size: _builtins.int
-    """At most this many events per page, 1 to 1,000. Default: 100."""
+    """At most this many events per page, 1 to 1,000. Default: 100. A page holds fewer (at
+    least one) where the events' texts would make it larger than half the server's largest
+    message (`server.max_send_message_bytes`, 16 MiB by default); `next_page_token` then
+    leads on to the rest.
+    """
     page_token: _builtins.str
     """`next_page_token` of the previous page; empty for the first page."""
     @_builtins.property
@@ -305,7 +312,9 @@ class GetUserHistoryResponse(_message.Message):
     EVENTS_FIELD_NUMBER: _builtins.int
     NEXT_PAGE_TOKEN_FIELD_NUMBER: _builtins.int
     next_page_token: _builtins.str
-    """Token for the next page; empty on the last page."""
+    """Token for the next page; empty on the last page. A page shorter than `page_size` is not
+    necessarily the last.
+    """
     @_builtins.property
     def events(self) -> _containers.RepeatedCompositeFieldContainer[Global___StoredEvent]:
         """The events, newest first."""
@@ -326,7 +335,12 @@ Global___GetUserHistoryResponse: _TypeAlias = GetUserHistoryResponse  # noqa: Y0
 
 @_typing.final
 class GetRecentItemsRequest(_message.Message):
-    """Whose newest items to list."""
+    """Whose newest items to list. An answer larger than the server's largest message
+    (`server.max_send_message_bytes`, 16 MiB by default) is refused with RESOURCE_EXHAUSTED
+    naming `limit` (and `user_ids` when set): items are never left out to make it fit. 256 users
+    of 1,000 items each fit where the item ids average up to about 60 bytes (UTF-8); one user's
+    always fit at the default.
+    """
 
     DESCRIPTOR: _descriptor.Descriptor
 
@@ -535,7 +549,10 @@ class TimelineBucket(_message.Message):
     EVENT_COUNT_FIELD_NUMBER: _builtins.int
     DISTRIBUTION_FIELD_NUMBER: _builtins.int
     event_count: _builtins.int
-    """How many events fall in the bucket."""
+    """How many of the user's events in the bucket have a topic: an event whose item's topic is
+    not known (yet) is left out, as from `distribution`, until its topic is filled in
+    (`InterestProfile.event_count` counts every event).
+    """
     @_builtins.property
     def start_time(self) -> _timestamp_pb2.Timestamp:
         """Start of the bucket, inclusive."""
@@ -546,7 +563,7 @@ class TimelineBucket(_message.Message):
 
     @_builtins.property
     def distribution(self) -> _common_pb2.TopicDistribution:
-        """Their distribution over topics; empty when the bucket has no events."""
+        """Their distribution over topics; empty when no event in the bucket has a topic."""
 
     def __init__(
         self,
@@ -730,7 +747,11 @@ class ExportEventsRequest(_message.Message):
     late with an old `event_time` is still exported by the next call.
     """
     page_size: _builtins.int
-    """At most this many events per message, 1 to 10,000. Default: 1,000."""
+    """At most this many events per message, 1 to 10,000. Default: 1,000. A message holds fewer
+    (at least one) where the events' texts would make it larger than half the server's
+    largest message (`server.max_send_message_bytes`, 16 MiB by default); the next message
+    goes on from there.
+    """
     def __init__(
         self,
         *,

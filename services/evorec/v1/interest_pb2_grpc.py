@@ -97,7 +97,8 @@ class InterestServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def GetUserHistory(self, request, context):
-        """Lists a user's events, newest first, one page at a time.
+        """Lists a user's events, newest first, one page at a time (a page is cut short where the
+        events' texts would make it larger than half the server's largest message).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

@@ -45,7 +45,9 @@ class InterestServiceStub:
     message acknowledged before a broken stream stays stored.
     """
     GetUserHistory: _grpc.UnaryUnaryMultiCallable[_interest_pb2.GetUserHistoryRequest, _interest_pb2.GetUserHistoryResponse]
-    """Lists a user's events, newest first, one page at a time."""
+    """Lists a user's events, newest first, one page at a time (a page is cut short where the
+    events' texts would make it larger than half the server's largest message).
+    """
     GetRecentItems: _grpc.UnaryUnaryMultiCallable[_interest_pb2.GetRecentItemsRequest, _interest_pb2.GetRecentItemsResponse]
     """The items of a user's newest events, compactly: what ranking reads on every call, where
     whole events (GetUserHistory) would cost more to build and parse than the rest of the
@@ -80,7 +82,9 @@ class InterestServiceAsyncStub(InterestServiceStub):
     message acknowledged before a broken stream stays stored.
     """
     GetUserHistory: _aio.UnaryUnaryMultiCallable[_interest_pb2.GetUserHistoryRequest, _interest_pb2.GetUserHistoryResponse]  # type: ignore[assignment]
-    """Lists a user's events, newest first, one page at a time."""
+    """Lists a user's events, newest first, one page at a time (a page is cut short where the
+    events' texts would make it larger than half the server's largest message).
+    """
     GetRecentItems: _aio.UnaryUnaryMultiCallable[_interest_pb2.GetRecentItemsRequest, _interest_pb2.GetRecentItemsResponse]  # type: ignore[assignment]
     """The items of a user's newest events, compactly: what ranking reads on every call, where
     whole events (GetUserHistory) would cost more to build and parse than the rest of the
@@ -130,7 +134,9 @@ class InterestServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _interest_pb2.GetUserHistoryRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_interest_pb2.GetUserHistoryResponse, _abc.Awaitable[_interest_pb2.GetUserHistoryResponse]]:
-        """Lists a user's events, newest first, one page at a time."""
+        """Lists a user's events, newest first, one page at a time (a page is cut short where the
+        events' texts would make it larger than half the server's largest message).
+        """
 
     @_abc_1.abstractmethod
     def GetRecentItems(

@@ -444,9 +444,11 @@ type StoredEvent struct {
 	sizeCache     protoimpl.SizeCache
 	unknownFields protoimpl.UnknownFields
 
-	// The event as ingested (with the server's time filled in where it was absent).
+	// The event as ingested (with the server's time filled in where it was absent). Its
+	// `event_time` is stored as seconds in a double, so the nanos come back rounded to that
+	// precision: a step of about 0.25 microseconds for times of today.
 	Event *Event `protobuf:"bytes,1,opt,name=event,proto3" json:"event,omitempty"`
-	// When the server stored the event.
+	// When the server stored the event (rounded as `event_time` is).
 	IngestTime *timestamppb.Timestamp `protobuf:"bytes,2,opt,name=ingest_time,json=ingestTime,proto3" json:"ingest_time,omitempty"`
 	// True when the catalog did not know the item at ingest time.
 	UnknownItem bool `protobuf:"varint,3,opt,name=unknown_item,json=unknownItem,proto3" json:"unknown_item,omitempty"`
@@ -513,7 +515,10 @@ type GetUserHistoryRequest struct {
 
 	// The user, 1 to 128 characters.
 	UserId string `protobuf:"bytes,1,opt,name=user_id,json=userId,proto3" json:"user_id,omitempty"`
-	// At most this many events per page, 1 to 1,000. Default: 100.
+	// At most this many events per page, 1 to 1,000. Default: 100. A page holds fewer (at
+	// least one) where the events' texts would make it larger than half the server's largest
+	// message (`server.max_send_message_bytes`, 16 MiB by default); `next_page_token` then
+	// leads on to the rest.
 	PageSize int32 `protobuf:"varint,2,opt,name=page_size,json=pageSize,proto3" json:"page_size,omitempty"`
 	// `next_page_token` of the previous page; empty for the first page.
 	PageToken string `protobuf:"bytes,3,opt,name=page_token,json=pageToken,proto3" json:"page_token,omitempty"`
@@ -598,7 +603,8 @@ type GetUserHistoryResponse struct {
 
 	// The events, newest first.
 	Events []*StoredEvent `protobuf:"bytes,1,rep,name=events,proto3" json:"events,omitempty"`
-	// Token for the next page; empty on the last page.
+	// Token for the next page; empty on the last page. A page shorter than `page_size` is not
+	// necessarily the last.
 	NextPageToken string `protobuf:"bytes,2,opt,name=next_page_token,json=nextPageToken,proto3" json:"next_page_token,omitempty"`
 }
 
@@ -648,7 +654,11 @@ func (x *GetUserHistoryResponse) GetNextPageToken() string {
 	return ""
 }
 
-// Whose newest items to list.
+// Whose newest items to list. An answer larger than the server's largest message
+// (`server.max_send_message_bytes`, 16 MiB by default) is refused with RESOURCE_EXHAUSTED
+// naming `limit` (and `user_ids` when set): items are never left out to make it fit. 256 users
+// of 1,000 items each fit where the item ids average up to about 60 bytes (UTF-8); one user's
+// always fit at the default.
 type GetRecentItemsRequest struct {
 	state         protoimpl.MessageState
 	sizeCache     protoimpl.SizeCache
@@ -1055,9 +1065,11 @@ type TimelineBucket struct {
 	StartTime *timestamppb.Timestamp `protobuf:"bytes,1,opt,name=start_time,json=startTime,proto3" json:"start_time,omitempty"`
 	// End of the bucket, exclusive.
 	EndTime *timestamppb.Timestamp `protobuf:"bytes,2,opt,name=end_time,json=endTime,proto3" json:"end_time,omitempty"`
-	// How many events fall in the bucket.
+	// How many of the user's events in the bucket have a topic: an event whose item's topic is
+	// not known (yet) is left out, as from `distribution`, until its topic is filled in
+	// (`InterestProfile.event_count` counts every event).
 	EventCount int32 `protobuf:"varint,3,opt,name=event_count,json=eventCount,proto3" json:"event_count,omitempty"`
-	// Their distribution over topics; empty when the bucket has no events.
+	// Their distribution over topics; empty when no event in the bucket has a topic.
 	Distribution *TopicDistribution `protobuf:"bytes,4,opt,name=distribution,proto3" json:"distribution,omitempty"`
 }
 
@@ -1427,7 +1439,10 @@ type ExportEventsRequest struct {
 	// export. 0 exports every event. Positions follow the order of storage, so an event stored
 	// late with an old `event_time` is still exported by the next call.
 	AfterWatermark int64 `protobuf:"varint,1,opt,name=after_watermark,json=afterWatermark,proto3" json:"after_watermark,omitempty"`
-	// At most this many events per message, 1 to 10,000. Default: 1,000.
+	// At most this many events per message, 1 to 10,000. Default: 1,000. A message holds fewer
+	// (at least one) where the events' texts would make it larger than half the server's
+	// largest message (`server.max_send_message_bytes`, 16 MiB by default); the next message
+	// goes on from there.
 	PageSize int32 `protobuf:"varint,2,opt,name=page_size,json=pageSize,proto3" json:"page_size,omitempty"`
 }
 

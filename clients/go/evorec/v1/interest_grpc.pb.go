@@ -23,7 +23,8 @@ type InterestServiceClient interface {
 	// Stores a stream of event batches, for firehoses; answers once the stream ends. Every
 	// message acknowledged before a broken stream stays stored.
 	StreamEvents(ctx context.Context, opts ...grpc.CallOption) (InterestService_StreamEventsClient, error)
-	// Lists a user's events, newest first, one page at a time.
+	// Lists a user's events, newest first, one page at a time (a page is cut short where the
+	// events' texts would make it larger than half the server's largest message).
 	GetUserHistory(ctx context.Context, in *GetUserHistoryRequest, opts ...grpc.CallOption) (*GetUserHistoryResponse, error)
 	// The items of a user's newest events, compactly: what ranking reads on every call, where
 	// whole events (GetUserHistory) would cost more to build and parse than the rest of the
@@ -170,7 +171,8 @@ type InterestServiceServer interface {
 	// Stores a stream of event batches, for firehoses; answers once the stream ends. Every
 	// message acknowledged before a broken stream stays stored.
 	StreamEvents(InterestService_StreamEventsServer) error
-	// Lists a user's events, newest first, one page at a time.
+	// Lists a user's events, newest first, one page at a time (a page is cut short where the
+	// events' texts would make it larger than half the server's largest message).
 	GetUserHistory(context.Context, *GetUserHistoryRequest) (*GetUserHistoryResponse, error)
 	// The items of a user's newest events, compactly: what ranking reads on every call, where
 	// whole events (GetUserHistory) would cost more to build and parse than the rest of the

@@ -128,11 +128,15 @@ export interface StreamEventsResponse {
 
 /** An event as stored. */
 export interface StoredEvent {
-  /** The event as ingested (with the server's time filled in where it was absent). */
+  /**
+   * The event as ingested (with the server's time filled in where it was absent). Its
+   * `event_time` is stored as seconds in a double, so the nanos come back rounded to that
+   * precision: a step of about 0.25 microseconds for times of today.
+   */
   event:
     | Event
     | undefined;
-  /** When the server stored the event. */
+  /** When the server stored the event (rounded as `event_time` is). */
   ingestTime:
     | Date
     | undefined;
@@ -144,7 +148,12 @@ export interface StoredEvent {
 export interface GetUserHistoryRequest {
   /** The user, 1 to 128 characters. */
   userId: string;
-  /** At most this many events per page, 1 to 1,000. Default: 100. */
+  /**
+   * At most this many events per page, 1 to 1,000. Default: 100. A page holds fewer (at
+   * least one) where the events' texts would make it larger than half the server's largest
+   * message (`server.max_send_message_bytes`, 16 MiB by default); `next_page_token` then
+   * leads on to the rest.
+   */
   pageSize: number;
   /** `next_page_token` of the previous page; empty for the first page. */
   pageToken: string;
@@ -160,11 +169,20 @@ export interface GetUserHistoryRequest {
 export interface GetUserHistoryResponse {
   /** The events, newest first. */
   events: StoredEvent[];
-  /** Token for the next page; empty on the last page. */
+  /**
+   * Token for the next page; empty on the last page. A page shorter than `page_size` is not
+   * necessarily the last.
+   */
   nextPageToken: string;
 }
 
-/** Whose newest items to list. */
+/**
+ * Whose newest items to list. An answer larger than the server's largest message
+ * (`server.max_send_message_bytes`, 16 MiB by default) is refused with RESOURCE_EXHAUSTED
+ * naming `limit` (and `user_ids` when set): items are never left out to make it fit. 256 users
+ * of 1,000 items each fit where the item ids average up to about 60 bytes (UTF-8); one user's
+ * always fit at the default.
+ */
 export interface GetRecentItemsRequest {
   /**
    * The user, 1 to 128 characters. An unknown user has no items (not an error). Leave it
@@ -242,9 +260,13 @@ export interface TimelineBucket {
   endTime:
     | Date
     | undefined;
-  /** How many events fall in the bucket. */
+  /**
+   * How many of the user's events in the bucket have a topic: an event whose item's topic is
+   * not known (yet) is left out, as from `distribution`, until its topic is filled in
+   * (`InterestProfile.event_count` counts every event).
+   */
   eventCount: number;
-  /** Their distribution over topics; empty when the bucket has no events. */
+  /** Their distribution over topics; empty when no event in the bucket has a topic. */
   distribution: TopicDistribution | undefined;
 }
 
@@ -313,7 +335,12 @@ export interface ExportEventsRequest {
    * late with an old `event_time` is still exported by the next call.
    */
   afterWatermark: number;
-  /** At most this many events per message, 1 to 10,000. Default: 1,000. */
+  /**
+   * At most this many events per message, 1 to 10,000. Default: 1,000. A message holds fewer
+   * (at least one) where the events' texts would make it larger than half the server's
+   * largest message (`server.max_send_message_bytes`, 16 MiB by default); the next message
+   * goes on from there.
+   */
   pageSize: number;
 }
 
@@ -2737,7 +2764,10 @@ export const InterestServiceDefinition = {
       responseStream: false,
       options: {},
     },
-    /** Lists a user's events, newest first, one page at a time. */
+    /**
+     * Lists a user's events, newest first, one page at a time (a page is cut short where the
+     * events' texts would make it larger than half the server's largest message).
+     */
     getUserHistory: {
       name: "GetUserHistory",
       requestType: GetUserHistoryRequest as typeof GetUserHistoryRequest,
@@ -2830,7 +2860,10 @@ export const InterestServiceService = {
       Buffer.from(StreamEventsResponse.encode(value).finish()),
     responseDeserialize: (value: Buffer): StreamEventsResponse => StreamEventsResponse.decode(value),
   },
-  /** Lists a user's events, newest first, one page at a time. */
+  /**
+   * Lists a user's events, newest first, one page at a time (a page is cut short where the
+   * events' texts would make it larger than half the server's largest message).
+   */
   getUserHistory: {
     path: "/evorec.v1.InterestService/GetUserHistory" as const,
     requestStream: false as const,
@@ -2910,7 +2943,10 @@ export interface InterestServiceServer extends UntypedServiceImplementation {
    * message acknowledged before a broken stream stays stored.
    */
   streamEvents: handleClientStreamingCall<StreamEventsRequest, StreamEventsResponse>;
-  /** Lists a user's events, newest first, one page at a time. */
+  /**
+   * Lists a user's events, newest first, one page at a time (a page is cut short where the
+   * events' texts would make it larger than half the server's largest message).
+   */
   getUserHistory: handleUnaryCall<GetUserHistoryRequest, GetUserHistoryResponse>;
   /**
    * The items of a user's newest events, compactly: what ranking reads on every call, where
@@ -2972,7 +3008,10 @@ export interface InterestServiceClient extends Client {
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: StreamEventsResponse) => void,
   ): ClientWritableStream<StreamEventsRequest>;
-  /** Lists a user's events, newest first, one page at a time. */
+  /**
+   * Lists a user's events, newest first, one page at a time (a page is cut short where the
+   * events' texts would make it larger than half the server's largest message).
+   */
   getUserHistory(
     request: GetUserHistoryRequest,
     callback: (error: ServiceError | null, response: GetUserHistoryResponse) => void,
