@@ -24,7 +24,7 @@ from evorec.encoder.bundle import ModelBundle
 from evorec.platform import context
 from evorec.platform.clients import interest_client, open_channel, ranking_client
 from evorec.platform.config import ClientSettings
-from evorec.platform.errors import InvalidArgument
+from evorec.platform.errors import FieldViolation, InvalidArgument, ResourceExhausted
 from evorec.platform.server import GrpcService
 from evorec.ranking.history import RecentItemsReader
 from evorec.ranking.item_space import ItemSpace
@@ -43,11 +43,21 @@ class ScriptedInterest(interest_pb2_grpc.InterestServiceServicer):
     with `unavailable`, fails every call as UNAVAILABLE."""
 
     def __init__(
-        self, delay: float = 0.0, single_only: bool = False, unavailable: bool = False
+        self,
+        delay: float = 0.0,
+        single_only: bool = False,
+        unavailable: bool = False,
+        max_users: int | None = None,
+        shedding: bool = False,
     ) -> None:
         self.delay = delay
         self.single_only = single_only
         self.unavailable = unavailable
+        # Answers too large for a message past this many users: refused as the interest
+        # service refuses them (RESOURCE_EXHAUSTED naming user_ids and limit).
+        self.max_users = max_users
+        # Refuses every call as an overloaded server does (RESOURCE_EXHAUSTED, no field).
+        self.shedding = shedding
         self.requests: list[interest_pb2.GetRecentItemsRequest] = []
 
     async def GetRecentItems(
@@ -63,6 +73,16 @@ class ScriptedInterest(interest_pb2_grpc.InterestServiceServicer):
             )
         if self.single_only:
             raise InvalidArgument("user_id must be 1 to 128 characters")
+        if self.shedding:
+            raise ResourceExhausted("overloaded: retry later")
+        if self.max_users is not None and len(request.user_ids) > self.max_users:
+            too_large = "the answer would be over the server's largest message"
+            raise ResourceExhausted(
+                violations=[
+                    FieldViolation("user_ids", too_large),
+                    FieldViolation("limit", too_large),
+                ]
+            )
         return interest_pb2.GetRecentItemsResponse(
             users=[
                 interest_pb2.RecentItems(item_ids=[f"x-{user}"], types=[VIEW])
@@ -111,6 +131,46 @@ async def test_concurrent_users_share_calls_and_each_gets_their_own_items(starte
         ("", users),
     ]
     assert {r.limit for r in scripted.requests} == {7}
+
+
+async def test_a_shared_call_too_large_for_one_message_is_asked_in_halves(
+    started: Any,
+) -> None:
+    scripted = ScriptedInterest(delay=0.05, max_users=8)
+    async with channel(await serve(started, scripted)) as ch:
+        reader = RecentItemsReader(interest_pb2_grpc.InterestServiceStub(ch), limit=7)
+        try:
+            first = asyncio.create_task(reader.recent("first", 5.0))
+            await asyncio.sleep(0.02)  # its call is under way; the next 40 go together
+            users = [f"u{n}" for n in range(40)]
+            found = await asyncio.gather(*(reader.recent(u, 5.0) for u in users))
+            await first
+        finally:
+            await reader.close()
+    assert [list(f.item_ids) for f in found] == [[f"x-{u}"] for u in users]
+    sizes = [len(r.user_ids) for r in scripted.requests[1:]]
+    assert sizes[0] == 40
+    assert max(size for size in sizes if size <= 8) <= 8
+    assert sum(size for size in sizes if size <= 8) == 40  # each user asked for once
+
+
+async def test_an_overloaded_interest_service_is_not_asked_again_in_halves(
+    started: Any,
+) -> None:
+    scripted = ScriptedInterest(delay=0.05, shedding=True)
+    async with channel(await serve(started, scripted)) as ch:
+        reader = RecentItemsReader(interest_pb2_grpc.InterestServiceStub(ch), limit=7)
+        try:
+            first = asyncio.create_task(reader.recent("first", 5.0))
+            await asyncio.sleep(0.02)
+            answers = await asyncio.gather(
+                *(reader.recent(f"u{n}", 5.0) for n in range(10)), return_exceptions=True
+            )
+            await asyncio.gather(first, return_exceptions=True)
+        finally:
+            await reader.close()
+    assert all(isinstance(a, grpc.aio.AioRpcError) for a in answers)
+    assert [len(r.user_ids) for r in scripted.requests] == [0, 10]
 
 
 async def test_a_short_time_limit_fails_only_its_own_request(started: Any) -> None:

@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 
 import grpc
 
+from evorec.platform.errors import field_violations
 from evorec.v1 import interest_pb2, interest_pb2_grpc
 
 log = logging.getLogger("evorec.ranking")
@@ -102,6 +103,12 @@ class RecentItemsReader:
                 timeout=time_limit,
             )
         except grpc.aio.AioRpcError as error:
+            if _too_large(error):  # the users' items fill more than one message: halves
+                half = len(user_ids) // 2
+                first, second = await asyncio.gather(
+                    self._read(user_ids[:half], time_limit), self._read(user_ids[half:], time_limit)
+                )
+                return first + second
             if error.code() != grpc.StatusCode.INVALID_ARGUMENT:
                 raise
             log.warning(
@@ -128,3 +135,12 @@ class RecentItemsReader:
         if self.worker is not None:
             self.worker.cancel()
             await asyncio.gather(self.worker, return_exceptions=True)
+
+
+def _too_large(error: grpc.aio.AioRpcError) -> bool:
+    """Whether the interest service refused a call because its answer would not fit in one
+    message (RESOURCE_EXHAUSTED naming `user_ids`), not because it is overloaded (which
+    names no field, and which more calls would only make worse)."""
+    return error.code() == grpc.StatusCode.RESOURCE_EXHAUSTED and any(
+        v.field == "user_ids" for v in field_violations(error)
+    )
