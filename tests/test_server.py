@@ -102,6 +102,33 @@ async def test_metrics_count_requests_by_code_and_time_them(started: Any) -> Non
     assert f"grpc_server_in_flight{{{labels}}} 0.0" in text
 
 
+async def test_calls_cut_by_their_deadline_or_their_caller_are_counted_so(started: Any) -> None:
+    """gRPC cancels the handler of such a call; it was counted, and logged, as OK."""
+
+    async def slow(request: Any, context: Any) -> Any:
+        await asyncio.sleep(1.0)
+        return preprocess_pb2.NormalizeTextResponse()
+
+    server = await started(scripted_service(ScriptedServicer(slow)))
+    request = preprocess_pb2.NormalizeTextRequest(texts=["a b"])
+    async with channel(server.port) as ch:
+        stub = preprocess_pb2_grpc.PreprocessServiceStub(ch)
+        with pytest.raises(grpc.aio.AioRpcError) as late:
+            await stub.NormalizeText(request, timeout=0.2)
+        assert late.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
+        call = stub.NormalizeText(request, timeout=5)
+        await asyncio.sleep(0.2)
+        call.cancel()
+        await asyncio.sleep(1.0)  # both handlers cancelled by now
+
+    text = await asyncio.to_thread(scrape, server.metrics_port)
+    labels = f'grpc_method="NormalizeText",grpc_service="{SERVICE_NAME}",grpc_type="unary"'
+    assert f'grpc_server_handled_total{{grpc_code="DEADLINE_EXCEEDED",{labels}}} 1.0' in text
+    assert f'grpc_server_handled_total{{grpc_code="CANCELLED",{labels}}} 1.0' in text
+    assert f'grpc_server_handled_total{{grpc_code="OK",{labels}}}' not in text
+    assert f"grpc_server_in_flight{{{labels}}} 0.0" in text
+
+
 async def test_domain_errors_carry_their_status_and_field_violations(started: Any) -> None:
     async def validate(request: Any, context: Any) -> Any:
         violations = Violations()

@@ -9,6 +9,7 @@ anything uncaught into INTERNAL with a log line, never a stack trace for the cal
 
 from __future__ import annotations
 
+import asyncio
 import inspect
 import logging
 import time
@@ -117,7 +118,15 @@ class _Call:
             self.code, f"internal error (request id {context.request_id.get()})"
         )
 
-    def __exit__(self, *exc_info: object) -> None:
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: object
+    ) -> None:
+        if self.code == grpc.StatusCode.OK and exc_type in (asyncio.CancelledError, GeneratorExit):
+            # gRPC cancelled the handler: the caller's deadline passed, or it went away (a
+            # stream's generator is closed instead). Not an answered call.
+            remaining = self.servicer_context.time_remaining()
+            expired = remaining is not None and remaining <= 0
+            self.code = grpc.StatusCode.DEADLINE_EXCEEDED if expired else grpc.StatusCode.CANCELLED
         elapsed = time.perf_counter() - self.start
         self.metrics.in_flight.dec()
         self.metrics.handled(self.code).inc()
@@ -137,8 +146,11 @@ class _Call:
             elapsed * 1000,
             extra={"grpc_method": self.labels[2], "grpc_code": self.code.name},
         )
-        context.request_id.reset(self._tokens[0])
-        context.deadline.reset(self._tokens[1])
+        try:
+            context.request_id.reset(self._tokens[0])
+            context.deadline.reset(self._tokens[1])
+        except ValueError:
+            pass  # a stream's generator closed from another task: its call's context is gone
 
 
 def _deadline_of(servicer_context: grpc.aio.ServicerContext[Any, Any]) -> float | None:
