@@ -495,6 +495,18 @@ async def test_the_plaintext_health_port_serves_health_and_nothing_else(
     assert raised.value.code() == grpc.StatusCode.UNIMPLEMENTED
     assert served.interest.served == []
 
+    async with grpc.aio.insecure_channel(health_target) as channel:
+        # Check only: idle Watch streams would take every call this port allows.
+        watch = health_pb2_grpc.HealthStub(channel).Watch(health_pb2.HealthCheckRequest())
+        with pytest.raises(grpc.aio.AioRpcError) as raised:
+            await watch.read()
+        assert raised.value.code() == grpc.StatusCode.UNIMPLEMENTED
+        # Malformed bytes are the caller's fault, not UNKNOWN.
+        garbage = channel.unary_unary("/grpc.health.v1.Health/Check")
+        with pytest.raises(grpc.aio.AioRpcError) as raised:
+            await garbage(b"\xff\xff\xff", timeout=5)
+        assert raised.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+
     # It follows the service's status: NOT_SERVING while draining.
     await served.server.set_serving(False)
     assert await health(health_target, None) == Outcome(grpc.StatusCode.OK, "NOT_SERVING")

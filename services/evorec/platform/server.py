@@ -156,15 +156,29 @@ def _listen(server: grpc.aio.Server, address: str, tls: TlsSettings) -> int:
 
 
 def _health_server(
-    health_servicer: Any, host: str, port: int, settings: ServerSettings
+    health_servicer: Any, host: str, port: int, settings: ServerSettings, metrics: RpcMetrics
 ) -> tuple[grpc.aio.Server, int]:
-    """A plaintext server of grpc.health.v1 alone, sharing the service's health statuses:
-    Kubernetes' native gRPC probes cannot speak TLS, and a port that answers nothing but
-    health gives a caller without a certificate nothing else to call."""
+    """A plaintext server of grpc.health.v1's Check alone, sharing the service's health
+    statuses: Kubernetes' native gRPC probes cannot speak TLS, and a port that answers
+    nothing but Check gives a caller without a certificate nothing else to call. Not Watch:
+    a stream stays open, and 100 idle ones took every call this port allows, failing the
+    probes. The service's interceptor (no admission) answers malformed bytes
+    INVALID_ARGUMENT, not UNKNOWN, and counts the probes."""
     # Probes come a few a second at most; the bound keeps a flood on this unauthenticated
     # port from taking more than a sliver of the service.
-    server = grpc.aio.server(options=server_options(settings), maximum_concurrent_rpcs=100)
-    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    server = grpc.aio.server(
+        interceptors=[ServerInterceptor(metrics)],
+        options=server_options(settings),
+        maximum_concurrent_rpcs=100,
+    )
+    check = grpc.unary_unary_rpc_method_handler(
+        health_servicer.Check,
+        request_deserializer=health_pb2.HealthCheckRequest.FromString,
+        response_serializer=health_pb2.HealthCheckResponse.SerializeToString,
+    )
+    server.add_generic_rpc_handlers(
+        (grpc.method_handlers_generic_handler(health.SERVICE_NAME, {"Check": check}),)
+    )
     return server, _listen(server, f"{host}:{port}", TlsSettings())
 
 
@@ -211,7 +225,7 @@ async def start_server(
     )
     port = _listen(server, endpoint.target, tls)
     health_server, health_port = (
-        _health_server(health_servicer, endpoint.host, endpoint.health_port, settings)
+        _health_server(health_servicer, endpoint.host, endpoint.health_port, settings, metrics)
         if endpoint.health_port is not None
         else (None, None)
     )
