@@ -149,6 +149,13 @@ def pki(tmp_path_factory: pytest.TempPathFactory) -> Pki:
     clients["ingest"] = ca.issue(
         "ingest", "ingest-7f9c", [x509.UniformResourceIdentifier(INGEST_SPIFFE_ID)]
     )
+    # The ingest SPIFFE ID written as a DNS name and as an email address, not as a URI: a CA
+    # that lets a workload choose its DNS names must not let it claim another's SPIFFE ID.
+    clients["ingest-as-other-names"] = ca.issue(
+        "ingest-as-other-names",
+        "ingest-7f9c",
+        [x509.DNSName(INGEST_SPIFFE_ID), x509.RFC822Name(INGEST_SPIFFE_ID)],
+    )
     clients["expired"] = ca.issue("expired", "admin", [_spiffe("admin")], not_after=NOW - HOUR)
     clients["foreign"] = Authority(directory, "another-ca").issue(
         "foreign", "admin", [_spiffe("admin")]
@@ -704,14 +711,26 @@ def test_the_most_specific_rule_decides() -> None:
     policy.check("grpc.health.v1.Health/Check", set())  # health: always allowed
 
 
+async def test_a_spiffe_id_counts_only_as_a_uri_of_the_certificate(serve: Any, pki: Pki) -> None:
+    served = await serve(server_tls(pki))
+    outcome = await call(served, client_tls(pki, "ingest-as-other-names"), "StreamEvents")
+    assert outcome.code == grpc.StatusCode.PERMISSION_DENIED
+    assert served.interest.served == []
+    assert (await call(served, client_tls(pki, "ingest"), "StreamEvents")).code == (
+        grpc.StatusCode.OK
+    )
+
+
 def test_identities_are_the_common_name_and_spiffe_ids_only() -> None:
     auth_context = {
         "x509_common_name": [b"ranking"],
         "x509_subject_alternative_name": [
             b"spiffe://evorec.test/ranking",
+            b"spiffe://evorec.test/admin",  # a DNS name or an email entry: not an identity
             b"ranking.evorec.svc",
             b"https://evil.example/admin",
         ],
+        "peer_uri": [b"spiffe://evorec.test/ranking", b"https://evil.example/admin"],
     }
 
     assert caller_identities(auth_context) == {"ranking", "spiffe://evorec.test/ranking"}

@@ -75,12 +75,14 @@ def validate_rules(rules: Mapping[str, list[str]]) -> dict[str, list[str]]:
 
 def caller_identities(auth_context: Mapping[str, Iterable[bytes]]) -> set[str]:
     """The identities a verified client certificate proves: its subject common name and its
-    SPIFFE IDs. Empty when the caller presented no certificate (plaintext, or TLS without
-    client authentication)."""
+    SPIFFE IDs, which are URI entries of its subject alternative names (`peer_uri`; gRPC's
+    `x509_subject_alternative_name` mixes in DNS names and email addresses, which a CA may
+    let a workload choose). Empty when the caller presented no certificate (plaintext, or
+    TLS without client authentication)."""
     names = {value.decode() for value in auth_context.get("x509_common_name", ())}
     names |= {
         value.decode()
-        for value in auth_context.get("x509_subject_alternative_name", ())
+        for value in auth_context.get("peer_uri", ())
         if value.startswith(SPIFFE_SCHEME.encode())
     }
     return names
