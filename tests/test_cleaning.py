@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from evorec.data.cleaning import CleaningOptions, clean
+from evorec.data.cleaning import CleanDataset, CleaningOptions, clean
 from evorec.data.schema import DataError, ParseErrors, RawDataset, events_frame, items_frame
 
 NAN = float("nan")
@@ -53,28 +53,34 @@ def test_each_drop_is_counted_under_its_reason() -> None:
     assert data.report["events_out"] == 3
 
 
-def test_order_is_by_time_with_ties_in_file_order_and_ids_are_dense() -> None:
-    data = clean(
-        raw(
-            [
-                ("u2", "b", 50, "view", NAN, ""),
-                ("u1", "z", 10, "view", NAN, ""),
-                ("u1", "a", 50, "view", NAN, ""),
-                ("u3", "a", 50, "view", NAN, ""),
-            ]
-        )
-    )
-    assert list(zip(data.events["user_id"], data.events["item_id"], strict=True)) == [
-        ("u1", "z"),
-        ("u2", "b"),
-        ("u1", "a"),
-        ("u3", "a"),
+def test_order_is_by_time_with_ties_not_in_file_order_and_ids_are_dense() -> None:
+    """Events at one instant are ordered by their user and item, whatever the file's order:
+    it decides which is a user's last (the test target), and a file grouped by item would
+    otherwise decide it."""
+    rows = [
+        ("u2", "b", 50, "view", NAN, ""),
+        ("u1", "z", 10, "view", NAN, ""),
+        ("u1", "a", 50, "view", NAN, ""),
+        ("u3", "a", 50, "view", NAN, ""),
+        ("u1", "b", 50, "view", NAN, ""),
     ]
-    assert list(data.events["user_index"]) == [0, 1, 0, 2]
-    assert list(data.events["item_index"]) == [1, 2, 3, 3]  # 0 is padding
-    assert list(data.items["item_id"]) == ["z", "b", "a"]
-    assert list(data.items["popularity"]) == [1, 1, 2]
-    assert list(data.items["categories"]) == [[], [], ["x"]]
+    forward, backward = clean(raw(rows)), clean(raw(rows[::-1]))
+
+    def pairs(data: CleanDataset) -> list[tuple[str, str]]:
+        return list(zip(data.events["user_id"], data.events["item_id"], strict=True))
+
+    assert pairs(forward) == pairs(backward)
+    assert pairs(forward)[0] == ("u1", "z")
+    assert sorted(pairs(forward)) == sorted((u, i) for u, i, *_ in rows)
+    users, items = (list(forward.events[c]) for c in ("user_id", "item_id"))
+    user_number = {u: n for n, u in enumerate(dict.fromkeys(users))}
+    item_number = {i: n + 1 for n, i in enumerate(dict.fromkeys(items))}  # 0 is padding
+    assert list(forward.events["user_index"]) == [user_number[u] for u in users]
+    assert list(forward.events["item_index"]) == [item_number[i] for i in items]
+    assert list(forward.items["item_id"]) == list(item_number)
+    catalog = forward.items.set_index("item_id")
+    assert catalog.loc[["z", "a", "b"], "popularity"].tolist() == [1, 2, 2]
+    assert catalog.loc["a", "categories"] == ["x"]
 
 
 def test_rating_threshold_and_k_core() -> None:

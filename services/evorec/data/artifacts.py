@@ -35,7 +35,8 @@
                            id, label, top words and size
         topic_centroids.npy  float32 [topics, dim], in topics.json order
 
-`FORMAT_VERSION` changes whenever this layout does.
+`FORMAT_VERSION` changes whenever this layout does, or what preparation writes into it
+(4: events at one instant no longer in the file's order, evorec.data.cleaning).
 """
 
 from __future__ import annotations
@@ -46,7 +47,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-FORMAT_VERSION = 3
+FORMAT_VERSION = 4
 
 # Which reviews may describe items without catalog text: those of leave-one-out's training
 # events, or those of events that are `train` under every split (see `DatasetLayout`).

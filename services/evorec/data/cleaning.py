@@ -108,8 +108,17 @@ def clean(raw: RawDataset, options: CleaningOptions | None = None) -> CleanDatas
     latest = time.time() + options.max_future_s
     out_of_range = (events["timestamp"] < options.min_timestamp) | (events["timestamp"] > latest)
     events = _drop(events, out_of_range, "timestamp_out_of_range", dropped)
-    # Stable order first, so that "first" below means first in time, then in the file.
-    events = events.sort_values(["timestamp", "line"], kind="stable")
+    # Time first. Events at the same instant (Amazon's times are whole days) go in an order
+    # drawn from their user and item, not the file's: a user's last event at a time is the
+    # test target, and Amazon's files are grouped by item, so file order would choose the
+    # targets and let sequence models learn it. Then the file, so that "first" below means
+    # first in time, then in the file, for the repeats of one user and item.
+    tie = pd.util.hash_pandas_object(events[["user_id", "item_id"]], index=False)
+    events = (
+        events.assign(_tie=tie.to_numpy())
+        .sort_values(["timestamp", "_tie", "line"], kind="stable")
+        .drop(columns="_tie")
+    )
     exact = events.duplicated(["user_id", "item_id", "timestamp", "event_type", "value", "text"])
     events = _drop(events, exact, "exact_duplicate", dropped)
     gaps = events.groupby(["user_id", "item_id", "event_type"], sort=False)["timestamp"].diff()
