@@ -72,6 +72,37 @@ def test_a_bad_setting_stops_start_up_with_one_line_naming_it(env: dict[str, str
     assert result.stderr.count("\n") == 1
 
 
+@pytest.mark.parametrize("setting", ["EVOREC_RANKING__PORT", "EVOREC_EMBEDDING__METRICS_PORT"])
+def test_up_refuses_port_0_at_once_with_one_line(env: dict[str, str], setting: str) -> None:
+    """Its services find each other, and it waits for them, at the configured ports: port 0
+    (any free port) would only fail after the start timeout."""
+    env[setting] = "0"
+    result = evorec("up", "--start-timeout", "20", env=env, timeout=15)
+    assert result.returncode == 2
+    name, field = setting.removeprefix("EVOREC_").lower().split("__")
+    assert result.stderr.startswith(f"error: invalid setting {name}.{field} ({setting}): 0 ")
+    assert f"`evorec serve {name}`" in result.stderr
+    assert result.stderr.count("\n") == 1
+    assert not (Path(env["EVOREC_DATA_DIR"]) / "datasets").exists()
+
+
+def test_up_asks_for_the_model_versions_without_numerical_libraries(tmp_path: Path) -> None:
+    """The launcher runs as long as the services: SciPy, scikit-learn and hmmlearn (what
+    evorec.encoder.bundle loads) would hold about 110 MB of it for nothing."""
+    script = (
+        "import sys\n"
+        "from evorec.cli import _needs_first_run\n"
+        "from evorec.platform.config import Settings\n"
+        f"print(_needs_first_run(Settings(data_dir={str(tmp_path)!r})))\n"
+        "print(sorted({'scipy', 'sklearn', 'hmmlearn', 'tensorflow'} & set(sys.modules)))\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == "True\n[]\n"
+
+
 def test_an_unknown_service_is_named(env: dict[str, str]) -> None:
     result = evorec("serve", "billing", env=env)
     assert result.returncode == 2

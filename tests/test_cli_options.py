@@ -81,6 +81,36 @@ def test_a_weight_average_outside_0_to_1_is_a_usage_error(momentum: str) -> None
     assert result.exception is None or isinstance(result.exception, SystemExit)
 
 
+@pytest.mark.parametrize(
+    ("option", "value", "message"),
+    [
+        ("--epochs", "0", "--epochs must be at least 1, not 0"),
+        ("--batch-size", "0", "--batch-size must be at least 1, not 0"),
+        ("--dim", "0", "--dim must be at least 1, not 0"),
+        ("--max-len", "-1", "--max-len must be at least 1, not -1"),
+        ("--members", "0", "--members must be at least 1, not 0"),
+        ("--sampled-negatives", "0", "--sampled-negatives must be at least 1, not 0"),
+        ("--warmup-steps", "-5", "--warmup-steps must be at least 0, not -5"),
+        ("--learning-rate", "0", "--learning-rate must be above 0, not 0.0"),
+        ("--dropout", "1", "--dropout must be in [0, 1), not 1.0"),
+    ],
+)
+def test_a_size_count_or_rate_that_makes_no_sense_is_a_usage_error_naming_it(
+    option: str, value: str, message: str
+) -> None:
+    """Zero epochs would export an untrained model; a zero batch size fails deep inside."""
+    app = typer.Typer()
+
+    @app.command()
+    @config_options()
+    def command(*, encoder: EncoderConfig, training: TrainingConfig) -> None:
+        pass
+
+    result = CliRunner().invoke(app, [option, value], env={"COLUMNS": "200"})
+    assert result.exit_code == 2, result.output
+    assert message in result.output
+
+
 def test_a_weight_average_within_0_to_1_is_taken() -> None:
     assert _received("--weight-average", "0.99")[1] == TrainingConfig(weight_average=0.99)
 

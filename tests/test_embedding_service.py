@@ -554,3 +554,19 @@ async def test_no_upsert_is_accepted_before_stale_stored_items_are_embedded_agai
             assert np.allclose(item.vector.vector.values, await embed(stub, f"new {new}"))
     finally:
         await running.shutdown()
+
+
+async def test_a_dataset_prepared_without_text_is_served_with_no_vectors(
+    stack: Stack, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from tests.test_preparation import prepare_textless
+
+    monkeypatch.setenv("EVOREC_DATASET", str(prepare_textless(tmp_path)))
+    await stack.start("preprocess")
+    server = await stack.start("embedding")
+    async with channel(server.port) as ch:
+        stub = embedding_pb2_grpc.EmbeddingServiceStub(ch)
+        response = await stub.EmbedTexts(pb.EmbedTextsRequest(texts=["red shoes"]))
+        assert [e.status for e in response.embeddings] == [pb.VECTOR_STATUS_NO_USABLE_TEXT]
+        items = await stub.GetItemVectors(pb.GetItemVectorsRequest(item_ids=["i1"]))
+        assert [i.status for i in items.items] == [pb.VECTOR_STATUS_NO_USABLE_TEXT]

@@ -184,3 +184,42 @@ def test_amazon_duplicates_are_dropped_and_metadata_joined() -> None:
     # Metadata titles of this release are HTML fragments: none is kept as a title.
     assert not data.items["title"].str.contains("<").any()
     assert (data.items["text"] != "").mean() > 0.9
+
+
+def prepare_textless(folder: Path) -> Path:
+    """A CSV of ids and times alone (no text, no catalog), prepared into `folder`/dataset."""
+    folder.mkdir(parents=True, exist_ok=True)
+    lines = [
+        f"u{user},i{(user * 3 + step) % 10},{1_600_000_000 + 60 * (user * 8 + step)}"
+        for user in range(12)
+        for step in range(8)
+    ]
+    (folder / "ids.csv").write_text("user_id,item_id,timestamp\n" + "\n".join(lines) + "\n")
+    prepare(read_dataset(folder / "ids.csv"), folder / "dataset")
+    return folder / "dataset"
+
+
+def test_a_dataset_without_text_has_no_word_or_text_vectors_and_trains_id_only(
+    tmp_path: Path,
+) -> None:
+    from evorec.embedding.bundle import TextModel
+    from evorec.encoder.config import EncoderConfig, TrainingConfig
+    from evorec.model_cli import train_and_export
+
+    layout = DatasetLayout(prepare_textless(tmp_path))
+    counts = layout.read_manifest()["counts"]
+    assert (counts["items"], counts["items_with_text_vector"]) == (10, 0)
+    assert (counts["vocabulary"], counts["topics"]) == (0, 0)
+    assert not pd.read_parquet(layout.items)["has_text_vector"].any()
+    text = TextModel.load(layout)  # the empty vocabulary is written and read back
+    assert text.embedder.embed(["anything"]) == (None, 0)
+    assert text.topics.classify(None, ["c"]) == ""
+    small = EncoderConfig(dim=8, max_len=10, blocks=1)
+    with pytest.raises(ValueError, match=r"no item text vectors.*train the id-only transformer"):
+        train_and_export(layout, small, TrainingConfig(epochs=1), tmp_path / "models", "encoder")
+    id_only = replace(small, use_text=False)
+    version = train_and_export(
+        layout, id_only, TrainingConfig(epochs=1), tmp_path / "models", "encoder"
+    )
+    assert version == tmp_path / "models" / "encoder" / "1"
+    assert (version / "saved_model.pb").exists()

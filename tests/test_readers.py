@@ -3,13 +3,18 @@
 from __future__ import annotations
 
 import gzip
+import json
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 
+from evorec.data.cleaning import clean
 from evorec.data.readers import ColumnMapping, read_dataset
+from evorec.data.readers.generic import parse_timestamp
 from evorec.data.schema import DataError
 
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -191,3 +196,123 @@ def test_unknown_layouts_and_mappings_are_clear_errors(tmp_path: Path) -> None:
         read_dataset(tmp_path / "absent")
     with pytest.raises(DataError, match="bad mapping 'usr=uid'"):
         ColumnMapping.parse(["usr=uid"])
+
+
+EXPORT_ROWS = [{"uid": "u1", "sku": "i1", "ts": 1_600_000_000}, {"uid": "u2", "sku": "i2", "ts": 2}]
+EXPORT_MAPPING = ColumnMapping.parse(["user=uid", "item=sku", "timestamp=ts"])
+
+
+def write_jsonl(path: Path, records: list[dict[str, object]], prefix: bytes = b"") -> None:
+    data = prefix + "".join(json.dumps(record) + "\n" for record in records).encode()
+    path.write_bytes(gzip.compress(data) if path.suffix == ".gz" else data)
+
+
+@pytest.mark.parametrize("name", ["export.jsonl", "export.jsonl.gz", "export.json"])
+def test_a_jsonl_export_or_a_file_with_a_mapping_is_read_through_the_mapping(
+    tmp_path: Path, name: str
+) -> None:
+    """Amazon's review files are `.json(.gz)`; a JSON-lines export, or any file given a
+    mapping, is generic."""
+    write_jsonl(tmp_path / name, EXPORT_ROWS)
+    data = read_dataset(tmp_path / name, mapping=EXPORT_MAPPING)
+    assert data.source_format == "generic"
+    assert rows(data.events, "user_id", "item_id", "timestamp") == [
+        ("u1", "i1", 1_600_000_000.0),
+        ("u2", "i2", 2.0),
+    ]
+    with pytest.raises(DataError, match="--map is for generic files"):
+        read_dataset(tmp_path / name, "amazon", EXPORT_MAPPING)
+
+
+def test_a_jsonl_export_without_a_mapping_is_generic_too(tmp_path: Path) -> None:
+    records = [{"user_id": "u1", "item_id": "i1", "timestamp": 5}]
+    write_jsonl(tmp_path / "export.jsonl", records)
+    assert read_dataset(tmp_path / "export.jsonl").source_format == "generic"
+
+
+def test_a_nat_in_a_parquet_datetime_column_is_a_missing_timestamp(tmp_path: Path) -> None:
+    frame = pd.DataFrame(EXPORT_ROWS).assign(
+        ts=pd.to_datetime(["2020-09-13 12:26:40", None]), kind="view"
+    )
+    frame.to_parquet(tmp_path / "withnat.parquet")
+    data = read_dataset(tmp_path / "withnat.parquet", mapping=EXPORT_MAPPING)
+    assert data.events["timestamp"].iloc[0] == 1_600_000_000.0
+    assert np.isnan(data.events["timestamp"].iloc[1])
+    assert clean(data).report["dropped"]["missing_timestamp"] == 1
+
+
+def test_the_text_nat_is_a_missing_timestamp() -> None:
+    assert np.isnan(parse_timestamp("NaT", "iso"))  # type: ignore[arg-type]
+
+
+def truncated_gzip(path: Path, text: str) -> None:
+    whole = gzip.compress(text.encode())
+    path.write_bytes(whole[: len(whole) // 2])
+
+
+@pytest.mark.parametrize(
+    ("name", "write"),
+    [
+        ("events.csv.gz", lambda p: truncated_gzip(p, "user_id,item_id,timestamp\n" * 500)),
+        ("Beauty_5.json.gz", lambda p: truncated_gzip(p, '{"reviewerID": "u"}\n' * 500)),
+        ("events.csv.gz", lambda p: p.write_text("user_id,item_id,timestamp\nu,i,1\n")),
+        ("e.jsonl.gz", lambda p: p.write_bytes(gzip.compress(b'{"a": 1}\n' * 100)[:-30])),
+    ],
+)
+def test_a_truncated_or_false_gzip_file_is_a_data_error_that_names_it(
+    tmp_path: Path, name: str, write: Callable[[Path], None]
+) -> None:
+    write(tmp_path / name)
+    with pytest.raises(DataError, match=f"{tmp_path / name}: truncated or not gzip"):
+        read_dataset(tmp_path / name)
+
+
+def test_a_dotted_name_and_a_gzipped_folder_export_are_read(tmp_path: Path) -> None:
+    pd.DataFrame(EXPORT_ROWS).to_csv(tmp_path / "export.2024-01.csv.gz", index=False)
+    assert len(read_dataset(tmp_path / "export.2024-01.csv.gz", mapping=EXPORT_MAPPING).events) == 2
+    record = {"user_id": "u", "item_id": "i", "timestamp": 1}
+    for name in ("events.csv.gz", "events.jsonl.gz"):
+        folder = tmp_path / name.split(".")[1]
+        folder.mkdir()
+        if name.startswith("events.csv"):
+            pd.DataFrame([record]).to_csv(folder / name, index=False)
+        else:
+            write_jsonl(folder / name, [record])
+        data = read_dataset(folder)
+        assert data.files == [folder / name]
+        assert len(data.events) == 1
+
+
+def test_a_byte_order_mark_does_not_cost_a_jsonl_file_its_first_row(tmp_path: Path) -> None:
+    write_jsonl(tmp_path / "e.jsonl", EXPORT_ROWS, prefix="\ufeff".encode())
+    data = read_dataset(tmp_path / "e.jsonl", mapping=EXPORT_MAPPING)
+    assert data.events["user_id"].tolist() == ["u1", "u2"]
+    assert data.parse_errors.lines == {}
+
+
+@pytest.mark.parametrize("pair", ["timestamp_unit=seconds", "default_event_type=visit"])
+def test_a_mapped_value_that_is_not_known_is_refused_with_the_valid_ones(pair: str) -> None:
+    with pytest.raises(DataError, match=f"bad mapping {pair}: use one of") as raised:
+        ColumnMapping.parse([pair])
+    assert "\n" not in str(raised.value)
+    assert ColumnMapping.parse(["timestamp_unit=ms"]).timestamp_unit == "ms"
+
+
+def test_a_dataset_is_named_from_its_resolved_path(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A relative file or `.` still names the dataset, and two exports in one folder do not
+    share a name (and so an output folder)."""
+    folder = tmp_path / "shop"
+    folder.mkdir()
+    frame = pd.DataFrame(EXPORT_ROWS).rename(
+        columns={"uid": "user_id", "sku": "item_id", "ts": "timestamp"}
+    )
+    for name in ("events.csv", "export.csv", "export.2024-01.csv.gz"):
+        frame.to_csv(folder / name, index=False)
+    monkeypatch.chdir(folder)
+    names = [
+        read_dataset(Path(p)).name
+        for p in (".", "events.csv", "export.csv", "export.2024-01.csv.gz")
+    ]
+    assert names == ["shop", "shop", "export", "export.2024-01"]

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from evorec import supervisor
+from tests.conftest import ROOT
 
 
 def sleeper(args: list[str], env: dict[str, str]) -> subprocess.Popen[bytes]:
@@ -75,6 +76,7 @@ time.sleep(60)
 WATCHED = """
 import time
 from evorec import supervisor
+from tests.conftest import ROOT
 supervisor.HAS_PDEATHSIG = False
 supervisor.watch_parent(0.05)
 time.sleep(60)
@@ -109,3 +111,20 @@ def _running(pid: int) -> bool:
     except FileNotFoundError:
         return False
     return state != "Z"
+
+
+def test_the_readme_quotes_the_message_that_stops_everything(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(supervisor, "spawn", sleeper)
+    services = supervisor.Supervisor({}, supervisor.RestartPolicy(0, 0.05), lambda _: None)
+    services.start("interest")
+    try:
+        kill_and_reap(services.processes["interest"])
+        with pytest.raises(RuntimeError) as raised:
+            services.check()
+    finally:
+        services.stop_all(1.0)
+    message = str(raised.value).replace("interest", "NAME").replace("-9", "N")
+    readme = " ".join((ROOT / "README.md").read_text(encoding="utf-8").split())
+    assert f"`error: {message.replace('after 0', 'after 5')}`" in readme

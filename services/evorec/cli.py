@@ -102,6 +102,7 @@ def up(
     service that exits is restarted; they all stop with this command, even when it is killed.
     Ctrl-C or SIGTERM stops them."""
     settings = load_settings(config)
+    _refuse_any_free_port(settings)
     raise_on_stop_signals()
     env = dict(os.environ)
     env.setdefault("EVOREC_LOG_FORMAT", "text")
@@ -320,9 +321,26 @@ def health(
 UP_TRAINING = TrainingConfig(epochs=30, patience=5)
 
 
+def _refuse_any_free_port(settings: Settings) -> None:
+    """Port 0 (any free port, which `evorec serve` may use) cannot work under `evorec up`:
+    its services reach each other, and it waits for them, at the configured ports."""
+    for name in SERVICES:
+        endpoint = settings.endpoint(name)
+        ports = {"port": endpoint.port, "metrics_port": endpoint.metrics_port}
+        if endpoint.health_port is not None:
+            ports["health_port"] = endpoint.health_port
+        for field, port in ports.items():
+            if port == 0:
+                raise ConfigError(
+                    f"invalid setting {name}.{field} (EVOREC_{name.upper()}__{field.upper()}): "
+                    "0 (any free port) does not work under `evorec up`, whose services reach "
+                    f"each other at fixed ports; give a port, or use `evorec serve {name}`"
+                )
+
+
 def _needs_first_run(settings: Settings) -> bool:
     """True when the dataset or the model `evorec up` serves is still to be made."""
-    from evorec.encoder.bundle import model_versions
+    from evorec.encoder.versions import model_versions
 
     if _needs_dataset(settings):
         return True
@@ -364,17 +382,20 @@ def _ensure_dataset(settings: Settings) -> None:
 def _ensure_model(settings: Settings) -> None:
     """Trains and exports the embedded default model when the base path holds no version
     (with TF Serving as the backend, the model is TF Serving's to load, and left alone)."""
-    from evorec.encoder.bundle import model_versions
+    from evorec.encoder.versions import model_versions
 
     model_dir = settings.serving.model_dir(settings.data_dir)
     if model_versions(model_dir) or settings.serving.backend == "tf_serving":
         return
     from evorec.data.artifacts import DatasetLayout
 
+    layout = DatasetLayout(settings.dataset_path)
+    # A dataset prepared from ids alone has no item text to read: the id-only encoder.
+    has_text = layout.read_manifest()["counts"]["items_with_text_vector"] > 0
     console.print(f"no model under {model_dir} yet: training one on {settings.dataset_path}")
     model_cli.train_and_export(
-        DatasetLayout(settings.dataset_path),
-        EncoderConfig(),
+        layout,
+        EncoderConfig(use_text=has_text),
         UP_TRAINING,
         model_dir.parent,
         model_dir.name,

@@ -49,6 +49,13 @@ def fit_encoder(
     from evorec.encoder.training import Trainer
 
     text = np.load(layout.item_vectors_of(data.text)) if encoder.use_text else None
+    if text is not None and not text[1:].any():
+        # Its text half would learn from zeros, and the ids it hides (id_dropout) would leave
+        # those items with nothing: worse than the id-only model, so not trained silently.
+        raise ValueError(
+            f"{layout.root.name} has no item text vectors (its items have no text): "
+            f"{encoder.name} needs them; train the id-only {encoder.kind} (--no-text) instead"
+        )
     trainer: Trainer | EnsembleTrainer
     if encoder.members > 1:
         trainer = EnsembleTrainer(data, encoder, training, text, checkpoints)
@@ -318,8 +325,8 @@ def export(
 ) -> None:
     """Publish an exported model version into TF Serving's base path (and set a label); TF
     Serving's model config then loads the newest two versions and the labelled ones."""
-    from evorec.encoder.bundle import model_versions
     from evorec.encoder.publish import apply_version_policy, publish, set_version_label
+    from evorec.encoder.versions import model_versions
 
     settings = load_settings(config)
     if version_dir is None:

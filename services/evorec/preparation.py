@@ -24,6 +24,7 @@ from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
+from gensim.models import KeyedVectors
 
 from evorec.data.artifacts import FORMAT_VERSION, DatasetLayout, sha256_of
 from evorec.data.cleaning import CleaningOptions, clean
@@ -145,8 +146,12 @@ def prepare(
         vectors = load_pretrained(options.pretrained, options.pretrained_format)
         if options.pretrained_corpus_only:
             vectors = restricted(vectors, counts)
-    else:
+    elif any(count >= options.word2vec.min_count for count in counts.values()):
         vectors = train_word2vec(corpus, options.word2vec)
+    else:
+        # No word often enough to learn (a dataset of ids alone): an empty vocabulary, which
+        # gensim refuses to train on, leaves every item without a text vector.
+        vectors = KeyedVectors(options.word2vec.vector_size, dtype=np.float32)
 
     progress("item text vectors")
     loo_text = _item_text(items, item_texts, item_docs, reviews, user_docs)

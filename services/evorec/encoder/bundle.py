@@ -19,21 +19,11 @@ import pandas as pd
 from scipy import sparse
 
 from evorec.data.frames import release_arrow_memory
+from evorec.encoder.versions import BUNDLE_DIR, model_versions
 from evorec.evolution.track_record import EvolutionModel
 
-BUNDLE_DIR = Path("assets.extra") / "evorec"
-
-
-def model_versions(model_dir: Path) -> list[int]:
-    """The complete versions under `<base>/<model name>/`, oldest first (a version being
-    written is staged under another name, so a listed one is whole)."""
-    if not model_dir.is_dir():
-        return []
-    return sorted(
-        int(p.name)
-        for p in model_dir.iterdir()
-        if p.name.isdigit() and (p / "saved_model.pb").exists() and (p / BUNDLE_DIR).is_dir()
-    )
+# Defined in the light `evorec.encoder.versions`; kept importable from here.
+__all__ = ["BUNDLE_DIR", "ModelBundle", "model_versions"]
 
 
 @dataclass

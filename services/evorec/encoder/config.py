@@ -20,6 +20,24 @@ def _help(text: str) -> dict[str, str]:
     return {"help": text}
 
 
+def _at_least(config: object, low: float, *names: str) -> None:
+    """Refuses a field below `low`: a zero or negative size, count or rate fails late and
+    obscurely (range() with a zero step) or not at all (zero epochs export an untrained
+    model), so it is named here, as the option that sets it."""
+    for name in names:
+        value = getattr(config, name)
+        if value < low:
+            raise ValueError(f"--{name.replace('_', '-')} must be at least {low}, not {value}")
+
+
+def _share(config: object, *names: str) -> None:
+    """Refuses a dropout share outside [0, 1): 1 drops everything."""
+    for name in names:
+        value = getattr(config, name)
+        if not 0.0 <= value < 1.0:
+            raise ValueError(f"--{name.replace('_', '-')} must be in [0, 1), not {value}")
+
+
 @dataclass(frozen=True)
 class EncoderConfig:
     """Architecture of a sequence encoder."""
@@ -41,6 +59,10 @@ class EncoderConfig:
             "(K x the training time; see evorec.encoder.ensemble)."
         ),
     )
+
+    def __post_init__(self) -> None:
+        _at_least(self, 1, "dim", "max_len", "blocks", "heads", "members")
+        _share(self, "dropout", "id_dropout")
 
     @property
     def name(self) -> str:
@@ -90,6 +112,10 @@ class TrainingConfig:
     seed: int = field(default=0, metadata=_help("Seed of weights, order and dropout."))
 
     def __post_init__(self) -> None:
+        _at_least(self, 1, "epochs", "batch_size", "sampled_negatives")
+        _at_least(self, 0, "patience", "warmup_steps", "weight_decay")
+        if not self.learning_rate > 0:
+            raise ValueError(f"--learning-rate must be above 0, not {self.learning_rate}")
         # Keras would take a negative momentum as no average, freeze the weights at 1 and
         # fail only above it: each a silent or late surprise, so refuse them here.
         if not 0.0 <= self.weight_average < 1.0:

@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Literal
 
 from evorec.data.readers.amazon import read_amazon
-from evorec.data.readers.generic import SUFFIXES, ColumnMapping, read_generic
+from evorec.data.readers.generic import GZIPPED, SUFFIXES, ColumnMapping, file_type, read_generic
 from evorec.data.readers.movielens import read_atomic, read_dat, read_latest, read_ml100k
 from evorec.data.schema import DataError, RawDataset
 
@@ -25,7 +25,9 @@ def _amazon_meta(reviews: Path) -> Path | None:
 
 
 def _first(folder: Path, stem: str) -> Path | None:
-    return next((folder / f"{stem}{s}" for s in SUFFIXES if (folder / f"{stem}{s}").exists()), None)
+    """`<stem>.csv`, `.jsonl`, `.parquet`, `.csv.gz` or `.jsonl.gz` in `folder`, if any."""
+    names = [f"{stem}{s}" for s in SUFFIXES] + [f"{stem}{s}.gz" for s in GZIPPED]
+    return next((folder / name for name in names if (folder / name).exists()), None)
 
 
 def read_dataset(
@@ -54,6 +56,12 @@ def read_dataset(
             f"{path}: no known layout (u.data, *.inter, ratings.dat, ratings.csv, events.*); "
             "for Amazon data give the review file itself"
         )
-    if source_format == "amazon" or (source_format == "auto" and ".json" in path.name):
+    if source_format == "amazon" and mapping is not None:
+        raise DataError("--map is for generic files: Amazon review files have fixed fields")
+    # Amazon's files are `.json` or `.json.gz`; `.jsonl` is a generic export, and so is any
+    # file given with a mapping, whatever its name.
+    if source_format == "amazon" or (
+        source_format == "auto" and mapping is None and file_type(path) == ".json"
+    ):
         return read_amazon(path, items or _amazon_meta(path))
     return read_generic(path, mapping or ColumnMapping(), items)

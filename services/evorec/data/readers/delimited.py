@@ -9,11 +9,13 @@ from __future__ import annotations
 import csv
 import gzip
 import io
+import zlib
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, cast
 
-from evorec.data.schema import ParseErrors
+from evorec.data.schema import DataError, ParseErrors
 
 # What a byte that is not UTF-8 decodes to.
 _UNDECODABLE = "\ufffd"
@@ -24,16 +26,28 @@ def open_text(path: Path) -> IO[bytes]:
     return cast(IO[bytes], gzip.open(path, "rb")) if path.suffix == ".gz" else path.open("rb")
 
 
+@contextmanager
+def _gzip_errors(path: Path) -> Iterator[None]:
+    """Names the file when it is not gzip after all or ends early: gzip says neither which
+    file, nor (EOFError, which the CLI shows as "Aborted.") what went wrong."""
+    try:
+        yield
+    except (EOFError, gzip.BadGzipFile, zlib.error) as error:
+        raise DataError(f"{path}: truncated or not gzip ({error})") from error
+
+
 def decoded_lines(
     path: Path, errors: ParseErrors, encoding: str = "utf-8", skip_header: bool = False
 ) -> Iterator[tuple[int, str]]:
-    """(line number, text) of each non-empty line; undecodable lines are counted and skipped."""
-    with open_text(path) as handle:
+    """(line number, text) of each non-empty line; undecodable lines are counted and skipped.
+    UTF-8 is read as `utf-8-sig`, so that a byte order mark does not spoil the first line."""
+    codec = "utf-8-sig" if encoding == "utf-8" else encoding
+    with _gzip_errors(path), open_text(path) as handle:
         for number, raw in enumerate(handle, start=1):
             if skip_header and number == 1:
                 continue
             try:
-                line = raw.decode(encoding).rstrip("\r\n")
+                line = raw.decode(codec).rstrip("\r\n")
             except UnicodeDecodeError:
                 errors.add(f"not valid {encoding}", f"{path.name}:{number}")
                 continue
@@ -95,6 +109,7 @@ def csv_header(path: Path) -> list[str]:
 
 def _csv_records(path: Path) -> Iterator[tuple[int, list[str]]]:
     with (
+        _gzip_errors(path),
         open_text(path) as raw,
         io.TextIOWrapper(raw, encoding="utf-8-sig", errors="replace", newline="") as handle,
     ):

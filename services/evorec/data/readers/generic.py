@@ -11,10 +11,11 @@ import json
 from collections.abc import Iterator
 from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 import numpy as np
 import pandas as pd
+from pandas.api.typing import NaTType
 
 from evorec.data.readers.delimited import csv_header, csv_rows, decoded_lines
 from evorec.data.schema import (
@@ -27,6 +28,8 @@ from evorec.data.schema import (
 )
 
 SUFFIXES = (".csv", ".jsonl", ".parquet")
+# The file types that may also come gzipped (`events.csv.gz`).
+GZIPPED = (".csv", ".jsonl")
 TimestampUnit = Literal["auto", "s", "ms", "iso"]
 
 
@@ -60,17 +63,40 @@ class ColumnMapping:
                     f"bad mapping {pair!r}: expected FIELD=COLUMN, FIELD one of {sorted(known)}"
                 )
             values[key] = column or None
+        # Checked here, once: an unknown value would make every row fail to parse instead.
+        choices = {"timestamp_unit": get_args(TimestampUnit), "default_event_type": EVENT_TYPES}
+        for key, valid in choices.items():
+            if key in values and values[key] not in valid:
+                raise DataError(
+                    f"bad mapping {key}={values[key] or ''}: use one of {', '.join(valid)}"
+                )
         return cls(**values)
+
+
+def file_type(path: Path) -> str:
+    """`.csv` for `export.2024-01.csv.gz`: the last suffix before `.gz`, as names may hold
+    other dots."""
+    return Path(path.stem).suffix if path.suffix == ".gz" else path.suffix
+
+
+def dataset_name(path: Path) -> str:
+    """The name of the dataset in an export: the file's name without its type (`export` of
+    `export.csv.gz`), or its folder's for a file named `events`, as in a folder of
+    `events.*` and `items.*`. From the resolved path: `export.csv` or `./events.csv` given
+    relative to the working folder still have a name."""
+    resolved = path.resolve()
+    stem = resolved.name.removesuffix(".gz").removesuffix(file_type(resolved))
+    return resolved.parent.name if stem == "events" else stem
 
 
 def _rows(path: Path, errors: ParseErrors) -> Iterator[tuple[int, dict[str, Any]]]:
     """(line number, record) of each row of a CSV, JSON-lines or Parquet file."""
-    suffix = path.suffixes[0] if path.suffix == ".gz" else path.suffix
+    suffix = file_type(path)
     if suffix == ".csv":
         header = csv_header(path)
         for number, values in csv_rows(path, len(header), errors):
             yield number, dict(zip(header, values, strict=True))
-    elif suffix == ".jsonl":
+    elif suffix in (".jsonl", ".json"):  # `.json` with a mapping: JSON lines, as Amazon's
         for number, line in decoded_lines(path, errors):
             try:
                 record = json.loads(line)
@@ -89,7 +115,8 @@ def _rows(path: Path, errors: ParseErrors) -> Iterator[tuple[int, dict[str, Any]
 
 
 def _text(value: Any) -> str:
-    if value is None or (isinstance(value, float) and np.isnan(value)):
+    # NaT: a missing time in a Parquet datetime column (str() would make it "NaT").
+    if value is None or value is pd.NaT or (isinstance(value, float) and np.isnan(value)):
         return ""
     return str(value).strip()
 
@@ -108,9 +135,12 @@ def parse_timestamp(value: Any, unit: TimestampUnit) -> float | None:
         else:
             return number / 1000 if unit == "ms" else number
     try:
-        stamp = pd.Timestamp(text)
+        # NaT (not a Timestamp, whatever the stubs say) for "NaT" or "nan": a missing time.
+        stamp: pd.Timestamp | NaTType = pd.Timestamp(text)
     except (ValueError, TypeError):
         return None
+    if isinstance(stamp, NaTType):
+        return float("nan")
     if stamp.tzinfo is None:
         stamp = stamp.tz_localize("UTC")
     return float(stamp.timestamp())
@@ -175,7 +205,7 @@ def read_generic(
             categories.append([c.strip() for c in listed if str(c).strip()])
         items = items_frame(ids, titles, texts, categories)
     return RawDataset(
-        name=events_path.parent.name,
+        name=dataset_name(events_path),
         source_format="generic",
         events=events,
         items=items,

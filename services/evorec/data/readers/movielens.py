@@ -217,7 +217,7 @@ def read_latest(folder: Path) -> RawDataset:
         titles.append(_title_without_year(fields[1]))
         categories.append(_genres(fields[2]))
     return RawDataset(
-        name=folder.name,
+        name=folder.resolve().name,
         source_format="movielens-csv",
         events=events.frame(),
         items=items_frame(ids, titles, None, categories),
