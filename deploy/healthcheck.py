@@ -4,6 +4,8 @@ for its full name. Exit status 0 only when it answers SERVING; otherwise one lin
 
 A ranking service whose encoder is TensorFlow Serving also needs TF Serving reachable: it
 would answer without the encoder (degraded) rather than fail, so the check says so here.
+With a health port set, the check asks there (plaintext, as probes do); otherwise on the
+service's port, over TLS when the service serves TLS.
 """
 
 import sys
@@ -15,6 +17,7 @@ import grpc
 from evorec.platform.config import ConfigError, load_settings
 from evorec.platform.probes import check_health
 from evorec.platform.registry import SERVICES
+from evorec.platform.tls import channel_credentials
 
 TIMEOUT_S = 3.0
 
@@ -41,14 +44,25 @@ def main() -> int:
     except ConfigError as error:
         print(f"unhealthy: {error}")
         return 1
-    port = settings.endpoint(name).port
-    status = check_health(f"127.0.0.1:{port}", SERVICES[name].full_name, TIMEOUT_S)
+    endpoint = settings.endpoint(name)
+    if endpoint.health_port is not None:  # plaintext, Check only: what probes are for
+        port, credentials = endpoint.health_port, None
+    else:  # the service's own port, in TLS when it serves TLS
+        port, credentials = endpoint.port, channel_credentials(settings.tls)
+    status = check_health(f"127.0.0.1:{port}", SERVICES[name].full_name, TIMEOUT_S, credentials)
     if status != "SERVING":
-        print(f"unhealthy: {SERVICES[name].full_name} on port {port}: {status}")
+        hint = (
+            f" (over TLS to 127.0.0.1, which the certificate may not name: set "
+            f"EVOREC_{name.upper()}__HEALTH_PORT for probes)"
+            if credentials is not None
+            else ""
+        )
+        print(f"unhealthy: {SERVICES[name].full_name} on port {port}: {status}{hint}")
         return 1
     if name == "ranking" and settings.serving.backend == "tf_serving":
         target = settings.serving.tf_serving_target
-        with grpc.insecure_channel(target) as channel:
+        tls = channel_credentials(settings.tls) if settings.serving.tf_serving_tls else None
+        with grpc.secure_channel(target, tls) if tls else grpc.insecure_channel(target) as channel:
             try:
                 grpc.channel_ready_future(channel).result(timeout=TIMEOUT_S)
             except grpc.FutureTimeoutError:

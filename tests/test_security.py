@@ -7,6 +7,9 @@ import asyncio
 import datetime as dt
 import ipaddress
 import logging
+import os
+import subprocess
+import sys
 import tomllib
 import urllib.request
 from collections.abc import AsyncIterator, Callable
@@ -517,6 +520,38 @@ async def test_the_plaintext_health_port_serves_health_and_nothing_else(
     # It follows the service's status: NOT_SERVING while draining.
     await served.server.set_serving(False)
     assert await health(health_target, None) == Outcome(grpc.StatusCode.OK, "NOT_SERVING")
+
+
+async def test_the_images_health_check_asks_the_health_port_of_a_tls_service(
+    serve: Any, pki: Pki
+) -> None:
+    """It asked the TLS port in plaintext, so a container serving TLS was never healthy."""
+    served = await serve(server_tls(pki), health_port=0)
+    environment = {
+        **{k: v for k, v in os.environ.items() if not k.startswith("EVOREC_")},
+        "EVOREC_INTEREST__PORT": str(served.server.port),
+        "EVOREC_TLS__CERT_FILE": str(pki.clients["admin"].cert),
+        "EVOREC_TLS__KEY_FILE": str(pki.clients["admin"].key),
+        "EVOREC_TLS__CA_FILE": str(pki.ca),
+    }
+
+    def check(**extra: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, str(ROOT / "deploy" / "healthcheck.py"), "interest"],
+            env={**environment, **extra},
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+
+    on_health_port = await asyncio.to_thread(
+        check, EVOREC_INTEREST__HEALTH_PORT=str(served.server.health_port)
+    )
+    assert on_health_port.returncode == 0, on_health_port.stdout + on_health_port.stderr
+    assert "SERVING" in on_health_port.stdout
+    # Without a health port it asks the TLS port over TLS (this certificate names 127.0.0.1).
+    on_tls_port = await asyncio.to_thread(check)
+    assert on_tls_port.returncode == 0, on_tls_port.stdout + on_tls_port.stderr
 
 
 async def test_typed_clients_and_the_health_probe_use_the_tls_settings(
