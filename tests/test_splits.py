@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pandas as pd
 
+from evorec.data.artifacts import DatasetLayout
 from evorec.data.splits import leave_one_out, new_item_split, time_split
+from tests.script_runs import script_module
 
 
 def events() -> pd.DataFrame:
@@ -37,3 +41,16 @@ def test_new_item_split_moves_all_events_of_chosen_items_to_test() -> None:
     frame = events().assign(label=labels)
     assert set(frame[frame["item_index"].isin(chosen)]["label"]) == {"test"}
     assert set(frame[~frame["item_index"].isin(chosen)]["label"]) == {"train"}
+
+
+def test_tied_targets_counts_users_whose_last_two_events_share_a_time(tmp_path: Path) -> None:
+    events = pd.DataFrame(
+        {
+            "user_index": [0, 0, 0, 1, 1, 1, 2, 2],
+            "timestamp": [1.0, 5.0, 5.0, 1.0, 2.0, 3.0, 7.0, 7.0],
+            "split_loo": ["train", "valid", "test", "train", "valid", "test", "train", "train"],
+        }
+    )
+    layout = DatasetLayout(tmp_path)
+    events.to_parquet(layout.events)
+    assert script_module("tied_targets").tied_targets(layout) == (2, 1)
