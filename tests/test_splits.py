@@ -43,14 +43,15 @@ def test_new_item_split_moves_all_events_of_chosen_items_to_test() -> None:
     assert set(frame[~frame["item_index"].isin(chosen)]["label"]) == {"train"}
 
 
-def test_tied_targets_counts_users_whose_last_two_events_share_a_time(tmp_path: Path) -> None:
+def test_tied_targets_counts_tied_and_repeated_test_targets(tmp_path: Path) -> None:
     events = pd.DataFrame(
         {
             "user_index": [0, 0, 0, 1, 1, 1, 2, 2],
+            "item_index": [4, 5, 6, 7, 8, 7, 9, 9],  # user 1's test item is its first
             "timestamp": [1.0, 5.0, 5.0, 1.0, 2.0, 3.0, 7.0, 7.0],
             "split_loo": ["train", "valid", "test", "train", "valid", "test", "train", "train"],
         }
     )
     layout = DatasetLayout(tmp_path)
     events.to_parquet(layout.events)
-    assert script_module("tied_targets").tied_targets(layout) == (2, 1)
+    assert script_module("tied_targets").tied_targets(layout) == (2, 1, 1)
