@@ -8,6 +8,13 @@ It behaves as TF Serving does where evorec depends on it:
   counts as AVAILABLE, and unloading those the config no longer names;
 - it re-reads the config and the base path every `poll_s` (TF Serving's
   `--model_config_file_poll_wait_seconds` and `--file_system_poll_wait_seconds`);
+- it sets a config's labels before it loads the config's new versions (server_core.cc,
+  `ReloadConfig`: `UpdateModelVersionLabelMap` first), so it refuses a whole config (logs
+  why, keeps serving the previous one, and refuses it again at every poll) in which a label
+  points at a version that is not AVAILABLE, unless the label is one it does not serve yet
+  and it runs with `--allow_version_labels_for_unavailable_models=true` (the option of the
+  same name, on by default as in our deployments): that flag never lets a label it serves
+  move to an unloaded version; a first config refused so means TF Serving does not start;
 - `ModelService.GetModelStatus` lists the AVAILABLE versions;
 - `PredictionService.Predict` answers by version number, by label (the config's, or those
   given) or the newest AVAILABLE version; a version that is not loaded is NOT_FOUND with TF
@@ -18,6 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 from pathlib import Path
 from typing import Any
 
@@ -35,31 +43,82 @@ from tensorflow_serving.config import model_server_config_pb2
 from evorec.encoder.bundle import model_versions
 
 AVAILABLE = get_model_status_pb2.ModelVersionStatus.AVAILABLE
+log = logging.getLogger("tests.prediction_service")
+
+
+class ConfigRefused(ValueError):
+    """TF Serving's FAILED_PRECONDITION for a model config it will not take."""
 
 
 class ServingState:
-    """The loaded versions per model, and the labels, as the config last said."""
+    """The loaded versions per model, and the labels, as the config last accepted said."""
 
-    def __init__(self, base: Path, config_file: Path | None, labels: dict[str, int]) -> None:
+    def __init__(
+        self,
+        base: Path,
+        config_file: Path | None,
+        labels: dict[str, int],
+        allow_version_labels_for_unavailable_models: bool = True,
+    ) -> None:
         self.base = base
         self.config_file = config_file
         self.given_labels = labels
+        self.allow_unavailable_labels = allow_version_labels_for_unavailable_models
+        self.config: model_server_config_pb2.ModelServerConfig | None = None  # last accepted
+        self.refused: str | None = None  # why the file's config is refused, while it is
         self.loaded: dict[str, dict[int, Any]] = {}
         self.labels: dict[str, dict[str, int]] = {}
 
+    def check_labels(self, config: model_server_config_pb2.ModelServerConfig) -> None:
+        """Raises ConfigRefused, with TF Serving's message, when a label of `config` points
+        at a version not AVAILABLE now: TF Serving checks the labels against what it has
+        loaded before it loads anything the new config adds. With the flag, a label it does
+        not serve yet (or serves at that same version) may wait for its version; a label it
+        serves at another version may not."""
+        for model in config.model_config_list.config:
+            for label, version in model.version_labels.items():
+                if version in self.loaded.get(model.name, {}):
+                    continue
+                serving = self.labels.get(model.name, {}).get(label)
+                if self.allow_unavailable_labels and serving in (None, version):
+                    continue
+                raise ConfigRefused(
+                    f"Request to assign label to version {version} of model {model.name},"
+                    " which is not currently available for inference"
+                )
+
+    def read_config(self) -> None:
+        """Takes the config file's content when its labels pass `check_labels`; otherwise
+        keeps the previous config (a first config refused raises: TF Serving fails to
+        start)."""
+        assert self.config_file is not None
+        config = text_format.Parse(
+            self.config_file.read_text(), model_server_config_pb2.ModelServerConfig()
+        )
+        if config == self.config:
+            return
+        try:
+            self.check_labels(config)
+        except ConfigRefused as error:
+            if self.config is None:
+                raise
+            self.refused = str(error)
+            log.error("%s refused, serving the previous config: %s", self.config_file, error)
+            return
+        self.config, self.refused = config, None
+
     def wanted(self) -> tuple[dict[str, list[int]], dict[str, dict[str, int]]]:
-        """Per model, the versions the config allows among those on disk, and its labels."""
+        """Per model, the versions the accepted config allows among those on disk, and its
+        labels."""
         if self.config_file is None:
             names = [p.name for p in self.base.iterdir() if p.is_dir()]
             return (
                 {n: model_versions(self.base / n)[-1:] for n in names},
                 {n: dict(self.given_labels) for n in names},
             )
-        config = text_format.Parse(
-            self.config_file.read_text(), model_server_config_pb2.ModelServerConfig()
-        )
+        assert self.config is not None
         versions, labels = {}, {}
-        for model in config.model_config_list.config:
+        for model in self.config.model_config_list.config:
             on_disk = model_versions(self.base / model.name)
             policy = model.model_version_policy
             if policy.HasField("specific"):
@@ -72,8 +131,14 @@ class ServingState:
         return versions, labels
 
     async def refresh(self) -> None:
-        """Loads what the config newly allows, then unloads what it no longer does."""
+        """Re-reads the config; sets its labels, loads what it newly allows, then unloads
+        what it no longer does."""
+        if self.config_file is not None:
+            self.read_config()
         versions, labels = self.wanted()
+        # Set before the loads, as TF Serving does: a new label on a version still loading
+        # resolves to it, and that version is NOT_FOUND until it is loaded.
+        self.labels = labels
         for name, wanted in versions.items():
             loaded = self.loaded.setdefault(name, {})
             for version in wanted:
@@ -84,11 +149,6 @@ class ServingState:
                 del loaded[version]
         for name in [n for n in self.loaded if n not in versions]:
             del self.loaded[name]
-        # TF Serving takes a label only for a version it has AVAILABLE.
-        self.labels = {
-            name: {k: v for k, v in model_labels.items() if v in self.loaded.get(name, {})}
-            for name, model_labels in labels.items()
-        }
 
 
 class SavedModelPredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):  # type: ignore[misc]
@@ -189,11 +249,15 @@ async def start_prediction_service(
     poll_s: float = 0.2,
     port: int = 0,
     host: str = "127.0.0.1",
+    allow_version_labels_for_unavailable_models: bool = True,
 ) -> StandIn:
     """Loads what the config allows (as TF Serving does before it serves), then serves
     PredictionService and ModelService on `host` (loopback unless a container needs all
-    interfaces), re-reading every `poll_s`."""
-    state = ServingState(base, config_file, labels or {})
+    interfaces), re-reading every `poll_s`. Raises ConfigRefused, as TF Serving fails to
+    start, when the config's labels are refused (see ServingState.check_labels)."""
+    state = ServingState(
+        base, config_file, labels or {}, allow_version_labels_for_unavailable_models
+    )
     await state.refresh()
     server = grpc.aio.server()
     stand_in = StandIn(server, 0, state)

@@ -20,6 +20,7 @@ from evorec.data.artifacts import DatasetLayout
 from evorec.data.sequences import newest_event_time
 from evorec.encoder.bundle import BUNDLE_DIR, ModelBundle, model_versions
 from evorec.encoder.config import EncoderConfig, TrainingConfig
+from evorec.encoder.publish import apply_version_policy, set_version_label
 from evorec.learning.comparison import dataset_item_ids
 from evorec.learning.lock import Busy, exclusive
 from evorec.learning.promote import labels, promote
@@ -34,6 +35,7 @@ from evorec.platform.clients import embedding_client, interest_client
 from evorec.platform.config import load_settings
 from evorec.v1 import common_pb2, embedding_pb2, interest_pb2
 from tests.conftest import ROOT, Stack
+from tests.prediction_service import start_prediction_service
 from tests.test_live_dataset import dataset_events
 
 QUICK = TrainingConfig(epochs=2, batch_size=32, warmup_steps=5, learning_rate=5e-3)
@@ -87,12 +89,28 @@ async def test_a_warm_retrain_is_published_then_a_worse_one_is_kept_aside(
     live: Stack, served: Path, prepared: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("EVOREC_RETRAIN__NDCG_MARGIN", "1")
+    model_config = live.settings().data_dir / "models.config"
+    # TF Serving serves version 1 as canary: it refuses a config that moves canary to a
+    # version it has not loaded, so the version must load before the label moves.
+    apply_version_policy(model_config, "encoder", [1])
+    set_version_label(model_config, "encoder", "canary", 1)
+    tf_serving = await start_prediction_service(served.parent, config_file=model_config, poll_s=0.1)
+    monkeypatch.setenv("EVOREC_SERVING__BACKEND", "tf_serving")
+    monkeypatch.setenv("EVOREC_SERVING__TF_SERVING_TARGET", f"127.0.0.1:{tf_serving.port}")
     settings = live.settings()
-    model_config = settings.data_dir / "models.config"
     request = RetrainRequest(SMALL, QUICK, label="canary", model_config=model_config)
-    report = await asyncio.to_thread(retrain, settings, request)
+    try:
+        report = await asyncio.to_thread(retrain, settings, request)
+        await tf_serving.state.refresh()
+        assert tf_serving.state.refused is None
+        assert tf_serving.state.labels["encoder"] == {"canary": 2}
+    finally:
+        await tf_serving.stop()
 
     assert report["decision"] == "published"
+    assert report["label"] == {"name": "canary", "version": 2}
+    assert report["tf_serving_versions"] == [1, 2]
+    assert "label_error" not in report
     assert (report["mode"], report["serving_version"], report["candidate_version"]) == (
         "warm", 1, 2,
     )  # fmt: skip
@@ -121,7 +139,7 @@ async def test_a_warm_retrain_is_published_then_a_worse_one_is_kept_aside(
     async with interest_client(settings) as interest:
         await interest.stub.DeleteUser(interest_pb2.DeleteUserRequest(user_id="u5"))
     monkeypatch.setenv("EVOREC_RETRAIN__NDCG_MARGIN", "0")
-    untrained = RetrainRequest(SMALL, replace(QUICK, epochs=1, learning_rate=0.0), True)
+    untrained = RetrainRequest(SMALL, replace(QUICK, epochs=1, learning_rate=1e-9), True)
     report = await asyncio.to_thread(retrain, live.settings(), untrained)
     assert report["decision"] == "kept_aside"
     assert "nothing to judge" in report["reason"]
@@ -300,8 +318,6 @@ def test_evorec_retrain_says_when_another_one_runs(settings: object) -> None:
 
 @pytest.mark.slow
 def test_promote_moves_stable_only_to_a_version_that_answers(served: Path, tmp_path: Path) -> None:
-    from evorec.encoder.publish import set_version_label
-
     config = tmp_path / "models.config"
     broken = served / "2"
     shutil.copytree(served / "1", broken)

@@ -324,8 +324,11 @@ def export(
     config: ConfigOption = None,
 ) -> None:
     """Publish an exported model version into TF Serving's base path (and set a label); TF
-    Serving's model config then loads the newest two versions and the labelled ones."""
-    from evorec.encoder.publish import apply_version_policy, publish, set_version_label
+    Serving's model config then loads the newest two versions and the labelled ones. With
+    TF Serving as the backend, the label moves once TF Serving reports the version
+    AVAILABLE. A version already in the base path is not copied again: run it on
+    `<base>/<model>/<version>` to move a label there later."""
+    from evorec.encoder.publish import LABEL_WAIT_S, apply_version_policy, move_label, publish
     from evorec.encoder.versions import model_versions
 
     settings = load_settings(config)
@@ -335,10 +338,22 @@ def export(
         if not versions:
             raise RuntimeError(f"no exported version under {model_dir}: run `evorec train`")
         version_dir = model_dir / str(versions[-1])
-    target = publish(version_dir, base)
-    console.print(f"published {version_dir} as {target}")
-    if label is not None:
-        set_version_label(model_config, target.parent.name, label, int(target.name))
-        console.print(f"{model_config}: label {label} -> version {target.name}")
+    target = base / version_dir.parent.name / version_dir.name
+    if target.exists() and target.resolve() == version_dir.resolve():
+        console.print(f"{target} is in the base path already")
+    else:
+        target = publish(version_dir, base)
+        console.print(f"published {version_dir} as {target}")
+    # The versions first: TF Serving refuses a label on a version it has not loaded.
     served = apply_version_policy(model_config, target.parent.name, model_versions(target.parent))
     console.print(f"{model_config}: TF Serving loads versions {', '.join(map(str, served))}")
+    if label is not None:
+        if settings.serving.backend == "tf_serving":
+            console.print(
+                f"waiting (at most {LABEL_WAIT_S:g} s) for TF Serving at"
+                f" {settings.serving.tf_serving_target} to report version {target.name}"
+                f" AVAILABLE before label {label} moves"
+            )
+        served = move_label(model_config, target.parent, label, int(target.name), settings)
+        console.print(f"{model_config}: label {label} -> version {target.name}")
+        console.print(f"{model_config}: TF Serving loads versions {', '.join(map(str, served))}")

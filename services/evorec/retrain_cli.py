@@ -109,6 +109,9 @@ def _retrain_once(settings: Settings, request: Request) -> None:
     verb = "published" if report["decision"] == "published" else "kept aside"
     console.print(f"{verb}: {report['reason']} -> {report['candidate_path']}")
     console.print(f"report: {report['report_path']}")
+    if "label_error" in report:
+        version = report["candidate_version"]
+        raise RuntimeError(f"version {version} is published, but {report['label_error']}")
     if "config_error" in report:
         raise RuntimeError(
             f"version {report['candidate_version']} is published, but TF Serving's model config"

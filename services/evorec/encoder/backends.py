@@ -156,6 +156,22 @@ def int32_tensor(array: np.ndarray) -> tensor_pb2.TensorProto:
     )
 
 
+async def available_versions(
+    models: model_service_pb2_grpc.ModelServiceStub, model_name: str, timeout_s: float
+) -> set[int]:
+    """The versions of `model_name` TF Serving reports AVAILABLE (ModelService's
+    GetModelStatus); raises its NOT_FOUND while it has none of them loaded."""
+    status = await models.GetModelStatus(
+        get_model_status_pb2.GetModelStatusRequest(model_spec=model_pb2.ModelSpec(name=model_name)),
+        timeout=timeout_s,
+    )
+    return {
+        s.version
+        for s in status.model_version_status
+        if s.state == get_model_status_pb2.ModelVersionStatus.AVAILABLE
+    }
+
+
 class TFServingBackend:
     """TensorFlow Serving's PredictionService.Predict, over one gRPC channel (with TLS from
     `tls` when `serving.tf_serving_tls` says so)."""
@@ -195,17 +211,9 @@ class TFServingBackend:
         resolves it to (asked with a one-item history). Every later request names that
         version, so its item indexes match the bundle's."""
         if not self.serving.version_label:
-            status = await self.models.GetModelStatus(
-                get_model_status_pb2.GetModelStatusRequest(
-                    model_spec=model_pb2.ModelSpec(name=self.serving.model_name)
-                ),
-                timeout=self.serving.timeout_s,
+            loaded = await available_versions(
+                self.models, self.serving.model_name, self.serving.timeout_s
             )
-            loaded = {
-                s.version
-                for s in status.model_version_status
-                if s.state == get_model_status_pb2.ModelVersionStatus.AVAILABLE
-            }
             usable = [v for v in available if v in loaded]
             if not usable:
                 raise LookupError(

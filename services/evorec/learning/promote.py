@@ -4,7 +4,10 @@ points at, once that version is proven to load and answer.
 TF Serving refuses a label on a version it has not loaded, and a label on a broken version
 would send every caller of that label to errors; so before the label moves, the version's
 bundle is loaded and its SavedModel encodes one history into a finite vector of the model's
-width, as TF Serving's warmup would.
+width, as TF Serving's warmup would. The version is one TF Serving has loaded already: the
+source label (canary) moved there only once TF Serving reported it AVAILABLE
+(`evorec.encoder.publish.move_label`), so the config written here, which moves the target
+label only, is one TF Serving takes.
 """
 
 from __future__ import annotations

@@ -111,10 +111,11 @@ def _run(
     from evorec.encoder.export import export_model, next_version
     from evorec.encoder.model import SequenceEncoder
     from evorec.encoder.publish import (
+        LabelNotMoved,
         apply_version_policy,
+        move_label,
         publish,
         read_model_config,
-        set_version_label,
     )
     from evorec.encoder.training import Trainer
     from evorec.encoder.warm_start import served_config, warm_start
@@ -215,12 +216,20 @@ def _run(
         report["candidate_path"] = str(published)
         if request.model_config is not None:
             try:
-                if request.label is not None:
-                    set_version_label(request.model_config, name, request.label, version)
-                    report["label"] = {"name": request.label, "version": version}
+                # The version first, its label once TF Serving has loaded it: TF Serving
+                # refuses a config whose label names a version it has not loaded.
                 report["tf_serving_versions"] = apply_version_policy(
                     request.model_config, name, model_versions(model_dir)
                 )
+                if request.label is not None:
+                    progress(f"pointing {request.label} at version {version} once it loads")
+                    report["tf_serving_versions"] = move_label(
+                        request.model_config, model_dir, request.label, version, settings
+                    )
+                    report["label"] = {"name": request.label, "version": version}
+            except LabelNotMoved as error:  # published and loading, or not: the label waits
+                report["label_error"] = str(error)
+                log.warning("%s", error)
             except Exception as error:  # published all the same: say so, not "failed"
                 report["config_error"] = f"{type(error).__name__}: {error}"
 
