@@ -48,7 +48,8 @@ def main() -> int:
     if endpoint.health_port is not None:  # plaintext, Check only: what probes are for
         port, credentials = endpoint.health_port, None
     else:  # the service's own port, in TLS when it serves TLS
-        port, credentials = endpoint.port, channel_credentials(settings.tls)
+        tls = settings.tls
+        port, credentials = endpoint.port, channel_credentials(tls) if tls.server_enabled else None
     status = check_health(f"127.0.0.1:{port}", SERVICES[name].full_name, TIMEOUT_S, credentials)
     if status != "SERVING":
         hint = (

@@ -27,6 +27,7 @@ from evorec.learning.live_dataset import (
     SnapshotError,
     holds_snapshot,
     list_items,
+    live_dataset_path,
     options_following,
     prune_live_datasets,
     take_snapshot,
@@ -207,6 +208,14 @@ def test_a_live_dataset_keeps_the_serving_datasets_topics(tmp_path: Path, prepar
     sizes = written["topic_id_every_split"].value_counts()
     assert [t["size"] for t in topics] == [int(sizes.get(t["topic_id"], 0)) for t in topics]
     np.testing.assert_array_equal(np.load(live.topic_centroids), np.load(serving.topic_centroids))
+
+
+def test_a_retrain_never_writes_over_the_serving_dataset(tmp_path: Path) -> None:
+    datasets = tmp_path / "datasets"
+    assert live_dataset_path(datasets, 12) == datasets / "live-12"
+    assert live_dataset_path(datasets, 12, serving=datasets / "live-7") == datasets / "live-12"
+    beside = live_dataset_path(datasets, 12, serving=datasets / "live-12")
+    assert beside == datasets / "live-12-retrain"
 
 
 def test_pruning_removes_only_the_other_live_datasets(tmp_path: Path) -> None:

@@ -76,7 +76,6 @@ time.sleep(60)
 WATCHED = """
 import time
 from evorec import supervisor
-from tests.conftest import ROOT
 supervisor.HAS_PDEATHSIG = False
 supervisor.watch_parent(0.05)
 time.sleep(60)

@@ -100,9 +100,7 @@ class EnsembleTrainer:
         text_vectors: np.ndarray | None,
         checkpoints: Path | None = None,
     ) -> None:
-        if encoder.members < 1:
-            raise ValueError(f"members must be at least 1, not {encoder.members}")
-        single = replace(encoder, members=1)
+        single = replace(encoder, members=1)  # EncoderConfig holds members >= 1
         self.data = data
         seeds = [member_seed(training.seed, k) for k in range(encoder.members)]
         self.trainers = [

@@ -201,9 +201,14 @@ def write_dataset(
     return manifest
 
 
-def live_dataset_path(datasets: Path, watermark: int) -> Path:
-    """Where the live dataset of a snapshot at `watermark` goes under `datasets`."""
-    return datasets / f"live-{watermark}"
+def live_dataset_path(datasets: Path, watermark: int, serving: Path | None = None) -> Path:
+    """Where the live dataset of a snapshot at `watermark` goes under `datasets`; beside it
+    when that folder is the `serving` dataset, which a retrain must never replace (the
+    embedding service reads it, and it is the operator's)."""
+    path = datasets / f"live-{watermark}"
+    if serving is not None and path.resolve() == serving.resolve():
+        return path.with_name(f"{path.name}-retrain")
+    return path
 
 
 def prune_live_datasets(keep: DatasetLayout, in_use: Path) -> list[Path]:

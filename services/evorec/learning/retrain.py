@@ -131,7 +131,8 @@ def _run(
 
     progress("exporting events and items")
     snapshot = asyncio.run(take_snapshot(settings, settings.retrain.export_timeout_s))
-    dataset = DatasetLayout(live_dataset_path(settings.data_dir / "datasets", snapshot.watermark))
+    datasets = settings.data_dir / "datasets"
+    dataset = DatasetLayout(live_dataset_path(datasets, snapshot.watermark, settings.dataset_path))
     options = options_following(DatasetLayout(settings.dataset_path), settings.text_models_path)
     if serving is not None:
         options = replace(options, pretrained=serving / BUNDLE_DIR / "word_vectors.bin")
