@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -35,6 +35,7 @@ from evorec.platform.errors import (
     Violations,
     dependency_error,
 )
+from evorec.platform.runs import runs_within
 from evorec.platform.server import GrpcService
 from evorec.platform.validation import (
     MAX_NORMALIZE_TEXTS,
@@ -169,8 +170,9 @@ class EmbeddingServicer(embedding_pb2_grpc.EmbeddingServiceServicer):
         per-text limit (an item's document joins a text of up to that limit with its title
         and categories)."""
         tokens: list[list[str]] = []
-        for batch in _batches(
-            [text[:MAX_TEXT_CHARS] for text in texts], MAX_NORMALIZE_TEXTS, self.max_call_bytes
+        texts = [text[:MAX_TEXT_CHARS] for text in texts]
+        for batch in runs_within(
+            texts, lambda text: len(text.encode()), self.max_call_bytes, MAX_NORMALIZE_TEXTS
         ):
             try:
                 response = await self.preprocess.NormalizeText(
@@ -488,22 +490,6 @@ def create(settings: Settings) -> GrpcService:
         start=start,
         stop=stop,
     )
-
-
-def _batches(texts: list[str], max_texts: int, max_bytes: int) -> Iterator[list[str]]:
-    """`texts` in order, in batches of at most `max_texts` texts and `max_bytes` bytes of
-    UTF-8 (a longer text goes alone)."""
-    batch: list[str] = []
-    size = 0
-    for text in texts:
-        length = len(text.encode())
-        if batch and (len(batch) == max_texts or size + length > max_bytes):
-            yield batch
-            batch, size = [], 0
-        batch.append(text)
-        size += length
-    if batch:
-        yield batch
 
 
 def _load(layout: DatasetLayout, text_models: Path | None) -> tuple[TextModel, ItemCatalog]:

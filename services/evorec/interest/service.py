@@ -9,7 +9,7 @@ import binascii
 import logging
 import math
 import time
-from collections.abc import AsyncIterator, Iterator, Sequence
+from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
 from evorec.interest.intake import new_events
@@ -24,6 +24,7 @@ from evorec.interest.writer import GroupWriter
 from evorec.platform.clients import embedding_client
 from evorec.platform.config import ServerSettings, Settings
 from evorec.platform.errors import FieldViolation, NotFound, ResourceExhausted, Violations
+from evorec.platform.runs import runs_within
 from evorec.platform.server import GrpcService
 from evorec.platform.validation import (
     DAY,
@@ -158,7 +159,9 @@ class InterestServicer(interest_pb2_grpc.InterestServiceServicer):
             self.store.history, request.user_id, size + 1, start, end, before
         )
         # At most `size` events, fewer where their texts would make the page too large.
-        events = next(within_bytes(map(stored_event, rows[:size]), self.page_bytes), [])
+        events = next(
+            runs_within(map(stored_event, rows[:size]), _framed_size, self.page_bytes), []
+        )
         page, more = rows[: len(events)], len(rows) > len(events)
         return interest_pb2.GetUserHistoryResponse(
             events=events,
@@ -331,7 +334,7 @@ class InterestServicer(interest_pb2_grpc.InterestServiceServicer):
             if not rows and after is None:  # nothing to export: one message says the watermark
                 yield interest_pb2.ExportEventsResponse(watermark=watermark)
             # A page whose texts would make one message too large goes in several.
-            for events in within_bytes(map(stored_event, rows), self.page_bytes):
+            for events in runs_within(map(stored_event, rows), _framed_size, self.page_bytes):
                 yield interest_pb2.ExportEventsResponse(events=events, watermark=watermark)
             exported += len(rows)
             if len(rows) < size:
@@ -340,24 +343,10 @@ class InterestServicer(interest_pb2_grpc.InterestServiceServicer):
         log.info("exported %d events up to watermark %d", exported, watermark)
 
 
-def within_bytes(
-    events: Iterator[interest_pb2.StoredEvent], budget: int
-) -> Iterator[list[interest_pb2.StoredEvent]]:
-    """`events` in order, in runs that take at most `budget` bytes in a message's repeated
-    field (each event its own size and at most 6 bytes of tag and length); a run holds at
-    least one event, whatever its size. Built lazily, so a reader of the first run builds
-    only the events it holds and the next."""
-    run: list[interest_pb2.StoredEvent] = []
-    used = 0
-    for event in events:
-        cost = event.ByteSize() + 6
-        if run and used + cost > budget:
-            yield run
-            run, used = [], 0
-        run.append(event)
-        used += cost
-    if run:
-        yield run
+def _framed_size(event: interest_pb2.StoredEvent) -> int:
+    """The bytes an event takes in a message's repeated field: its own size, and at most 6 of
+    tag and length."""
+    return event.ByteSize() + 6
 
 
 def stored_event(row: StoredRow) -> interest_pb2.StoredEvent:
