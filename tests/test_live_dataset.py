@@ -25,10 +25,11 @@ from evorec.learning.live_dataset import (
     SOURCE_FORMAT,
     LiveSnapshot,
     SnapshotError,
-    holds_snapshot,
+    holds_preparation,
     list_items,
     live_dataset_path,
     options_following,
+    preparation_digest,
     prune_live_datasets,
     take_snapshot,
     write_dataset,
@@ -119,12 +120,14 @@ async def test_the_snapshot_holds_what_the_services_hold_in_the_serving_text_spa
     assert layout.read_manifest() == manifest
     with pytest.raises(FileExistsError):
         write_dataset(taken, out, options)
-    assert holds_snapshot(layout, taken, options)
+    assert holds_preparation(layout, preparation_digest(taken, options))
     # Prepared otherwise (other word vectors, another seed), it is not the dataset to reuse.
     other_vectors = tmp_path / "other_word_vectors.bin"
     other_vectors.write_bytes(b"other vectors")
-    assert not holds_snapshot(layout, taken, replace(options, pretrained=other_vectors))
-    assert not holds_snapshot(layout, taken, replace(options, seed=1))
+    assert not holds_preparation(
+        layout, preparation_digest(taken, replace(options, pretrained=other_vectors))
+    )
+    assert not holds_preparation(layout, preparation_digest(taken, replace(options, seed=1)))
 
     # Deleting a user does not move the watermark, yet the dataset no longer holds the
     # snapshot: a retrain prepares it again, without the user.
@@ -132,10 +135,10 @@ async def test_the_snapshot_holds_what_the_services_hold_in_the_serving_text_spa
         await interest.stub.DeleteUser(interest_pb2.DeleteUserRequest(user_id="u5"))
     after_delete = await take_snapshot(settings, timeout_s=60)
     assert after_delete.watermark == taken.watermark
-    assert not holds_snapshot(layout, after_delete, options)
+    assert not holds_preparation(layout, preparation_digest(after_delete, options))
     write_dataset(after_delete, out, options, replace=True)
     assert "u5" not in set(pd.read_parquet(layout.events)["user_id"])
-    assert holds_snapshot(layout, after_delete, options)
+    assert holds_preparation(layout, preparation_digest(after_delete, options))
 
     # An item's new text, with no event, changes the snapshot too.
     async with embedding_client(settings) as embedding:
@@ -144,12 +147,14 @@ async def test_the_snapshot_holds_what_the_services_hold_in_the_serving_text_spa
                 items=[embedding_pb2.Item(item_id="fresh", title="Fresh", text="other words")]
             )
         )
-    assert not holds_snapshot(layout, await take_snapshot(settings, timeout_s=60), options)
+    assert not holds_preparation(
+        layout, preparation_digest(await take_snapshot(settings, timeout_s=60), options)
+    )
 
     # A dataset of another format holds no snapshot (an upgrade prepares it again).
     stale = layout.read_manifest() | {"format_version": 0}
     layout.write_json(layout.manifest, stale)
-    assert not holds_snapshot(layout, after_delete, options)
+    assert not holds_preparation(layout, preparation_digest(after_delete, options))
 
 
 def test_a_deleted_users_own_words_leave_the_word_vectors_with_their_events(

@@ -8,7 +8,7 @@ what the services would answer (a deleted user is gone) and keeps working when a
 to another machine or engine. The dataset is written beside its final place and renamed
 into it at the end: an export cut halfway leaves no dataset behind, only the error. Its
 manifest records a digest of the snapshot and the options, so that a dataset is reused only
-for the same events, catalog and preparation (`holds_snapshot`).
+for the same events, catalog and preparation (`holds_preparation`).
 """
 
 from __future__ import annotations
@@ -153,15 +153,15 @@ def preparation_digest(snapshot: LiveSnapshot, options: PrepareOptions) -> str:
     return digest.hexdigest()
 
 
-def holds_snapshot(layout: DatasetLayout, snapshot: LiveSnapshot, options: PrepareOptions) -> bool:
-    """Whether `layout` is a dataset of this evorec's format prepared from exactly the
-    snapshot's events and catalog, with `options`. The watermark alone does not say so:
-    `DeleteUser` removes events without moving it, items change without any event, and the
-    serving dataset's preparation or word vectors may have changed since."""
+def holds_preparation(layout: DatasetLayout, digest: str) -> bool:
+    """Whether `layout` is a dataset of this evorec's format whose preparation had `digest`
+    (`preparation_digest`: the same snapshot's events and catalog, the same options). The
+    watermark alone does not say so: `DeleteUser` removes events without moving it, items
+    change without any event, and the serving dataset's preparation or word vectors may
+    have changed since."""
     if not layout.is_current():
         return False
-    recorded = layout.read_manifest()["source"].get("preparation_sha256")
-    return bool(recorded == preparation_digest(snapshot, options))
+    return bool(layout.read_manifest()["source"].get("preparation_sha256") == digest)
 
 
 def write_dataset(
@@ -170,10 +170,12 @@ def write_dataset(
     options: PrepareOptions,
     progress: Progress = lambda message: None,
     replace: bool = False,
+    digest: str | None = None,
 ) -> dict[str, Any]:
     """Prepares `snapshot` into the new folder `out` (with `replace`, in place of the dataset
     there, which stays until the new one is whole); returns its manifest, which also holds
-    the watermark, the catalog revision, the preparation's digest and the exported counts."""
+    the watermark, the catalog revision, the preparation's digest (`digest` when the caller
+    computed it already) and the exported counts."""
     if out.exists() and not replace:
         raise FileExistsError(f"{out} exists already: a dataset is never overwritten")
     partial = out.with_name(f".{out.name}.partial")
@@ -188,7 +190,7 @@ def write_dataset(
             watermark=snapshot.watermark,
             catalog_id=snapshot.catalog_id,
             catalog_revision=snapshot.catalog_revision,
-            preparation_sha256=preparation_digest(snapshot, options),
+            preparation_sha256=digest or preparation_digest(snapshot, options),
         )
         manifest["counts"]["exported_events"] = len(snapshot.events)
         manifest["counts"]["listed_items"] = len(snapshot.items)

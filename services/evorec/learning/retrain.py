@@ -31,9 +31,10 @@ from evorec.data.artifacts import DatasetLayout
 from evorec.encoder.bundle import BUNDLE_DIR, model_versions
 from evorec.encoder.config import EncoderConfig, TrainingConfig
 from evorec.learning.live_dataset import (
-    holds_snapshot,
+    holds_preparation,
     live_dataset_path,
     options_following,
+    preparation_digest,
     prune_live_datasets,
     take_snapshot,
     write_dataset,
@@ -136,8 +137,9 @@ def _run(
     options = options_following(DatasetLayout(settings.dataset_path), settings.text_models_path)
     if serving is not None:
         options = replace(options, pretrained=serving / BUNDLE_DIR / "word_vectors.bin")
-    if not holds_snapshot(dataset, snapshot, options):
-        write_dataset(snapshot, dataset.root, options, progress, replace=True)
+    digest = preparation_digest(snapshot, options)
+    if not holds_preparation(dataset, digest):
+        write_dataset(snapshot, dataset.root, options, progress, replace=True, digest=digest)
     pruned = prune_live_datasets(dataset, in_use=settings.dataset_path)
     manifest = dataset.read_manifest()
     report["dataset"] = {
